@@ -1,0 +1,176 @@
+#include "common/group_spec.h"
+
+#include <cmath>
+#include <string>
+#include <unordered_set>
+
+namespace cohort::common {
+
+std::string_view FailureKindName(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::kExit: return "exit";
+    case FailureKind::kTimeout: return "timeout";
+    case FailureKind::kWorkerLost: return "worker_lost";
+  }
+  return "unknown";
+}
+
+bool ParseFailureKind(std::string_view name, FailureKind* out) {
+  for (FailureKind k : {FailureKind::kExit, FailureKind::kTimeout, FailureKind::kWorkerLost}) {
+    if (name == FailureKindName(k)) {
+      *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view OnFailureName(OnFailure mode) {
+  return mode == OnFailure::kContinue ? "continue" : "cancel";
+}
+
+namespace {
+
+std::string Quote(std::string_view s) {
+  constexpr size_t kShown = 64;  // an error message must stay readable for a 1 MB id
+  std::string out = "\"";
+  out.append(s.substr(0, kShown));
+  if (s.size() > kShown) out += "...";
+  out += '"';
+  return out;
+}
+
+std::string StepWhere(size_t index, const StepSpec& step) {
+  std::string out = "steps[" + std::to_string(index) + "]";
+  if (!step.id.empty()) out += " (id " + Quote(step.id) + ")";
+  return out;
+}
+
+std::string FormatNumber(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::string s = std::to_string(v);
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+// A time the user gave in seconds: finite and > 0 (or >= 0 when zero_ok).
+Status CheckSeconds(std::string_view where, std::string_view field, double v, bool zero_ok) {
+  bool good = std::isfinite(v) && (zero_ok ? v >= 0 : v > 0);
+  if (good) return Status::Ok();
+  std::string msg(where);
+  if (!msg.empty()) msg += ": ";
+  msg += std::string(field) + " must be a " + (zero_ok ? "non-negative" : "positive") +
+         " number of seconds, got " + FormatNumber(v);
+  return Status::InvalidArgument(msg);
+}
+
+std::string Prefix(std::string_view where) {
+  return where.empty() ? std::string() : std::string(where) + ": ";
+}
+
+Status CheckId(std::string_view where, std::string_view field, const std::string& id) {
+  if (id.size() > kMaxIdBytes) {
+    return Status::InvalidArgument(Prefix(where) + std::string(field) + " is " +
+                                   std::to_string(id.size()) + " bytes; the limit is " +
+                                   std::to_string(kMaxIdBytes));
+  }
+  for (unsigned char c : id) {
+    if (c < 0x20 || c == 0x7f) {
+      return Status::InvalidArgument(Prefix(where) + std::string(field) +
+                                     " must not contain control characters");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateRetryPolicy(const RetryPolicy& p, std::string_view where) {
+  std::string at = Prefix(where);
+  if (p.max_attempts < 1) {
+    return Status::InvalidArgument(at + "retry.max_attempts must be at least 1, got " +
+                                   std::to_string(p.max_attempts));
+  }
+  if (Status s = CheckSeconds(where, "retry.backoff_s", p.backoff_s, true); !s.ok()) return s;
+  if (Status s = CheckSeconds(where, "retry.max_backoff_s", p.max_backoff_s, true); !s.ok()) return s;
+  if (!std::isfinite(p.backoff_multiplier) || p.backoff_multiplier < 1.0) {
+    return Status::InvalidArgument(at + "retry.backoff_multiplier must be a number >= 1, got " +
+                                   FormatNumber(p.backoff_multiplier));
+  }
+  if (!std::isfinite(p.jitter) || p.jitter < 0.0 || p.jitter > 1.0) {
+    return Status::InvalidArgument(at + "retry.jitter must be a fraction between 0 and 1, got " +
+                                   FormatNumber(p.jitter));
+  }
+  if ((p.retry_on & ~kAllFailureKinds) != 0) {
+    return Status::InvalidArgument(at + "retry.retry_on has an unknown failure kind");
+  }
+  return Status::Ok();
+}
+
+Status ValidateGroupSpec(const GroupSpec& spec) {
+  if (Status s = CheckId("", "id", spec.id); !s.ok()) return s;
+  if (spec.steps.empty()) return Status::InvalidArgument("steps: a group needs at least one step");
+  if (spec.steps.size() > kMaxStepsPerGroup) {
+    return Status::InvalidArgument("steps: " + std::to_string(spec.steps.size()) +
+                                   " steps; the limit is " + std::to_string(kMaxStepsPerGroup));
+  }
+  if (spec.max_parallel && *spec.max_parallel < 1) {
+    return Status::InvalidArgument("max_parallel must be at least 1 (omit it for no limit), got " +
+                                   std::to_string(*spec.max_parallel));
+  }
+  if (spec.timeout_s) {
+    if (Status s = CheckSeconds("", "timeout_s", *spec.timeout_s, false); !s.ok()) return s;
+  }
+  if (spec.deadline_s) {
+    if (Status s = CheckSeconds("", "deadline_s", *spec.deadline_s, false); !s.ok()) return s;
+  }
+  if (Status s = ValidateRetryPolicy(spec.retry, ""); !s.ok()) return s;
+
+  std::unordered_set<std::string_view> ids;
+  ids.reserve(spec.steps.size());
+  for (size_t i = 0; i < spec.steps.size(); ++i) {
+    const StepSpec& step = spec.steps[i];
+    std::string where = StepWhere(i, step);
+    if (step.id.empty()) return Status::InvalidArgument(where + ": id must not be empty");
+    if (Status s = CheckId(where, "id", step.id); !s.ok()) return s;
+    if (!ids.insert(step.id).second) {
+      return Status::InvalidArgument(where + ": id is a duplicate; step ids must be unique in a group");
+    }
+    if (step.argv.empty() && step.shell.empty()) {
+      return Status::InvalidArgument(where + ": needs a command (argv) or a shell string");
+    }
+    if (!step.argv.empty() && !step.shell.empty()) {
+      return Status::InvalidArgument(where + ": give either command (argv) or shell, not both");
+    }
+    if (!step.argv.empty() && step.argv[0].empty()) {
+      return Status::InvalidArgument(where + ": command[0] (the program) must not be empty");
+    }
+    for (const auto& [key, value] : step.env) {
+      if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos) {
+        return Status::InvalidArgument(where + ": env has an invalid variable name " + Quote(key));
+      }
+      if (value.find('\0') != std::string::npos) {
+        return Status::InvalidArgument(where + ": env." + key + " must not contain a NUL byte");
+      }
+    }
+    if (step.timeout_s) {
+      if (Status s = CheckSeconds(where, "timeout_s", *step.timeout_s, false); !s.ok()) return s;
+    }
+    if (step.retry) {
+      if (Status s = ValidateRetryPolicy(*step.retry, where); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+const RetryPolicy& EffectiveRetry(const GroupSpec& group, const StepSpec& step) {
+  return step.retry ? *step.retry : group.retry;
+}
+
+std::optional<double> EffectiveTimeout(const GroupSpec& group, const StepSpec& step) {
+  return step.timeout_s ? step.timeout_s : group.timeout_s;
+}
+
+}  // namespace cohort::common

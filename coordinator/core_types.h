@@ -1,0 +1,114 @@
+// The vocabulary of the scheduling core: the events it is fed and the actions
+// it returns. Both are plain values so that a daemon can carry them out, a
+// test can compare them, and a later journal can record the events and
+// replay them into an identical core.
+#ifndef COHORT_COORDINATOR_CORE_TYPES_H_
+#define COHORT_COORDINATOR_CORE_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/group_spec.h"
+#include "common/result.h"
+#include "common/time.h"
+
+namespace cohort::coordinator {
+
+// Names one attempt of one step: what dispatches carry and workers echo back.
+// `attempt` is the fencing token: only the current attempt's reports count.
+struct AttemptRef {
+  std::string group;
+  uint32_t step = 0;  // index in the group's steps, submission order
+  uint32_t attempt = 0;
+
+  friend bool operator==(const AttemptRef&, const AttemptRef&) = default;
+};
+
+// ---- Events ---------------------------------------------------------------
+
+struct SubmitGroup {
+  common::GroupSpec spec;
+};
+struct WorkerJoined {
+  std::string name;
+  int64_t slots = 1;
+  std::vector<std::string> agents;
+  // What the worker says it still runs (after a reconnect). Attempts the core
+  // placed on it that are missing here are treated as lost with the worker;
+  // listed attempts that are no longer current are told to stop.
+  std::vector<AttemptRef> running;
+};
+struct WorkerHeartbeat {
+  std::string name;
+};
+struct WorkerLost {
+  std::string name;
+  std::string reason;
+};
+struct StepStarted {
+  AttemptRef ref;
+  std::string worker;
+};
+struct StepFinished {
+  AttemptRef ref;
+  std::string worker;
+  common::AttemptOutcome outcome;
+};
+struct Tick {};
+struct CancelGroup {
+  std::string group;
+};
+struct CancelStep {
+  std::string group;
+  std::string step_id;
+};
+
+using Event = std::variant<SubmitGroup, WorkerJoined, WorkerHeartbeat, WorkerLost, StepStarted,
+                           StepFinished, Tick, CancelGroup, CancelStep>;
+
+// ---- Actions --------------------------------------------------------------
+
+// Send this attempt to this worker. `spec` points into the core's copy of the
+// group and stays valid until the next event is handled.
+struct Dispatch {
+  AttemptRef ref;
+  std::string worker;
+  std::optional<common::Duration> timeout;
+  const common::StepSpec* spec = nullptr;
+};
+// Publish "cancel every step of this group" to all workers.
+struct BroadcastCancel {
+  std::string group;
+};
+// Tell one worker to stop one attempt (direct, in case it missed a broadcast,
+// or because the attempt is stale).
+struct CancelAttempt {
+  AttemptRef ref;
+  std::string worker;
+};
+struct GroupFinished {
+  std::string group;
+  common::GroupState state = common::GroupState::kRunning;
+};
+// The core declared a worker lost (no heartbeat in time); the daemon forgets
+// its route. Not emitted for an explicit WorkerLost event.
+struct WorkerExpired {
+  std::string worker;
+};
+
+using Action = std::variant<Dispatch, BroadcastCancel, CancelAttempt, GroupFinished, WorkerExpired>;
+
+struct WorkerView {
+  std::string name;
+  int64_t slots = 0;
+  int64_t running = 0;
+  std::vector<std::string> agents;
+  common::Time last_heartbeat{};
+};
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_CORE_TYPES_H_

@@ -1,0 +1,604 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <utility>
+
+namespace cohort::coordinator {
+
+using common::AttemptStatus;
+using common::Duration;
+using common::GroupState;
+using common::Status;
+using common::StepState;
+using common::Time;
+using internal::TimerKind;
+
+namespace {
+
+std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string SecondsText(Duration d) {
+  double s = common::DurationToSeconds(d);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return std::string(buf) + "s";
+}
+
+std::string SignalText(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return "killed by signal " + std::to_string(sig) + (abbrev ? " (SIG" + std::string(abbrev) + ")" : "");
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerOptions options) : options_(options), rng_(options.seed) {}
+Scheduler::~Scheduler() = default;
+
+Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
+  struct Visitor {
+    Scheduler* s;
+    Time now;
+    std::vector<Action>* out;
+    Status operator()(SubmitGroup& e) { return s->Submit(std::move(e.spec), now, out); }
+    Status operator()(WorkerJoined& e) { return s->Join(e, now, out); }
+    Status operator()(WorkerHeartbeat& e) { return s->Heartbeat(e.name, now); }
+    Status operator()(WorkerLost& e) { return s->Lose(e.name, e.reason, now, out); }
+    Status operator()(StepStarted& e) { return s->Started(e, now, out); }
+    Status operator()(StepFinished& e) { return s->Finished(e, now, out); }
+    Status operator()(coordinator::Tick&) {
+      s->Tick(now, out);
+      return Status::Ok();
+    }
+    Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out); }
+    Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out); }
+  };
+  return std::visit(Visitor{this, now, out}, event);
+}
+
+internal::Group* Scheduler::FindGroup(std::string_view id) const {
+  auto it = groups_.find(std::string(id));
+  return it == groups_.end() ? nullptr : it->second.get();
+}
+
+internal::Worker* Scheduler::FindWorker(std::string_view name) const {
+  auto it = workers_.find(name);
+  return it == workers_.end() ? nullptr : it->second.get();
+}
+
+// ---- Timers ---------------------------------------------------------------
+
+void Scheduler::AddTimer(const Timer& t, std::optional<Timer>* slot) {
+  ClearTimer(slot);
+  timers_.insert(t);
+  *slot = t;
+}
+
+void Scheduler::ClearTimer(std::optional<Timer>* slot) {
+  if (*slot) {
+    timers_.erase(**slot);
+    slot->reset();
+  }
+}
+
+std::optional<Time> Scheduler::NextDeadline() const {
+  if (timers_.empty()) return std::nullopt;
+  return timers_.begin()->at;
+}
+
+void Scheduler::Tick(Time now, std::vector<Action>* out) {
+  while (!timers_.empty() && timers_.begin()->at <= now) {
+    Timer t = *timers_.begin();
+    FireTimer(t, now, out);
+    timers_.erase(t);  // a no-op when the handler cleared its own slot
+  }
+  Pump(now, out);
+}
+
+void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
+  if (t.kind == TimerKind::kWorkerExpiry) {
+    auto it = workers_by_seq_.find(t.a);
+    if (it == workers_by_seq_.end() || it->second->expiry != t) return;
+    Worker* w = it->second;
+    w->expiry.reset();
+    out->push_back(WorkerExpired{w->name});
+    Lose(w->name,
+         "no heartbeat for " + SecondsText(options_.heartbeat_interval * options_.liveness), now, out);
+    return;
+  }
+  auto git = groups_by_seq_.find(t.a);
+  if (git == groups_by_seq_.end()) return;
+  Group* g = git->second;
+  switch (t.kind) {
+    case TimerKind::kGroupDeadline: {
+      if (g->deadline_timer != t) return;
+      g->deadline_timer.reset();
+      if (g->finished || g->stopping) return;
+      g->errors.push_back({"", "group deadline of " +
+                                   SecondsText(common::SecondsToDuration(*g->spec.deadline_s)) +
+                                   " exceeded"});
+      StopGroup(g, GroupState::kFailed, now, out);
+      return;
+    }
+    case TimerKind::kAttemptBackstop: {
+      StepRt& st = g->steps[t.b];
+      if (st.timer != t) return;
+      st.timer.reset();
+      Worker* w = workers_by_seq_.count(st.worker) ? workers_by_seq_[st.worker] : nullptr;
+      std::string worker = w ? w->name : st.attempts.back().worker;
+      out->push_back(CancelAttempt{{g->spec.id, t.b, t.c}, worker});
+      std::string why = "no result from worker " + Quote(worker) + " within the step's timeout plus " +
+                        SecondsText(options_.backstop_grace);
+      CloseAttempt(g, t.b, AttemptStatus::kTimedOut, now);
+      st.attempts.back().error = why;
+      Decide(g, t.b, AttemptStatus::kTimedOut, why, now, out);
+      return;
+    }
+    case TimerKind::kBackoff: {
+      StepRt& st = g->steps[t.b];
+      if (st.timer != t) return;
+      st.timer.reset();
+      g->backoff.erase(t.b);
+      g->retry_ready[g->spec.steps[t.b].agent].push_back(t.b);
+      ++g->retry_ready_count;
+      Enqueue(g);
+      return;
+    }
+    case TimerKind::kCancelResend: {
+      if (g->resend_timer != t) return;
+      g->resend_timer.reset();
+      std::vector<uint32_t> overdue;
+      bool any = false;
+      for (uint32_t i : g->active) {
+        StepRt& st = g->steps[i];
+        if (!st.cancel_requested) continue;
+        if (now - st.cancel_at >= options_.backstop_grace) {
+          overdue.push_back(i);
+          continue;
+        }
+        any = true;
+        auto wit = workers_by_seq_.find(st.worker);
+        if (wit != workers_by_seq_.end()) {
+          out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size())},
+                                       wit->second->name});
+        }
+      }
+      // A worker that stays alive but never confirms a cancel must not hold
+      // the group open for ever: past the grace the core stops waiting.
+      for (uint32_t i : overdue) {
+        std::string why = "worker " + Quote(g->steps[i].attempts.back().worker) +
+                          " did not confirm the cancel within " + SecondsText(options_.backstop_grace);
+        CloseAttempt(g, i, AttemptStatus::kCancelled, now);
+        g->steps[i].attempts.back().error = why;
+        Decide(g, i, AttemptStatus::kCancelled, why, now, out);
+      }
+      if (any) AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
+      return;
+    }
+    case TimerKind::kRetention: {
+      if (g->retention_timer != t) return;
+      g->retention_timer.reset();
+      groups_by_seq_.erase(g->seq);
+      groups_.erase(g->spec.id);  // destroys g
+      return;
+    }
+    case TimerKind::kWorkerExpiry:
+      return;
+  }
+}
+
+// ---- Groups ---------------------------------------------------------------
+
+Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* out,
+                         std::string* assigned_id) {
+  if (Status s = common::ValidateGroupSpec(spec); !s.ok()) return s;
+  if (spec.id.empty()) {
+    uint64_t n = next_group_seq_;
+    do {
+      spec.id = "g" + std::to_string(n++);
+    } while (groups_.count(spec.id));
+  } else if (groups_.count(spec.id)) {
+    return Status::AlreadyExists("id: a group " + Quote(spec.id) + " exists already");
+  }
+
+  auto owned = std::make_unique<Group>();
+  Group* g = owned.get();
+  g->seq = next_group_seq_++;
+  g->spec = std::move(spec);
+  g->submitted_at = now;
+  const size_t n = g->spec.steps.size();
+  g->steps.resize(n);
+  g->counts[static_cast<int>(StepState::kPending)] = n;
+  if (g->spec.max_parallel) g->max_parallel = *g->spec.max_parallel;
+  g->index.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const common::StepSpec& step = g->spec.steps[i];
+    g->index.emplace(step.id, i);
+    g->pending[step.agent].push_back(i);
+  }
+  if (g->spec.deadline_s) {
+    AddTimer({now + common::SecondsToDuration(*g->spec.deadline_s), TimerKind::kGroupDeadline, g->seq},
+             &g->deadline_timer);
+  }
+  if (assigned_id) *assigned_id = g->spec.id;
+  groups_by_seq_[g->seq] = g;
+  groups_.emplace(g->spec.id, std::move(owned));
+  Enqueue(g);
+  Pump(now, out);
+  return Status::Ok();
+}
+
+Status Scheduler::CancelGroupById(std::string_view id, Time now, std::vector<Action>* out) {
+  Group* g = FindGroup(id);
+  if (!g) return Status::NotFound("no group " + Quote(id));
+  if (g->finished) {
+    return Status::FailedPrecondition("group " + Quote(id) + " has already finished " +
+                                      std::string(common::GroupStateName(g->state)));
+  }
+  if (g->stopping) return Status::Ok();  // already being stopped; the first reason stands
+  StopGroup(g, GroupState::kCancelled, now, out);
+  Pump(now, out);
+  return Status::Ok();
+}
+
+Status Scheduler::CancelStepById(std::string_view id, std::string_view step_id, Time now,
+                                 std::vector<Action>* out) {
+  Group* g = FindGroup(id);
+  if (!g) return Status::NotFound("no group " + Quote(id));
+  auto it = g->index.find(step_id);
+  if (it == g->index.end()) return Status::NotFound("group " + Quote(id) + " has no step " + Quote(step_id));
+  uint32_t i = it->second;
+  StepRt& st = g->steps[i];
+  if (common::IsFinal(st.state)) {
+    return Status::FailedPrecondition("step " + Quote(step_id) + " has already " +
+                                      std::string(common::StepStateName(st.state)));
+  }
+  if (st.attempt_active) {
+    if (!st.cancel_requested) RequestAttemptCancel(g, i, now, out);
+  } else {
+    CancelPendingOrBackoff(g, i, "cancelled by user");
+    MaybeFinish(g, now, out);
+  }
+  Pump(now, out);
+  return Status::Ok();
+}
+
+void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vector<Action>* out) {
+  if (g->stopping || g->finished) return;
+  g->stopping = true;
+  g->stop_state = final_state;
+  std::string why;
+  if (final_state == GroupState::kCancelled) {
+    why = "cancelled by user";
+  } else if (!g->errors.empty() && !g->errors.front().step.empty()) {
+    why = "cancelled because step " + Quote(g->errors.front().step) + " failed";
+  } else {
+    why = "cancelled because the group failed: " + (g->errors.empty() ? "" : g->errors.front().error);
+  }
+  for (auto& [agent, queue] : g->pending) {
+    for (uint32_t i : queue) {
+      if (g->steps[i].state == StepState::kPending) CancelPendingOrBackoff(g, i, why);
+    }
+    queue.clear();
+  }
+  for (auto& [agent, queue] : g->retry_ready) {
+    std::deque<uint32_t> copy;
+    copy.swap(queue);
+    for (uint32_t i : copy) CancelPendingOrBackoff(g, i, why);
+  }
+  for (uint32_t i : std::vector<uint32_t>(g->backoff.begin(), g->backoff.end())) {
+    CancelPendingOrBackoff(g, i, why);
+  }
+  if (!g->active.empty()) {
+    out->push_back(BroadcastCancel{g->spec.id});
+    for (uint32_t i : g->active) {
+      g->steps[i].error = why;
+      RequestAttemptCancel(g, i, now, out);
+    }
+  }
+  ClearTimer(&g->deadline_timer);
+  MaybeFinish(g, now, out);
+}
+
+void Scheduler::CancelPendingOrBackoff(Group* g, uint32_t i, std::string why) {
+  StepRt& st = g->steps[i];
+  if (st.state == StepState::kRetrying) {
+    if (st.timer) {
+      ClearTimer(&st.timer);
+      g->backoff.erase(i);
+    } else {
+      // Waiting in retry_ready: remove it there (those queues are short).
+      auto& q = g->retry_ready[g->spec.steps[i].agent];
+      auto pos = std::find(q.begin(), q.end(), i);
+      if (pos != q.end()) {
+        q.erase(pos);
+        --g->retry_ready_count;
+      }
+    }
+  }
+  // A pending step's queue entry is skipped later, when met.
+  st.error = std::move(why);
+  SetState(g, i, StepState::kCancelled);
+  ReleaseSlot(g, i);
+}
+
+void Scheduler::RequestAttemptCancel(Group* g, uint32_t i, Time now, std::vector<Action>* out) {
+  StepRt& st = g->steps[i];
+  st.cancel_requested = true;
+  st.cancel_at = now;
+  auto wit = workers_by_seq_.find(st.worker);
+  std::string worker = wit != workers_by_seq_.end() ? wit->second->name : st.attempts.back().worker;
+  out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size())}, worker});
+  if (!g->resend_timer) {
+    AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
+  }
+}
+
+void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
+  if (g->finished || g->final_count() != g->steps.size() || !g->active.empty()) return;
+  g->finished = true;
+  g->finished_at = now;
+  if (g->stopping) {
+    g->state = g->stop_state;
+  } else {
+    g->state = g->errors.empty() ? GroupState::kCompleted : GroupState::kFailed;
+  }
+  ClearTimer(&g->deadline_timer);
+  ClearTimer(&g->resend_timer);
+  AddTimer({now + options_.retention, TimerKind::kRetention, g->seq}, &g->retention_timer);
+  g->pending.clear();
+  g->retry_ready.clear();
+  out->push_back(GroupFinished{g->spec.id, g->state});
+}
+
+// ---- Steps and attempts ---------------------------------------------------
+
+void Scheduler::SetState(Group* g, uint32_t i, StepState s) {
+  StepRt& st = g->steps[i];
+  --g->counts[static_cast<int>(st.state)];
+  ++g->counts[static_cast<int>(s)];
+  st.state = s;
+}
+
+void Scheduler::ReleaseSlot(Group* g, uint32_t i) {
+  StepRt& st = g->steps[i];
+  if (!st.holds_slot) return;
+  st.holds_slot = false;
+  --g->in_progress;
+  Enqueue(g);
+}
+
+void Scheduler::CloseAttempt(Group* g, uint32_t i, AttemptStatus status, Time now) {
+  StepRt& st = g->steps[i];
+  common::AttemptRecord& rec = st.attempts.back();
+  rec.status = status;
+  rec.finished_at = now;
+  st.attempt_active = false;
+  ClearTimer(&st.timer);
+  g->active.erase(i);
+  auto wit = workers_by_seq_.find(st.worker);
+  if (wit != workers_by_seq_.end()) {
+    wit->second->attempts.erase({g->seq, i, rec.attempt});
+    AdjustRunning(wit->second, -1);
+  }
+  st.worker = 0;
+}
+
+Duration Scheduler::BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made) {
+  double delay = p.backoff_s * std::pow(p.backoff_multiplier, attempts_made > 0 ? attempts_made - 1 : 0);
+  if (!(delay <= p.max_backoff_s)) delay = p.max_backoff_s;
+  if (p.jitter > 0) {
+    double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // [0, 1), same on every platform
+    delay *= 1.0 + p.jitter * (2.0 * u - 1.0);
+  }
+  return common::SecondsToDuration(delay);
+}
+
+void Scheduler::Decide(Group* g, uint32_t i, AttemptStatus status, const std::string& error, Time now,
+                       std::vector<Action>* out) {
+  StepRt& st = g->steps[i];
+  const bool cancel_asked = st.cancel_requested;
+  st.cancel_requested = false;
+  if (status == AttemptStatus::kSucceeded) {
+    st.error.clear();
+    SetState(g, i, StepState::kCompleted);
+    ReleaseSlot(g, i);
+  } else if (status == AttemptStatus::kCancelled ||
+             (cancel_asked && status != AttemptStatus::kFailed)) {
+    // Cancelled, or gone (lost, unresponsive) while being cancelled: either
+    // way it is stopped as asked. A cancelled step is never retried.
+    if (st.error.empty()) st.error = "cancelled by user";
+    SetState(g, i, StepState::kCancelled);
+    ReleaseSlot(g, i);
+  } else {
+    common::FailureKind kind = status == AttemptStatus::kTimedOut ? common::FailureKind::kTimeout
+                               : status == AttemptStatus::kWorkerLost ? common::FailureKind::kWorkerLost
+                                                                      : common::FailureKind::kExit;
+    const common::RetryPolicy& policy = common::EffectiveRetry(g->spec, g->spec.steps[i]);
+    int64_t limit = policy.max_attempts;
+    bool allowed = policy.RetriesOn(kind);
+    if (kind == common::FailureKind::kWorkerLost && (allowed || !policy.retry_on_given)) {
+      allowed = true;
+      limit = std::max<int64_t>(limit, options_.worker_lost_attempts);
+    }
+    bool retry = allowed && !g->stopping && !cancel_asked && static_cast<int64_t>(st.attempts.size()) < limit;
+    if (retry) {
+      SetState(g, i, StepState::kRetrying);
+      Duration delay = kind == common::FailureKind::kWorkerLost
+                           ? Duration::zero()
+                           : BackoffDelay(policy, static_cast<uint32_t>(st.attempts.size()));
+      if (delay <= Duration::zero()) {
+        g->retry_ready[g->spec.steps[i].agent].push_back(i);
+        ++g->retry_ready_count;
+        Enqueue(g);
+      } else {
+        g->backoff.insert(i);
+        AddTimer({now + delay, TimerKind::kBackoff, g->seq, i}, &st.timer);
+      }
+    } else {
+      FailStep(g, i, error, now, out);
+    }
+  }
+  MaybeFinish(g, now, out);
+}
+
+void Scheduler::FailStep(Group* g, uint32_t i, std::string error, Time now, std::vector<Action>* out) {
+  StepRt& st = g->steps[i];
+  st.error = error;
+  SetState(g, i, StepState::kFailed);
+  ReleaseSlot(g, i);
+  g->errors.push_back({g->spec.steps[i].id, std::move(error)});
+  if (g->spec.on_failure == common::OnFailure::kCancel) StopGroup(g, GroupState::kFailed, now, out);
+}
+
+void Scheduler::LoseAttempt(Group* g, uint32_t i, const std::string& why, Time now, std::vector<Action>* out) {
+  CloseAttempt(g, i, AttemptStatus::kWorkerLost, now);
+  g->steps[i].attempts.back().error = why;
+  Decide(g, i, AttemptStatus::kWorkerLost, why, now, out);
+}
+
+Status Scheduler::Started(const StepStarted& e, Time now, std::vector<Action>* out) {
+  Group* g = FindGroup(e.ref.group);
+  StepRt* st = g && e.ref.step < g->steps.size() ? &g->steps[e.ref.step] : nullptr;
+  if (!st || !st->attempt_active || st->attempts.size() != e.ref.attempt ||
+      st->attempts.back().worker != e.worker) {
+    // Fencing: whatever runs this attempt is not the current one. Stop it.
+    ++stale_reports_;
+    out->push_back(CancelAttempt{e.ref, e.worker});
+    return Status::Ok();
+  }
+  if (!st->attempts.back().started_at) st->attempts.back().started_at = now;
+  return Status::Ok();
+}
+
+Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>* out) {
+  Group* g = FindGroup(e.ref.group);
+  StepRt* st = g && e.ref.step < g->steps.size() ? &g->steps[e.ref.step] : nullptr;
+  if (!st || !st->attempt_active || st->attempts.size() != e.ref.attempt ||
+      st->attempts.back().worker != e.worker) {
+    ++stale_reports_;  // a late report for an attempt already decided: ignored
+    return Status::Ok();
+  }
+  const common::AttemptOutcome& o = e.outcome;
+  AttemptStatus status;
+  std::string error;
+  if (o.cancelled) {
+    status = AttemptStatus::kCancelled;
+  } else if (o.timed_out) {
+    status = AttemptStatus::kTimedOut;
+    std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[e.ref.step]);
+    error = t ? "timed out after " + SecondsText(common::SecondsToDuration(*t)) : "timed out";
+  } else if (o.exit_code == 0 && !o.signal && o.error.empty()) {
+    status = AttemptStatus::kSucceeded;
+  } else {
+    status = AttemptStatus::kFailed;
+    if (!o.error.empty()) {
+      error = o.error;
+    } else if (o.signal) {
+      error = SignalText(*o.signal);
+    } else if (o.exit_code) {
+      error = "exited with code " + std::to_string(*o.exit_code);
+    } else {
+      error = "ended without an exit code";
+    }
+  }
+  CloseAttempt(g, e.ref.step, status, now);
+  common::AttemptRecord& rec = st->attempts.back();
+  if (!rec.started_at) rec.started_at = rec.dispatched_at;
+  rec.exit_code = o.exit_code;
+  rec.signal = o.signal;
+  rec.error = error;
+  rec.stdout_tail = o.stdout_tail;
+  rec.stderr_tail = o.stderr_tail;
+  Decide(g, e.ref.step, status, error, now, out);
+  Pump(now, out);
+  return Status::Ok();
+}
+
+// ---- Workers --------------------------------------------------------------
+
+Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out) {
+  if (j.name.empty()) return Status::InvalidArgument("name: a worker needs a name");
+  if (j.slots < 1) {
+    return Status::InvalidArgument("slots: worker " + Quote(j.name) + " must offer at least 1 slot, got " +
+                                   std::to_string(j.slots));
+  }
+  Worker* w = FindWorker(j.name);
+  if (!w) {
+    auto owned = std::make_unique<Worker>();
+    w = owned.get();
+    w->seq = next_worker_seq_++;
+    w->name = j.name;
+    workers_by_seq_[w->seq] = w;
+    workers_.emplace(j.name, std::move(owned));
+  } else {
+    UnindexWorker(w);
+    for (const std::string& a : w->agents) --agent_workers_[a];
+  }
+  w->slots = j.slots;
+  w->agents = j.agents;
+  std::sort(w->agents.begin(), w->agents.end());
+  w->agents.erase(std::unique(w->agents.begin(), w->agents.end()), w->agents.end());
+  for (const std::string& a : w->agents) ++agent_workers_[a];
+  w->last_heartbeat = now;
+  AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
+           &w->expiry);
+
+  // Reconcile with what the worker says it runs.
+  std::set<internal::AttemptKey> confirmed;
+  for (const AttemptRef& ref : j.running) {
+    Group* g = FindGroup(ref.group);
+    const StepRt* st = g && ref.step < g->steps.size() ? &g->steps[ref.step] : nullptr;
+    if (st && st->attempt_active && st->worker == w->seq && st->attempts.size() == ref.attempt) {
+      confirmed.insert({g->seq, ref.step, ref.attempt});
+    } else {
+      ++stale_reports_;
+      out->push_back(CancelAttempt{ref, w->name});
+    }
+  }
+  std::vector<internal::AttemptKey> missing;
+  for (const auto& key : w->attempts) {
+    if (!confirmed.count(key)) missing.push_back(key);
+  }
+  for (const auto& key : missing) {
+    Group* g = groups_by_seq_.at(key.group);
+    LoseAttempt(g, key.step, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
+  }
+  IndexWorker(w);
+  WakeParked();
+  Pump(now, out);
+  return Status::Ok();
+}
+
+Status Scheduler::Heartbeat(std::string_view name, Time now) {
+  Worker* w = FindWorker(name);
+  if (!w) return Status::NotFound("unknown worker " + Quote(name) + "; it must register first");
+  w->last_heartbeat = now;
+  AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
+           &w->expiry);
+  return Status::Ok();
+}
+
+Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {
+  Worker* w = FindWorker(name);
+  if (!w) return Status::NotFound("unknown worker " + Quote(name));
+  UnindexWorker(w);
+  for (const std::string& a : w->agents) --agent_workers_[a];
+  ClearTimer(&w->expiry);
+  std::vector<internal::AttemptKey> held(w->attempts.begin(), w->attempts.end());
+  std::string why = "worker " + Quote(w->name) + " lost: " + std::string(reason);
+  // Detach first, so closing the attempts does not touch the worker's slots.
+  workers_by_seq_.erase(w->seq);
+  std::unique_ptr<Worker> gone = std::move(workers_.find(name)->second);
+  workers_.erase(workers_.find(name));
+  for (const auto& key : held) {
+    Group* g = groups_by_seq_.at(key.group);
+    LoseAttempt(g, key.step, why, now, out);
+  }
+  Pump(now, out);
+  return Status::Ok();
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,177 @@
+// Scheduler is the coordinator's group membership table: the pure core that
+// decides which step runs where and when. It owns every submitted group (spec
+// and per-step runtime state), the table of live workers with their free
+// slots, and one ordered set of timers (attempt backstops, retry backoffs,
+// group deadlines, worker expiries, cancel resends, result retention).
+//
+// It does no I/O and reads no clock: each call takes an event plus `now` and
+// appends the actions the caller must carry out (dispatch, cancel, report),
+// the way etcd's raft leaves all I/O to its caller. The same events with the
+// same `now` values and seed give the same actions, so the event stream can
+// be journaled and replayed. NextDeadline() tells the caller's poll loop how
+// long it may sleep before it must call Tick().
+//
+// Rules it enforces (docs/ARCHITECTURE.md explains each):
+//  - at most max_parallel steps of a group in progress; a step holds its slot
+//    from first start, through retries and backoff, until final;
+//  - steps start in submission order; groups share workers round robin;
+//  - a worker never gets more attempts than its slots; agent labels must match;
+//  - attempt timeouts (with a backstop), group deadlines, retries with
+//    exponential backoff and seeded jitter;
+//  - on_failure=cancel: the first final failure cancels every other step, and
+//    the group's result is produced only once every running attempt is
+//    confirmed stopped or its worker is lost;
+//  - fencing: reports for an attempt that is not current are ignored.
+//
+// Each event costs O(log n) in steps, groups and workers, amortized; cancelling
+// a whole group touches each of its unfinished steps once.
+//
+// Thread contract: not thread-safe; one event loop owns it.
+#ifndef COHORT_COORDINATOR_SCHEDULER_H_
+#define COHORT_COORDINATOR_SCHEDULER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "common/status.h"
+#include "coordinator/core_types.h"
+#include "coordinator/scheduler_state.h"
+
+namespace cohort::coordinator {
+
+struct SchedulerOptions {
+  common::Duration heartbeat_interval = std::chrono::seconds(1);
+  int liveness = 3;  // missed heartbeats before a worker is lost
+  // How long past an attempt's timeout the core waits for the worker's own
+  // report before it times the attempt out itself. Must exceed the workers'
+  // kill grace, or the core would give up on an attempt still being killed.
+  common::Duration backstop_grace = std::chrono::seconds(10);
+  // How often a cancel is sent again to a worker that has not confirmed it.
+  common::Duration cancel_resend = std::chrono::seconds(1);
+  // How long a finished group stays queryable.
+  common::Duration retention = std::chrono::hours(1);
+  // Attempts in all for a step whose attempts keep being lost with workers,
+  // independent of its max_attempts (infrastructure failures retry, as in Ray).
+  int worker_lost_attempts = 3;
+  uint64_t seed = 1;  // for retry jitter; fixed seed, same decisions
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerOptions options = {});
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Feeds one event. Actions are appended to `out`. A non-OK status means the
+  // event was refused (an invalid spec, an unknown group or worker) and
+  // changed nothing; its message is meant for the peer that sent it.
+  common::Status Handle(Event event, common::Time now, std::vector<Action>* out);
+
+  common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
+                        std::string* assigned_id = nullptr);
+  common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
+  common::Status Heartbeat(std::string_view worker, common::Time now);
+  common::Status Lose(std::string_view worker, std::string_view reason, common::Time now,
+                      std::vector<Action>* out);
+  common::Status Started(const StepStarted& e, common::Time now, std::vector<Action>* out);
+  common::Status Finished(const StepFinished& e, common::Time now, std::vector<Action>* out);
+  void Tick(common::Time now, std::vector<Action>* out);
+  common::Status CancelGroupById(std::string_view group, common::Time now, std::vector<Action>* out);
+  common::Status CancelStepById(std::string_view group, std::string_view step_id, common::Time now,
+                                std::vector<Action>* out);
+
+  // When Tick() must next be called; nullopt when nothing is timed.
+  std::optional<common::Time> NextDeadline() const;
+
+  // ---- Queries (no side effects) ----
+  std::optional<common::GroupResult> Result(std::string_view group) const;
+  std::optional<common::GroupSummary> Summary(std::string_view group) const;
+  std::vector<common::GroupSummary> Groups() const;
+  std::vector<WorkerView> Workers() const;
+  const common::StepSpec* FindStep(std::string_view group, uint32_t step) const;
+  size_t group_count() const { return groups_.size(); }
+  uint64_t stale_reports() const { return stale_reports_; }
+
+ private:
+  using Group = internal::Group;
+  using StepRt = internal::StepRt;
+  using Worker = internal::Worker;
+  using Timer = internal::Timer;
+  enum class Placement { kDispatched, kGroupFull, kNoWorker, kNothing };
+
+  Group* FindGroup(std::string_view id) const;
+  Worker* FindWorker(std::string_view name) const;
+
+  // Timers.
+  void AddTimer(const Timer& t, std::optional<Timer>* slot);
+  void ClearTimer(std::optional<Timer>* slot);
+  void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
+
+  // Step bookkeeping.
+  void SetState(Group* g, uint32_t step, common::StepState s);
+  void ReleaseSlot(Group* g, uint32_t step);
+  void CloseAttempt(Group* g, uint32_t step, common::AttemptStatus status, common::Time now);
+  void Decide(Group* g, uint32_t step, common::AttemptStatus status, const std::string& error,
+              common::Time now, std::vector<Action>* out);
+  void FailStep(Group* g, uint32_t step, std::string error, common::Time now, std::vector<Action>* out);
+  void CancelPendingOrBackoff(Group* g, uint32_t step, std::string why);
+  void RequestAttemptCancel(Group* g, uint32_t step, common::Time now, std::vector<Action>* out);
+  void StopGroup(Group* g, common::GroupState final_state, common::Time now, std::vector<Action>* out);
+  void MaybeFinish(Group* g, common::Time now, std::vector<Action>* out);
+  void LoseAttempt(Group* g, uint32_t step, const std::string& why, common::Time now,
+                   std::vector<Action>* out);
+  common::Duration BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made);
+
+  // Placement (scheduler_placement.cc).
+  void Pump(common::Time now, std::vector<Action>* out);
+  Placement PlaceOne(Group* g, common::Time now, std::vector<Action>* out);
+  void DispatchTo(Group* g, uint32_t step, Worker* w, common::Time now, std::vector<Action>* out);
+  void Enqueue(Group* g);
+  bool HasReady(const Group* g) const;
+  Worker* FreeWorkerFor(const std::string& agent) const;
+  void IndexWorker(Worker* w);
+  void UnindexWorker(Worker* w);
+  void AdjustRunning(Worker* w, int64_t delta);
+  void WakeParked();
+  std::string WaitingReason(const Group& g, uint32_t step) const;
+
+  SchedulerOptions options_;
+  std::mt19937_64 rng_;
+  uint64_t next_group_seq_ = 1;
+  uint64_t next_worker_seq_ = 1;
+  uint64_t stale_reports_ = 0;
+
+  std::unordered_map<std::string, std::unique_ptr<Group>> groups_;
+  std::unordered_map<uint64_t, Group*> groups_by_seq_;
+  std::map<std::string, std::unique_ptr<Worker>, std::less<>> workers_;
+  std::unordered_map<uint64_t, Worker*> workers_by_seq_;
+
+  // Workers with a free slot, most free first then oldest: for any step, and
+  // per agent label for labelled steps.
+  std::set<internal::FreeKey> free_any_;
+  std::unordered_map<std::string, std::set<internal::FreeKey>> free_by_agent_;
+  std::unordered_map<std::string, int> agent_workers_;  // live workers offering a label
+  int64_t total_free_ = 0;
+
+  // Groups with a step ready to place, served round robin; groups whose ready
+  // steps all wait for a busy labelled worker are parked until one frees up.
+  std::deque<uint64_t> ring_;
+  std::vector<uint64_t> parked_;
+
+  std::set<Timer> timers_;
+};
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_SCHEDULER_H_

@@ -1,0 +1,197 @@
+// Placement: which ready step goes to which worker. Groups with ready work
+// wait in a ring and place one step per turn, so groups share the cluster
+// round robin whatever their size; within a group, retries (which already
+// hold a slot) go first, then pending steps in submission order.
+#include <string>
+
+#include "coordinator/scheduler.h"
+
+namespace cohort::coordinator {
+
+using common::StepState;
+using common::Time;
+
+bool Scheduler::HasReady(const Group* g) const {
+  if (g->finished || g->stopping) return false;
+  return g->retry_ready_count > 0 ||
+         (g->count(StepState::kPending) > 0 && g->in_progress < g->max_parallel);
+}
+
+void Scheduler::Enqueue(Group* g) {
+  if (g->in_ring || !HasReady(g)) return;
+  g->parked = false;  // any entry left in parked_ is skipped by its flag
+  g->in_ring = true;
+  ring_.push_back(g->seq);
+}
+
+void Scheduler::WakeParked() {
+  std::vector<uint64_t> parked;
+  parked.swap(parked_);
+  for (uint64_t seq : parked) {
+    auto it = groups_by_seq_.find(seq);
+    if (it == groups_by_seq_.end() || !it->second->parked) continue;
+    it->second->parked = false;
+    Enqueue(it->second);
+  }
+}
+
+void Scheduler::Pump(Time now, std::vector<Action>* out) {
+  while (total_free_ > 0 && !ring_.empty()) {
+    uint64_t seq = ring_.front();
+    ring_.pop_front();
+    auto it = groups_by_seq_.find(seq);
+    if (it == groups_by_seq_.end()) continue;
+    Group* g = it->second;
+    g->in_ring = false;
+    switch (PlaceOne(g, now, out)) {
+      case Placement::kDispatched:
+        Enqueue(g);
+        break;
+      case Placement::kNoWorker:
+        // Its ready steps all need a label whose workers are busy or absent;
+        // a labelled worker's freed slot wakes it.
+        g->parked = true;
+        parked_.push_back(seq);
+        break;
+      case Placement::kGroupFull:
+      case Placement::kNothing:
+        break;  // a slot of its own freeing re-enqueues it
+    }
+  }
+}
+
+internal::Worker* Scheduler::FreeWorkerFor(const std::string& agent) const {
+  const std::set<internal::FreeKey>* set = &free_any_;
+  if (!agent.empty()) {
+    auto it = free_by_agent_.find(agent);
+    if (it == free_by_agent_.end()) return nullptr;
+    set = &it->second;
+  }
+  if (set->empty()) return nullptr;
+  return workers_by_seq_.at(set->begin()->seq);
+}
+
+Scheduler::Placement Scheduler::PlaceOne(Group* g, Time now, std::vector<Action>* out) {
+  if (!HasReady(g)) return Placement::kNothing;
+  // The earliest step (by submission order) among the queue fronts that a
+  // free worker can take.
+  auto pick = [&](auto& queues, bool skip_stale) -> std::pair<std::deque<uint32_t>*, Worker*> {
+    std::deque<uint32_t>* best = nullptr;
+    Worker* best_worker = nullptr;
+    for (auto& [agent, q] : queues) {
+      if (skip_stale) {
+        while (!q.empty() && g->steps[q.front()].state != StepState::kPending) q.pop_front();
+      }
+      if (q.empty() || (best && q.front() > best->front())) continue;
+      if (Worker* w = FreeWorkerFor(agent)) {
+        best = &q;
+        best_worker = w;
+      }
+    }
+    return {best, best_worker};
+  };
+  if (g->retry_ready_count > 0) {
+    auto [q, w] = pick(g->retry_ready, false);
+    if (q) {
+      uint32_t step = q->front();
+      q->pop_front();
+      --g->retry_ready_count;
+      DispatchTo(g, step, w, now, out);
+      return Placement::kDispatched;
+    }
+  }
+  const bool full = g->in_progress >= g->max_parallel;
+  if (!full && g->count(StepState::kPending) > 0) {
+    auto [q, w] = pick(g->pending, true);
+    if (q) {
+      uint32_t step = q->front();
+      q->pop_front();
+      DispatchTo(g, step, w, now, out);
+      return Placement::kDispatched;
+    }
+  }
+  if (full && g->retry_ready_count == 0) return Placement::kGroupFull;
+  return Placement::kNoWorker;
+}
+
+void Scheduler::DispatchTo(Group* g, uint32_t i, Worker* w, Time now, std::vector<Action>* out) {
+  StepRt& st = g->steps[i];
+  SetState(g, i, StepState::kRunning);
+  if (!st.holds_slot) {
+    st.holds_slot = true;
+    ++g->in_progress;
+  }
+  common::AttemptRecord rec;
+  rec.attempt = static_cast<uint32_t>(st.attempts.size() + 1);
+  rec.worker = w->name;
+  rec.dispatched_at = now;
+  st.attempts.push_back(std::move(rec));
+  const uint32_t attempt = st.attempts.back().attempt;
+  st.attempt_active = true;
+  st.cancel_requested = false;
+  st.worker = w->seq;
+  g->active.insert(i);
+  w->attempts.insert({g->seq, i, attempt});
+  AdjustRunning(w, +1);
+
+  std::optional<common::Duration> timeout;
+  if (std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[i])) {
+    timeout = common::SecondsToDuration(*t);
+    // The worker enforces the timeout; this is the backstop for a worker
+    // that never reports.
+    AddTimer({now + *timeout + options_.backstop_grace, internal::TimerKind::kAttemptBackstop, g->seq, i,
+              attempt},
+             &st.timer);
+  }
+  out->push_back(Dispatch{{g->spec.id, i, attempt}, w->name, timeout, &g->spec.steps[i]});
+}
+
+// ---- The free-worker index --------------------------------------------------
+
+void Scheduler::IndexWorker(Worker* w) {
+  if (w->indexed) return;
+  w->indexed = true;
+  const int64_t free = w->free();
+  total_free_ += free;
+  if (free <= 0) return;
+  w->key = {-free, w->seq};
+  free_any_.insert(w->key);
+  for (const std::string& a : w->agents) free_by_agent_[a].insert(w->key);
+}
+
+void Scheduler::UnindexWorker(Worker* w) {
+  if (!w->indexed) return;
+  w->indexed = false;
+  const int64_t free = w->free();
+  total_free_ -= free;
+  if (free <= 0) return;
+  free_any_.erase(w->key);
+  for (const std::string& a : w->agents) free_by_agent_[a].erase(w->key);
+}
+
+void Scheduler::AdjustRunning(Worker* w, int64_t delta) {
+  const bool was_indexed = w->indexed;
+  UnindexWorker(w);
+  w->running += delta;
+  if (was_indexed) IndexWorker(w);
+  if (delta < 0 && was_indexed && !w->agents.empty() && !parked_.empty()) WakeParked();
+}
+
+std::string Scheduler::WaitingReason(const Group& g, uint32_t i) const {
+  if (g.stopping || g.finished) return "";
+  const std::string& agent = g.spec.steps[i].agent;
+  if (!agent.empty()) {
+    auto it = agent_workers_.find(agent);
+    if (it == agent_workers_.end() || it->second <= 0) {
+      return "no live worker offers agent \"" + agent + "\"";
+    }
+  }
+  if (g.in_progress >= g.max_parallel) {
+    return "max_parallel (" + std::to_string(g.max_parallel) + ") reached";
+  }
+  if (workers_.empty()) return "no worker has joined";
+  if (!agent.empty()) return "every worker offering agent \"" + agent + "\" is busy";
+  return total_free_ > 0 ? "queued behind other groups" : "every worker slot is busy";
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,72 @@
+// Read-only views of the Scheduler's state: results, summaries, workers.
+#include <algorithm>
+
+#include "coordinator/scheduler.h"
+
+namespace cohort::coordinator {
+
+using common::StepState;
+
+std::optional<common::GroupResult> Scheduler::Result(std::string_view id) const {
+  const Group* g = FindGroup(id);
+  if (!g) return std::nullopt;
+  common::GroupResult r;
+  r.id = g->spec.id;
+  r.state = g->state;
+  r.errors = g->errors;
+  if (!r.errors.empty()) r.cause = r.errors.front();
+  r.submitted_at = g->submitted_at;
+  r.finished_at = g->finished_at;
+  r.steps.reserve(g->steps.size());
+  for (uint32_t i = 0; i < g->steps.size(); ++i) {
+    const StepRt& st = g->steps[i];
+    common::StepResult s;
+    s.id = g->spec.steps[i].id;
+    s.state = st.state;
+    if (st.state == StepState::kFailed || st.state == StepState::kCancelled) s.error = st.error;
+    if (st.state == StepState::kPending) s.waiting = WaitingReason(*g, i);
+    s.attempts = st.attempts;
+    r.steps.push_back(std::move(s));
+  }
+  return r;
+}
+
+std::optional<common::GroupSummary> Scheduler::Summary(std::string_view id) const {
+  const Group* g = FindGroup(id);
+  if (!g) return std::nullopt;
+  common::GroupSummary s;
+  s.id = g->spec.id;
+  s.state = g->state;
+  s.total = g->steps.size();
+  for (int k = 0; k < common::kStepStateCount; ++k) s.counts[k] = g->counts[k];
+  s.submitted_at = g->submitted_at;
+  s.finished_at = g->finished_at;
+  return s;
+}
+
+std::vector<common::GroupSummary> Scheduler::Groups() const {
+  std::vector<const Group*> ordered;
+  ordered.reserve(groups_.size());
+  for (const auto& [id, g] : groups_) ordered.push_back(g.get());
+  std::sort(ordered.begin(), ordered.end(), [](const Group* a, const Group* b) { return a->seq < b->seq; });
+  std::vector<common::GroupSummary> out;
+  out.reserve(ordered.size());
+  for (const Group* g : ordered) out.push_back(*Summary(g->spec.id));
+  return out;
+}
+
+std::vector<WorkerView> Scheduler::Workers() const {
+  std::vector<WorkerView> out;
+  for (const auto& [name, w] : workers_) {
+    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat});
+  }
+  return out;
+}
+
+const common::StepSpec* Scheduler::FindStep(std::string_view group, uint32_t step) const {
+  const Group* g = FindGroup(group);
+  if (!g || step >= g->spec.steps.size()) return nullptr;
+  return &g->spec.steps[step];
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,144 @@
+// Rule 1: what a group spec may say, and the errors that name what is wrong.
+#include <cmath>
+#include <limits>
+
+#include <catch2/catch.hpp>
+
+#include "common/group_spec.h"
+
+namespace cohort::common {
+namespace {
+
+GroupSpec Valid() {
+  GroupSpec g;
+  g.id = "g";
+  StepSpec a;
+  a.id = "a";
+  a.shell = "true";
+  StepSpec b;
+  b.id = "b";
+  b.argv = {"echo", "hi"};
+  g.steps = {a, b};
+  return g;
+}
+
+// The error of a spec edited by `edit`; requires that it is refused.
+template <typename F>
+std::string ErrorOf(F edit) {
+  GroupSpec g = Valid();
+  edit(g);
+  Status s = ValidateGroupSpec(g);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.code() == Status::Code::kInvalidArgument);
+  return s.message();
+}
+
+TEST_CASE("a valid spec passes", "[spec]") { CHECK(ValidateGroupSpec(Valid()).ok()); }
+
+TEST_CASE("invalid specs are refused with the field and the step named", "[spec]") {
+  using Catch::Matchers::Contains;
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps.clear(); }), Contains("steps") && Contains("at least one"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].id = ""; }), Contains("steps[1]") && Contains("id must not be empty"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].id = "a"; }),
+             Contains("steps[1] (id \"a\")") && Contains("duplicate"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].shell = ""; }),
+             Contains("steps[0] (id \"a\")") && Contains("command") && Contains("shell"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].argv = {"x"}; }), Contains("not both"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.max_parallel = 0; }), Contains("max_parallel") && Contains("got 0"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].timeout_s = -1; }),
+             Contains("steps[1] (id \"b\")") && Contains("timeout_s") && Contains("got -1"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].timeout_s = std::nan(""); }),
+             Contains("steps[0]") && Contains("timeout_s") && Contains("NaN"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.timeout_s = 0; }), Contains("timeout_s") && Contains("positive"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.deadline_s = -5; }), Contains("deadline_s"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.deadline_s = std::numeric_limits<double>::infinity(); }),
+             Contains("deadline_s") && Contains("inf"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.max_attempts = 0; }), Contains("retry.max_attempts"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.backoff_s = -1; }), Contains("retry.backoff_s"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.jitter = 2; }), Contains("retry.jitter"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.backoff_multiplier = 0.5; }), Contains("backoff_multiplier"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) {
+               g.steps[1].retry = RetryPolicy{};
+               g.steps[1].retry->max_backoff_s = std::nan("");
+             }),
+             Contains("steps[1] (id \"b\")") && Contains("retry.max_backoff_s"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].env = {{"A=B", "x"}}; }), Contains("env"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].id = std::string(1 << 20, 'x'); }),
+             Contains("1048576 bytes") && Contains("limit"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].id = "a\nb"; }), Contains("control"));
+}
+
+TEST_CASE("JSON: the documented example parses", "[spec][json]") {
+  const char* text = R"({"id": "demo", "max_parallel": 4, "timeout_s": 30, "deadline_s": 600, "on_failure": "cancel",
+    "retry": {"max_attempts": 3, "backoff_s": 0.5, "backoff_multiplier": 2, "max_backoff_s": 30, "jitter": 0.1,
+              "retry_on": ["exit", "timeout", "worker_lost"]},
+    "steps": [{"id": "build", "command": ["make", "-j4"], "agent": "linux", "env": {"K": "V"}, "cwd": "/src", "timeout_s": 60},
+              {"id": "lint", "shell": "ruff check . && echo ok", "retry": {"max_attempts": 1}}]})";
+  GroupSpec g;
+  Status s = ParseGroupSpecJson(text, &g);
+  REQUIRE(s.ok());
+  CHECK(g.id == "demo");
+  CHECK(g.max_parallel == 4);
+  CHECK(g.timeout_s == 30);
+  CHECK(g.deadline_s == 600);
+  CHECK(g.on_failure == OnFailure::kCancel);
+  CHECK(g.retry.max_attempts == 3);
+  CHECK(g.retry.jitter == Approx(0.1));
+  CHECK(g.retry.retry_on_given);
+  CHECK(g.retry.retry_on == kAllFailureKinds);
+  REQUIRE(g.steps.size() == 2);
+  CHECK(g.steps[0].argv == std::vector<std::string>{"make", "-j4"});
+  CHECK(g.steps[0].agent == "linux");
+  CHECK(g.steps[0].env == std::vector<std::pair<std::string, std::string>>{{"K", "V"}});
+  CHECK(g.steps[0].cwd == "/src");
+  CHECK(g.steps[0].timeout_s == 60);
+  CHECK(EffectiveTimeout(g, g.steps[1]) == 30);
+  CHECK(g.steps[1].shell == "ruff check . && echo ok");
+  // A step's retry block overrides only what it names.
+  REQUIRE(g.steps[1].retry);
+  CHECK(g.steps[1].retry->max_attempts == 1);
+  CHECK(g.steps[1].retry->backoff_s == 0.5);
+  CHECK(EffectiveRetry(g, g.steps[0]).max_attempts == 3);
+}
+
+TEST_CASE("JSON: errors name the path of the field", "[spec][json]") {
+  using Catch::Matchers::Contains;
+  auto err = [](const char* text) {
+    GroupSpec g;
+    Status s = ParseGroupSpecJson(text, &g);
+    REQUIRE_FALSE(s.ok());
+    return s.message();
+  };
+  CHECK_THAT(err("{"), Contains("not valid JSON"));
+  CHECK_THAT(err("[]"), Contains("must be a JSON object"));
+  CHECK_THAT(err(R"({"steps": []})"), Contains("steps"));
+  CHECK_THAT(err(R"({"max_paralel": 2, "steps": [{"id": "a", "shell": "x"}]})"),
+             Contains("max_paralel: unknown field"));
+  CHECK_THAT(err(R"({"on_failure": "explode", "steps": [{"id": "a", "shell": "x"}]})"),
+             Contains("on_failure") && Contains("explode"));
+  CHECK_THAT(err(R"({"max_parallel": 2.5, "steps": [{"id": "a", "shell": "x"}]})"),
+             Contains("max_parallel") && Contains("whole number"));
+  CHECK_THAT(err(R"({"max_parallel": 0, "steps": [{"id": "a", "shell": "x"}]})"), Contains("max_parallel"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}, {"id": "b", "timeout_s": "5", "shell": "y"}]})"),
+             Contains("steps[1].timeout_s") && Contains("number"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "command": [1]}]})"), Contains("steps[0].command[0]"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "retry": {"retry_on": ["oops"]}}]})"),
+             Contains("steps[0].retry.retry_on[0]") && Contains("oops"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "env": {"K": 1}}]})"), Contains("steps[0].env.K"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a"}]})"), Contains("steps[0] (id \"a\")") && Contains("command"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "timeout_s": -2}]})"),
+             Contains("steps[0] (id \"a\")") && Contains("timeout_s"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}], "deadline_s": true})"), Contains("deadline_s"));
+}
+
+TEST_CASE("JSON: a command string is a shell line", "[spec][json]") {
+  GroupSpec g;
+  REQUIRE(ParseGroupSpecJson(R"({"steps": [{"id": "a", "command": "echo hi | wc -c"}]})", &g).ok());
+  CHECK(g.steps[0].shell == "echo hi | wc -c");
+  CHECK(g.steps[0].argv.empty());
+  CHECK(g.id.empty());
+  CHECK_FALSE(g.max_parallel);
+}
+
+}  // namespace
+}  // namespace cohort::common
