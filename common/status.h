@@ -38,6 +38,9 @@ class Status {
   static Status IoError(std::string msg) { return Status(Code::kIoError, std::move(msg)); }
   static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
 
+  // For codes that arrive over the wire.
+  static Status FromCode(Code code, std::string msg) { return Status(code, std::move(msg)); }
+
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }

@@ -1,0 +1,180 @@
+// The messages of cohort's wire protocol as plain C++ values: one struct per
+// message, and Message, the variant of them all, which is what the codec
+// (common/codec.h) encodes and decodes. Field names follow the wire keys
+// (docs/PROTOCOL.md), except stdout/stderr, which are macros in <cstdio>.
+//
+// Who sends what:
+//   client -> coordinator   SUBMIT STATUS WAIT CANCEL GROUPS WORKERS (each with a req id)
+//   coordinator -> client   REPLY (echoing req)
+//   worker -> coordinator   REGISTER STARTED FINISHED HEARTBEAT BYE
+//   coordinator -> worker   WELCOME RUN CANCEL HEARTBEAT REREGISTER
+//   coordinator PUB -> SUB  CANCEL_GROUP
+// CANCEL is one command name with two bodies: a client's (CancelRequestMsg,
+// with req) and the coordinator's to a worker (CancelAttemptMsg, without).
+//
+// Thread contract: plain data, safe to copy and move between threads.
+#ifndef COHORT_COMMON_MESSAGES_H_
+#define COHORT_COMMON_MESSAGES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace cohort::common {
+
+// One attempt of one step: the unit a worker runs. The attempt number is the
+// fencing token: the coordinator ignores reports for an attempt that is not
+// the step's current one.
+struct AttemptId {
+  std::string group;
+  uint32_t step = 0;     // index of the step in the group's spec
+  uint32_t attempt = 0;  // 1-based
+  bool operator==(const AttemptId&) const = default;
+};
+
+// ---- Client -> coordinator ---------------------------------------------------
+// Every request carries `req`, chosen by the client and echoed in the REPLY,
+// so one client can have many requests in flight on one socket.
+
+struct SubmitMsg {
+  uint64_t req = 0;
+  std::string spec;  // the group's JSON text, exactly as in a group file
+  bool operator==(const SubmitMsg&) const = default;
+};
+
+struct StatusMsg {
+  uint64_t req = 0;
+  std::string group;
+  bool operator==(const StatusMsg&) const = default;
+};
+
+// Like STATUS, but the REPLY comes only once the group has finished.
+struct WaitMsg {
+  uint64_t req = 0;
+  std::string group;
+  bool operator==(const WaitMsg&) const = default;
+};
+
+// Wire command CANCEL, from a client.
+struct CancelRequestMsg {
+  uint64_t req = 0;
+  std::string group;
+  std::string step;  // a step id; "" cancels the whole group
+  bool operator==(const CancelRequestMsg&) const = default;
+};
+
+struct GroupsMsg {
+  uint64_t req = 0;
+  bool operator==(const GroupsMsg&) const = default;
+};
+
+struct WorkersMsg {
+  uint64_t req = 0;
+  bool operator==(const WorkersMsg&) const = default;
+};
+
+// ---- Coordinator -> client ---------------------------------------------------
+
+struct ReplyMsg {
+  uint64_t req = 0;
+  // On the wire as "ok", "invalid_argument", ... (WireCodeName in codec.h).
+  Status::Code code = Status::Code::kOk;
+  std::string error;  // the human message; "" when ok
+  std::string body;   // a JSON document, "" when none (see docs/PROTOCOL.md)
+  bool operator==(const ReplyMsg&) const = default;
+};
+
+// ---- Worker <-> coordinator --------------------------------------------------
+
+struct RegisterMsg {
+  std::string name;                 // unique among workers
+  uint32_t slots = 1;               // attempts it runs at once, >= 1
+  std::vector<std::string> agents;  // labels it offers
+  std::vector<AttemptId> running;   // attempts it still runs (after a reconnect)
+  std::string version;              // the worker's build, for the log
+  bool operator==(const RegisterMsg&) const = default;
+};
+
+struct WelcomeMsg {
+  uint32_t heartbeat_ms = kDefaultHeartbeatMs;  // >= 1
+  uint32_t liveness = kDefaultLiveness;         // heartbeats missed before giving up, >= 1
+  std::string cancel_endpoint;                  // where to SUBscribe to CANCEL_GROUP
+  bool operator==(const WelcomeMsg&) const = default;
+};
+
+// Both ways. Any message counts as one; this one only says "still here".
+struct HeartbeatMsg {
+  bool operator==(const HeartbeatMsg&) const = default;
+};
+
+struct RunMsg {
+  AttemptId id;
+  std::string step_id;            // the step's id in the spec, for logs and errors
+  std::vector<std::string> argv;  // run directly when non-empty ...
+  std::string shell;              // ... otherwise run with /bin/sh -c
+  std::vector<std::pair<std::string, std::string>> env;  // added, in order, to the worker's base environment
+  std::string cwd;                // "" = the worker's default
+  uint64_t timeout_ms = 0;        // 0 = no timeout
+  bool operator==(const RunMsg&) const = default;
+};
+
+struct StartedMsg {
+  AttemptId id;
+  bool operator==(const StartedMsg&) const = default;
+};
+
+struct FinishedMsg {
+  AttemptId id;
+  std::optional<int> exit_code;  // set when the process exited
+  std::optional<int> signal;     // set when a signal ended it
+  bool timed_out = false;        // killed at its timeout
+  bool cancelled = false;        // killed (or refused) because of a cancel
+  bool escalated = false;        // SIGTERM was not enough; SIGKILL was sent
+  std::string error;             // e.g. why it could not start; "" otherwise
+  std::string stdout_tail;       // wire "stdout": the last bytes, any bytes
+  std::string stderr_tail;       // wire "stderr"
+  uint64_t stdout_bytes = 0;     // totals written, before tailing
+  uint64_t stderr_bytes = 0;
+  int64_t started_ms = 0;        // worker wall clock, Unix ms
+  int64_t finished_ms = 0;
+  bool operator==(const FinishedMsg&) const = default;
+};
+
+// Wire command CANCEL, from the coordinator to the worker running the attempt.
+struct CancelAttemptMsg {
+  AttemptId id;
+  bool operator==(const CancelAttemptMsg&) const = default;
+};
+
+// The coordinator does not know this worker (it restarted, or declared the
+// worker lost); the worker must REGISTER again.
+struct ReregisterMsg {
+  std::string reason;
+  bool operator==(const ReregisterMsg&) const = default;
+};
+
+// The worker is shutting down; the coordinator treats it as lost at once.
+struct ByeMsg {
+  bool operator==(const ByeMsg&) const = default;
+};
+
+// ---- Coordinator PUB -> worker SUB -------------------------------------------
+
+struct CancelGroupMsg {
+  std::string group;
+  bool operator==(const CancelGroupMsg&) const = default;
+};
+
+using Message = std::variant<SubmitMsg, StatusMsg, WaitMsg, CancelRequestMsg, GroupsMsg, WorkersMsg, ReplyMsg,
+                             RegisterMsg, WelcomeMsg, HeartbeatMsg, RunMsg, StartedMsg, FinishedMsg,
+                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg>;
+
+}  // namespace cohort::common
+
+#endif  // COHORT_COMMON_MESSAGES_H_
