@@ -9,7 +9,7 @@ using common::StepState;
 using coordinator::BroadcastCancel;
 using coordinator::CancelAttempt;
 
-TEST_CASE("seed scenario: step2 fails, step1 and step3 end cancelled, error names step2", "[core][failfast]") {
+TEST_CASE("seed scenario: step2 fails - step1 and step3 end cancelled - error names step2", "[core][failfast]") {
   Harness h;
   h.Join("w1", 4);
   REQUIRE(h.Submit(MakeGroup("g", 3)).ok());
@@ -44,7 +44,7 @@ TEST_CASE("seed scenario: step2 fails, step1 and step3 end cancelled, error name
   CHECK(r.steps[0].error.find("step2") != std::string::npos);
 }
 
-TEST_CASE("failures that arrive together are all reported; the first is the cause", "[core][failfast]") {
+TEST_CASE("failures that arrive together are all reported: the first is the cause", "[core][failfast]") {
   Harness h;
   h.Join("w1", 4);
   REQUIRE(h.Submit(MakeGroup("g", 3)).ok());
@@ -134,7 +134,7 @@ TEST_CASE("a user's cancel of the group stops everything and ends it cancelled",
   CHECK(h.core.CancelGroupById("nope", h.now, &h.out).code() == common::Status::Code::kNotFound);
 }
 
-TEST_CASE("a user's cancel of one step is not a failure; the group goes on", "[core][cancel]") {
+TEST_CASE("a user's cancel of one step is not a failure: the group goes on", "[core][cancel]") {
   Harness h;
   h.Join("w1", 1);
   auto g = MakeGroup("g", 3);
@@ -161,7 +161,7 @@ TEST_CASE("a user's cancel of one step is not a failure; the group goes on", "[c
   CHECK(h.core.CancelStepById("g", "nope", h.now, &h.out).code() == common::Status::Code::kNotFound);
 }
 
-TEST_CASE("a cancel that is never confirmed is resent, then given up on", "[core][cancel]") {
+TEST_CASE("a cancel that is never confirmed is resent - then given up on", "[core][cancel]") {
   SchedulerOptions o = Quiet();
   o.cancel_resend = 1s;
   o.backstop_grace = 5s;
@@ -184,7 +184,7 @@ TEST_CASE("a cancel that is never confirmed is resent, then given up on", "[core
   CHECK(s.attempts[0].error.find("did not confirm") != std::string::npos);
 }
 
-TEST_CASE("results record each attempt: worker, times, exit code, output tails", "[core][results]") {
+TEST_CASE("results record each attempt: worker - times - exit code - output tails", "[core][results]") {
   Harness h;
   h.Join("w1", 1);
   auto g = MakeGroup("g", 1);
@@ -227,7 +227,7 @@ TEST_CASE("results record each attempt: worker, times, exit code, output tails",
   CHECK(sum.total == 1);
 }
 
-TEST_CASE("a signal, a spawn error and a timeout are told apart in the error text", "[core][results]") {
+TEST_CASE("a signal - a spawn error and a timeout are told apart in the error text", "[core][results]") {
   Harness h;
   h.Join("w1", 3);
   auto g = MakeGroup("g", 3);

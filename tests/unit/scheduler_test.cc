@@ -13,7 +13,7 @@ using common::StepState;
 using coordinator::CancelAttempt;
 using coordinator::Dispatch;
 
-TEST_CASE("at most max_parallel steps run, started in submission order", "[core][concurrency]") {
+TEST_CASE("at most max_parallel steps run - started in submission order", "[core][concurrency]") {
   Harness h;
   h.Join("w1", 10);
   auto g = MakeGroup("g", 5);
@@ -236,7 +236,7 @@ TEST_CASE("retry_on chooses which failures retry", "[core][retry]") {
   CHECK(h.Dispatches()[0].ref.attempt == 2);
 }
 
-TEST_CASE("jitter comes from the seeded source: same seed, same delays, within bounds", "[core][retry]") {
+TEST_CASE("jitter comes from the seeded source: same seed - same delays - within bounds", "[core][retry]") {
   auto delays = [](uint64_t seed) {
     SchedulerOptions o = Quiet();
     o.seed = seed;
@@ -265,7 +265,7 @@ TEST_CASE("jitter comes from the seeded source: same seed, same delays, within b
   CHECK(std::set<common::Duration>(a.begin(), a.end()).size() > 1);
 }
 
-TEST_CASE("an attempt lost with its worker is retried elsewhere, up to 3 attempts", "[core][retry][workers]") {
+TEST_CASE("an attempt lost with its worker is retried elsewhere - up to 3 attempts", "[core][retry][workers]") {
   Harness h;
   h.Join("a", 1);
   REQUIRE(h.Submit(MakeGroup("g", 1)).ok());  // max_attempts defaults to 1
@@ -410,7 +410,7 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   CHECK(h.core.stale_reports() == 2);
 }
 
-TEST_CASE("groups without an id get one; finished groups are forgotten after retention", "[core]") {
+TEST_CASE("groups without an id get one: finished groups are forgotten after retention", "[core]") {
   SchedulerOptions o = Quiet();
   o.retention = 60s;
   Harness h(o);
@@ -476,7 +476,7 @@ TEST_CASE("the event stream decides everything: the same events give the same ac
   CHECK(first == run());
 }
 
-TEST_CASE("scale: 200,000 steps and 2,000 small groups run to completion", "[core][cost]") {
+TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core][cost]") {
   Harness h;
   h.Join("w1", 64);
   h.Join("w2", 64);

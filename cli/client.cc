@@ -1,0 +1,71 @@
+#include "cli/client.h"
+
+#include "common/transport.h"
+
+namespace cohort::cli {
+
+using common::Clock;
+using common::Status;
+
+Client::Client(std::string endpoint, common::Duration timeout)
+    : endpoint_(std::move(endpoint)), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {
+  common::ConfigureSocket(socket_);
+  connect_error_ = common::ConnectSocket(socket_, endpoint_);
+}
+
+Status Client::Unreachable() const {
+  if (!connect_error_.ok()) return connect_error_;
+  return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout_).count()) +
+                             "s (is cohort-coordinator running? see --coordinator)");
+}
+
+uint64_t Client::Send(common::Message request) {
+  uint64_t req = next_req_++;
+  std::visit(
+      [req](auto& m) {
+        if constexpr (requires { m.req; }) m.req = req;
+      },
+      request);
+  if (connect_error_.ok()) common::SendMessage(socket_, std::nullopt, request);
+  return req;
+}
+
+bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* reply) {
+  if (!connect_error_.ok()) return false;
+  const common::Time until = Clock::now() + wait;
+  common::Envelope env;
+  while (true) {
+    while (common::ReceiveEnvelope(socket_, false, &env)) {
+      common::Message msg;
+      if (!common::DecodeEnvelope(env, &msg).ok()) continue;
+      auto* r = std::get_if<common::ReplyMsg>(&msg);
+      if (r && r->req == req) {
+        *reply = std::move(*r);
+        return true;
+      }
+    }
+    common::Time now = Clock::now();
+    if (now >= until) return false;
+    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now) + std::chrono::milliseconds(1);
+    try {
+      zmq::poll(&item, 1, ms);
+    } catch (const zmq::error_t&) {
+      return false;
+    }
+  }
+}
+
+Status Client::Call(common::Message request, common::ReplyMsg* reply) {
+  uint64_t req = Send(std::move(request));
+  if (!Receive(req, timeout_, reply)) return Unreachable();
+  return Status::Ok();
+}
+
+Status ReplyStatus(const common::ReplyMsg& reply) {
+  if (reply.code == Status::Code::kOk) return Status::Ok();
+  return Status::FromCode(reply.code, reply.error.empty() ? "the coordinator refused without a reason" : reply.error);
+}
+
+}  // namespace cohort::cli

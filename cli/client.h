@@ -1,0 +1,51 @@
+// Client is the CLI's connection to a coordinator: one DEALER socket,
+// request ids, and bounded waits, so an unreachable coordinator becomes a
+// clear error after a timeout instead of a hang.
+//
+// Thread contract: one thread.
+#ifndef COHORT_CLI_CLIENT_H_
+#define COHORT_CLI_CLIENT_H_
+
+#include <cstdint>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/messages.h"
+#include "common/status.h"
+#include "common/time.h"
+
+namespace cohort::cli {
+
+class Client {
+ public:
+  Client(std::string endpoint, common::Duration timeout);
+
+  // Sends a request (its req is assigned here) and returns that req.
+  uint64_t Send(common::Message request);
+  // Waits up to `wait` for the reply to `req`; replies to other requests are
+  // dropped. False on timeout.
+  bool Receive(uint64_t req, common::Duration wait, common::ReplyMsg* reply);
+  // Send + Receive with the client's timeout; Unavailable naming the
+  // endpoint when nothing answers in time.
+  common::Status Call(common::Message request, common::ReplyMsg* reply);
+
+  const std::string& endpoint() const { return endpoint_; }
+  common::Duration timeout() const { return timeout_; }
+  common::Status Unreachable() const;
+
+ private:
+  std::string endpoint_;
+  common::Duration timeout_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  uint64_t next_req_ = 1;
+  common::Status connect_error_;
+};
+
+// The reply's code as a Status (the coordinator's message included).
+common::Status ReplyStatus(const common::ReplyMsg& reply);
+
+}  // namespace cohort::cli
+
+#endif  // COHORT_CLI_CLIENT_H_

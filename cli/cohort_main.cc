@@ -1,0 +1,336 @@
+// cohort: the command-line client. Submits groups, watches them, cancels them.
+// Exit status: 0 completed, 1 failed or cancelled (or not found), 2 bad usage
+// or invalid spec, 3 coordinator unreachable.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+#include "cli/display.h"
+#include "common/group_spec.h"
+#include "common/options.h"
+#include "common/protocol.h"
+#include "common/result_json.h"
+
+namespace {
+
+namespace po = boost::program_options;
+using cohort::cli::Client;
+using cohort::common::Status;
+using Json = nlohmann::json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+const char* kUsage =
+    "Usage: cohort COMMAND [options]\n"
+    "\n"
+    "Runs groups of shell commands on a cohort cluster. A group succeeds or fails as a\n"
+    "whole: when one step fails for good, the coordinator cancels the others.\n"
+    "\n"
+    "Commands:\n"
+    "  submit FILE.json       submit a group file (see docs/PROTOCOL.md for its format)\n"
+    "  submit --commands F    submit one step per line of F (ids 1, 2, ...)\n"
+    "  submit -- CMD ARG...   submit a one-step group\n"
+    "  status GROUP           show a group's steps\n"
+    "  wait GROUP             wait until a group ends, then show it\n"
+    "  cancel GROUP [STEP]    cancel a whole group, or one of its steps\n"
+    "  groups                 list the groups the coordinator knows\n"
+    "  workers                list the workers and their slots\n"
+    "\n"
+    "Run `cohort COMMAND --help` for a command's options.\n"
+    "Exit status: 0 group completed, 1 group failed or cancelled, 2 bad usage or\n"
+    "invalid group, 3 coordinator unreachable.\n"
+    "Environment: COHORT_COORDINATOR is the default for --coordinator.\n";
+
+struct Common {
+  std::string coordinator;
+  double timeout_s = 5;
+  bool json = false;
+};
+
+po::options_description CommonOptions(Common* c) {
+  const char* env = std::getenv("COHORT_COORDINATOR");
+  c->coordinator = env && *env ? env : cohort::common::kDefaultClientEndpoint;
+  po::options_description d("Connection");
+  d.add_options()
+      ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
+       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700)")
+      ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
+       "seconds to wait for the coordinator to answer before giving up (exit 3)")
+      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout");
+  return d;
+}
+
+int Fail(int code, const std::string& message) {
+  std::cerr << "cohort: " << message << "\n";
+  return code;
+}
+
+// Parses a subcommand's arguments. Returns -1 to go on, else an exit code.
+int Parse(const std::vector<std::string>& args, const std::string& usage, po::options_description& opts,
+          const po::positional_options_description& pos, po::variables_map* vm) {
+  try {
+    po::store(po::command_line_parser(args).options(opts).positional(pos).run(), *vm);
+    if (vm->count("help")) {
+      std::cout << usage << "\n" << opts << "\n";
+      return kExitOk;
+    }
+    po::notify(*vm);
+  } catch (const po::error& e) {
+    return Fail(kExitUsage, std::string(e.what()) + " (see --help)");
+  }
+  return -1;
+}
+
+int StatusExit(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kOk: return kExitOk;
+    case Status::Code::kUnavailable: return kExitUnreachable;
+    case Status::Code::kInvalidArgument:
+    case Status::Code::kAlreadyExists: return kExitUsage;
+    default: return kExitFailed;
+  }
+}
+
+Json ParseBody(const std::string& body) {
+  Json j = Json::parse(body, nullptr, false);
+  return j.is_discarded() ? Json() : j;
+}
+
+int ExitForState(const Json& result) {
+  std::string state = result.is_object() && result.contains("state") && result["state"].is_string()
+                          ? result["state"].get<std::string>()
+                          : "";
+  return state == "completed" || state == "running" ? kExitOk : kExitFailed;
+}
+
+void Show(const Json& doc, const std::string& body, bool json) {
+  if (json) {
+    std::cout << body << "\n";
+  } else {
+    cohort::cli::PrintResult(doc, std::cout);
+  }
+}
+
+// Waits for the group's end. While waiting it asks for the group's status
+// every second: that shows progress on a terminal and notices a coordinator
+// that went away or forgot the group, instead of hanging.
+int WaitFor(Client& client, const std::string& group, bool json) {
+  const bool progress = !json && ::isatty(STDERR_FILENO);
+  uint64_t wait_req = client.Send(cohort::common::WaitMsg{0, group});
+  cohort::common::ReplyMsg reply;
+  std::string last_line;
+  while (!client.Receive(wait_req, std::chrono::seconds(1), &reply)) {
+    cohort::common::ReplyMsg st;
+    if (Status s = client.Call(cohort::common::StatusMsg{0, group}, &st); !s.ok()) {
+      if (progress) std::cerr << "\n";
+      return Fail(kExitUnreachable, "while waiting for group " + group + ": " + s.message());
+    }
+    if (Status s = cohort::cli::ReplyStatus(st); !s.ok()) {
+      if (progress) std::cerr << "\n";
+      return Fail(kExitFailed, "while waiting for group " + group + ": " + s.message() +
+                                   " (the coordinator may have restarted and lost it)");
+    }
+    if (progress) {
+      std::string line = cohort::cli::ProgressLine(ParseBody(st.body));
+      if (line != last_line) std::cerr << "\r\033[K" << line << std::flush;
+      last_line = line;
+    }
+  }
+  if (progress) std::cerr << "\r\033[K";
+  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  Json doc = ParseBody(reply.body);
+  Show(doc, reply.body, json);
+  return ExitForState(doc);
+}
+
+Client MakeClient(const Common& c) {
+  return Client(c.coordinator, cohort::common::SecondsToDuration(c.timeout_s > 0 ? c.timeout_s : 5));
+}
+
+int Submit(std::vector<std::string> args) {
+  std::vector<std::string> command;
+  if (auto dash = std::find(args.begin(), args.end(), "--"); dash != args.end()) {
+    command.assign(dash + 1, args.end());
+    args.erase(dash, args.end());
+  }
+  Common c;
+  std::string file, commands_file, id, on_failure;
+  bool wait = false;
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")
+      ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result")
+      ("commands", po::value(&commands_file)->value_name("FILE"), "one shell command per line (blank lines and "
+       "lines starting with # are skipped); step ids are 1, 2, ...")
+      ("id", po::value(&id)->value_name("ID"), "the group's id (default: from the file, else assigned)")
+      ("max-parallel", po::value<int64_t>()->value_name("N"), "steps of the group running at once")
+      ("timeout", po::value<double>()->value_name("S"), "default timeout of each step's attempts")
+      ("retries", po::value<int64_t>()->value_name("N"), "retries after the first attempt (max_attempts = N+1)")
+      ("backoff", po::value<double>()->value_name("S"), "delay before the first retry (doubling after)")
+      ("deadline", po::value<double>()->value_name("S"), "the whole group's deadline, from submission")
+      ("on-failure", po::value(&on_failure)->value_name("MODE"),
+       "cancel (default: stop the group at the first failure) or continue (run everything)")
+      ("file", po::value(&file), "the group file");
+  opts.add(CommonOptions(&c));
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  const std::string usage =
+      "Usage: cohort submit FILE.json [options]\n"
+      "       cohort submit --commands FILE [options]\n"
+      "       cohort submit [options] -- CMD ARG...\n\n"
+      "Submits a group. Without --wait, prints the group id once the coordinator has\n"
+      "accepted it. Flags override the file.";
+  if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  int sources = !file.empty() + !commands_file.empty() + !command.empty();
+  if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
+
+  Json spec;
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return Fail(kExitUsage, "cannot read " + file);
+    spec = Json::parse(in, nullptr, false);
+    if (spec.is_discarded()) return Fail(kExitUsage, file + ": not valid JSON");
+    if (!spec.is_object()) return Fail(kExitUsage, file + ": a group file holds a JSON object");
+  } else if (!commands_file.empty()) {
+    std::ifstream in(commands_file);
+    if (!in) return Fail(kExitUsage, "cannot read " + commands_file);
+    spec = Json{{"steps", Json::array()}};
+    std::string line;
+    while (std::getline(in, line)) {
+      size_t start = line.find_first_not_of(" \t\r");
+      if (start == std::string::npos || line[start] == '#') continue;
+      spec["steps"].push_back(
+          {{"id", std::to_string(spec["steps"].size() + 1)}, {"shell", line}});
+    }
+  } else {
+    spec = Json{{"steps", Json::array({Json{{"id", "1"}, {"command", command}}})}};
+  }
+  if (!id.empty()) spec["id"] = id;
+  if (vm.count("max-parallel")) spec["max_parallel"] = vm["max-parallel"].as<int64_t>();
+  if (vm.count("timeout")) spec["timeout_s"] = vm["timeout"].as<double>();
+  if (vm.count("deadline")) spec["deadline_s"] = vm["deadline"].as<double>();
+  if (!on_failure.empty()) spec["on_failure"] = on_failure;
+  if (vm.count("retries") || vm.count("backoff")) {
+    if (!spec.contains("retry") || !spec["retry"].is_object()) spec["retry"] = Json::object();
+    if (vm.count("retries")) spec["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
+    if (vm.count("backoff")) spec["retry"]["backoff_s"] = vm["backoff"].as<double>();
+  }
+  const std::string text = cohort::common::DumpJson(spec);
+  cohort::common::GroupSpec checked;
+  if (Status s = cohort::common::ParseGroupSpecJson(text, &checked); !s.ok()) {
+    return Fail(kExitUsage, "invalid group: " + s.message());
+  }
+
+  Client client = MakeClient(c);
+  cohort::common::ReplyMsg reply;
+  if (Status s = client.Call(cohort::common::SubmitMsg{0, text}, &reply); !s.ok()) {
+    return Fail(kExitUnreachable, s.message());
+  }
+  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) {
+    return Fail(StatusExit(s), "group refused: " + s.message());
+  }
+  Json body = ParseBody(reply.body);
+  std::string group = body.is_object() && body.contains("group") && body["group"].is_string()
+                          ? body["group"].get<std::string>()
+                          : "";
+  if (group.empty()) return Fail(kExitFailed, "the coordinator accepted the group but sent no id");
+  if (!wait) {
+    if (c.json) {
+      std::cout << reply.body << "\n";
+    } else {
+      std::cout << group << "\n";
+    }
+    return kExitOk;
+  }
+  return WaitFor(client, group, c.json);
+}
+
+int GroupCommand(const std::string& name, std::vector<std::string> args) {
+  Common c;
+  std::string group, step;
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("group", po::value(&group))("step", po::value(&step));
+  opts.add(CommonOptions(&c));
+  po::positional_options_description pos;
+  pos.add("group", 1);
+  if (name == "cancel") pos.add("step", 1);
+  po::variables_map vm;
+  std::string usage = name == "cancel" ? "Usage: cohort cancel GROUP [STEP]\n\nCancels the whole group (it ends "
+                                         "cancelled), or only STEP (the group goes on)."
+                    : name == "wait" ? "Usage: cohort wait GROUP [options]\n\nWaits until the group ends, then "
+                                       "shows its result. Exit 0 if it completed, 1 if not."
+                                     : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
+  if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
+  Client client = MakeClient(c);
+  if (name == "wait") return WaitFor(client, group, c.json);
+  cohort::common::ReplyMsg reply;
+  cohort::common::Message req = cohort::common::StatusMsg{0, group};
+  if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
+  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(kExitUnreachable, s.message());
+  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (name == "cancel") {
+    if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
+    return kExitOk;
+  }
+  Json doc = ParseBody(reply.body);
+  Show(doc, reply.body, c.json);
+  return ExitForState(doc);
+}
+
+int ListCommand(const std::string& name, std::vector<std::string> args) {
+  Common c;
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help");
+  opts.add(CommonOptions(&c));
+  po::variables_map vm;
+  if (int rc = Parse(args, "Usage: cohort " + name + " [options]", opts, {}, &vm); rc >= 0) return rc;
+  Client client = MakeClient(c);
+  cohort::common::ReplyMsg reply;
+  cohort::common::Message req = cohort::common::GroupsMsg{0};
+  if (name == "workers") req = cohort::common::WorkersMsg{0};
+  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(kExitUnreachable, s.message());
+  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (c.json) {
+    std::cout << reply.body << "\n";
+  } else if (name == "workers") {
+    cohort::cli::PrintWorkers(ParseBody(reply.body), std::cout);
+  } else {
+    cohort::cli::PrintGroups(ParseBody(reply.body), std::cout);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  if (args[0] == "--version") {
+    std::cout << "cohort " << cohort::common::kVersion << "\n";
+    return kExitOk;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  try {
+    if (cmd == "submit") return Submit(args);
+    if (cmd == "status" || cmd == "wait" || cmd == "cancel") return GroupCommand(cmd, args);
+    if (cmd == "groups" || cmd == "workers") return ListCommand(cmd, args);
+  } catch (const std::exception& e) {
+    return Fail(kExitFailed, std::string("unexpected error: ") + e.what());
+  }
+  return Fail(kExitUsage, "unknown command \"" + cmd + "\" (see cohort --help)");
+}

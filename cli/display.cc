@@ -1,0 +1,127 @@
+#include "cli/display.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <vector>
+
+namespace cohort::cli {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Text(const Json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return "-";
+  const Json& v = j[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number_float()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2fs", v.get<double>());
+    return buf;
+  }
+  if (v.is_array()) {
+    std::string s;
+    for (const Json& e : v) {
+      if (!s.empty()) s += ",";
+      s += e.is_string() ? e.get<std::string>() : e.dump();
+    }
+    return s.empty() ? "-" : s;
+  }
+  return "-";
+}
+
+// One line of a table cell: control characters and line breaks would break
+// the table, and a long error is cut.
+std::string Cell(std::string s, size_t max = 60) {
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  if (s.size() > max) s = s.substr(0, max - 3) + "...";
+  return s;
+}
+
+void Table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+           std::ostream& out) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& r : rows) {
+    for (size_t c = 0; c < r.size() && c < width.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s;
+    for (size_t c = 0; c < cells.size(); ++c) {
+      s += cells[c];
+      if (c + 1 < cells.size()) s += std::string(width[c] - cells[c].size() + 2, ' ');
+    }
+    out << s << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+}  // namespace
+
+std::string ProgressLine(const Json& r) {
+  if (!r.is_object() || !r.contains("steps") || !r["steps"].is_array()) return "";
+  std::map<std::string, int> n;
+  for (const Json& s : r["steps"]) n[Text(s, "state")]++;
+  int done = n["completed"] + n["failed"] + n["cancelled"];
+  std::string line = Text(r, "group") + ": " + std::to_string(done) + "/" + std::to_string(r["steps"].size()) +
+                     " done, " + std::to_string(n["running"]) + " running";
+  if (n["retrying"]) line += ", " + std::to_string(n["retrying"]) + " retrying";
+  if (n["failed"]) line += ", " + std::to_string(n["failed"]) + " failed";
+  if (n["cancelled"]) line += ", " + std::to_string(n["cancelled"]) + " cancelled";
+  return line;
+}
+
+void PrintResult(const Json& r, std::ostream& out) {
+  out << "group " << Text(r, "group") << ": " << Text(r, "state");
+  if (r.is_object() && r.contains("duration_s") && r["duration_s"].is_number()) {
+    out << " in " << Text(r, "duration_s");
+  }
+  out << "\n";
+  std::vector<std::vector<std::string>> rows;
+  if (r.is_object() && r.contains("steps") && r["steps"].is_array()) {
+    for (const Json& s : r["steps"]) {
+      std::string code = Text(s, "exit_code");
+      if (code == "-" && Text(s, "signal") != "-") code = "sig " + Text(s, "signal");
+      std::string note = Text(s, "error");
+      if (note == "-") note = Text(s, "waiting");
+      rows.push_back({Cell(Text(s, "id"), 40), Text(s, "state"), Text(s, "attempts"), Cell(Text(s, "worker"), 30),
+                      code, Text(s, "duration_s"), Cell(note == "-" ? "" : note, 70)});
+    }
+  }
+  Table({"STEP", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION", "ERROR"}, rows, out);
+  if (r.is_object() && r.contains("errors") && r["errors"].is_array() && !r["errors"].empty()) {
+    out << r["errors"].size() << (r["errors"].size() == 1 ? " error" : " errors") << ":\n";
+    for (const Json& e : r["errors"]) {
+      std::string step = Text(e, "step");
+      out << "  " << (step == "-" ? "(group)" : step) << ": " << Cell(Text(e, "error"), 200) << "\n";
+    }
+  }
+}
+
+void PrintGroups(const Json& list, std::ostream& out) {
+  std::vector<std::vector<std::string>> rows;
+  if (list.is_array()) {
+    for (const Json& g : list) {
+      rows.push_back({Cell(Text(g, "group"), 40), Text(g, "state"), Text(g, "total"), Text(g, "completed"),
+                      Text(g, "running"), Text(g, "failed"), Text(g, "cancelled"), Text(g, "submitted_at")});
+    }
+  }
+  Table({"GROUP", "STATE", "STEPS", "COMPLETED", "RUNNING", "FAILED", "CANCELLED", "SUBMITTED"}, rows, out);
+}
+
+void PrintWorkers(const Json& list, std::ostream& out) {
+  std::vector<std::vector<std::string>> rows;
+  if (list.is_array()) {
+    for (const Json& w : list) {
+      rows.push_back({Cell(Text(w, "name"), 40), Text(w, "slots"), Text(w, "running"), Cell(Text(w, "agents")),
+                      Text(w, "last_heartbeat")});
+    }
+  }
+  Table({"NAME", "SLOTS", "RUNNING", "AGENTS", "LAST HEARTBEAT"}, rows, out);
+}
+
+}  // namespace cohort::cli

@@ -1,0 +1,52 @@
+#include "common/daemon.h"
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+namespace cohort::common {
+namespace {
+
+std::atomic<StopSignal*> g_stop{nullptr};
+
+void OnTerminate(int) {
+  if (StopSignal* s = g_stop.load()) s->Raise();
+}
+
+}  // namespace
+
+StopSignal::StopSignal() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+StopSignal::~StopSignal() {
+  StopSignal* self = this;
+  g_stop.compare_exchange_strong(self, nullptr);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void StopSignal::Raise() {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void RaiseOnTermination(StopSignal* stop) {
+  g_stop.store(stop);
+  struct sigaction sa {};
+  sa.sa_handler = OnTerminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int PollTimeoutMs(Time now, Time until) {
+  if (until <= now) return 0;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now + std::chrono::microseconds(999));
+  return static_cast<int>(std::min<int64_t>(ms.count(), 60'000));
+}
+
+}  // namespace cohort::common

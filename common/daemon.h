@@ -1,0 +1,40 @@
+// What the two daemons' event loops share: a stop flag that a signal handler
+// can raise and poll() can watch, the SIGTERM/SIGINT wiring to it, and the
+// poll timeout that ends at the nearest deadline (redis ae.c style).
+//
+// Thread contract: StopSignal::Raise is async-signal-safe; the rest belongs
+// to the loop's thread.
+#ifndef COHORT_COMMON_DAEMON_H_
+#define COHORT_COMMON_DAEMON_H_
+
+#include "common/status.h"
+#include "common/time.h"
+
+namespace cohort::common {
+
+class StopSignal {
+ public:
+  StopSignal();
+  ~StopSignal();
+  StopSignal(const StopSignal&) = delete;
+  StopSignal& operator=(const StopSignal&) = delete;
+
+  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_; }  // readable once raised
+  void Raise();                   // async-signal-safe
+
+ private:
+  int fd_ = -1;
+};
+
+// SIGTERM and SIGINT raise `stop`; SIGPIPE is ignored (a vanished peer is an
+// error code, not a death). `stop` must outlive the process's signal use.
+void RaiseOnTermination(StopSignal* stop);
+
+// Milliseconds from `now` until `until`, rounded up (waking early would only
+// spin once more), 0 if past, at most 60 s.
+int PollTimeoutMs(Time now, Time until);
+
+}  // namespace cohort::common
+
+#endif  // COHORT_COMMON_DAEMON_H_

@@ -1,0 +1,29 @@
+// The result document: a group's result as JSON, the body of STATUS and WAIT
+// replies and the output of `cohort ... --json`. Every key is always present;
+// what is not known is null. Times are ISO-8601 UTC strings with
+// milliseconds. Output tails that are not valid UTF-8 have the bad bytes
+// replaced when the document is serialized (see DumpJson).
+#ifndef COHORT_COMMON_RESULT_JSON_H_
+#define COHORT_COMMON_RESULT_JSON_H_
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "common/time.h"
+
+namespace cohort::common {
+
+// "2026-11-26T11:32:03.123Z"
+std::string FormatUnixMs(int64_t unix_ms);
+
+nlohmann::json GroupResultToJson(const GroupResult& result, const WallClock& clock);
+nlohmann::json GroupSummaryToJson(const GroupSummary& summary, const WallClock& clock);
+
+// Serializes without throwing: invalid UTF-8 (from a step's output) becomes U+FFFD.
+std::string DumpJson(const nlohmann::json& j, int indent = -1);
+
+}  // namespace cohort::common
+
+#endif  // COHORT_COMMON_RESULT_JSON_H_

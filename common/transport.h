@@ -1,0 +1,58 @@
+// The thin layer between ZeroMQ sockets and the codec: read one whole
+// multipart message without blocking, send one encoded message, and set the
+// socket options every cohort socket shares. It owns nothing; the daemons own
+// their sockets. cppzmq's exceptions stop here: errors come back as Status
+// or false.
+//
+// Thread contract: a socket is used by one thread, as ZeroMQ requires.
+#ifndef COHORT_COMMON_TRANSPORT_H_
+#define COHORT_COMMON_TRANSPORT_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/messages.h"
+#include "common/status.h"
+
+namespace cohort::common {
+
+// One multipart message as received: the routing id (ROUTER sockets only)
+// and the frames that follow.
+struct Envelope {
+  std::string route;
+  std::vector<std::string> frames;
+  size_t dropped_frames = 0;  // frames past the limit, read and discarded
+};
+
+// Reads one message if one is waiting. False when none is (or on error).
+// For a ROUTER, the first frame is taken as the routing id. At most
+// kMaxFramesRead frames are kept; the rest of a longer message is drained so
+// the next read starts at a message boundary.
+bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out);
+
+// Decodes an envelope's frames (the routing id excluded).
+Status DecodeEnvelope(const Envelope& env, Message* out);
+
+// Sends `msg`, prefixed by `route` when given (ROUTER). Never blocks: a full
+// queue or an unknown route drops the message and returns false.
+bool SendMessage(zmq::socket_t& socket, const std::optional<std::string>& route, const Message& msg);
+
+// Linger 0 (a daemon that exits does not hang on unsent messages), the
+// maximum message size, and high-water marks large enough that a burst of
+// dispatches is never dropped.
+void ConfigureSocket(zmq::socket_t& socket);
+
+// "tcp://127.0.0.1:5700" -> bound endpoint after a successful bind (resolves
+// a wildcard port); Unavailable naming the endpoint and the reason otherwise.
+Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound = nullptr);
+Status ConnectSocket(zmq::socket_t& socket, const std::string& endpoint);
+
+constexpr size_t kMaxFramesRead = 8;
+
+}  // namespace cohort::common
+
+#endif  // COHORT_COMMON_TRANSPORT_H_

@@ -1,0 +1,66 @@
+// cohort-coordinator: accepts groups from clients, schedules their steps on
+// workers, and cancels the rest of a group when one of its steps fails.
+#include <iostream>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "coordinator/server.h"
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  using cohort::coordinator::ServerOptions;
+  ServerOptions o;
+  double backstop_s = 10, retention_s = 3600, cancel_resend_s = 1;
+  std::string log_level = "info";
+  po::options_description opts("Options");
+  opts.add_options()
+      ("client-endpoint", po::value(&o.client_endpoint)->default_value(o.client_endpoint)->value_name("EP"),
+       "where the cohort CLI connects (ZeroMQ endpoint to bind)")
+      ("worker-endpoint", po::value(&o.worker_endpoint)->default_value(o.worker_endpoint)->value_name("EP"),
+       "where workers connect")
+      ("cancel-endpoint", po::value(&o.cancel_endpoint)->default_value(o.cancel_endpoint)->value_name("EP"),
+       "where cancel broadcasts are published (workers learn it when they register)")
+      ("heartbeat-ms", po::value(&o.heartbeat_ms)->default_value(o.heartbeat_ms)->value_name("MS"),
+       "heartbeat interval to and from workers")
+      ("liveness", po::value(&o.liveness)->default_value(o.liveness)->value_name("N"),
+       "missed heartbeats before a worker is declared lost and its steps retried elsewhere")
+      ("backstop-grace", po::value(&backstop_s)->default_value(backstop_s)->value_name("S"),
+       "seconds past a step's timeout (or a cancel) to wait for its worker's report before giving up on it; "
+       "keep it above the workers' kill grace")
+      ("cancel-resend", po::value(&cancel_resend_s)->default_value(cancel_resend_s)->value_name("S"),
+       "seconds between repeats of an unconfirmed cancel")
+      ("retention", po::value(&retention_s)->default_value(retention_s)->value_name("S"),
+       "seconds a finished group stays queryable")
+      ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
+       "debug, info, warn or error");
+  po::variables_map vm;
+  int rc = cohort::common::ParseCommandLine(
+      argc, argv, "cohort-coordinator",
+      "Usage: cohort-coordinator [options]\n\n"
+      "Accepts groups of steps from `cohort submit`, runs them on cohort-worker daemons\n"
+      "with their concurrency limits, timeouts, deadlines and retries, and cancels the\n"
+      "rest of a group as soon as one step fails for good. With no options it serves\n"
+      "one machine on 127.0.0.1 ports 5700-5702. Logs one line per event to stderr.",
+      opts, &vm);
+  if (rc >= 0) return rc;
+  if (!cohort::common::ApplyLogLevel("cohort-coordinator", log_level)) return 2;
+  if (o.heartbeat_ms < 1 || o.liveness < 1 || !(backstop_s > 0) || !(retention_s >= 0) || !(cancel_resend_s > 0)) {
+    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace and --cancel-resend must be "
+                 "positive, --retention non-negative\n";
+    return 2;
+  }
+  o.scheduler.backstop_grace = cohort::common::SecondsToDuration(backstop_s);
+  o.scheduler.retention = cohort::common::SecondsToDuration(retention_s);
+  o.scheduler.cancel_resend = cohort::common::SecondsToDuration(cancel_resend_s);
+  o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+
+  cohort::common::StopSignal stop;
+  cohort::common::RaiseOnTermination(&stop);
+  cohort::coordinator::Server server(o);
+  if (auto s = server.Bind(); !s.ok() || !stop.valid()) {
+    std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";
+    return 1;
+  }
+  return server.Run(stop);
+}

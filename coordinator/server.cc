@@ -1,0 +1,362 @@
+#include "coordinator/server.h"
+
+#include <algorithm>
+
+#include "common/codec.h"
+#include "common/group_spec.h"
+#include "common/result_json.h"
+
+namespace cohort::coordinator {
+
+using common::Clock;
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+using common::Status;
+using common::Time;
+
+namespace {
+
+// Messages handled per socket per loop turn, so a flood on one socket (a
+// client bursting 10,000 submits) cannot starve the other (worker heartbeats).
+constexpr int kBatch = 256;
+
+std::optional<uint64_t> RequestId(const common::Message& m) {
+  return std::visit(
+      [](const auto& msg) -> std::optional<uint64_t> {
+        if constexpr (requires { msg.req; }) {
+          return msg.req;
+        } else {
+          return std::nullopt;
+        }
+      },
+      m);
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)),
+      context_(1),
+      clients_(context_, zmq::socket_type::router),
+      workers_(context_, zmq::socket_type::router),
+      cancels_(context_, zmq::socket_type::pub),
+      core_([&] {
+        SchedulerOptions s = options_.scheduler;
+        s.heartbeat_interval = std::chrono::milliseconds(options_.heartbeat_ms);
+        s.liveness = options_.liveness;
+        return s;
+      }()),
+      wall_(common::WallClock::Now()) {
+  for (zmq::socket_t* s : {&clients_, &workers_, &cancels_}) common::ConfigureSocket(*s);
+}
+
+Server::~Server() = default;
+
+Status Server::Bind() {
+  if (Status s = common::BindSocket(clients_, options_.client_endpoint, &bound_client_); !s.ok()) return s;
+  if (Status s = common::BindSocket(workers_, options_.worker_endpoint, &bound_worker_); !s.ok()) return s;
+  if (Status s = common::BindSocket(cancels_, options_.cancel_endpoint, &bound_cancel_); !s.ok()) return s;
+  LogInfo("listening")
+      .Kv("client", bound_client_)
+      .Kv("worker", bound_worker_)
+      .Kv("cancel", bound_cancel_)
+      .Kv("heartbeat_ms", options_.heartbeat_ms)
+      .Kv("liveness", options_.liveness);
+  return Status::Ok();
+}
+
+Time Server::NextWake() const {
+  Time until = next_heartbeat_;
+  if (auto d = core_.NextDeadline()) until = std::min(until, *d);
+  return until;
+}
+
+int Server::Run(const common::StopSignal& stop) {
+  next_heartbeat_ = Clock::now();
+  common::Envelope env;
+  while (true) {
+    Time now = Clock::now();
+    zmq::pollitem_t items[] = {
+        {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
+        {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
+        {nullptr, stop.fd(), ZMQ_POLLIN, 0},
+    };
+    try {
+      zmq::poll(items, 3, std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) {
+        common::LogError("poll_failed").Kv("error", e.what());
+        return 1;
+      }
+    }
+    if (items[2].revents & ZMQ_POLLIN) {
+      LogInfo("stopping").Kv("groups", core_.group_count());
+      return 0;
+    }
+    now = Clock::now();
+    // Workers first: their heartbeats and results must never wait behind clients.
+    // Actions are applied after each event: a Dispatch points into the core's
+    // state, valid only until the next event.
+    for (int i = 0; i < kBatch && common::ReceiveEnvelope(workers_, true, &env); ++i) {
+      OnWorker(env, now);
+      Apply(now);
+    }
+    for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env); ++i) {
+      OnClient(env, now);
+      Apply(now);
+    }
+    now = Clock::now();
+    if (auto d = core_.NextDeadline(); d && *d <= now) core_.Tick(now, &actions_);
+    Apply(now);
+    if (now >= next_heartbeat_) SendHeartbeats(now);
+  }
+}
+
+bool Server::BadMessage(std::string_view socket, const Status& why, Time now) {
+  ++bad_messages_;
+  uint64_t suppressed = 0;
+  if (bad_input_log_.Allow(now, &suppressed)) {
+    LogWarn("bad_message").Kv("socket", socket).Kv("error", why.message()).Kv("suppressed", suppressed);
+  }
+  return false;
+}
+
+// ---- Clients ----------------------------------------------------------------
+
+void Server::Reply(const std::string& route, uint64_t req, const Status& status, std::string body) {
+  common::ReplyMsg reply;
+  reply.req = req;
+  reply.code = status.code();
+  reply.error = status.ok() ? "" : status.message();
+  reply.body = std::move(body);
+  common::SendMessage(clients_, route, reply);
+}
+
+std::string Server::ResultBody(std::string_view group) const {
+  auto r = core_.Result(group);
+  if (!r) return "";
+  return common::DumpJson(common::GroupResultToJson(*r, wall_));
+}
+
+void Server::OnClient(const common::Envelope& env, Time now) {
+  common::Message msg;
+  if (Status s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+    BadMessage("client", s, now);
+    return;
+  }
+  std::optional<uint64_t> req = RequestId(msg);
+  if (!req) {
+    BadMessage("client", Status::Corruption(std::string(common::CommandName(msg)) + " is not a client request"),
+               now);
+    return;
+  }
+  if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
+    common::GroupSpec spec;
+    Status s = common::ParseGroupSpecJson(m->spec, &spec);
+    std::string id;
+    if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
+    if (s.ok()) {
+      auto sum = core_.Summary(id);
+      LogInfo("group_submitted").Kv("group", id).Kv("steps", sum ? sum->total : 0);
+      Reply(env.route, *req, s, common::DumpJson(nlohmann::json{{"group", id}}));
+    } else {
+      LogInfo("group_refused").Kv("error", s.message());
+      Reply(env.route, *req, s, "");
+    }
+  } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
+    std::string body = ResultBody(m->group);
+    // Decided before the call: its arguments may be evaluated in any order.
+    Status found = body.empty() ? Status::NotFound("no group \"" + m->group + "\"") : Status::Ok();
+    Reply(env.route, *req, found, std::move(body));
+  } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
+    auto sum = core_.Summary(m->group);
+    if (!sum) {
+      Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
+    } else if (sum->state != common::GroupState::kRunning) {
+      Reply(env.route, *req, Status::Ok(), ResultBody(m->group));
+    } else {
+      waiters_[m->group].push_back({env.route, *req});
+    }
+  } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
+    Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_)
+                               : core_.CancelStepById(m->group, m->step, now, &actions_);
+    LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
+    Reply(env.route, *req, s, "");
+  } else if (std::holds_alternative<common::GroupsMsg>(msg)) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& sum : core_.Groups()) list.push_back(common::GroupSummaryToJson(sum, wall_));
+    Reply(env.route, *req, Status::Ok(), common::DumpJson(list));
+  } else if (std::holds_alternative<common::WorkersMsg>(msg)) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& w : core_.Workers()) {
+      list.push_back({{"name", w.name},
+                      {"slots", w.slots},
+                      {"running", w.running},
+                      {"agents", w.agents},
+                      {"last_heartbeat", common::FormatUnixMs(wall_.ToUnixMs(w.last_heartbeat))}});
+    }
+    Reply(env.route, *req, Status::Ok(), common::DumpJson(list));
+  } else {
+    Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");
+  }
+}
+
+// ---- Workers ----------------------------------------------------------------
+
+void Server::SendToWorker(const std::string& worker, const common::Message& msg) {
+  auto it = route_of_.find(worker);
+  if (it == route_of_.end()) return;  // lost; its attempts are already decided
+  if (!common::SendMessage(workers_, it->second, msg)) {
+    LogWarn("send_failed").Kv("worker", worker).Kv("command", common::CommandName(msg));
+  }
+}
+
+void Server::Forget(const std::string& worker) {
+  auto it = route_of_.find(worker);
+  if (it == route_of_.end()) return;
+  worker_at_.erase(it->second);
+  route_of_.erase(it);
+}
+
+void Server::SendHeartbeats(Time now) {
+  for (const auto& [name, route] : route_of_) common::SendMessage(workers_, route, common::HeartbeatMsg{});
+  next_heartbeat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
+}
+
+void Server::OnWorker(const common::Envelope& env, Time now) {
+  common::Message msg;
+  if (Status s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+    BadMessage("worker", s, now);
+    return;
+  }
+  if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
+    WorkerJoined j;
+    j.name = reg->name;
+    j.slots = reg->slots;
+    j.agents = reg->agents;
+    for (const auto& a : reg->running) j.running.push_back({a.group, a.step, a.attempt});
+    Status s = core_.Join(j, now, &actions_);
+    if (!s.ok()) {
+      BadMessage("worker", s, now);
+      return;
+    }
+    auto old = route_of_.find(reg->name);
+    if (old != route_of_.end() && old->second != env.route) {
+      LogInfo("worker_reconnected").Kv("worker", reg->name);
+      worker_at_.erase(old->second);
+    }
+    route_of_[reg->name] = env.route;
+    worker_at_[env.route] = reg->name;
+    LogInfo("worker_joined")
+        .Kv("worker", reg->name)
+        .Kv("slots", reg->slots)
+        .Kv("running", reg->running.size())
+        .Kv("version", reg->version);
+    common::WelcomeMsg welcome;
+    welcome.heartbeat_ms = static_cast<uint32_t>(options_.heartbeat_ms);
+    welcome.liveness = static_cast<uint32_t>(options_.liveness);
+    welcome.cancel_endpoint = bound_cancel_;
+    // Order matters: WELCOME first, then whatever Join placed on it.
+    common::SendMessage(workers_, env.route, welcome);
+    return;
+  }
+  auto who = worker_at_.find(env.route);
+  if (who == worker_at_.end()) {
+    if (std::holds_alternative<common::ByeMsg>(msg)) return;
+    common::ReregisterMsg again;
+    again.reason = "unknown worker; register again";
+    common::SendMessage(workers_, env.route, again);
+    return;
+  }
+  const std::string name = who->second;
+  // Any message from a worker counts as a heartbeat.
+  if (Status s = core_.Heartbeat(name, now); !s.ok()) {
+    Forget(name);
+    common::ReregisterMsg again;
+    again.reason = s.message();
+    common::SendMessage(workers_, env.route, again);
+    return;
+  }
+  if (auto* m = std::get_if<common::StartedMsg>(&msg)) {
+    core_.Started({{m->id.group, m->id.step, m->id.attempt}, name}, now, &actions_);
+  } else if (auto* m = std::get_if<common::FinishedMsg>(&msg)) {
+    common::AttemptOutcome o;
+    o.exit_code = m->exit_code;
+    o.signal = m->signal;
+    o.timed_out = m->timed_out;
+    o.cancelled = m->cancelled;
+    o.error = m->error;
+    o.stdout_tail = m->stdout_tail;
+    o.stderr_tail = m->stderr_tail;
+    LogDebug("step_finished")
+        .Kv("group", m->id.group)
+        .Kv("step", m->id.step)
+        .Kv("attempt", m->id.attempt)
+        .Kv("worker", name)
+        .Kv("exit_code", m->exit_code.value_or(-1))
+        .Kv("signal", m->signal.value_or(0));
+    core_.Finished({{m->id.group, m->id.step, m->id.attempt}, name, std::move(o)}, now, &actions_);
+  } else if (std::holds_alternative<common::ByeMsg>(msg)) {
+    LogInfo("worker_left").Kv("worker", name);
+    core_.Lose(name, "worker shut down", now, &actions_);
+    Forget(name);
+  } else if (!std::holds_alternative<common::HeartbeatMsg>(msg)) {
+    BadMessage("worker",
+               Status::Corruption(std::string(common::CommandName(msg)) + " is not a worker message"), now);
+  }
+}
+
+// ---- Actions ------------------------------------------------------------------
+
+void Server::Apply(Time now) {
+  (void)now;
+  for (Action& a : actions_) {
+    if (auto* d = std::get_if<Dispatch>(&a)) {
+      common::RunMsg run;
+      run.id = {d->ref.group, d->ref.step, d->ref.attempt};
+      run.step_id = d->spec->id;
+      run.argv = d->spec->argv;
+      run.shell = d->spec->shell;
+      run.env = d->spec->env;
+      run.cwd = d->spec->cwd;
+      run.timeout_ms =
+          d->timeout ? static_cast<uint64_t>(std::max<int64_t>(
+                           1, std::chrono::duration_cast<std::chrono::milliseconds>(*d->timeout).count()))
+                     : 0;
+      LogDebug("dispatch")
+          .Kv("group", d->ref.group)
+          .Kv("step", d->spec->id)
+          .Kv("attempt", d->ref.attempt)
+          .Kv("worker", d->worker);
+      SendToWorker(d->worker, run);
+    } else if (auto* c = std::get_if<BroadcastCancel>(&a)) {
+      LogInfo("group_cancel_broadcast").Kv("group", c->group);
+      common::CancelGroupMsg msg;
+      msg.group = c->group;
+      common::SendMessage(cancels_, std::nullopt, msg);
+    } else if (auto* c = std::get_if<CancelAttempt>(&a)) {
+      common::CancelAttemptMsg msg;
+      msg.id = {c->ref.group, c->ref.step, c->ref.attempt};
+      SendToWorker(c->worker, msg);
+    } else if (auto* f = std::get_if<GroupFinished>(&a)) {
+      auto sum = core_.Summary(f->group);
+      LogInfo("group_finished")
+          .Kv("group", f->group)
+          .Kv("state", common::GroupStateName(f->state))
+          .Kv("steps", sum ? sum->total : 0);
+      auto it = waiters_.find(f->group);
+      if (it != waiters_.end()) {
+        std::string body = ResultBody(f->group);
+        for (const Waiter& w : it->second) Reply(w.route, w.req, Status::Ok(), body);
+        waiters_.erase(it);
+      }
+    } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
+      LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", "missed heartbeats");
+      Forget(e->worker);
+    }
+  }
+  actions_.clear();
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,95 @@
+// Server is the coordinator daemon's event loop: it owns the three sockets
+// (client ROUTER, worker ROUTER, cancel PUB), the Scheduler, the map between
+// worker names and their ZeroMQ routes, and the clients waiting on groups.
+// Each iteration polls with a timeout that ends at the nearest deadline (the
+// core's next timer or the next heartbeat to send), decodes what arrived,
+// hands it to the core with the current time, and carries out the actions.
+// Nothing here decides policy; that is the core's job.
+//
+// Thread contract: one thread calls Bind() then Run().
+#ifndef COHORT_COORDINATOR_SERVER_H_
+#define COHORT_COORDINATOR_SERVER_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "common/messages.h"
+#include "common/protocol.h"
+#include "common/status.h"
+#include "common/time.h"
+#include "common/transport.h"
+#include "coordinator/scheduler.h"
+
+namespace cohort::coordinator {
+
+struct ServerOptions {
+  std::string client_endpoint = common::kDefaultClientEndpoint;
+  std::string worker_endpoint = common::kDefaultWorkerEndpoint;
+  std::string cancel_endpoint = common::kDefaultCancelEndpoint;
+  int heartbeat_ms = common::kDefaultHeartbeatMs;
+  int liveness = common::kDefaultLiveness;
+  SchedulerOptions scheduler;  // its heartbeat settings are taken from above
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds all three sockets; Unavailable naming the endpoint on failure.
+  common::Status Bind();
+  // Serves until `stop` is raised. Returns the process exit code.
+  int Run(const common::StopSignal& stop);
+
+  const std::string& bound_client_endpoint() const { return bound_client_; }
+  const std::string& bound_worker_endpoint() const { return bound_worker_; }
+  const std::string& bound_cancel_endpoint() const { return bound_cancel_; }
+
+ private:
+  struct Waiter {
+    std::string route;
+    uint64_t req;
+  };
+
+  void OnClient(const common::Envelope& env, common::Time now);
+  void OnWorker(const common::Envelope& env, common::Time now);
+  void Apply(common::Time now);
+  void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
+  void SendToWorker(const std::string& worker, const common::Message& msg);
+  void SendHeartbeats(common::Time now);
+  void Forget(const std::string& worker);
+  std::string ResultBody(std::string_view group) const;
+  bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
+  common::Time NextWake() const;
+
+  ServerOptions options_;
+  zmq::context_t context_;
+  zmq::socket_t clients_;
+  zmq::socket_t workers_;
+  zmq::socket_t cancels_;
+  std::string bound_client_, bound_worker_, bound_cancel_;
+
+  Scheduler core_;
+  common::WallClock wall_;
+  std::vector<Action> actions_;
+  std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
+  std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
+  std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
+  common::Time next_heartbeat_{};
+  common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
+  uint64_t bad_messages_ = 0;
+};
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_SERVER_H_

@@ -1,0 +1,350 @@
+#include "worker/agent.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "common/options.h"
+#include "common/transport.h"
+
+namespace cohort::worker {
+
+using common::Clock;
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+using common::Time;
+
+namespace {
+
+constexpr size_t kMaxRememberedCancels = 10000;
+constexpr int kBatch = 256;
+constexpr auto kFirstBackoff = std::chrono::seconds(1);
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "worker";
+  return buf;
+}
+
+// "tcp://0.0.0.0:5702" from a coordinator bound to a wildcard is reachable at
+// the host we used to reach the coordinator itself.
+std::string ReachableEndpoint(const std::string& advertised, const std::string& coordinator) {
+  auto host_of = [](const std::string& ep, size_t* begin, size_t* end) {
+    size_t scheme = ep.find("://");
+    if (scheme == std::string::npos) return false;
+    *begin = scheme + 3;
+    *end = ep.rfind(':');
+    return *end != std::string::npos && *end > *begin;
+  };
+  size_t b = 0, e = 0, cb = 0, ce = 0;
+  if (advertised.rfind("tcp://", 0) != 0 || !host_of(advertised, &b, &e)) return advertised;
+  std::string host = advertised.substr(b, e - b);
+  if (host != "0.0.0.0" && host != "*" && host != "[::]" && host != "::") return advertised;
+  if (coordinator.rfind("tcp://", 0) != 0 || !host_of(coordinator, &cb, &ce)) return advertised;
+  return advertised.substr(0, b) + coordinator.substr(cb, ce - cb) + advertised.substr(e);
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)),
+      context_(1),
+      runner_([&] {
+        RunnerOptions r;
+        r.kill_grace = options_.kill_grace;
+        r.tail_bytes = options_.tail_bytes;
+        return r;
+      }()),
+      wall_(common::WallClock::Now()),
+      heartbeat_ms_(options_.heartbeat_ms),
+      liveness_(options_.liveness),
+      backoff_(kFirstBackoff) {
+  if (options_.name.empty()) options_.name = HostName();
+  if (options_.slots <= 0) options_.slots = std::max(1u, std::thread::hardware_concurrency());
+}
+
+Agent::~Agent() = default;
+
+void Agent::Send(const common::Message& msg) {
+  if (dealer_) common::SendMessage(*dealer_, std::nullopt, msg);
+}
+
+void Agent::Connect(Time now) {
+  dealer_.emplace(context_, zmq::socket_type::dealer);
+  common::ConfigureSocket(*dealer_);
+  if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
+    LogWarn("connect_failed").Kv("error", s.message());
+  }
+  registered_ = false;
+  last_heard_ = now;
+  SendRegister(now);
+}
+
+void Agent::SendRegister(Time now) {
+  common::RegisterMsg reg;
+  reg.name = options_.name;
+  reg.slots = static_cast<uint32_t>(options_.slots);
+  reg.agents = options_.agents;
+  reg.version = common::kVersion;
+  for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
+  // Results the coordinator may have missed are reported as still running,
+  // then sent again once it welcomes us, so none is lost across a reconnect.
+  for (const Unconfirmed& u : unconfirmed_) reg.running.push_back(u.msg.id);
+  Send(reg);
+  next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms_);
+  LogInfo("registering").Kv("coordinator", options_.coordinator).Kv("name", options_.name)
+      .Kv("slots", options_.slots).Kv("running", reg.running.size());
+}
+
+Time Agent::NextWake() const {
+  Time until = next_heartbeat_;
+  if (dealer_) {
+    until = std::min(until, last_heard_ + std::chrono::milliseconds(heartbeat_ms_) * liveness_);
+  } else {
+    until = std::min(until, next_connect_);
+  }
+  if (auto d = runner_.NextDeadline()) until = std::min(until, *d);
+  return until;
+}
+
+int Agent::Run(const common::StopSignal& stop) {
+  Time now = Clock::now();
+  Connect(now);
+  std::vector<PollFd> fds;
+  std::vector<zmq::pollitem_t> items;
+  std::vector<RunResult> finished;
+  common::Envelope env;
+  while (true) {
+    now = Clock::now();
+    items.clear();
+    items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
+    const size_t dealer_at = items.size();
+    if (dealer_) items.push_back({static_cast<void*>(*dealer_), 0, ZMQ_POLLIN, 0});
+    const size_t sub_at = items.size();
+    if (sub_) items.push_back({static_cast<void*>(*sub_), 0, ZMQ_POLLIN, 0});
+    fds.clear();
+    runner_.PollFds(&fds);
+    for (const PollFd& f : fds) items.push_back({nullptr, f.fd, f.events, 0});
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) {
+        common::LogError("poll_failed").Kv("error", e.what());
+        return 1;
+      }
+    }
+    now = Clock::now();
+    if (items[0].revents & ZMQ_POLLIN) {
+      Shutdown();
+      return 0;
+    }
+    // Finished processes first: their reports free the coordinator's slots.
+    finished.clear();
+    runner_.Process(now, &finished);
+    for (const RunResult& r : finished) Report(r);
+
+    if (dealer_ && dealer_at < items.size()) {
+      for (int i = 0; i < kBatch && common::ReceiveEnvelope(*dealer_, false, &env); ++i) {
+        common::Message msg;
+        if (auto s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+          uint64_t suppressed = 0;
+          if (bad_input_log_.Allow(now, &suppressed)) {
+            LogWarn("bad_message").Kv("socket", "coordinator").Kv("error", s.message()).Kv("suppressed", suppressed);
+          }
+          continue;
+        }
+        last_heard_ = now;
+        OnCoordinator(msg, now);
+        if (!dealer_) break;
+      }
+    }
+    if (sub_ && sub_at < items.size()) {
+      for (int i = 0; i < kBatch && common::ReceiveEnvelope(*sub_, false, &env); ++i) {
+        common::Message msg;
+        if (common::DecodeEnvelope(env, &msg).ok()) {
+          if (auto* c = std::get_if<common::CancelGroupMsg>(&msg)) OnCancelGroup(c->group, now);
+        }
+      }
+    }
+    // Drop results the coordinator has had long enough to act on.
+    const auto keep = std::chrono::milliseconds(heartbeat_ms_) * liveness_ * 2;
+    while (!unconfirmed_.empty() && now - unconfirmed_.front().sent_at > keep) unconfirmed_.pop_front();
+
+    if (dealer_ && now - last_heard_ >= std::chrono::milliseconds(heartbeat_ms_) * liveness_) {
+      LogWarn("coordinator_silent")
+          .Kv("coordinator", options_.coordinator)
+          .Kv("retry_in_ms", std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());
+      dealer_.reset();
+      registered_ = false;
+      next_connect_ = now + backoff_;
+      backoff_ = std::min(backoff_ * 2, options_.max_reconnect_backoff);
+    }
+    if (!dealer_ && now >= next_connect_) Connect(now);
+    if (dealer_ && now >= next_heartbeat_) {
+      if (registered_) {
+        Send(common::HeartbeatMsg{});
+      } else {
+        SendRegister(now);
+      }
+      next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms_);
+    }
+  }
+}
+
+void Agent::OnCoordinator(const common::Message& msg, Time now) {
+  if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
+    const bool first = !registered_;
+    registered_ = true;
+    backoff_ = kFirstBackoff;
+    if (w->heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w->heartbeat_ms);
+    if (w->liveness > 0) liveness_ = static_cast<int>(w->liveness);
+    std::string endpoint = ReachableEndpoint(w->cancel_endpoint, options_.coordinator);
+    if (!sub_ || endpoint != sub_endpoint_) {
+      sub_.emplace(context_, zmq::socket_type::sub);
+      common::ConfigureSocket(*sub_);
+      sub_->set(zmq::sockopt::subscribe, common::kProtocol);
+      if (auto s = common::ConnectSocket(*sub_, endpoint); !s.ok()) {
+        LogWarn("cancel_subscribe_failed").Kv("error", s.message());
+      }
+      sub_endpoint_ = endpoint;
+    }
+    if (first) {
+      LogInfo("registered").Kv("heartbeat_ms", heartbeat_ms_).Kv("liveness", liveness_).Kv("cancel", endpoint);
+      for (Unconfirmed& u : unconfirmed_) {
+        Send(u.msg);
+        u.sent_at = now;
+      }
+    }
+  } else if (auto* run = std::get_if<common::RunMsg>(&msg)) {
+    OnRun(*run, now);
+  } else if (auto* c = std::get_if<common::CancelAttemptMsg>(&msg)) {
+    auto it = key_of_.find({c->id.group, c->id.step, c->id.attempt});
+    if (it != key_of_.end()) {
+      LogInfo("cancel").Kv("group", c->id.group).Kv("step", c->id.step).Kv("attempt", c->id.attempt);
+      runner_.Cancel(it->second, now);
+      return;
+    }
+    // Already over: the coordinator may have missed the report; send it again.
+    for (Unconfirmed& u : unconfirmed_) {
+      if (u.msg.id.group == c->id.group && u.msg.id.step == c->id.step && u.msg.id.attempt == c->id.attempt) {
+        Send(u.msg);
+      }
+    }
+  } else if (auto* c = std::get_if<common::CancelGroupMsg>(&msg)) {
+    OnCancelGroup(c->group, now);
+  } else if (std::get_if<common::ReregisterMsg>(&msg)) {
+    registered_ = false;
+    SendRegister(now);
+  }
+}
+
+void Agent::RememberCancelled(const std::string& group) {
+  if (!cancelled_groups_.insert(group).second) return;
+  cancelled_order_.push_back(group);
+  if (cancelled_order_.size() > kMaxRememberedCancels) {
+    cancelled_groups_.erase(cancelled_order_.front());
+    cancelled_order_.pop_front();
+  }
+}
+
+void Agent::OnCancelGroup(const std::string& group, Time now) {
+  RememberCancelled(group);
+  int n = 0;
+  for (auto it = key_of_.lower_bound({group, 0, 0}); it != key_of_.end() && std::get<0>(it->first) == group;
+       ++it) {
+    runner_.Cancel(it->second, now);
+    ++n;
+  }
+  LogInfo("group_cancelled").Kv("group", group).Kv("running", n);
+}
+
+void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why, Time now) {
+  common::FinishedMsg f;
+  f.id = run.id;
+  f.cancelled = true;
+  f.error = why;
+  f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+  Send(f);
+  unconfirmed_.push_back({f, now});
+}
+
+void Agent::OnRun(const common::RunMsg& run, Time now) {
+  if (cancelled_groups_.count(run.id.group)) {
+    RefuseAsCancelled(run, "group was cancelled before this step started", now);
+    return;
+  }
+  if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) return;  // a duplicate
+  RunRequest req;
+  req.key = next_key_++;
+  req.argv = run.argv;
+  req.shell = run.shell;
+  req.env = run.env;
+  req.env.emplace_back("COHORT_GROUP", run.id.group);
+  req.env.emplace_back("COHORT_STEP", run.step_id);
+  req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
+  req.cwd = run.cwd;
+  if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
+  if (auto s = runner_.Start(req, now); !s.ok()) {
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.error = "worker " + options_.name + " could not start the step: " + s.message();
+    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+    LogWarn("start_failed").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
+    Send(f);
+    unconfirmed_.push_back({f, now});
+    return;
+  }
+  attempts_[req.key] = {run.id, run.step_id};
+  key_of_[{run.id.group, run.id.step, run.id.attempt}] = req.key;
+  LogDebug("started").Kv("group", run.id.group).Kv("step", run.step_id).Kv("attempt", run.id.attempt);
+  common::StartedMsg started;
+  started.id = run.id;
+  Send(started);
+}
+
+void Agent::Report(const RunResult& r) {
+  auto it = attempts_.find(r.key);
+  if (it == attempts_.end()) return;
+  Attempt a = std::move(it->second);
+  attempts_.erase(it);
+  key_of_.erase({a.id.group, a.id.step, a.id.attempt});
+  common::FinishedMsg f;
+  f.id = a.id;
+  if (r.kind == RunResult::Kind::kExited) f.exit_code = r.exit_code;
+  if (r.kind == RunResult::Kind::kSignaled) f.signal = r.signal;
+  f.timed_out = r.timed_out;
+  f.cancelled = r.cancelled && !r.timed_out;
+  f.escalated = r.escalated_to_kill;
+  f.error = r.error;
+  if (r.kind == RunResult::Kind::kLost && f.error.empty()) f.error = "the step's exit status was lost";
+  f.stdout_tail = r.stdout_tail;
+  f.stderr_tail = r.stderr_tail;
+  f.stdout_bytes = r.stdout_bytes;
+  f.stderr_bytes = r.stderr_bytes;
+  f.started_ms = wall_.ToUnixMs(r.start);
+  f.finished_ms = wall_.ToUnixMs(r.end);
+  LogInfo("finished")
+      .Kv("group", a.id.group)
+      .Kv("step", a.step_id)
+      .Kv("attempt", a.id.attempt)
+      .Kv("result", r.Summary());
+  Send(f);
+  unconfirmed_.push_back({std::move(f), Clock::now()});
+}
+
+void Agent::Shutdown() {
+  LogInfo("stopping").Kv("running", runner_.running());
+  // Goodbye first: the coordinator retries these steps elsewhere at once
+  // instead of waiting for our heartbeats to lapse.
+  Send(common::ByeMsg{});
+  Time now = Clock::now();
+  for (const auto& [key, a] : attempts_) runner_.Cancel(key, now);
+  std::vector<RunResult> ignored;
+  runner_.RunUntilIdle(now + options_.kill_grace + std::chrono::seconds(2), &ignored);
+  dealer_.reset();
+  sub_.reset();
+}
+
+}  // namespace cohort::worker

@@ -1,0 +1,82 @@
+// cohort-worker: runs the steps a cohort-coordinator sends it, as real
+// processes, and stops them for sure when told.
+#include <iostream>
+#include <sstream>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "worker/agent.h"
+
+namespace {
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  cohort::worker::AgentOptions o;
+  std::string agents, log_level = "info";
+  int64_t kill_grace_ms = 5000;
+  size_t tail_kib = 64;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("coordinator", po::value(&o.coordinator)->default_value(o.coordinator)->value_name("EP"),
+       "the coordinator's worker endpoint; everything else is learned when registering")
+      ("name", po::value(&o.name)->value_name("NAME"), "this worker's name (default: the host name); "
+       "unique in the cluster, so run several workers per host with distinct names")
+      ("slots", po::value(&o.slots)->default_value(0)->value_name("N"),
+       "steps run at once (default 0: the number of CPUs)")
+      ("agents", po::value(&agents)->value_name("A,B"), "agent labels this worker offers (steps with an "
+       "\"agent\" run only on workers offering it)")
+      ("kill-grace-ms", po::value(&kill_grace_ms)->default_value(kill_grace_ms)->value_name("MS"),
+       "time between SIGTERM and SIGKILL when a step is timed out or cancelled")
+      ("heartbeat-ms", po::value(&o.heartbeat_ms)->default_value(o.heartbeat_ms)->value_name("MS"),
+       "heartbeat interval until the coordinator sends its own")
+      ("output-tail-kib", po::value(&tail_kib)->default_value(tail_kib)->value_name("KIB"),
+       "KiB kept of each step's stdout and of its stderr (the end)")
+      ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
+       "debug, info, warn or error");
+  po::variables_map vm;
+  int rc = cohort::common::ParseCommandLine(
+      argc, argv, "cohort-worker",
+      "Usage: cohort-worker [options]\n\n"
+      "Connects to a cohort-coordinator, offers it --slots step slots, and runs the steps it\n"
+      "is sent as child processes (each in its own process group, stdin from /dev/null,\n"
+      "a clean environment plus the step's env). Timeouts and cancels send SIGTERM to the\n"
+      "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
+      "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
+      "them when it is back. SIGTERM stops the worker: the coordinator is told, the steps\n"
+      "are killed, and they are retried on other workers.",
+      opts, &vm);
+  if (rc >= 0) return rc;
+  if (!cohort::common::ApplyLogLevel("cohort-worker", log_level)) return 2;
+  if (o.slots < 0 || kill_grace_ms < 0 || o.heartbeat_ms < 1 || tail_kib > 16 * 1024) {
+    std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
+                 "--output-tail-kib <= 16384\n";
+    return 2;
+  }
+  o.agents = SplitList(agents);
+  o.kill_grace = std::chrono::milliseconds(kill_grace_ms);
+  o.tail_bytes = tail_kib * 1024;
+  if (auto s = cohort::worker::StepRunner::BecomeSubreaper(); !s.ok()) {
+    cohort::common::LogWarn("subreaper_failed").Kv("error", s.message());
+  }
+  cohort::common::StopSignal stop;
+  if (!stop.valid()) {
+    std::cerr << "cohort-worker: eventfd failed\n";
+    return 1;
+  }
+  cohort::common::RaiseOnTermination(&stop);
+  cohort::worker::Agent agent(o);
+  return agent.Run(stop);
+}
