@@ -29,7 +29,7 @@ namespace cohort::common {
 // Three frames: protocol, command, msgpack body. Does not check limits (see
 // ValidateMessage); a peer refuses what breaks them. Free-text fields (REPLY
 // and FINISHED error, REREGISTER reason) are sent as valid UTF-8, invalid
-// bytes replaced by U+FFFD, so that a stray byte in an error message never
+// bytes replaced by "?", one for one, so that a stray byte in an error message never
 // costs a report; every other string is sent exactly as given.
 std::vector<std::string> Encode(const Message& msg);
 

@@ -1,31 +1,26 @@
-// Integration tests of the step runner: real child processes, and every wait
-// is a poll of the runner's own descriptors bounded by a deadline, never a
-// fixed sleep.
+// Integration tests of the step runner starting steps: exit status, argv and
+// PATH lookup, environment, session and signal state, output tails, spawn
+// errors, request checks and descriptors. Stopping steps is tested in
+// step_runner_stop_test.cc. Real child processes, and every wait is a poll of
+// the runner's own descriptors bounded by a deadline, never a fixed sleep.
 #include "worker/step_runner.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cstdio>
-#include <fstream>
+#include <cstdint>
 #include <map>
 #include <optional>
-#include <random>
-#include <sstream>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
-#include "worker/unique_fd.h"
+#include "tests/integration/runner_test_util.h"
 
 namespace cohort::worker {
 namespace {
@@ -33,142 +28,15 @@ namespace {
 using common::Clock;
 using common::Duration;
 using common::Time;
+using runner_test::Argv;
+using runner_test::CountOpenFds;
+using runner_test::Seconds;
+using runner_test::Shell;
+using runner_test::TempDir;
+using runner_test::WaitFor;
+using runner_test::WaitForAll;
+using runner_test::WithGrace;
 using namespace std::chrono_literals;
-
-// Generous, for loaded CI boxes and sanitizer builds; a passing test never
-// waits this long.
-constexpr Duration kBudget = 30s;
-
-RunRequest Shell(uint64_t key, std::string command) {
-  RunRequest r;
-  r.key = key;
-  r.shell = std::move(command);
-  return r;
-}
-
-RunRequest Argv(uint64_t key, std::vector<std::string> argv) {
-  RunRequest r;
-  r.key = key;
-  r.argv = std::move(argv);
-  return r;
-}
-
-RunnerOptions WithGrace(Duration grace) {
-  RunnerOptions options;
-  options.kill_grace = grace;
-  return options;
-}
-
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-
-// Polls until attempt `key` finishes; results of other keys are dropped.
-std::optional<RunResult> WaitFor(StepRunner& runner, uint64_t key) {
-  const Time limit = Clock::now() + kBudget;
-  std::vector<RunResult> done;
-  while (Clock::now() < limit) {
-    runner.PollOnce(limit, &done);
-    for (RunResult& r : done) {
-      if (r.key == key) return std::move(r);
-    }
-    done.clear();
-  }
-  return std::nullopt;
-}
-
-std::map<uint64_t, RunResult> WaitForAll(StepRunner& runner) {
-  std::vector<RunResult> done;
-  REQUIRE(runner.RunUntilIdle(Clock::now() + kBudget, &done));
-  std::map<uint64_t, RunResult> by_key;
-  for (RunResult& r : done) by_key.emplace(r.key, std::move(r));
-  return by_key;
-}
-
-// Polls until the running attempt's stdout holds `lines` newline-terminated
-// lines; returns them.
-std::vector<std::string> WaitForLines(StepRunner& runner, uint64_t key, size_t lines) {
-  const Time limit = Clock::now() + kBudget;
-  std::vector<RunResult> done;
-  std::string out;
-  while (Clock::now() < limit) {
-    REQUIRE(runner.PeekOutput(key, &out, nullptr));
-    std::vector<std::string> got;
-    std::istringstream in(out);
-    for (std::string line; std::getline(in, line);) got.push_back(line);
-    if (!out.empty() && out.back() != '\n') got.pop_back();
-    if (got.size() >= lines) return got;
-    runner.PollOnce(limit, &done);
-    REQUIRE(done.empty());
-  }
-  FAIL("step " << key << " printed only: " << out);
-  return {};
-}
-
-// A number that sleep accepts and no other process on the box has in its
-// command line: "300.<pid><random>".
-std::string UniqueSleepArg() {
-  std::random_device rd;
-  return "300." + std::to_string(getpid()) + std::to_string(rd() % 1000000);
-}
-
-int CountProcessesWithArg(const std::string& arg) {
-  int count = 0;
-  DIR* proc = opendir("/proc");
-  REQUIRE(proc != nullptr);
-  while (dirent* e = readdir(proc)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    std::string needle = std::string(1, '\0') + arg + std::string(1, '\0');
-    if (cmdline.find(needle) != std::string::npos) ++count;
-  }
-  closedir(proc);
-  return count;
-}
-
-// Also true for a zombie, which has a /proc entry until it is reaped.
-bool ProcessExists(pid_t pid) {
-  struct stat st;
-  return stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0;
-}
-
-bool GroupExists(pid_t pgid) { return kill(-pgid, 0) == 0 || errno != ESRCH; }
-
-int CountOpenFds() {
-  int count = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  REQUIRE(dir != nullptr);
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] != '.') ++count;
-  }
-  closedir(dir);
-  return count - 1;  // the DIR's own descriptor
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char templ[] = "/tmp/cohort-runner-test-XXXXXX";
-    REQUIRE(mkdtemp(templ) != nullptr);
-    char* real = realpath(templ, nullptr);
-    path_ = real;
-    free(real);
-  }
-  ~TempDir() {
-    for (const std::string& f : files_) unlink(f.c_str());
-    rmdir(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  void Write(const std::string& name, const std::string& content, mode_t mode) {
-    std::string file = path_ + "/" + name;
-    std::ofstream(file) << content;
-    REQUIRE(chmod(file.c_str(), mode) == 0);
-    files_.push_back(file);
-  }
-
- private:
-  std::string path_;
-  std::vector<std::string> files_;
-};
 
 TEST_CASE("exit codes are reported", "[runner]") {
   StepRunner runner;
@@ -312,216 +180,6 @@ TEST_CASE("a step leads its own session and process group and starts with defaul
   CHECK(results[3].stderr_tail == "yes exited 141\n");
 }
 
-TEST_CASE("a timeout stops a sleeping step promptly", "[runner]") {
-  StepRunner runner;
-  RunRequest req = Argv(1, {"sleep", "30"});
-  req.timeout = 300ms;
-  const Time before = Clock::now();
-  REQUIRE(runner.Start(req, before).ok());
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  const Time after = Clock::now();
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kSignaled);
-  CHECK(r->signal == SIGTERM);
-  CHECK(r->timed_out);
-  CHECK_FALSE(r->cancelled);
-  CHECK_FALSE(r->escalated_to_kill);
-  const Duration lateness = (r->end - r->start) - 300ms;
-  INFO("lateness past the 0.3 s timeout: " << Seconds(lateness) * 1000 << " ms (reported), "
-                                           << Seconds(after - before - 300ms) * 1000 << " ms (observed)");
-  CHECK(lateness >= Duration::zero());
-  CHECK(after - before < 300ms + 1s);
-}
-
-TEST_CASE("stopping a shell step kills its background children too", "[runner]") {
-  const std::string arg = UniqueSleepArg();
-  StepRunner runner(WithGrace(5s));
-  REQUIRE(runner.Start(Shell(1, "sleep " + arg + " & echo $!; sleep " + arg + " & echo $!; wait"), Clock::now())
-              .ok());
-  std::vector<std::string> pids = WaitForLines(runner, 1, 2);
-  const pid_t pgid = *runner.PidOf(1);
-  REQUIRE(runner.Cancel(1, Clock::now()));
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kSignaled);
-  CHECK(r->signal == SIGTERM);
-  CHECK(r->cancelled);
-  CHECK_FALSE(r->escalated_to_kill);
-  CHECK_FALSE(GroupExists(pgid));
-  for (const std::string& pid : pids) CHECK_FALSE(ProcessExists(std::stoi(pid)));
-  CHECK(CountProcessesWithArg(arg) == 0);
-}
-
-TEST_CASE("a step is reported only once its lingering background child is gone", "[runner]") {
-  SECTION("the lingerer ignores TERM and exits by itself within the grace") {
-    StepRunner runner(WithGrace(5s));
-    REQUIRE(runner.Start(Shell(1, "trap '' TERM; sleep 0.5 & echo $!; exit 4"), Clock::now()).ok());
-    std::optional<RunResult> r = WaitFor(runner, 1);
-    REQUIRE(r);
-    INFO(r->Summary());
-    CHECK(r->kind == RunResult::Kind::kExited);
-    CHECK(r->exit_code == 4);
-    CHECK(r->end - r->start >= 500ms);
-    CHECK_FALSE(r->escalated_to_kill);
-    CHECK_FALSE(r->timed_out);
-    CHECK_FALSE(ProcessExists(std::stoi(r->stdout_tail)));
-  }
-  SECTION("the lingerer ignores TERM and is killed after the grace") {
-    StepRunner runner(WithGrace(200ms));
-    REQUIRE(runner.Start(Shell(1, "trap '' TERM; sleep 30 & echo $!; exit 4"), Clock::now()).ok());
-    std::optional<RunResult> r = WaitFor(runner, 1);
-    REQUIRE(r);
-    INFO(r->Summary());
-    CHECK(r->kind == RunResult::Kind::kExited);
-    CHECK(r->exit_code == 4);
-    CHECK(r->escalated_to_kill);
-    CHECK(r->end - r->start >= 200ms);
-    CHECK(r->end - r->start < 200ms + 1s);
-    CHECK_FALSE(ProcessExists(std::stoi(r->stdout_tail)));
-  }
-}
-
-TEST_CASE("the subreaper reaps an orphaned grandchild before the step finishes", "[runner]") {
-  StepRunner runner(WithGrace(5s));
-  CHECK(StepRunner::BecomeSubreaper().ok());
-  int subreaper = 0;
-  REQUIRE(prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) == 0);
-  CHECK(subreaper == 1);
-  // The subshell exits at once, orphaning the sleep, which the worker adopts.
-  REQUIRE(runner.Start(Shell(1, "trap '' TERM; ( sleep 0.3 & echo $! ); exit 0"), Clock::now()).ok());
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->ok());
-  CHECK(r->end - r->start >= 300ms);
-  CHECK_FALSE(r->escalated_to_kill);
-  // Gone, not a zombie: a zombie keeps its /proc entry.
-  CHECK_FALSE(ProcessExists(std::stoi(r->stdout_tail)));
-}
-
-TEST_CASE("a stopped step is continued so that it can act on TERM", "[runner]") {
-  StepRunner runner(WithGrace(5s));
-  REQUIRE(runner.Start(Shell(1, "echo ready; kill -STOP $$; sleep 30"), Clock::now()).ok());
-  WaitForLines(runner, 1, 1);
-  const Time cancelled_at = Clock::now();
-  REQUIRE(runner.Cancel(1, cancelled_at));
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kSignaled);
-  CHECK(r->signal == SIGTERM);
-  CHECK_FALSE(r->escalated_to_kill);
-  CHECK(r->end - cancelled_at < 1s);
-}
-
-TEST_CASE("a process that escapes with setsid does not hold the step up", "[runner]") {
-  // The documented limit: setsid leaves the process group, so stopping the
-  // group misses it (systemd's cgroup would not). The step must still finish
-  // although the escapee holds its stdout open, and the escapee, orphaned
-  // to the worker, must be reaped when it dies.
-  const std::string arg = UniqueSleepArg();
-  StepRunner runner(WithGrace(5s));
-  REQUIRE(runner.Start(Shell(1, "setsid sleep " + arg +
-                                    " & p=$!; until readlink /proc/$p/exe | grep -q /sleep$; do :; done; echo $p"),
-                       Clock::now())
-              .ok());
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  const pid_t escaped = std::stoi(r->stdout_tail);
-  struct KillOnExit {
-    pid_t pid;
-    ~KillOnExit() { kill(pid, SIGKILL); }
-  } guard{escaped};
-  CHECK(r->ok());
-  CHECK(r->end - r->start < 2s);
-  CHECK(CountProcessesWithArg(arg) == 1);
-
-  std::ifstream stat("/proc/" + std::to_string(escaped) + "/stat");
-  std::string pid, comm, state, ppid;
-  stat >> pid >> comm >> state >> ppid;
-  CHECK(ppid == std::to_string(getpid()));  // adopted by the subreaper
-
-  // glibc 2.36 declares pidfd_open without extern "C"; the raw syscall links.
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, escaped, 0)));
-  REQUIRE(pidfd.valid());
-  REQUIRE(kill(escaped, SIGKILL) == 0);
-  pollfd exited{pidfd.get(), POLLIN, 0};
-  REQUIRE(poll(&exited, 1, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kBudget).count())) == 1);
-  CHECK(ProcessExists(escaped));  // a zombie until someone reaps it
-  std::vector<RunResult> done;
-  runner.Process(Clock::now(), &done);
-  CHECK(done.empty());
-  CHECK_FALSE(ProcessExists(escaped));
-}
-
-TEST_CASE("a step that traps TERM is waited for while it cleans up", "[runner]") {
-  StepRunner runner(WithGrace(5s));
-  REQUIRE(runner.Start(Shell(1, "trap 'echo cleaning; sleep 0.2; exit 7' TERM; sleep 30 & echo ready; wait"),
-                       Clock::now())
-              .ok());
-  WaitForLines(runner, 1, 1);
-  const Time cancelled_at = Clock::now();
-  REQUIRE(runner.Cancel(1, cancelled_at));
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kExited);
-  CHECK(r->exit_code == 7);
-  CHECK(r->cancelled);
-  CHECK_FALSE(r->timed_out);
-  CHECK_FALSE(r->escalated_to_kill);
-  CHECK(r->stdout_tail == "ready\ncleaning\n");
-  CHECK(r->end - cancelled_at >= 200ms);
-  CHECK(r->end - cancelled_at < 5s);
-}
-
-TEST_CASE("what a cleanup trap leaves behind gets its own TERM when the step exits", "[runner]") {
-  StepRunner runner(WithGrace(5s));
-  // The trap waits until its sleep has exec'd: before that, the forked shell
-  // still has the trap's handler and would swallow a TERM (a race in the
-  // shell, not one the runner could close).
-  REQUIRE(runner.Start(Shell(1,
-                             "trap 'sleep 30 & p=$!; until readlink /proc/$p/exe | grep -q /sleep$; do :; done; "
-                             "echo $p; exit 7' TERM; "
-                             "sleep 30 & echo ready; wait"),
-                       Clock::now())
-              .ok());
-  WaitForLines(runner, 1, 1);
-  const Time cancelled_at = Clock::now();
-  REQUIRE(runner.Cancel(1, cancelled_at));
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kExited);
-  CHECK(r->exit_code == 7);
-  CHECK_FALSE(r->escalated_to_kill);
-  CHECK(r->end - cancelled_at < 1s);
-  REQUIRE(r->stdout_tail.starts_with("ready\n"));
-  CHECK_FALSE(ProcessExists(std::stoi(r->stdout_tail.substr(6))));
-}
-
-TEST_CASE("a step that ignores TERM is killed after the grace", "[runner]") {
-  StepRunner runner(WithGrace(200ms));
-  REQUIRE(runner.Start(Shell(1, "trap '' TERM; echo ready; sleep 30"), Clock::now()).ok());
-  WaitForLines(runner, 1, 1);
-  const Time cancelled_at = Clock::now();
-  REQUIRE(runner.Cancel(1, cancelled_at));
-  CHECK(runner.NextDeadline() == cancelled_at + 200ms);
-  std::optional<RunResult> r = WaitFor(runner, 1);
-  REQUIRE(r);
-  INFO(r->Summary());
-  CHECK(r->kind == RunResult::Kind::kSignaled);
-  CHECK(r->signal == SIGKILL);
-  CHECK(r->cancelled);
-  CHECK(r->escalated_to_kill);
-  CHECK(r->Summary() == "killed by SIGKILL after cancel (escalated to SIGKILL)");
-  CHECK(r->end - cancelled_at >= 200ms);
-  CHECK(r->end - cancelled_at < 200ms + 1s);
-}
-
 TEST_CASE("100 MB of output keeps only the tail - counts every byte and finishes", "[runner]") {
   StepRunner runner;
   REQUIRE(runner.Start(Shell(1, "yes | head -c 100000000; echo done >&2"), Clock::now()).ok());
@@ -639,21 +297,6 @@ TEST_CASE("the event-loop contract: descriptors and deadlines", "[runner]") {
   CHECK_FALSE(runner.NextDeadline());
 }
 
-TEST_CASE("CancelAll stops every running step gracefully", "[runner]") {
-  StepRunner runner(WithGrace(3s));
-  REQUIRE(runner.Start(Argv(1, {"sleep", "30"}), Clock::now()).ok());
-  REQUIRE(runner.Start(Shell(2, "sleep 30 & wait"), Clock::now()).ok());
-  CHECK(runner.CancelAll(Clock::now()) == 2);
-  std::map<uint64_t, RunResult> results = WaitForAll(runner);
-  REQUIRE(results.size() == 2);
-  for (auto& [key, r] : results) {
-    INFO(key << ": " << r.Summary());
-    CHECK(r.cancelled);
-    CHECK(r.signal == SIGTERM);
-    CHECK_FALSE(r.escalated_to_kill);
-  }
-}
-
 TEST_CASE("64 concurrent steps with output leak no descriptors", "[runner]") {
   constexpr int kSteps = 64;
   uint64_t expected_bytes = 0;
@@ -680,26 +323,6 @@ TEST_CASE("64 concurrent steps with output leak no descriptors", "[runner]") {
     CHECK(CountOpenFds() <= with_runner + 1);
   }
   CHECK(CountOpenFds() == before);
-}
-
-TEST_CASE("the destructor kills and reaps every leftover step", "[runner]") {
-  const std::string arg = UniqueSleepArg();
-  std::vector<pid_t> pids;
-  {
-    StepRunner runner(WithGrace(5s));
-    REQUIRE(runner.Start(Shell(1, "trap '' TERM; sleep " + arg + " & echo $!; sleep " + arg + " & echo $!; wait"),
-                         Clock::now())
-                .ok());
-    REQUIRE(runner.Start(Argv(2, {"sleep", arg}), Clock::now()).ok());
-    for (const std::string& pid : WaitForLines(runner, 1, 2)) pids.push_back(std::stoi(pid));
-    pids.push_back(*runner.PidOf(1));
-    pids.push_back(*runner.PidOf(2));
-    for (pid_t pid : pids) REQUIRE(ProcessExists(pid));
-  }
-  for (pid_t pid : pids) CHECK_FALSE(ProcessExists(pid));
-  CHECK_FALSE(GroupExists(pids[2]));
-  CHECK_FALSE(GroupExists(pids[3]));
-  CHECK(CountProcessesWithArg(arg) == 0);
 }
 
 }  // namespace

@@ -1,0 +1,196 @@
+// Internal to the wire codec (common/codec.h): what its two halves share,
+// encoding and validation in common/codec.cc and decoding in
+// common/codec_decode.cc. Nothing else includes this header. It holds the
+// command-name table, the UTF-8 helpers, the wording of field errors, and the
+// value rules (Checker and its Check overloads) that Decode and
+// ValidateMessage both apply.
+//
+// Thread contract: stateless free functions; a Checker belongs to one call.
+#ifndef COHORT_COMMON_CODEC_INTERNAL_H_
+#define COHORT_COMMON_CODEC_INTERNAL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "common/codec.h"
+#include "common/messages.h"
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace cohort::common::codec_internal {
+
+// Indexed by Message's alternatives, in order.
+inline constexpr std::string_view kCommandNames[] = {
+    "SUBMIT",    "STATUS", "WAIT",    "CANCEL",   "GROUPS", "WORKERS",    "REPLY", "REGISTER",    "WELCOME",
+    "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP"};
+static_assert(std::size(kCommandNames) == std::variant_size_v<Message>);
+
+inline constexpr size_t kNone = std::string_view::npos;
+
+// ---- Text --------------------------------------------------------------------
+
+// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
+// surrogates, nothing past U+10FFFF), or 0 when there is none.
+inline size_t Utf8SequenceLength(const unsigned char* p, size_t left) {
+  auto cont = [](unsigned char c) { return (c & 0xC0) == 0x80; };
+  const unsigned char c = p[0];
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) return left >= 2 && cont(p[1]) ? 2 : 0;
+  if (c < 0xF0) {
+    if (left < 3 || !cont(p[1]) || !cont(p[2])) return 0;
+    return (c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ? 0 : 3;
+  }
+  if (c >= 0xF5 || left < 4 || !cont(p[1]) || !cont(p[2]) || !cont(p[3])) return 0;
+  return (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90) ? 0 : 4;
+}
+
+// Offset of the first byte that is not valid UTF-8, or kNone.
+inline size_t FirstInvalidUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    if (s.size() - i >= 8) {  // ASCII, the common case, eight bytes at a time
+      uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      if ((word & 0x8080808080808080u) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    size_t n = Utf8SequenceLength(p + i, s.size() - i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return kNone;
+}
+
+// Replaces each byte that is not part of valid UTF-8 with '?': one byte for
+// one, so the size limits a sender checked still hold after the repair.
+inline void RepairUtf8InPlace(std::string* s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s->data());
+  for (size_t i = FirstInvalidUtf8(*s); i < s->size();) {
+    size_t n = Utf8SequenceLength(p + i, s->size() - i);
+    if (n == 0) (*s)[i++] = '?';
+    else i += n;
+  }
+}
+
+// ---- Field errors -------------------------------------------------------------
+
+// Where a value sits in its message: "argv", "argv[3]", "running[3].group",
+// "env[2][1]". Spelled out only when something is wrong with it.
+struct Where {
+  Where(const char* field) : field(field) {}  // NOLINT: implicit, so a field name reads as one
+  explicit Where(std::string_view field) : field(field) {}
+  Where(std::string_view field, size_t index, std::string_view sub = {}) : field(field), index(index), sub(sub) {}
+  std::string str() const {
+    return std::string(field) + (index == kNone ? "" : "[" + std::to_string(index) + "]") + std::string(sub);
+  }
+
+  std::string_view field;
+  size_t index = kNone;
+  std::string_view sub;
+};
+
+inline std::string FieldError(std::string_view command, const Where& where, const std::string& what) {
+  return std::string(command) + ": field \"" + where.str() + "\" " + what;
+}
+
+inline std::string TooMany(std::string_view command, const Where& where, size_t n) {
+  return FieldError(command, where, "has " + std::to_string(n) + " entries, over the limit of " +
+                                        std::to_string(kMaxArgs) + " (kMaxArgs)");
+}
+
+// ---- Value rules (shared by Decode and ValidateMessage) ------------------------
+
+// Checks sizes, counts and encodings. Keeps the first problem, so a caller
+// chains every check and reads status() once.
+class Checker {
+ public:
+  explicit Checker(std::string_view command) : command_(command) {}
+
+  Checker& Name(std::string_view v, Where w) { return Bytes(v, w, kMaxNameBytes, "kMaxNameBytes", true); }
+  Checker& String(std::string_view v, Where w) { return Bytes(v, w, kMaxStringBytes, "kMaxStringBytes", true); }
+  // Free text is repaired rather than refused, so only its size matters.
+  Checker& Text(std::string_view v, Where w) { return Bytes(v, w, kMaxStringBytes, "kMaxStringBytes", false); }
+  // JSON documents: the receiver's JSON parser judges their encoding and can
+  // answer the sender, which a dropped message cannot.
+  Checker& Document(std::string_view v, Where w) {
+    return Bytes(v, w, kMaxDocumentBytes, "kMaxDocumentBytes", false);
+  }
+  Checker& Output(std::string_view v, Where w) { return Bytes(v, w, kMaxOutputBytes, "kMaxOutputBytes", false); }
+  Checker& Count(size_t n, Where w) { return n > kMaxArgs ? Fail(TooMany(command_, w, n)) : *this; }
+  Checker& Rule(bool holds, Where w, const char* what) {
+    return holds ? *this : Fail(FieldError(command_, w, what));
+  }
+  Status status() const { return error_.empty() ? Status::Ok() : Status::Corruption(error_); }
+
+ private:
+  Checker& Bytes(std::string_view v, const Where& w, size_t limit, const char* limit_name, bool utf8) {
+    if (!error_.empty()) return *this;
+    if (v.size() > limit) {
+      return Fail(FieldError(command_, w, "is " + std::to_string(v.size()) + " bytes, over the limit of " +
+                                              std::to_string(limit) + " (" + limit_name + ")"));
+    }
+    size_t bad = utf8 ? FirstInvalidUtf8(v) : kNone;
+    if (bad == kNone) return *this;
+    return Fail(FieldError(command_, w, "is not valid UTF-8 (byte " + std::to_string(bad) + ")"));
+  }
+  Checker& Fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+    return *this;
+  }
+
+  std::string_view command_;
+  std::string error_;
+};
+
+inline void Check(Checker&, const GroupsMsg&) {}
+inline void Check(Checker&, const WorkersMsg&) {}
+inline void Check(Checker&, const HeartbeatMsg&) {}
+inline void Check(Checker&, const ByeMsg&) {}
+inline void Check(Checker& c, const SubmitMsg& m) { c.Document(m.spec, "spec"); }
+inline void Check(Checker& c, const StatusMsg& m) { c.Name(m.group, "group"); }
+inline void Check(Checker& c, const WaitMsg& m) { c.Name(m.group, "group"); }
+inline void Check(Checker& c, const CancelRequestMsg& m) { c.Name(m.group, "group").Name(m.step, "step"); }
+inline void Check(Checker& c, const ReplyMsg& m) {
+  c.Rule(!WireCodeName(m.code).empty(), "code", "is not a known status code");
+  c.Text(m.error, "error").Document(m.body, "body");
+}
+inline void Check(Checker& c, const RegisterMsg& m) {
+  c.Name(m.name, "name").Rule(m.slots >= 1, "slots", "must be at least 1, got 0").Count(m.agents.size(), "agents");
+  for (size_t i = 0; i < m.agents.size(); ++i) c.Name(m.agents[i], {"agents", i});
+  c.Count(m.running.size(), "running");
+  for (size_t i = 0; i < m.running.size(); ++i) c.Name(m.running[i].group, {"running", i, ".group"});
+  c.Name(m.version, "version");
+}
+inline void Check(Checker& c, const WelcomeMsg& m) {
+  c.Rule(m.heartbeat_ms >= 1, "heartbeat_ms", "must be at least 1, got 0");
+  c.Rule(m.liveness >= 1, "liveness", "must be at least 1, got 0").String(m.cancel_endpoint, "cancel_endpoint");
+}
+inline void Check(Checker& c, const RunMsg& m) {
+  c.Name(m.id.group, "group").Name(m.step_id, "step_id").Count(m.argv.size(), "argv");
+  for (size_t i = 0; i < m.argv.size(); ++i) c.String(m.argv[i], {"argv", i});
+  c.String(m.shell, "shell").Count(m.env.size(), "env");
+  for (size_t i = 0; i < m.env.size(); ++i) {
+    c.String(m.env[i].first, {"env", i, "[0]"}).String(m.env[i].second, {"env", i, "[1]"});
+  }
+  c.String(m.cwd, "cwd");
+}
+inline void Check(Checker& c, const StartedMsg& m) { c.Name(m.id.group, "group"); }
+inline void Check(Checker& c, const FinishedMsg& m) {
+  c.Name(m.id.group, "group").Text(m.error, "error").Output(m.stdout_tail, "stdout").Output(m.stderr_tail, "stderr");
+}
+inline void Check(Checker& c, const CancelAttemptMsg& m) { c.Name(m.id.group, "group"); }
+inline void Check(Checker& c, const ReregisterMsg& m) { c.Text(m.reason, "reason"); }
+inline void Check(Checker& c, const CancelGroupMsg& m) { c.Name(m.group, "group"); }
+
+}  // namespace cohort::common::codec_internal
+
+#endif  // COHORT_COMMON_CODEC_INTERNAL_H_
