@@ -143,8 +143,8 @@ template <typename S> void Pack(Writer<S>& w, const ReplyMsg& m) {
   w.Map(4).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error).Str("body", m.body);
 }
 template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
-  w.Map(5).Str("name", m.name).U("slots", m.slots).Strings("agents", m.agents).Attempts("running", m.running)
-      .Str("version", m.version);
+  w.Map(6).Str("name", m.name).U("slots", m.slots).Strings("agents", m.agents).Attempts("running", m.running)
+      .Str("version", m.version).U("instance", m.instance);
 }
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
   w.Map(3).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness).Str("cancel_endpoint", m.cancel_endpoint);

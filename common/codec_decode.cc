@@ -348,6 +348,7 @@ void Read(Fields& f, ReplyMsg* m) {
 void Read(Fields& f, RegisterMsg* m) {
   f.Str("name", &m->name).Int("slots", &m->slots).Strings("agents", &m->agents).Attempts("running", &m->running)
       .Str("version", &m->version);
+  if (f.Has("instance")) f.Int("instance", &m->instance);
 }
 void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);

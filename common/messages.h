@@ -98,6 +98,9 @@ struct RegisterMsg {
   std::vector<std::string> agents;  // labels it offers
   std::vector<AttemptId> running;   // attempts it still runs (after a reconnect)
   std::string version;              // the worker's build, for the log
+  // Random per worker process (optional on the wire, 0 = not given): tells a
+  // reconnect of the same worker from a second worker using the same name.
+  uint64_t instance = 0;
   bool operator==(const RegisterMsg&) const = default;
 };
 

@@ -217,6 +217,7 @@ void Server::Forget(const std::string& worker) {
   if (it == route_of_.end()) return;
   worker_at_.erase(it->second);
   route_of_.erase(it);
+  instance_of_.erase(worker);
 }
 
 void Server::SendHeartbeats(Time now) {
@@ -231,6 +232,22 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     return;
   }
   if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
+    auto holder = route_of_.find(reg->name);
+    if (holder != route_of_.end() && holder->second != env.route) {
+      auto inst = instance_of_.find(reg->name);
+      const uint64_t known = inst == instance_of_.end() ? 0 : inst->second;
+      if (known != 0 && reg->instance != 0 && known != reg->instance) {
+        // Two processes with one name would take each other's steps away in
+        // turn; the first keeps the name while it lives.
+        BadMessage("worker", Status::AlreadyExists("worker name \"" + reg->name +
+                                                   "\" is in use by another live worker"), now);
+        common::ReregisterMsg refuse;
+        refuse.reason = "the name \"" + reg->name +
+                        "\" is in use by another live worker; give every worker a unique --name";
+        common::SendMessage(workers_, env.route, refuse);
+        return;
+      }
+    }
     WorkerJoined j;
     j.name = reg->name;
     j.slots = reg->slots;
@@ -248,6 +265,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     }
     route_of_[reg->name] = env.route;
     worker_at_[env.route] = reg->name;
+    instance_of_[reg->name] = reg->instance;
     LogInfo("worker_joined")
         .Kv("worker", reg->name)
         .Kv("slots", reg->slots)

@@ -84,6 +84,7 @@ class Server {
   std::vector<Action> actions_;
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
+  std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <thread>
 
 #include "common/options.h"
@@ -61,6 +62,8 @@ Agent::Agent(AgentOptions options)
       heartbeat_ms_(options_.heartbeat_ms),
       liveness_(options_.liveness),
       backoff_(kFirstBackoff) {
+  std::random_device rd;
+  instance_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "not given"
   if (options_.name.empty()) options_.name = HostName();
   if (options_.slots <= 0) options_.slots = std::max(1u, std::thread::hardware_concurrency());
 }
@@ -88,6 +91,8 @@ void Agent::SendRegister(Time now) {
   reg.slots = static_cast<uint32_t>(options_.slots);
   reg.agents = options_.agents;
   reg.version = common::kVersion;
+  reg.instance = instance_;
+  last_register_ = now;
   for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
   // Results the coordinator may have missed are reported as still running,
   // then sent again once it welcomes us, so none is lost across a reconnect.
@@ -234,9 +239,11 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
     }
   } else if (auto* c = std::get_if<common::CancelGroupMsg>(&msg)) {
     OnCancelGroup(c->group, now);
-  } else if (std::get_if<common::ReregisterMsg>(&msg)) {
+  } else if (auto* r = std::get_if<common::ReregisterMsg>(&msg)) {
+    LogWarn("register_again").Kv("reason", r->reason);
     registered_ = false;
-    SendRegister(now);
+    // At most once per heartbeat: a refusal must not become a tight loop.
+    if (now - last_register_ >= std::chrono::milliseconds(heartbeat_ms_)) SendRegister(now);
   }
 }
 

@@ -88,6 +88,7 @@ class Agent {
   StepRunner runner_;
   common::WallClock wall_;
 
+  uint64_t instance_;  // random per process, see RegisterMsg::instance
   uint64_t next_key_ = 1;
   std::unordered_map<uint64_t, Attempt> attempts_;  // runner key -> attempt
   std::map<std::tuple<std::string, uint32_t, uint32_t>, uint64_t> key_of_;
@@ -101,6 +102,7 @@ class Agent {
   common::Time last_heard_{};
   common::Time next_heartbeat_{};
   common::Time next_connect_{};  // while disconnected: when to try again
+  common::Time last_register_{};
   common::Duration backoff_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
 };

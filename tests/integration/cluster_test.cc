@@ -298,5 +298,22 @@ TEST_CASE("workers re-register after the coordinator restarts", "[e2e][reconnect
   CHECK(r.out.find("after-restart") != std::string::npos);
 }
 
+TEST_CASE("a second worker under a taken name is refused while the first lives", "[e2e][reconnect]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("twin", 1);
+  // Started by hand: it never joins, so StartWorker's wait does not apply.
+  Daemon second({COHORT_BIN_DIR "/cohort-worker", "--coordinator", "tcp://127.0.0.1:" + std::to_string(c.port(1)),
+                 "--name", "twin", "--slots", "5", "--heartbeat-ms", "200"},
+                c.dir() + "/second.log");
+  REQUIRE(WaitUntil([&] { return second.Log().find("is in use by another live worker") != std::string::npos; },
+                    std::chrono::seconds(20)));
+  auto workers = c.Workers();
+  REQUIRE(workers.size() == 1);
+  CHECK(workers[0]["slots"] == 1);  // still the first one
+  RunOutput r = c.Cli({"submit", "--wait", "--json", "--", "echo", "ok"});
+  CHECK(r.exit_code == 0);
+}
+
 }  // namespace
 }  // namespace cohort::testing

@@ -243,6 +243,7 @@ std::vector<Message> Samples() {
   reg.agents = {"gpu", "linux-x86_64", max_name};
   reg.running = {{"g1", 0, 1}, {"g2", 4294967295u, 4294967295u}, {"", 0, 0}};
   reg.version = "0.1.0";
+  reg.instance = 0x9e3779b97f4a7c15u;
   return {
       SubmitMsg{UINT64_MAX, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"},
       SubmitMsg{0, ""},
@@ -445,14 +446,16 @@ bool IsUnsigned(std::string_view key) {
   return false;
 }
 
-TEST_CASE("every field of every message is required and typed", "[codec]") {
+TEST_CASE("every field of every message is required (but one) and typed", "[codec]") {
   for (const Message& m : Samples()) {
     const std::string command(CommandName(m));
     const Body body = Body::Parse(Encode(m)[2]);
     for (const auto& [key, value] : body.fields) {
       INFO(command << " field " << key);
       const std::string quoted = "\"" + key + "\"";
-      RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
+      // REGISTER's instance is the one optional field (tested on its own).
+      const bool optional = command == "REGISTER" && key == "instance";
+      if (!optional) RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
       const auto type = static_cast<uint8_t>(value[0]);
       const bool list = (type & 0xf0) == 0x90 || type == 0xdc || type == 0xdd;
       RequireCorruption(DecodeBody(command, body.With(key, "\x80").Bytes()), {command, "field " + quoted, "a map"});
@@ -545,6 +548,13 @@ TEST_CASE("list fields check their entries", "[codec]") {
       Mp().Map(4).Str("group").Str("g").Str("zz").Nil().Str("step").Uint(0).Str("attempt").Uint(1).bytes();
   REQUIRE(DecodeBody("REGISTER", reg.With("running", Mp().Array(1).Raw(extra).bytes()).Bytes(), &out).ok());
   CHECK(std::get<RegisterMsg>(out).running == std::vector<AttemptId>{{"g", 0, 1}});
+  // instance is optional (older workers send none) but typed when present.
+  RegisterMsg with_instance{"w", 1, {}, {}, "", 42};
+  Body inst = Body::Parse(Encode(with_instance)[2]);
+  REQUIRE(DecodeBody("REGISTER", inst.Without("instance").Bytes(), &out).ok());
+  CHECK(std::get<RegisterMsg>(out).instance == 0);
+  RequireCorruption(DecodeBody("REGISTER", inst.With("instance", Mp().Str("x").bytes()).Bytes()),
+                    {"REGISTER", "\"instance\""});
 }
 
 TEST_CASE("unknown keys are ignored - whatever they hold", "[codec]") {
