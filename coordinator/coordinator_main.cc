@@ -1,6 +1,8 @@
 // cohort-coordinator: accepts groups from clients, schedules their steps on
 // workers, and cancels the rest of a group when one of its steps fails.
+#include <cstdio>
 #include <iostream>
+#include <random>
 
 #include "common/daemon.h"
 #include "common/log.h"
@@ -11,7 +13,7 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   using cohort::coordinator::ServerOptions;
   ServerOptions o;
-  double backstop_s = 10, retention_s = 3600, cancel_resend_s = 1;
+  double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1;
   std::string log_level = "info";
   po::options_description opts("Options");
   opts.add_options()
@@ -26,8 +28,8 @@ int main(int argc, char** argv) {
       ("liveness", po::value(&o.liveness)->default_value(o.liveness)->value_name("N"),
        "missed heartbeats before a worker is declared lost and its steps retried elsewhere")
       ("backstop-grace", po::value(&backstop_s)->default_value(backstop_s)->value_name("S"),
-       "seconds past a step's timeout (or a cancel) to wait for its worker's report before giving up on it; "
-       "keep it above the workers' kill grace")
+       "seconds past a step's timeout (or a cancel) to wait for its worker's report before declaring that "
+       "worker lost; keep it above the workers' kill grace plus 10 s")
       ("cancel-resend", po::value(&cancel_resend_s)->default_value(cancel_resend_s)->value_name("S"),
        "seconds between repeats of an unconfirmed cancel")
       ("retention", po::value(&retention_s)->default_value(retention_s)->value_name("S"),
@@ -53,7 +55,13 @@ int main(int argc, char** argv) {
   o.scheduler.backstop_grace = cohort::common::SecondsToDuration(backstop_s);
   o.scheduler.retention = cohort::common::SecondsToDuration(retention_s);
   o.scheduler.cancel_resend = cohort::common::SecondsToDuration(cancel_resend_s);
-  o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                     static_cast<uint64_t>(std::random_device{}());
+  {
+    char prefix[16];
+    std::snprintf(prefix, sizeof prefix, "g%04x.", static_cast<unsigned>(o.scheduler.seed & 0xffff));
+    o.scheduler.id_prefix = prefix;
+  }
 
   cohort::common::StopSignal stop;
   cohort::common::RaiseOnTermination(&stop);

@@ -40,6 +40,10 @@ struct WorkerJoined {
   // placed on it that are missing here are treated as lost with the worker;
   // listed attempts that are no longer current are told to stop.
   std::vector<AttemptRef> running;
+  // A repeated REGISTER on a connection the worker already registered on:
+  // attempts sent to it since its first REGISTER are legitimately missing
+  // from `running`, so none is declared lost (stale ones are still stopped).
+  bool same_connection = false;
 };
 struct WorkerHeartbeat {
   std::string name;
@@ -93,10 +97,13 @@ struct GroupFinished {
   std::string group;
   common::GroupState state = common::GroupState::kRunning;
 };
-// The core declared a worker lost (no heartbeat in time); the daemon forgets
-// its route. Not emitted for an explicit WorkerLost event.
+// The core declared a worker lost on its own (no heartbeat in time, or no
+// report of an attempt or a cancel within the grace); the daemon forgets its
+// route, so the worker's next message gets REREGISTER. Not emitted for an
+// explicit WorkerLost event.
 struct WorkerExpired {
   std::string worker;
+  std::string reason;
 };
 
 using Action = std::variant<Dispatch, BroadcastCancel, CancelAttempt, GroupFinished, WorkerExpired>;

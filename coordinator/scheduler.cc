@@ -103,9 +103,8 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
     if (it == workers_by_seq_.end() || it->second->expiry != t) return;
     Worker* w = it->second;
     w->expiry.reset();
-    out->push_back(WorkerExpired{w->name});
-    Lose(w->name,
-         "no heartbeat for " + SecondsText(options_.heartbeat_interval * options_.liveness), now, out);
+    ExpireWorker(w->name, "no heartbeat for " + SecondsText(options_.heartbeat_interval * options_.liveness), now,
+                 out);
     return;
   }
   auto git = groups_by_seq_.find(t.a);
@@ -126,14 +125,16 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       StepRt& st = g->steps[t.b];
       if (st.timer != t) return;
       st.timer.reset();
-      Worker* w = workers_by_seq_.count(st.worker) ? workers_by_seq_[st.worker] : nullptr;
-      std::string worker = w ? w->name : st.attempts.back().worker;
-      out->push_back(CancelAttempt{{g->spec.id, t.b, t.c}, worker});
-      std::string why = "no result from worker " + Quote(worker) + " within the step's timeout plus " +
-                        SecondsText(options_.backstop_grace);
-      CloseAttempt(g, t.b, AttemptStatus::kTimedOut, now);
-      st.attempts.back().error = why;
-      Decide(g, t.b, AttemptStatus::kTimedOut, why, now, out);
+      // The worker enforces timeouts; one that has not reported past the
+      // grace is broken or cut off. Declaring it lost frees its slots
+      // honestly (nothing is assumed stopped while it may still run) and
+      // fences its late reports; its attempts retry elsewhere.
+      auto wit = workers_by_seq_.find(st.worker);
+      if (wit == workers_by_seq_.end()) return;
+      ExpireWorker(wit->second->name,
+                   "no report of step " + Quote(g->spec.steps[t.b].id) + " attempt " + std::to_string(t.c) +
+                       " within its timeout plus " + SecondsText(options_.backstop_grace),
+                   now, out);
       return;
     }
     case TimerKind::kBackoff: {
@@ -166,13 +167,17 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
         }
       }
       // A worker that stays alive but never confirms a cancel must not hold
-      // the group open for ever: past the grace the core stops waiting.
+      // the group open for ever, nor may its slot be reused while the step
+      // may still run: past the grace the worker is declared lost.
       for (uint32_t i : overdue) {
-        std::string why = "worker " + Quote(g->steps[i].attempts.back().worker) +
-                          " did not confirm the cancel within " + SecondsText(options_.backstop_grace);
-        CloseAttempt(g, i, AttemptStatus::kCancelled, now);
-        g->steps[i].attempts.back().error = why;
-        Decide(g, i, AttemptStatus::kCancelled, why, now, out);
+        StepRt& st = g->steps[i];
+        if (!st.attempt_active) continue;  // already closed with its worker
+        auto wit = workers_by_seq_.find(st.worker);
+        if (wit == workers_by_seq_.end()) continue;
+        ExpireWorker(wit->second->name,
+                     "did not confirm the cancel of step " + Quote(g->spec.steps[i].id) + " within " +
+                         SecondsText(options_.backstop_grace),
+                     now, out);
       }
       if (any) AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
       return;
@@ -189,6 +194,11 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
   }
 }
 
+void Scheduler::ExpireWorker(std::string name, const std::string& reason, Time now, std::vector<Action>* out) {
+  out->push_back(WorkerExpired{name, reason});
+  Lose(name, reason, now, out);
+}
+
 // ---- Groups ---------------------------------------------------------------
 
 Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* out,
@@ -197,7 +207,7 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
   if (spec.id.empty()) {
     uint64_t n = next_group_seq_;
     do {
-      spec.id = "g" + std::to_string(n++);
+      spec.id = options_.id_prefix + std::to_string(n++);
     } while (groups_.count(spec.id));
   } else if (groups_.count(spec.id)) {
     return Status::AlreadyExists("id: a group " + Quote(spec.id) + " exists already");
@@ -405,8 +415,7 @@ void Scheduler::Decide(Group* g, uint32_t i, AttemptStatus status, const std::st
     st.error.clear();
     SetState(g, i, StepState::kCompleted);
     ReleaseSlot(g, i);
-  } else if (status == AttemptStatus::kCancelled ||
-             (cancel_asked && status != AttemptStatus::kFailed)) {
+  } else if (status == AttemptStatus::kCancelled || (cancel_asked && status != AttemptStatus::kFailed)) {
     // Cancelled, or gone (lost, unresponsive) while being cancelled: either
     // way it is stopped as asked. A cancelled step is never retried.
     if (st.error.empty()) st.error = "cancelled by user";
@@ -479,13 +488,21 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
   if (!st || !st->attempt_active || st->attempts.size() != e.ref.attempt ||
       st->attempts.back().worker != e.worker) {
     ++stale_reports_;  // a late report for an attempt already decided: ignored
+    // ... except that a stale attempt's slot is free again.
+    if (Worker* w = FindWorker(e.worker); w && w->stale.erase({e.ref.group, e.ref.step, e.ref.attempt})) {
+      AdjustRunning(w, -1);
+      Pump(now, out);
+    }
     return Status::Ok();
   }
   const common::AttemptOutcome& o = e.outcome;
   AttemptStatus status;
   std::string error;
-  if (o.cancelled) {
+  if (o.cancelled && st->cancel_requested) {
     status = AttemptStatus::kCancelled;
+  } else if (o.cancelled) {
+    status = AttemptStatus::kFailed;
+    error = "the worker stopped it without a cancel from this coordinator" + (o.error.empty() ? "" : ": " + o.error);
   } else if (o.timed_out) {
     status = AttemptStatus::kTimedOut;
     std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[e.ref.step]);
@@ -546,7 +563,10 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
            &w->expiry);
 
-  // Reconcile with what the worker says it runs.
+  // Reconcile with what the worker says it runs. The worker is unindexed
+  // here, so its slot count can be set directly.
+  w->running -= static_cast<int64_t>(w->stale.size());
+  w->stale.clear();
   std::set<internal::AttemptKey> confirmed;
   for (const AttemptRef& ref : j.running) {
     Group* g = FindGroup(ref.group);
@@ -556,11 +576,12 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     } else {
       ++stale_reports_;
       out->push_back(CancelAttempt{ref, w->name});
+      if (w->stale.insert({ref.group, ref.step, ref.attempt}).second) ++w->running;
     }
   }
   std::vector<internal::AttemptKey> missing;
   for (const auto& key : w->attempts) {
-    if (!confirmed.count(key)) missing.push_back(key);
+    if (!confirmed.count(key) && !j.same_connection) missing.push_back(key);
   }
   for (const auto& key : missing) {
     Group* g = groups_by_seq_.at(key.group);

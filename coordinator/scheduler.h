@@ -52,10 +52,11 @@ namespace cohort::coordinator {
 struct SchedulerOptions {
   common::Duration heartbeat_interval = std::chrono::seconds(1);
   int liveness = 3;  // missed heartbeats before a worker is lost
-  // How long past an attempt's timeout the core waits for the worker's own
-  // report before it times the attempt out itself. Must exceed the workers'
-  // kill grace, or the core would give up on an attempt still being killed.
-  common::Duration backstop_grace = std::chrono::seconds(10);
+  // How long past an attempt's timeout (or a cancel) the core waits for the
+  // worker's report before it declares that worker lost. Must exceed the
+  // workers' kill grace plus their wait after SIGKILL (5 s + 10 s by
+  // default), or a worker still killing a step would be given up on.
+  common::Duration backstop_grace = std::chrono::seconds(30);
   // How often a cancel is sent again to a worker that has not confirmed it.
   common::Duration cancel_resend = std::chrono::seconds(1);
   // How long a finished group stays queryable.
@@ -64,6 +65,10 @@ struct SchedulerOptions {
   // independent of its max_attempts (infrastructure failures retry, as in Ray).
   int worker_lost_attempts = 3;
   uint64_t seed = 1;  // for retry jitter; fixed seed, same decisions
+  // Assigned group ids are `id_prefix` + a number. The daemon makes it
+  // different for every coordinator run, so a group submitted after a
+  // restart never takes an id that workers still associate with another.
+  std::string id_prefix = "g";
 };
 
 class Scheduler {
@@ -117,6 +122,9 @@ class Scheduler {
   void AddTimer(const Timer& t, std::optional<Timer>* slot);
   void ClearTimer(std::optional<Timer>* slot);
   void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
+  // The core's own decision that a worker is gone (`name` is a copy: Lose
+  // destroys the worker record).
+  void ExpireWorker(std::string name, const std::string& reason, common::Time now, std::vector<Action>* out);
 
   // Step bookkeeping.
   void SetState(Group* g, uint32_t step, common::StepState s);

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -114,6 +115,9 @@ struct Worker {
   common::Time last_heartbeat{};
   std::optional<Timer> expiry;
   std::set<AttemptKey> attempts;
+  // Attempts it runs that are no longer current (it said so when it joined):
+  // they were told to stop and hold a slot until it reports them over.
+  std::set<std::tuple<std::string, uint32_t, uint32_t>> stale;
   bool indexed = false;
   FreeKey key;  // its key in the free sets while indexed
 

@@ -253,6 +253,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     j.slots = reg->slots;
     j.agents = reg->agents;
     for (const auto& a : reg->running) j.running.push_back({a.group, a.step, a.attempt});
+    j.same_connection = holder != route_of_.end() && holder->second == env.route;
     Status s = core_.Join(j, now, &actions_);
     if (!s.ok()) {
       BadMessage("worker", s, now);
@@ -370,7 +371,7 @@ void Server::Apply(Time now) {
         waiters_.erase(it);
       }
     } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
-      LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", "missed heartbeats");
+      LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", e->reason);
       Forget(e->worker);
     }
   }

@@ -216,6 +216,11 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
       sub_endpoint_ = endpoint;
     }
     if (first) {
+      // Cancels seen before guard against a RUN racing its group's cancel in
+      // one coordinator's life; after a reconnect the coordinator may be a
+      // new one that reuses group ids, so the memory starts afresh.
+      cancelled_groups_.clear();
+      cancelled_order_.clear();
       LogInfo("registered").Kv("heartbeat_ms", heartbeat_ms_).Kv("liveness", liveness_).Kv("cancel", endpoint);
       for (Unconfirmed& u : unconfirmed_) {
         Send(u.msg);
@@ -282,7 +287,17 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
     RefuseAsCancelled(run, "group was cancelled before this step started", now);
     return;
   }
-  if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) return;  // a duplicate
+  if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) {
+    // Only a coordinator that restarted and reused an id can send this: the
+    // process running under that id belongs to the old one. Refuse loudly.
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.error = "worker " + options_.name + " still runs an attempt with the same id from before a coordinator restart";
+    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+    LogWarn("run_collision").Kv("group", run.id.group).Kv("step", run.step_id).Kv("attempt", run.id.attempt);
+    Send(f);
+    return;
+  }
   RunRequest req;
   req.key = next_key_++;
   req.argv = run.argv;

@@ -48,7 +48,7 @@ coordinator_options=(
   cancel-endpoint=tcp://127.0.0.1:5702
   heartbeat-ms=1000
   liveness=3
-  backstop-grace=10
+  backstop-grace=30
   cancel-resend=1
   retention=3600
   log-level=info
@@ -214,8 +214,9 @@ else
   fail "cannot compare TimeoutStopSec='$timeout_stop' with kill-grace-ms='$kill_grace_ms' (want plain numbers)"
 fi
 if [[ "$backstop" =~ ^[0-9]+$ ]]; then
-  [ $(( backstop * 1000 )) -gt "$kill_grace_ms" ] ||
-    fail "backstop-grace ($backstop s) must be above kill-grace-ms ($kill_grace_ms)"
+  # A worker may take kill-grace-ms plus 10 s after SIGKILL to report a stop.
+  [ $(( backstop * 1000 )) -gt $(( kill_grace_ms + 10000 )) ] ||
+    fail "backstop-grace ($backstop s) must be above kill-grace-ms ($kill_grace_ms) plus 10 s"
 fi
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then

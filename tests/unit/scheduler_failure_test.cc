@@ -178,10 +178,27 @@ TEST_CASE("a cancel that is never confirmed is resent - then given up on", "[cor
     CHECK_FALSE(h.GroupFinishedIn("g"));
   }
   h.Advance(1s);
+  // Past the grace the worker is declared lost, which confirms the stop.
+  REQUIRE(h.Of<coordinator::WorkerExpired>().size() == 1);
+  CHECK(h.Of<coordinator::WorkerExpired>()[0].reason.find("did not confirm the cancel") != std::string::npos);
   CHECK(h.GroupFinishedIn("g"));
   auto s = h.Step("g", "step2");
   CHECK(s.state == StepState::kCancelled);
-  CHECK(s.attempts[0].error.find("did not confirm") != std::string::npos);
+  CHECK(s.attempts[0].status == common::AttemptStatus::kWorkerLost);
+}
+
+TEST_CASE("a cancel nobody asked for is a failure - not a quiet success", "[core][cancel]") {
+  Harness h;
+  h.Join("w1", 1);
+  REQUIRE(h.Submit(MakeGroup("g", 1)).ok());
+  auto d = h.DispatchOf("step1");
+  auto odd = Cancelled();
+  odd.error = "group was cancelled before this step started";
+  h.Finish(d, odd);
+  CHECK(h.State("g") == GroupState::kFailed);
+  auto s = h.Step("g", "step1");
+  CHECK(s.state == StepState::kFailed);
+  CHECK(s.error.find("without a cancel from this coordinator") != std::string::npos);
 }
 
 TEST_CASE("results record each attempt: worker - times - exit code - output tails", "[core][results]") {

@@ -143,7 +143,7 @@ TEST_CASE("attempt timeout: the worker's report fails the step as timed out", "[
   CHECK(h.Step("g", "step1").error == "timed out after 5s");
 }
 
-TEST_CASE("attempt timeout backstop: no report by timeout + grace times the attempt out", "[core][deadline]") {
+TEST_CASE("attempt timeout backstop: a worker silent past timeout + grace is declared lost", "[core][deadline]") {
   SchedulerOptions o = Quiet();
   o.backstop_grace = 10s;
   Harness h(o);
@@ -154,19 +154,32 @@ TEST_CASE("attempt timeout backstop: no report by timeout + grace times the atte
   auto d = h.DispatchOf("step1");
   CHECK(h.core.NextDeadline() == h.now + 15s);
   h.Advance(14s);
-  CHECK(h.Of<CancelAttempt>().empty());
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());
   h.Advance(1s);
+  auto expired = h.Of<coordinator::WorkerExpired>();
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].worker == "w1");
+  CHECK(expired[0].reason.find("no report of step \"step1\" attempt 1") != std::string::npos);
+  // Its slot is not handed out again while the step may still run there:
+  // the worker is gone from the table and the step waits for another.
+  CHECK(h.core.Workers().empty());
+  auto s = h.Step("g", "step1");
+  CHECK(s.state == StepState::kRetrying);
+  CHECK(s.attempts[0].status == common::AttemptStatus::kWorkerLost);
+  // The worker comes back saying it still runs attempt 1: told to stop it;
+  // attempt 2 goes to it afresh, and the late report of attempt 1 is fenced.
+  coordinator::WorkerJoined back;
+  back.name = "w1";
+  back.slots = 1;
+  back.running = {d.ref};
+  h.out.clear();
+  REQUIRE(h.core.Join(back, h.now, &h.out).ok());
   REQUIRE(h.Of<CancelAttempt>().size() == 1);
   CHECK(h.Of<CancelAttempt>()[0].ref == d.ref);
-  CHECK(h.GroupFinishedIn("g"));
-  auto s = h.Step("g", "step1");
-  CHECK(s.state == StepState::kFailed);
-  CHECK(s.attempts[0].status == common::AttemptStatus::kTimedOut);
-  CHECK(s.error.find("no result from worker \"w1\"") != std::string::npos);
-  // The worker's late report is fenced off.
+  CHECK(h.Dispatches().empty());  // its one slot still holds the old attempt
   h.Finish(d, Exit(0));
-  CHECK(h.core.stale_reports() == 1);
-  CHECK(h.Step("g", "step1").state == StepState::kFailed);
+  CHECK(h.core.stale_reports() >= 2);
+  CHECK(h.DispatchOf("step1").ref.attempt == 2);  // the slot is free once the old one is over
 }
 
 TEST_CASE("a group deadline fails the group and cancels what remains", "[core][deadline]") {
@@ -386,6 +399,26 @@ TEST_CASE("a worker that re-registers without an attempt it held loses that atte
   CHECK(redo.ref.attempt == 2);
   CHECK(h.Step("g", "step1").attempts[0].status == common::AttemptStatus::kWorkerLost);
   CHECK(h.Step("g", "step2").attempts.size() == 1);
+}
+
+TEST_CASE("a repeated REGISTER on the same connection loses nothing", "[core][workers]") {
+  Harness h;
+  h.Join("a", 1);
+  REQUIRE(h.Submit(MakeGroup("g", 1)).ok());
+  auto d = h.DispatchOf("step1");
+  // The worker sent REGISTER again before it saw the RUN: its list is empty.
+  coordinator::WorkerJoined again;
+  again.name = "a";
+  again.slots = 1;
+  again.same_connection = true;
+  for (int i = 0; i < 4; ++i) {
+    h.out.clear();
+    REQUIRE(h.core.Join(again, h.now, &h.out).ok());
+    CHECK(h.Dispatches().empty());
+  }
+  CHECK(h.Step("g", "step1").attempts.size() == 1);
+  h.Finish(d, Exit(0));
+  CHECK(h.State("g") == GroupState::kCompleted);
 }
 
 TEST_CASE("events from strangers and bad submissions are refused and change nothing", "[core]") {
