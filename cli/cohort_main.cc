@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <sstream>
 
@@ -102,8 +103,9 @@ int StatusExit(const Status& s) {
 }
 
 Json ParseBody(const std::string& body) {
-  Json j = Json::parse(body, nullptr, false);
-  return j.is_discarded() ? Json() : j;
+  Json j;
+  std::string error;
+  return cohort::common::ParseJsonBounded(body, &j, &error) ? j : Json();
 }
 
 int ExitForState(const Json& result) {
@@ -121,7 +123,7 @@ void Show(const Json& doc, const std::string& body, bool json) {
   }
 }
 
-// Waits for the group's end. While waiting it asks for the group's status
+// Waits for the group's end. While waiting it asks for the group's summary
 // every second: that shows progress on a terminal and notices a coordinator
 // that went away or forgot the group, instead of hanging.
 int WaitFor(Client& client, const std::string& group, bool json) {
@@ -129,24 +131,37 @@ int WaitFor(Client& client, const std::string& group, bool json) {
   uint64_t wait_req = client.Send(cohort::common::WaitMsg{0, group});
   cohort::common::ReplyMsg reply;
   std::string last_line;
+  auto end_progress = [&] {
+    if (progress && !last_line.empty()) std::cerr << "\r\033[K" << std::flush;
+  };
   while (!client.Receive(wait_req, std::chrono::seconds(1), &reply)) {
     cohort::common::ReplyMsg st;
-    if (Status s = client.Call(cohort::common::StatusMsg{0, group}, &st); !s.ok()) {
-      if (progress) std::cerr << "\n";
-      return Fail(kExitUnreachable, "while waiting for group " + group + ": " + s.message());
+    if (Status s = client.Call(cohort::common::StatusMsg{0, group, true}, &st); !s.ok()) {
+      end_progress();
+      return Fail(StatusExit(s), "while waiting for group " + group + ": " + s.message());
     }
     if (Status s = cohort::cli::ReplyStatus(st); !s.ok()) {
-      if (progress) std::cerr << "\n";
+      end_progress();
       return Fail(kExitFailed, "while waiting for group " + group + ": " + s.message() +
                                    " (the coordinator may have restarted and lost it)");
     }
+    Json summary = ParseBody(st.body);
+    if (summary.is_object() && summary.value("state", "running") != "running") {
+      // It ended but our WAIT went unanswered (a coordinator restart can
+      // lose it): fetch the result directly.
+      if (Status s = client.Call(cohort::common::StatusMsg{0, group}, &reply); !s.ok()) {
+        end_progress();
+        return Fail(StatusExit(s), "while waiting for group " + group + ": " + s.message());
+      }
+      break;
+    }
     if (progress) {
-      std::string line = cohort::cli::ProgressLine(ParseBody(st.body));
+      std::string line = cohort::cli::ProgressLine(summary);
       if (line != last_line) std::cerr << "\r\033[K" << line << std::flush;
       last_line = line;
     }
   }
-  if (progress) std::cerr << "\r\033[K";
+  end_progress();
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
   Json doc = ParseBody(reply.body);
   Show(doc, reply.body, json);
@@ -196,10 +211,13 @@ int Submit(std::vector<std::string> args) {
 
   Json spec;
   if (!file.empty()) {
-    std::ifstream in(file);
+    std::ifstream in(file, std::ios::binary);
     if (!in) return Fail(kExitUsage, "cannot read " + file);
-    spec = Json::parse(in, nullptr, false);
-    if (spec.is_discarded()) return Fail(kExitUsage, file + ": not valid JSON");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string error;
+    if (!cohort::common::ParseJsonBounded(text, &spec, &error)) {
+      return Fail(kExitUsage, file + ": not valid JSON: " + error);
+    }
     if (!spec.is_object()) return Fail(kExitUsage, file + ": a group file holds a JSON object");
   } else if (!commands_file.empty()) {
     std::ifstream in(commands_file);
@@ -225,7 +243,22 @@ int Submit(std::vector<std::string> args) {
     if (vm.count("retries")) spec["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
     if (vm.count("backoff")) spec["retry"]["backoff_s"] = vm["backoff"].as<double>();
   }
+  // Flags override the file: a step's own timeout or retry block too.
+  if (spec.contains("steps") && spec["steps"].is_array()) {
+    for (Json& step : spec["steps"]) {
+      if (!step.is_object()) continue;
+      if (vm.count("timeout") && step.contains("timeout_s")) step["timeout_s"] = vm["timeout"].as<double>();
+      if (step.contains("retry") && step["retry"].is_object()) {
+        if (vm.count("retries")) step["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
+        if (vm.count("backoff")) step["retry"]["backoff_s"] = vm["backoff"].as<double>();
+      }
+    }
+  }
   const std::string text = cohort::common::DumpJson(spec);
+  if (text.size() > cohort::common::kMaxDocumentBytes) {
+    return Fail(kExitUsage, "invalid group: the group is " + std::to_string(text.size()) +
+                                " bytes of JSON; the limit is " + std::to_string(cohort::common::kMaxDocumentBytes));
+  }
   cohort::common::GroupSpec checked;
   if (Status s = cohort::common::ParseGroupSpecJson(text, &checked); !s.ok()) {
     return Fail(kExitUsage, "invalid group: " + s.message());
@@ -234,7 +267,7 @@ int Submit(std::vector<std::string> args) {
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
   if (Status s = client.Call(cohort::common::SubmitMsg{0, text}, &reply); !s.ok()) {
-    return Fail(kExitUnreachable, s.message());
+    return Fail(StatusExit(s), s.message());
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) {
     return Fail(StatusExit(s), "group refused: " + s.message());
@@ -277,7 +310,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
-  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(kExitUnreachable, s.message());
+  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (name == "cancel") {
     if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
@@ -299,7 +332,7 @@ int ListCommand(const std::string& name, std::vector<std::string> args) {
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::GroupsMsg{0};
   if (name == "workers") req = cohort::common::WorkersMsg{0};
-  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(kExitUnreachable, s.message());
+  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (c.json) {
     std::cout << reply.body << "\n";

@@ -63,15 +63,18 @@ void Table(const std::vector<std::string>& header, const std::vector<std::vector
 }  // namespace
 
 std::string ProgressLine(const Json& r) {
-  if (!r.is_object() || !r.contains("steps") || !r["steps"].is_array()) return "";
-  std::map<std::string, int> n;
-  for (const Json& s : r["steps"]) n[Text(s, "state")]++;
-  int done = n["completed"] + n["failed"] + n["cancelled"];
-  std::string line = Text(r, "group") + ": " + std::to_string(done) + "/" + std::to_string(r["steps"].size()) +
-                     " done, " + std::to_string(n["running"]) + " running";
-  if (n["retrying"]) line += ", " + std::to_string(n["retrying"]) + " retrying";
-  if (n["failed"]) line += ", " + std::to_string(n["failed"]) + " failed";
-  if (n["cancelled"]) line += ", " + std::to_string(n["cancelled"]) + " cancelled";
+  if (!r.is_object()) return "";
+  auto n = [&](const char* key) -> int64_t {
+    return r.contains(key) && r[key].is_number_integer() ? r[key].get<int64_t>() : 0;
+  };
+  std::map<std::string, int64_t> c;
+  for (const char* k : {"completed", "failed", "cancelled", "running", "retrying"}) c[k] = n(k);
+  int64_t done = c["completed"] + c["failed"] + c["cancelled"];
+  std::string line = Text(r, "group") + ": " + std::to_string(done) + "/" + std::to_string(n("total")) +
+                     " done, " + std::to_string(c["running"]) + " running";
+  if (c["retrying"]) line += ", " + std::to_string(c["retrying"]) + " retrying";
+  if (c["failed"]) line += ", " + std::to_string(c["failed"]) + " failed";
+  if (c["cancelled"]) line += ", " + std::to_string(c["cancelled"]) + " cancelled";
   return line;
 }
 
@@ -93,6 +96,9 @@ void PrintResult(const Json& r, std::ostream& out) {
     }
   }
   Table({"STEP", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION", "ERROR"}, rows, out);
+  if (std::string omitted = Text(r, "steps_omitted"); omitted != "-" && omitted != "0") {
+    out << "(" << omitted << " more steps not shown; `--json` has the counts)\n";
+  }
   if (r.is_object() && r.contains("errors") && r["errors"].is_array() && !r["errors"].empty()) {
     out << r["errors"].size() << (r["errors"].size() == 1 ? " error" : " errors") << ":\n";
     for (const Json& e : r["errors"]) {

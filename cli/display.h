@@ -15,8 +15,8 @@ namespace cohort::cli {
 void PrintResult(const nlohmann::json& result, std::ostream& out);
 void PrintGroups(const nlohmann::json& list, std::ostream& out);
 void PrintWorkers(const nlohmann::json& list, std::ostream& out);
-// "g1: 3/10 done, 2 running, 1 failed"
-std::string ProgressLine(const nlohmann::json& result);
+// "g1: 3/10 done, 2 running, 1 failed", from a group summary (a brief STATUS).
+std::string ProgressLine(const nlohmann::json& summary);
 
 }  // namespace cohort::cli
 

@@ -132,7 +132,10 @@ class Writer {
 // One Pack per message: the number of pairs, then the fields in the order
 // docs/PROTOCOL.md lists them. (A wrong count fails every round-trip test.)
 template <typename S> void Pack(Writer<S>& w, const SubmitMsg& m) { w.Map(2).U("req", m.req).Str("spec", m.spec); }
-template <typename S> void Pack(Writer<S>& w, const StatusMsg& m) { w.Map(2).U("req", m.req).Str("group", m.group); }
+template <typename S> void Pack(Writer<S>& w, const StatusMsg& m) {
+  w.Map(m.brief ? 3 : 2).U("req", m.req).Str("group", m.group);
+  if (m.brief) w.Bool("brief", true);
+}
 template <typename S> void Pack(Writer<S>& w, const WaitMsg& m) { w.Map(2).U("req", m.req).Str("group", m.group); }
 template <typename S> void Pack(Writer<S>& w, const CancelRequestMsg& m) {
   w.Map(3).U("req", m.req).Str("group", m.group).Str("step", m.step);

@@ -337,7 +337,10 @@ class Fields {
 };
 
 void Read(Fields& f, SubmitMsg* m) { f.Int("req", &m->req).Str("spec", &m->spec); }
-void Read(Fields& f, StatusMsg* m) { f.Int("req", &m->req).Str("group", &m->group); }
+void Read(Fields& f, StatusMsg* m) {
+  f.Int("req", &m->req).Str("group", &m->group);
+  if (f.Has("brief")) f.Bool("brief", &m->brief);
+}
 void Read(Fields& f, WaitMsg* m) { f.Int("req", &m->req).Str("group", &m->group); }
 void Read(Fields& f, CancelRequestMsg* m) { f.Int("req", &m->req).Str("group", &m->group).Str("step", &m->step); }
 void Read(Fields& f, GroupsMsg* m) { f.Int("req", &m->req); }

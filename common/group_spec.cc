@@ -1,5 +1,8 @@
 #include "common/group_spec.h"
 
+#include "common/protocol.h"
+
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <unordered_set>
@@ -85,6 +88,34 @@ Status CheckId(std::string_view where, std::string_view field, const std::string
   return Status::Ok();
 }
 
+Status TooBig(const std::string& where, const std::string& field, size_t n, size_t limit, const char* unit) {
+  return Status::InvalidArgument(where + ": " + field + " is " + std::to_string(n) + " " + unit + "; the limit is " +
+                                 std::to_string(limit));
+}
+
+Status CheckStepSize(const std::string& where, const StepSpec& step) {
+  constexpr size_t kMaxStepBytes = 32u << 20;  // what one RUN may carry, well inside a message
+  size_t total = step.shell.size() + step.cwd.size();
+  if (step.shell.size() > kMaxStringBytes) return TooBig(where, "shell", step.shell.size(), kMaxStringBytes, "bytes");
+  if (step.cwd.size() > kMaxStringBytes) return TooBig(where, "cwd", step.cwd.size(), kMaxStringBytes, "bytes");
+  if (step.argv.size() > kMaxArgs) return TooBig(where, "command", step.argv.size(), kMaxArgs, "arguments");
+  if (step.env.size() > kMaxArgs) return TooBig(where, "env", step.env.size(), kMaxArgs, "variables");
+  for (size_t i = 0; i < step.argv.size(); ++i) {
+    if (step.argv[i].size() > kMaxStringBytes) {
+      return TooBig(where, "command[" + std::to_string(i) + "]", step.argv[i].size(), kMaxStringBytes, "bytes");
+    }
+    total += step.argv[i].size();
+  }
+  for (const auto& [key, value] : step.env) {
+    if (key.size() > kMaxStringBytes || value.size() > kMaxStringBytes) {
+      return TooBig(where, "env." + key.substr(0, 64), std::max(key.size(), value.size()), kMaxStringBytes, "bytes");
+    }
+    total += key.size() + value.size();
+  }
+  if (total > kMaxStepBytes) return TooBig(where, "the command, env and cwd together", total, kMaxStepBytes, "bytes");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ValidateRetryPolicy(const RetryPolicy& p, std::string_view where) {
@@ -147,6 +178,10 @@ Status ValidateGroupSpec(const GroupSpec& spec) {
     if (!step.argv.empty() && step.argv[0].empty()) {
       return Status::InvalidArgument(where + ": command[0] (the program) must not be empty");
     }
+    // The wire's limits, checked here so a step that could never be sent to
+    // a worker is refused at submission, naming the field.
+    if (Status s = CheckStepSize(where, step); !s.ok()) return s;
+    if (Status s = CheckId(where, "agent", step.agent); !s.ok()) return s;
     for (const auto& [key, value] : step.env) {
       if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos) {
         return Status::InvalidArgument(where + ": env has an invalid variable name " + Quote(key));

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/group_spec.h"
+#include "common/result_json.h"
 
 namespace cohort::common {
 namespace {
@@ -86,7 +87,9 @@ class Reader {
         FailureKind kind;
         if (!r[i].is_string() || !ParseFailureKind(r[i].get<std::string>(), &kind)) {
           return Fail(rpath + "[" + std::to_string(i) + "]",
-                      "unknown failure kind " + r[i].dump() + " (expected exit, timeout or worker_lost)");
+                      "unknown failure kind " +
+                          (r[i].is_string() ? "\"" + r[i].get<std::string>() + "\"" : std::string(r[i].type_name())) +
+                          " (expected exit, timeout or worker_lost)");
         }
         p->retry_on |= static_cast<uint8_t>(kind);
       }
@@ -195,11 +198,8 @@ class Reader {
 
 Status ParseGroupSpecJson(std::string_view text, GroupSpec* out) {
   Json j;
-  try {
-    j = Json::parse(text.begin(), text.end());
-  } catch (const Json::exception& e) {
-    return Status::InvalidArgument(std::string("not valid JSON: ") + e.what());
-  }
+  std::string error;
+  if (!ParseJsonBounded(text, &j, &error)) return Status::InvalidArgument("not valid JSON: " + error);
   GroupSpec spec;
   Reader reader;
   reader.Group(j, &spec);

@@ -51,6 +51,9 @@ struct SubmitMsg {
 struct StatusMsg {
   uint64_t req = 0;
   std::string group;
+  // Optional on the wire (sent only when true): reply with the group's
+  // summary (state and counts per step state), cheap at any size.
+  bool brief = false;
   bool operator==(const StatusMsg&) const = default;
 };
 

@@ -86,6 +86,8 @@ struct GroupResult {
   std::optional<GroupError> cause;  // the first error, when there is one
   std::vector<GroupError> errors;   // every failed step, in the order they failed
   std::vector<StepResult> steps;    // in submission order
+  size_t steps_omitted = 0;         // left out of `steps` by a size cap (see Scheduler::Result)
+  size_t counts[kStepStateCount] = {};  // every step, by state, whatever was left out
   Time submitted_at{};
   std::optional<Time> finished_at;
 };

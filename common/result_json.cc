@@ -81,6 +81,12 @@ Json GroupResultToJson(const GroupResult& r, const WallClock& clock) {
   if (r.cause) cause = Json{{"step", StringOrNull(r.cause->step)}, {"error", r.cause->error}};
   Json duration = nullptr;
   if (r.finished_at) duration = DurationToSeconds(*r.finished_at - r.submitted_at);
+  Json counts = Json::object();
+  size_t total = 0;
+  for (int k = 0; k < kStepStateCount; ++k) {
+    counts[std::string(StepStateName(static_cast<StepState>(k)))] = r.counts[k];
+    total += r.counts[k];
+  }
   return Json{{"group", r.id},
               {"state", std::string(GroupStateName(r.state))},
               {"cause", std::move(cause)},
@@ -88,6 +94,9 @@ Json GroupResultToJson(const GroupResult& r, const WallClock& clock) {
               {"submitted_at", FormatUnixMs(clock.ToUnixMs(r.submitted_at))},
               {"finished_at", TimeOrNull(r.finished_at, clock)},
               {"duration_s", duration},
+              {"total", total},
+              {"counts", std::move(counts)},
+              {"steps_omitted", r.steps_omitted},
               {"steps", std::move(steps)}};
 }
 
@@ -101,6 +110,28 @@ Json GroupSummaryToJson(const GroupSummary& s, const WallClock& clock) {
     j[std::string(StepStateName(static_cast<StepState>(k)))] = s.counts[k];
   }
   return j;
+}
+
+bool ParseJsonBounded(std::string_view text, Json* out, std::string* error) {
+  bool too_deep = false;
+  // The parser itself does not recurse; discarding what lies deeper keeps
+  // the tree it builds shallow, so nothing that walks it later can overflow.
+  auto limit = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxJsonDepth) too_deep = true;
+    return depth <= kMaxJsonDepth;
+  };
+  try {
+    Json j = Json::parse(text.begin(), text.end(), limit);
+    if (too_deep) {
+      *error = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      return false;
+    }
+    *out = std::move(j);
+    return true;
+  } catch (const Json::exception& e) {
+    *error = e.what();
+    return false;
+  }
 }
 
 std::string DumpJson(const Json& j, int indent) {

@@ -7,6 +7,7 @@
 #define COHORT_COMMON_RESULT_JSON_H_
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,13 @@ std::string FormatUnixMs(int64_t unix_ms);
 
 nlohmann::json GroupResultToJson(const GroupResult& result, const WallClock& clock);
 nlohmann::json GroupSummaryToJson(const GroupSummary& summary, const WallClock& clock);
+
+// Parses JSON without throwing and without letting nesting run deeper than
+// kMaxJsonDepth: serializing or walking a hostile 200,000-level document
+// recurses once per level and would overflow the stack. false and *error
+// set on bad syntax or too deep a document.
+constexpr int kMaxJsonDepth = 64;
+bool ParseJsonBounded(std::string_view text, nlohmann::json* out, std::string* error);
 
 // Serializes without throwing: invalid UTF-8 (from a step's output) becomes U+FFFD.
 std::string DumpJson(const nlohmann::json& j, int indent = -1);

@@ -100,7 +100,10 @@ class Scheduler {
   std::optional<common::Time> NextDeadline() const;
 
   // ---- Queries (no side effects) ----
-  std::optional<common::GroupResult> Result(std::string_view group) const;
+  // At most `max_steps` steps are detailed (their attempts copied); when a
+  // group has more, the ones not completed come first, the rest are counted
+  // in steps_omitted, and those shown stay in submission order.
+  std::optional<common::GroupResult> Result(std::string_view group, size_t max_steps = SIZE_MAX) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;

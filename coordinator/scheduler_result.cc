@@ -7,9 +7,23 @@ namespace cohort::coordinator {
 
 using common::StepState;
 
-std::optional<common::GroupResult> Scheduler::Result(std::string_view id) const {
+std::optional<common::GroupResult> Scheduler::Result(std::string_view id, size_t max_steps) const {
   const Group* g = FindGroup(id);
   if (!g) return std::nullopt;
+  const size_t n = g->steps.size();
+  std::vector<bool> shown;
+  if (n > max_steps) {
+    // Failures, cancels and what is still running matter more than the
+    // thousands that completed: pick those first, then fill with the rest.
+    shown.assign(n, false);
+    size_t picked = 0;
+    for (uint32_t i = 0; i < n && picked < max_steps; ++i) {
+      if (g->steps[i].state != StepState::kCompleted) shown[i] = true, ++picked;
+    }
+    for (uint32_t i = 0; i < n && picked < max_steps; ++i) {
+      if (!shown[i]) shown[i] = true, ++picked;
+    }
+  }
   common::GroupResult r;
   r.id = g->spec.id;
   r.state = g->state;
@@ -17,8 +31,13 @@ std::optional<common::GroupResult> Scheduler::Result(std::string_view id) const 
   if (!r.errors.empty()) r.cause = r.errors.front();
   r.submitted_at = g->submitted_at;
   r.finished_at = g->finished_at;
-  r.steps.reserve(g->steps.size());
-  for (uint32_t i = 0; i < g->steps.size(); ++i) {
+  for (int k = 0; k < common::kStepStateCount; ++k) r.counts[k] = g->counts[k];
+  r.steps.reserve(std::min(n, max_steps));
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!shown.empty() && !shown[i]) {
+      ++r.steps_omitted;
+      continue;
+    }
     const StepRt& st = g->steps[i];
     common::StepResult s;
     s.id = g->spec.steps[i].id;

@@ -20,6 +20,8 @@ namespace {
 // Messages handled per socket per loop turn, so a flood on one socket (a
 // client bursting 10,000 submits) cannot starve the other (worker heartbeats).
 constexpr int kBatch = 256;
+// Steps detailed in a STATUS or WAIT reply; the rest are counted.
+constexpr size_t kMaxDetailedSteps = 10000;
 
 std::optional<uint64_t> RequestId(const common::Message& m) {
   return std::visit(
@@ -134,7 +136,10 @@ void Server::Reply(const std::string& route, uint64_t req, const Status& status,
 }
 
 std::string Server::ResultBody(std::string_view group) const {
-  auto r = core_.Result(group);
+  // A document for a million steps would take seconds to build on this loop
+  // and exceed a message; the steps that matter most are detailed, all are
+  // counted.
+  auto r = core_.Result(group, kMaxDetailedSteps);
   if (!r) return "";
   return common::DumpJson(common::GroupResultToJson(*r, wall_));
 }
@@ -163,6 +168,13 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     } else {
       LogInfo("group_refused").Kv("error", s.message());
       Reply(env.route, *req, s, "");
+    }
+  } else if (auto* m = std::get_if<common::StatusMsg>(&msg); m && m->brief) {
+    auto sum = core_.Summary(m->group);
+    if (!sum) {
+      Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
+    } else {
+      Reply(env.route, *req, Status::Ok(), common::DumpJson(common::GroupSummaryToJson(*sum, wall_)));
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
     std::string body = ResultBody(m->group);
@@ -329,8 +341,17 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
 // ---- Actions ------------------------------------------------------------------
 
 void Server::Apply(Time now) {
-  (void)now;
-  for (Action& a : actions_) {
+  // Carrying out an action can feed the core again (a RUN that cannot be
+  // sent), which appends more actions: drain until none are left.
+  while (!actions_.empty()) {
+    std::vector<Action> batch;
+    batch.swap(actions_);
+    for (Action& a : batch) Carry(a, now);
+  }
+}
+
+void Server::Carry(Action& a, Time now) {
+  {
     if (auto* d = std::get_if<Dispatch>(&a)) {
       common::RunMsg run;
       run.id = {d->ref.group, d->ref.step, d->ref.attempt};
@@ -348,6 +369,15 @@ void Server::Apply(Time now) {
           .Kv("step", d->spec->id)
           .Kv("attempt", d->ref.attempt)
           .Kv("worker", d->worker);
+      if (Status s = common::ValidateMessage(run); !s.ok()) {
+        // Specs are validated against the wire's limits on submission; this
+        // is the second line, so a step that cannot be sent fails visibly
+        // instead of waiting for ever on a worker that dropped it.
+        common::AttemptOutcome o;
+        o.error = "cannot send the step to a worker: " + s.message();
+        core_.Finished({d->ref, d->worker, std::move(o)}, now, &actions_);
+        return;
+      }
       SendToWorker(d->worker, run);
     } else if (auto* c = std::get_if<BroadcastCancel>(&a)) {
       LogInfo("group_cancel_broadcast").Kv("group", c->group);
@@ -375,7 +405,6 @@ void Server::Apply(Time now) {
       Forget(e->worker);
     }
   }
-  actions_.clear();
 }
 
 }  // namespace cohort::coordinator

@@ -64,6 +64,7 @@ class Server {
   void OnClient(const common::Envelope& env, common::Time now);
   void OnWorker(const common::Envelope& env, common::Time now);
   void Apply(common::Time now);
+  void Carry(Action& action, common::Time now);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
   void SendToWorker(const std::string& worker, const common::Message& msg);
   void SendHeartbeats(common::Time now);

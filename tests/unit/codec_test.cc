@@ -588,6 +588,7 @@ TEST_CASE("names longer than kMaxNameBytes are Corruption", "[codec]") {
   const std::string max(kMaxNameBytes, 'a');
   const std::string over(kMaxNameBytes + 1, 'a');
   CHECK(RoundTrip(StatusMsg{1, max}) == Message(StatusMsg{1, max}));
+  CHECK(RoundTrip(StatusMsg{1, "g", true}) == Message(StatusMsg{1, "g", true}));
   const std::string limit = "over the limit of 256 (kMaxNameBytes)";
   RequireCorruption(DecodeBody("STATUS", Encode(StatusMsg{1, over})[2]),
                     {"STATUS: field \"group\" is 257 bytes", limit});

@@ -66,6 +66,17 @@ TEST_CASE("invalid specs are refused with the field and the step named", "[spec]
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].id = std::string(1 << 20, 'x'); }),
              Contains("1048576 bytes") && Contains("limit"));
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].id = "a\nb"; }), Contains("control"));
+  // What could never be sent to a worker is refused at submission.
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].shell = std::string((1 << 20) + 1, 'x'); }),
+             Contains("steps[0] (id \"a\")") && Contains("shell") && Contains("limit"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].argv.push_back(std::string((1 << 20) + 1, 'x')); }),
+             Contains("steps[1]") && Contains("command[2]"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].argv.resize(70000, "x"); }), Contains("arguments"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) {
+               g.steps[1].argv.assign(40, std::string(1 << 20, 'x'));
+             }),
+             Contains("together"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[0].agent = std::string(300, 'a'); }), Contains("agent"));
 }
 
 TEST_CASE("JSON: the documented example parses", "[spec][json]") {
@@ -129,6 +140,12 @@ TEST_CASE("JSON: errors name the path of the field", "[spec][json]") {
   CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "timeout_s": -2}]})"),
              Contains("steps[0] (id \"a\")") && Contains("timeout_s"));
   CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}], "deadline_s": true})"), Contains("deadline_s"));
+  // Hostile nesting is refused by the parser, before anything recurses over it.
+  std::string deep = R"({"steps": [{"id": "a", "shell": "x"}], "retry": {"retry_on": [)" +
+                     std::string(200000, '[') + std::string(200000, ']') + "]}}";
+  CHECK_THAT(err(deep.c_str()), Contains("nested deeper"));
+  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}], "retry": {"retry_on": [[1]]}})"),
+             Contains("retry.retry_on[0]") && Contains("array"));
 }
 
 TEST_CASE("JSON: a command string is a shell line", "[spec][json]") {
