@@ -298,6 +298,7 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
     copy.swap(queue);
     for (uint32_t i : copy) CancelPendingOrBackoff(g, i, why);
   }
+  g->retry_ready_count = 0;  // the queues were emptied above, not searched
   for (uint32_t i : std::vector<uint32_t>(g->backoff.begin(), g->backoff.end())) {
     CancelPendingOrBackoff(g, i, why);
   }

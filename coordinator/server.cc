@@ -397,7 +397,12 @@ void Server::Carry(Action& a, Time now) {
       auto it = waiters_.find(f->group);
       if (it != waiters_.end()) {
         std::string body = ResultBody(f->group);
-        for (const Waiter& w : it->second) Reply(w.route, w.req, Status::Ok(), body);
+        // Empty only with --retention 0, when the group is already forgotten.
+        Status found = body.empty() ? Status::NotFound("group \"" + f->group + "\" finished " +
+                                                       std::string(common::GroupStateName(f->state)) +
+                                                       " and is no longer retained")
+                                    : Status::Ok();
+        for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
         waiters_.erase(it);
       }
     } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
