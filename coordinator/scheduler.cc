@@ -589,7 +589,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     LoseAttempt(g, key.step, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
   }
   IndexWorker(w);
-  WakeParked();
+  WakeFor(w);
   Pump(now, out);
   return Status::Ok();
 }

@@ -154,7 +154,8 @@ class Scheduler {
   void IndexWorker(Worker* w);
   void UnindexWorker(Worker* w);
   void AdjustRunning(Worker* w, int64_t delta);
-  void WakeParked();
+  void Park(Group* g);
+  void WakeFor(Worker* w);
   std::string WaitingReason(const Group& g, uint32_t step) const;
 
   SchedulerOptions options_;
@@ -176,9 +177,10 @@ class Scheduler {
   int64_t total_free_ = 0;
 
   // Groups with a step ready to place, served round robin; groups whose ready
-  // steps all wait for a busy labelled worker are parked until one frees up.
+  // steps all wait for a busy (or absent) labelled worker are parked under
+  // each label they wait for, and woken only by a worker offering it.
   std::deque<uint64_t> ring_;
-  std::vector<uint64_t> parked_;
+  std::unordered_map<std::string, std::deque<uint64_t>> parked_;
 
   std::set<Timer> timers_;
 };

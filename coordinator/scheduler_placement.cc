@@ -24,14 +24,40 @@ void Scheduler::Enqueue(Group* g) {
   ring_.push_back(g->seq);
 }
 
-void Scheduler::WakeParked() {
-  std::vector<uint64_t> parked;
-  parked.swap(parked_);
-  for (uint64_t seq : parked) {
-    auto it = groups_by_seq_.find(seq);
-    if (it == groups_by_seq_.end() || !it->second->parked) continue;
-    it->second->parked = false;
-    Enqueue(it->second);
+void Scheduler::Park(Group* g) {
+  // Its ready steps all need labels whose workers are busy or absent.
+  bool any = false;
+  auto park_under = [&](auto& queues) {
+    for (auto& [agent, q] : queues) {
+      if (agent.empty() || q.empty()) continue;
+      parked_[agent].push_back(g->seq);
+      any = true;
+    }
+  };
+  park_under(g->retry_ready);
+  if (g->in_progress < g->max_parallel) park_under(g->pending);
+  g->parked = any;
+}
+
+void Scheduler::WakeFor(Worker* w) {
+  // Wake as many groups waiting for this worker's labels as it has free
+  // slots: each either places a step or parks again; entries of groups
+  // woken another way are skipped by their flag.
+  int64_t budget = w->free();
+  for (const std::string& agent : w->agents) {
+    auto it = parked_.find(agent);
+    if (it == parked_.end()) continue;
+    std::deque<uint64_t>& q = it->second;
+    while (budget > 0 && !q.empty()) {
+      uint64_t seq = q.front();
+      q.pop_front();
+      auto git = groups_by_seq_.find(seq);
+      if (git == groups_by_seq_.end() || !git->second->parked) continue;
+      git->second->parked = false;
+      Enqueue(git->second);
+      --budget;
+    }
+    if (q.empty()) parked_.erase(it);
   }
 }
 
@@ -48,10 +74,7 @@ void Scheduler::Pump(Time now, std::vector<Action>* out) {
         Enqueue(g);
         break;
       case Placement::kNoWorker:
-        // Its ready steps all need a label whose workers are busy or absent;
-        // a labelled worker's freed slot wakes it.
-        g->parked = true;
-        parked_.push_back(seq);
+        Park(g);
         break;
       case Placement::kGroupFull:
       case Placement::kNothing:
@@ -174,7 +197,7 @@ void Scheduler::AdjustRunning(Worker* w, int64_t delta) {
   UnindexWorker(w);
   w->running += delta;
   if (was_indexed) IndexWorker(w);
-  if (delta < 0 && was_indexed && !w->agents.empty() && !parked_.empty()) WakeParked();
+  if (delta < 0 && was_indexed && !w->agents.empty() && !parked_.empty()) WakeFor(w);
 }
 
 std::string Scheduler::WaitingReason(const Group& g, uint32_t i) const {

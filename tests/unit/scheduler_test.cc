@@ -106,6 +106,30 @@ TEST_CASE("a labelled step parked behind a busy labelled worker wakes when it fr
   CHECK(h.Dispatches()[0].worker == "gpu1");
 }
 
+TEST_CASE("groups waiting for a labelled worker are woken one per freed slot - oldest first", "[core][placement]") {
+  Harness h;
+  h.Join("cpu", 8);
+  h.Join("gpu1", 1, {"gpu"});
+  for (const char* id : {"a", "b", "c", "d"}) {
+    auto g = MakeGroup(id, 1);
+    g.steps[0].agent = "gpu";
+    REQUIRE(h.Submit(g).ok());
+  }
+  REQUIRE(h.core.Result("a")->steps[0].state == StepState::kRunning);
+  std::string previous = "a";
+  for (std::string next : {"b", "c", "d"}) {
+    coordinator::Dispatch d;
+    d.ref = {previous, 0, 1};
+    d.worker = "gpu1";
+    h.Finish(d, Exit(0));
+    auto ds = h.Dispatches();
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].ref.group == next);
+    CHECK(ds[0].worker == "gpu1");
+    previous = next;
+  }
+}
+
 TEST_CASE("groups share workers round robin: a big group does not starve a small one", "[core][fairness]") {
   Harness h;
   h.Join("w1", 2);
