@@ -100,7 +100,12 @@ int Server::Run(const common::StopSignal& stop) {
     // Workers first: their heartbeats and results must never wait behind clients.
     // Actions are applied after each event: a Dispatch points into the core's
     // state, valid only until the next event.
-    for (int i = 0; i < kBatch && common::ReceiveEnvelope(workers_, true, &env); ++i) {
+    bool workers_drained = false;
+    for (int i = 0; !workers_drained; ++i) {
+      if (i == kBatch || !common::ReceiveEnvelope(workers_, true, &env)) {
+        workers_drained = i < kBatch;
+        break;
+      }
       OnWorker(env, now);
       Apply(now);
     }
@@ -109,7 +114,10 @@ int Server::Run(const common::StopSignal& stop) {
       Apply(now);
     }
     now = Clock::now();
-    if (auto d = core_.NextDeadline(); d && *d <= now) core_.Tick(now, &actions_);
+    // After a stall, heartbeats may still be queued: timers wait until every
+    // worker message that arrived has been read, so no worker is declared
+    // lost because the coordinator was busy. The next poll returns at once.
+    if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained) core_.Tick(now, &actions_);
     Apply(now);
     if (now >= next_heartbeat_) SendHeartbeats(now);
   }
