@@ -173,9 +173,13 @@ int Agent::Run(const common::StopSignal& stop) {
         }
       }
     }
-    // Drop results the coordinator has had long enough to act on.
+    // Drop results the coordinator has had long enough to act on: only while
+    // registered, so an outage of any length loses none (they are re-sent,
+    // with a fresh sent_at, once it welcomes us back).
     const auto keep = std::chrono::milliseconds(heartbeat_ms_) * liveness_ * 2;
-    while (!unconfirmed_.empty() && now - unconfirmed_.front().sent_at > keep) unconfirmed_.pop_front();
+    while (registered_ && !unconfirmed_.empty() && now - unconfirmed_.front().sent_at > keep) {
+      unconfirmed_.pop_front();
+    }
 
     if (dealer_ && now - last_heard_ >= std::chrono::milliseconds(heartbeat_ms_) * liveness_) {
       LogWarn("coordinator_silent")

@@ -61,8 +61,9 @@ class Agent {
     common::AttemptId id;
     std::string step_id;
   };
-  // A result kept until the coordinator has certainly seen it (it answered
-  // something after we sent it), so a reconnect does not lose it.
+  // A result kept for 2 x liveness x heartbeat of registered time after it
+  // was last sent (the coordinator has acted on it by then), so a reconnect,
+  // after an outage of any length, does not lose it.
   struct Unconfirmed {
     common::FinishedMsg msg;
     common::Time sent_at;
