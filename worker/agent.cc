@@ -312,7 +312,10 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
   req.cwd = run.cwd;
   if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
-  if (auto s = runner_.Start(req, now); !s.ok()) {
+  // The timeout runs from this step's own start, not from when the loop
+  // woke: later steps of a burst would otherwise lose the time spent
+  // spawning the earlier ones and be killed early.
+  if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
     common::FinishedMsg f;
     f.id = run.id;
     f.error = "worker " + options_.name + " could not start the step: " + s.message();

@@ -462,8 +462,13 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   CHECK(h.core.group_count() == 1);
   // A report about a group nobody knows is fenced, not a crash.
   h.out.clear();
-  REQUIRE(h.core.Finished({{"nope", 7, 1}, "w", Exit(0)}, h.now, &h.out).ok());
-  REQUIRE(h.core.Finished({{"g", 99, 1}, "w", Exit(0)}, h.now, &h.out).ok());
+  coordinator::StepFinished stray;
+  stray.ref = {"nope", 7, 1};
+  stray.worker = "w";
+  stray.outcome = Exit(0);
+  REQUIRE(h.core.Finished(stray, h.now, &h.out).ok());
+  stray.ref = {"g", 99, 1};
+  REQUIRE(h.core.Finished(stray, h.now, &h.out).ok());
   CHECK(h.core.stale_reports() == 2);
 }
 
