@@ -1,5 +1,7 @@
 #include "cli/client.h"
 
+#include <cstdio>
+
 #include "common/transport.h"
 
 namespace cohort::cli {
@@ -15,8 +17,9 @@ Client::Client(std::string endpoint, common::Duration timeout)
 
 Status Client::Unreachable() const {
   if (!connect_error_.ok()) return connect_error_;
-  return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " +
-                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout_).count()) +
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%g", common::DurationToSeconds(timeout_));
+  return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " + secs +
                              "s (is cohort-coordinator running? see --coordinator)");
 }
 

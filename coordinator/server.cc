@@ -100,20 +100,15 @@ int Server::Run(const common::StopSignal& stop) {
     // Workers first: their heartbeats and results must never wait behind clients.
     // Actions are applied after each event: a Dispatch points into the core's
     // state, valid only until the next event.
-    bool workers_drained = false;
-    for (int i = 0; !workers_drained; ++i) {
-      if (i == kBatch || !common::ReceiveEnvelope(workers_, true, &env)) {
-        workers_drained = i < kBatch;
-        break;
-      }
-      OnWorker(env, now);
-      Apply(now);
-    }
+    DrainWorkers(env, now);
     for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env); ++i) {
       OnClient(env, now);
       Apply(now);
     }
     now = Clock::now();
+    // Read what workers sent while clients were served (a big SUBMIT can take
+    // a while), so the drained flag below is true of now, not of before.
+    const bool workers_drained = DrainWorkers(env, now);
     // After a stall, heartbeats may still be queued: timers wait until every
     // worker message that arrived has been read, so no worker is declared
     // lost because the coordinator was busy. The next poll returns at once.
@@ -121,6 +116,15 @@ int Server::Run(const common::StopSignal& stop) {
     Apply(now);
     if (now >= next_heartbeat_) SendHeartbeats(now);
   }
+}
+
+bool Server::DrainWorkers(common::Envelope& env, Time now) {
+  for (int i = 0; i < kBatch; ++i) {
+    if (!common::ReceiveEnvelope(workers_, true, &env)) return true;
+    OnWorker(env, now);
+    Apply(now);
+  }
+  return false;
 }
 
 bool Server::BadMessage(std::string_view socket, const Status& why, Time now) {

@@ -63,6 +63,8 @@ class Server {
 
   void OnClient(const common::Envelope& env, common::Time now);
   void OnWorker(const common::Envelope& env, common::Time now);
+  // Handles up to one batch of worker messages; true if none is left.
+  bool DrainWorkers(common::Envelope& env, common::Time now);
   void Apply(common::Time now);
   void Carry(Action& action, common::Time now);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
