@@ -227,14 +227,7 @@ Daemon& Cluster::StartWorker(const std::string& name, int slots, std::vector<std
   auto d = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");
   Daemon& ref = *d;
   workers_[name] = std::move(d);
-  bool joined = WaitUntil(
-      [&] {
-        for (const auto& w : Workers()) {
-          if (w.value("name", "") == name) return true;
-        }
-        return false;
-      },
-      20s);
+  bool joined = WaitUntil([&] { return HasWorker(name); }, 20s);
   if (!joined) throw std::runtime_error("worker " + name + " did not join:\n" + ref.Log());
   return ref;
 }
@@ -259,6 +252,13 @@ nlohmann::json Cluster::Status(const std::string& group) {
   RunOutput r = Cli({"status", group, "--json"});
   nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
   return j.is_discarded() ? nlohmann::json() : j;
+}
+
+bool Cluster::HasWorker(const std::string& name) {
+  for (const auto& w : Workers()) {
+    if (w.value("name", "") == name) return true;
+  }
+  return false;
 }
 
 nlohmann::json Cluster::Workers() {

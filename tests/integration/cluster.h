@@ -72,6 +72,7 @@ class Cluster {
   RunOutput SubmitJson(const nlohmann::json& group, std::vector<std::string> flags);
   nlohmann::json Status(const std::string& group);
   nlohmann::json Workers();
+  bool HasWorker(const std::string& name);
 
   const std::string& dir() const { return dir_; }
   const std::string& client_endpoint() const { return client_; }

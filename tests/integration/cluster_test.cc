@@ -283,14 +283,7 @@ TEST_CASE("workers re-register after the coordinator restarts", "[e2e][reconnect
   c.coordinator().Wait(std::chrono::seconds(5));
   c.StartCoordinator();  // same ports, no memory of w1
   // The worker notices the silence, reconnects with backoff and registers again.
-  bool back = WaitUntil(
-      [&] {
-        for (const auto& w : c.Workers()) {
-          if (w.value("name", "") == "w1") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(20));
+  bool back = WaitUntil([&] { return c.HasWorker("w1"); }, std::chrono::seconds(20));
   INFO(c.worker("w1").Log());
   REQUIRE(back);
   RunOutput r = c.Cli({"submit", "--wait", "--json", "--", "echo", "after-restart"});
