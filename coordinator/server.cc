@@ -365,7 +365,10 @@ void Server::Apply(Time now) {
 void Server::Carry(Action& a, Time now) {
   {
     if (auto* d = std::get_if<Dispatch>(&a)) {
-      common::RunMsg run;
+      // Built in place inside a Message: validating and sending a RunMsg
+      // would each copy its argv and env into a temporary variant.
+      common::Message msg{std::in_place_type<common::RunMsg>};
+      common::RunMsg& run = std::get<common::RunMsg>(msg);
       run.id = {d->ref.group, d->ref.step, d->ref.attempt};
       run.step_id = d->spec->id;
       run.argv = d->spec->argv;
@@ -381,7 +384,7 @@ void Server::Carry(Action& a, Time now) {
           .Kv("step", d->spec->id)
           .Kv("attempt", d->ref.attempt)
           .Kv("worker", d->worker);
-      if (Status s = common::ValidateMessage(run); !s.ok()) {
+      if (Status s = common::ValidateMessage(msg); !s.ok()) {
         // Specs are validated against the wire's limits on submission; this
         // is the second line, so a step that cannot be sent fails visibly
         // instead of waiting for ever on a worker that dropped it.
@@ -390,7 +393,7 @@ void Server::Carry(Action& a, Time now) {
         core_.Finished({d->ref, d->worker, std::move(o)}, now, &actions_);
         return;
       }
-      SendToWorker(d->worker, run);
+      SendToWorker(d->worker, msg);
     } else if (auto* c = std::get_if<BroadcastCancel>(&a)) {
       LogInfo("group_cancel_broadcast").Kv("group", c->group);
       common::CancelGroupMsg msg;

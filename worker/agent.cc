@@ -282,8 +282,7 @@ void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why,
   f.cancelled = true;
   f.error = why;
   f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
-  Send(f);
-  unconfirmed_.push_back({f, now});
+  SendFinished(std::move(f), now);
 }
 
 void Agent::OnRun(const common::RunMsg& run, Time now) {
@@ -299,7 +298,7 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
     f.error = "worker " + options_.name + " still runs an attempt with the same id from before a coordinator restart";
     f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("run_collision").Kv("group", run.id.group).Kv("step", run.step_id).Kv("attempt", run.id.attempt);
-    Send(f);
+    SendFinished(std::move(f), now);
     return;
   }
   RunRequest req;
@@ -321,8 +320,7 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
     f.error = "worker " + options_.name + " could not start the step: " + s.message();
     f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("start_failed").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
-    Send(f);
-    unconfirmed_.push_back({f, now});
+    SendFinished(std::move(f), now);
     return;
   }
   attempts_[req.key] = {run.id, run.step_id};
@@ -359,8 +357,15 @@ void Agent::Report(const RunResult& r) {
       .Kv("step", a.step_id)
       .Kv("attempt", a.id.attempt)
       .Kv("result", r.Summary());
-  Send(f);
-  unconfirmed_.push_back({std::move(f), Clock::now()});
+  SendFinished(std::move(f), Clock::now());
+}
+
+void Agent::SendFinished(common::FinishedMsg f, Time now) {
+  // Moved through one Message rather than converted twice: the output tails
+  // it carries can be 64 KiB each.
+  common::Message msg(std::move(f));
+  Send(msg);
+  unconfirmed_.push_back({std::get<common::FinishedMsg>(std::move(msg)), now});
 }
 
 void Agent::Shutdown() {

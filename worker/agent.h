@@ -76,6 +76,8 @@ class Agent {
   void OnCancelGroup(const std::string& group, common::Time now);
   void OnRun(const common::RunMsg& run, common::Time now);
   void Report(const RunResult& r);
+  // Sends a FINISHED and keeps it until the coordinator has had time to act.
+  void SendFinished(common::FinishedMsg f, common::Time now);
   void RefuseAsCancelled(const common::RunMsg& run, const std::string& why, common::Time now);
   void RememberCancelled(const std::string& group);
   common::Time NextWake() const;

@@ -538,6 +538,45 @@ TEST_CASE("the event stream decides everything: the same events give the same ac
   CHECK(first == run());
 }
 
+TEST_CASE("Handle() feeds journaled events exactly as the direct calls do", "[core]") {
+  // Two cores: one driven by the typed calls, one by Event values (what a
+  // journal would replay). Their actions must match one for one.
+  auto describe = [](const std::vector<Action>& out) {
+    std::string s;
+    for (const Action& a : out) {
+      if (auto* d = std::get_if<Dispatch>(&a)) s += "D" + d->ref.group + std::to_string(d->ref.step) + d->worker;
+      if (auto* c = std::get_if<CancelAttempt>(&a)) s += "C" + std::to_string(c->ref.step);
+      if (std::holds_alternative<coordinator::BroadcastCancel>(a)) s += "B";
+      if (auto* f = std::get_if<coordinator::GroupFinished>(&a)) s += "F" + f->group;
+    }
+    return s;
+  };
+  Harness direct, replayed;
+  std::vector<Action> out;
+  auto both = [&](auto call, coordinator::Event event) {
+    direct.out.clear();
+    out.clear();
+    REQUIRE(call().ok());
+    REQUIRE(replayed.core.Handle(std::move(event), replayed.now, &out).ok());
+    CHECK(describe(direct.out) == describe(out));
+  };
+  coordinator::WorkerJoined w;
+  w.name = "w1";
+  w.slots = 2;
+  both([&] { return direct.core.Join(w, direct.now, &direct.out); }, w);
+  both([&] { return direct.core.Submit(MakeGroup("g", 3), direct.now, &direct.out); },
+       coordinator::SubmitGroup{MakeGroup("g", 3)});
+  coordinator::StepFinished failed{{"g", 0, 1}, "w1", Exit(1)};
+  both([&] { return direct.core.Finished(failed, direct.now, &direct.out); }, failed);
+  coordinator::StepFinished stopped{{"g", 1, 1}, "w1", Cancelled()};
+  both([&] { return direct.core.Finished(stopped, direct.now, &direct.out); }, stopped);
+  CHECK(replayed.State("g") == GroupState::kFailed);
+  CHECK(describe(out) == "Fg");
+  both([&] { return direct.core.Heartbeat("w1", direct.now); }, coordinator::WorkerHeartbeat{"w1"});
+  both([&] { return direct.core.Lose("w1", "bye", direct.now, &direct.out); }, coordinator::WorkerLost{"w1", "bye"});
+  CHECK(replayed.core.Workers().empty());
+}
+
 TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core][cost]") {
   Harness h;
   h.Join("w1", 64);
