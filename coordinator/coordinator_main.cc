@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   ServerOptions o;
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1;
   std::string log_level = "info";
+  size_t max_groups = o.scheduler.max_groups, max_steps = o.scheduler.max_steps;
   po::options_description opts("Options");
   opts.add_options()
       ("client-endpoint", po::value(&o.client_endpoint)->default_value(o.client_endpoint)->value_name("EP"),
@@ -34,6 +35,11 @@ int main(int argc, char** argv) {
        "seconds between repeats of an unconfirmed cancel")
       ("retention", po::value(&retention_s)->default_value(retention_s)->value_name("S"),
        "seconds a finished group stays queryable")
+      ("max-groups", po::value(&max_groups)->default_value(max_groups)->value_name("N"),
+       "groups held at most, running and finished; finished ones are forgotten early to make room, and a "
+       "submit is refused when running groups fill it")
+      ("max-steps", po::value(&max_steps)->default_value(max_steps)->value_name("N"),
+       "steps held at most over all groups (about 1 KiB each), with the same rule")
       ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
   po::variables_map vm;
@@ -47,14 +53,17 @@ int main(int argc, char** argv) {
       opts, &vm);
   if (rc >= 0) return rc;
   if (!cohort::common::ApplyLogLevel("cohort-coordinator", log_level)) return 2;
-  if (o.heartbeat_ms < 1 || o.liveness < 1 || !(backstop_s > 0) || !(retention_s >= 0) || !(cancel_resend_s > 0)) {
-    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace and --cancel-resend must be "
-                 "positive, --retention non-negative\n";
+  if (o.heartbeat_ms < 1 || o.liveness < 1 || !(backstop_s > 0) || !(retention_s >= 0) || !(cancel_resend_s > 0) ||
+      max_groups < 1 || max_steps < 1) {
+    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups and "
+                 "--max-steps must be positive, --retention non-negative\n";
     return 2;
   }
   o.scheduler.backstop_grace = cohort::common::SecondsToDuration(backstop_s);
   o.scheduler.retention = cohort::common::SecondsToDuration(retention_s);
   o.scheduler.cancel_resend = cohort::common::SecondsToDuration(cancel_resend_s);
+  o.scheduler.max_groups = max_groups;
+  o.scheduler.max_steps = max_steps;
   o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
                      static_cast<uint64_t>(std::random_device{}());
   {

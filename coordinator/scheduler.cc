@@ -184,9 +184,7 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
     }
     case TimerKind::kRetention: {
       if (g->retention_timer != t) return;
-      g->retention_timer.reset();
-      groups_by_seq_.erase(g->seq);
-      groups_.erase(g->spec.id);  // destroys g
+      Forget(g);
       return;
     }
     case TimerKind::kWorkerExpiry:
@@ -212,6 +210,14 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
   } else if (groups_.count(spec.id)) {
     return Status::AlreadyExists("id: a group " + Quote(spec.id) + " exists already");
   }
+  if (!MakeRoom(spec.steps.size())) {
+    return Status::Unavailable("the coordinator is full: it runs " + std::to_string(groups_.size()) +
+                               " groups with " + std::to_string(steps_held_) + " steps; this group's " +
+                               std::to_string(spec.steps.size()) + " steps would pass its limits (" +
+                               std::to_string(options_.max_groups) + " groups, " +
+                               std::to_string(options_.max_steps) +
+                               " steps: --max-groups, --max-steps); submit again once groups have finished");
+  }
 
   auto owned = std::make_unique<Group>();
   Group* g = owned.get();
@@ -235,6 +241,7 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
   if (assigned_id) *assigned_id = g->spec.id;
   groups_by_seq_[g->seq] = g;
   groups_.emplace(g->spec.id, std::move(owned));
+  steps_held_ += n;
   Enqueue(g);
   Pump(now, out);
   return Status::Ok();
@@ -359,9 +366,25 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   ClearTimer(&g->deadline_timer);
   ClearTimer(&g->resend_timer);
   AddTimer({now + options_.retention, TimerKind::kRetention, g->seq}, &g->retention_timer);
+  finished_seqs_.push_back(g->seq);
   g->pending.clear();
   g->retry_ready.clear();
   out->push_back(GroupFinished{g->spec.id, g->state});
+}
+
+void Scheduler::Forget(Group* g) {
+  ClearTimer(&g->retention_timer);
+  steps_held_ -= g->steps.size();
+  groups_by_seq_.erase(g->seq);
+  groups_.erase(g->spec.id);  // destroys g
+  while (!finished_seqs_.empty() && !groups_by_seq_.count(finished_seqs_.front())) finished_seqs_.pop_front();
+}
+
+bool Scheduler::MakeRoom(size_t steps) {
+  auto fits = [&] { return groups_.size() < options_.max_groups && steps_held_ + steps <= options_.max_steps; };
+  // Forget() keeps the front of finished_seqs_ a group still held.
+  while (!fits() && !finished_seqs_.empty()) Forget(groups_by_seq_.at(finished_seqs_.front()));
+  return fits();
 }
 
 // ---- Steps and attempts ---------------------------------------------------
@@ -601,6 +624,16 @@ Status Scheduler::Heartbeat(std::string_view name, Time now) {
   AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
            &w->expiry);
   return Status::Ok();
+}
+
+void Scheduler::GraceWorkers(Time until) {
+  for (auto& [name, w] : workers_) {
+    if (w->expiry && w->expiry->at < until) {
+      Timer t = *w->expiry;
+      t.at = until;
+      AddTimer(t, &w->expiry);
+    }
+  }
 }
 
 Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {

@@ -61,6 +61,13 @@ struct SchedulerOptions {
   common::Duration cancel_resend = std::chrono::seconds(1);
   // How long a finished group stays queryable.
   common::Duration retention = std::chrono::hours(1);
+  // What the core holds at most, running and retained groups together, so a
+  // flood of submissions costs bounded memory (~0.8 KiB per step). A submit
+  // that would pass either limit first forgets the oldest finished groups
+  // before their retention is over; if running groups alone leave no room it
+  // is refused with Unavailable.
+  size_t max_groups = 100000;
+  size_t max_steps = 1000000;
   // Attempts in all for a step whose attempts keep being lost with workers,
   // independent of its max_attempts (infrastructure failures retry, as in Ray).
   int worker_lost_attempts = 3;
@@ -87,6 +94,10 @@ class Scheduler {
                         std::string* assigned_id = nullptr);
   common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
   common::Status Heartbeat(std::string_view worker, common::Time now);
+  // The caller was busy and read nothing for a while: no worker may expire
+  // before `until` because of it (workers that stopped hearing from us may
+  // be reconnecting). Later expiries are kept.
+  void GraceWorkers(common::Time until);
   common::Status Lose(std::string_view worker, std::string_view reason, common::Time now,
                       std::vector<Action>* out);
   common::Status Started(const StepStarted& e, common::Time now, std::vector<Action>* out);
@@ -109,6 +120,7 @@ class Scheduler {
   std::vector<WorkerView> Workers() const;
   const common::StepSpec* FindStep(std::string_view group, uint32_t step) const;
   size_t group_count() const { return groups_.size(); }
+  size_t step_count() const { return steps_held_; }
   uint64_t stale_reports() const { return stale_reports_; }
 
  private:
@@ -140,6 +152,10 @@ class Scheduler {
   void RequestAttemptCancel(Group* g, uint32_t step, common::Time now, std::vector<Action>* out);
   void StopGroup(Group* g, common::GroupState final_state, common::Time now, std::vector<Action>* out);
   void MaybeFinish(Group* g, common::Time now, std::vector<Action>* out);
+  void Forget(Group* g);
+  // Forgets finished groups, oldest first, until `steps` more steps and one
+  // more group fit within the limits; false if running groups leave no room.
+  bool MakeRoom(size_t steps);
   void LoseAttempt(Group* g, uint32_t step, const std::string& why, common::Time now,
                    std::vector<Action>* out);
   common::Duration BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made);
@@ -183,6 +199,9 @@ class Scheduler {
   std::unordered_map<std::string, std::deque<uint64_t>> parked_;
 
   std::set<Timer> timers_;
+
+  size_t steps_held_ = 0;              // steps of every group held, running or retained
+  std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)
 };
 
 }  // namespace cohort::coordinator

@@ -51,6 +51,8 @@ coordinator_options=(
   backstop-grace=30
   cancel-resend=1
   retention=3600
+  max-groups=100000
+  max-steps=1000000
   log-level=info
 )
 worker_options=(
