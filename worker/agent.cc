@@ -301,6 +301,19 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
     SendFinished(std::move(f), now);
     return;
   }
+  if (attempts_.size() >= static_cast<size_t>(options_.slots)) {
+    // The coordinator never sends more than our slots (it counts attempts
+    // being stopped too), so this is a confused or hostile peer: the host is
+    // protected, and the refusal is a result it can act on, not silence.
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.error = "worker " + options_.name + " refused the step: it already runs " + std::to_string(attempts_.size()) +
+              " steps, all of its " + std::to_string(options_.slots) + " slots";
+    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+    LogWarn("run_refused").Kv("group", run.id.group).Kv("step", run.step_id).Kv("running", attempts_.size());
+    SendFinished(std::move(f), now);
+    return;
+  }
   RunRequest req;
   req.key = next_key_++;
   req.argv = run.argv;
