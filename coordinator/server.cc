@@ -1,5 +1,7 @@
 #include "coordinator/server.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "common/codec.h"
@@ -22,6 +24,9 @@ namespace {
 constexpr int kBatch = 256;
 // Steps detailed in a STATUS or WAIT reply; the rest are counted.
 constexpr size_t kMaxDetailedSteps = 10000;
+// After a request at least this large, freed memory is given back to the
+// system (malloc_trim): glibc would otherwise keep it for the process.
+constexpr size_t kTrimAfterBytes = 1u << 20;
 
 std::optional<uint64_t> RequestId(const common::Message& m) {
   return std::visit(
@@ -97,6 +102,7 @@ int Server::Run(const common::StopSignal& stop) {
       return 0;
     }
     now = Clock::now();
+    const Time turn_start = now;
     // Workers first: their heartbeats and results must never wait behind clients.
     // Actions are applied after each event: a Dispatch points into the core's
     // state, valid only until the next event.
@@ -104,11 +110,29 @@ int Server::Run(const common::StopSignal& stop) {
     for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env); ++i) {
       OnClient(env, now);
       Apply(now);
+      for (const std::string& f : env.frames) trim_memory_ = trim_memory_ || f.size() >= kTrimAfterBytes;
+    }
+    if (trim_memory_) {
+      // A big request and what was built from it (hundreds of MB of JSON
+      // tree for a million-step spec) are freed by now; without this glibc
+      // keeps that memory resident for good.
+      env.frames.clear();
+      env.frames.shrink_to_fit();
+      malloc_trim(0);
+      trim_memory_ = false;
     }
     now = Clock::now();
     // Read what workers sent while clients were served (a big SUBMIT can take
     // a while), so the drained flag below is true of now, not of before.
     const bool workers_drained = DrainWorkers(env, now);
+    if (const auto busy = now - turn_start; busy > std::chrono::milliseconds(options_.heartbeat_ms)) {
+      // We read nothing and sent no heartbeats meanwhile: workers that took
+      // us for gone are registering again. None may be declared lost for
+      // our own stall, so each gets a full liveness period from now.
+      LogWarn("busy").Kv("ms", std::chrono::duration_cast<std::chrono::milliseconds>(busy).count());
+      core_.GraceWorkers(now + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness);
+      next_heartbeat_ = now;
+    }
     // After a stall, heartbeats may still be queued: timers wait until every
     // worker message that arrived has been read, so no worker is declared
     // lost because the coordinator was busy. The next poll returns at once.

@@ -92,6 +92,7 @@ class Server {
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   uint64_t bad_messages_ = 0;
+  bool trim_memory_ = false;  // a big request was handled: give its memory back
 };
 
 }  // namespace cohort::coordinator

@@ -21,7 +21,6 @@ namespace {
 
 constexpr size_t kMaxRememberedCancels = 10000;
 constexpr int kBatch = 256;
-constexpr auto kFirstBackoff = std::chrono::seconds(1);
 
 std::string HostName() {
   char buf[256] = {};
@@ -60,8 +59,7 @@ Agent::Agent(AgentOptions options)
       }()),
       wall_(common::WallClock::Now()),
       heartbeat_ms_(options_.heartbeat_ms),
-      liveness_(options_.liveness),
-      backoff_(kFirstBackoff) {
+      liveness_(options_.liveness) {
   std::random_device rd;
   instance_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "not given"
   if (options_.name.empty()) options_.name = HostName();
@@ -77,6 +75,14 @@ void Agent::Send(const common::Message& msg) {
 void Agent::Connect(Time now) {
   dealer_.emplace(context_, zmq::socket_type::dealer);
   common::ConfigureSocket(*dealer_);
+  // A connection whose peer stopped answering ZMTP PINGs (a coordinator
+  // host that vanished) is dropped and dialled again, with backoff. The
+  // coordinator's I/O thread answers them even while its loop is busy.
+  dealer_->set(zmq::sockopt::heartbeat_ivl, heartbeat_ms_);
+  dealer_->set(zmq::sockopt::heartbeat_timeout, heartbeat_ms_ * liveness_);
+  dealer_->set(zmq::sockopt::reconnect_ivl_max,
+               static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    options_.max_reconnect_backoff).count()));
   if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
     LogWarn("connect_failed").Kv("error", s.message());
   }
@@ -105,11 +111,7 @@ void Agent::SendRegister(Time now) {
 
 Time Agent::NextWake() const {
   Time until = next_heartbeat_;
-  if (dealer_) {
-    until = std::min(until, last_heard_ + std::chrono::milliseconds(heartbeat_ms_) * liveness_);
-  } else {
-    until = std::min(until, next_connect_);
-  }
+  if (registered_) until = std::min(until, last_heard_ + std::chrono::milliseconds(heartbeat_ms_) * liveness_);
   if (auto d = runner_.NextDeadline()) until = std::min(until, *d);
   return until;
 }
@@ -181,16 +183,17 @@ int Agent::Run(const common::StopSignal& stop) {
       unconfirmed_.pop_front();
     }
 
-    if (dealer_ && now - last_heard_ >= std::chrono::milliseconds(heartbeat_ms_) * liveness_) {
+    if (registered_ && now - last_heard_ >= std::chrono::milliseconds(heartbeat_ms_) * liveness_) {
+      // The coordinator restarted, is gone, or is busy. The socket is kept:
+      // ZeroMQ re-establishes a broken connection by itself (with backoff),
+      // and a dead one is noticed by the ZMTP heartbeats set in Connect().
+      // Closing it would only make a busy coordinator lose us: we register
+      // again every heartbeat until it answers.
       LogWarn("coordinator_silent")
           .Kv("coordinator", options_.coordinator)
-          .Kv("retry_in_ms", std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());
-      dealer_.reset();
+          .Kv("silent_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count());
       registered_ = false;
-      next_connect_ = now + backoff_;
-      backoff_ = std::min(backoff_ * 2, options_.max_reconnect_backoff);
     }
-    if (!dealer_ && now >= next_connect_) Connect(now);
     if (dealer_ && now >= next_heartbeat_) {
       if (registered_) {
         Send(common::HeartbeatMsg{});
@@ -206,7 +209,6 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
   if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
     const bool first = !registered_;
     registered_ = true;
-    backoff_ = kFirstBackoff;
     if (w->heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w->heartbeat_ms);
     if (w->liveness > 0) liveness_ = static_cast<int>(w->liveness);
     std::string endpoint = ReachableEndpoint(w->cancel_endpoint, options_.coordinator);

@@ -3,9 +3,11 @@
 // process it runs. It registers (reporting what it still runs), heartbeats
 // both ways as in the ZeroMQ guide's Paranoid Pirate pattern (any message
 // counts), runs what it is sent, reports starts and ends, and stops what it
-// is told to stop. When the coordinator goes silent it reconnects with
-// exponential backoff and registers again; its steps keep running meanwhile
-// and results that finished while it was away are reported after it is back.
+// is told to stop. When the coordinator goes silent it registers again every
+// heartbeat until answered, on the same socket (ZeroMQ redials a broken
+// connection with exponential backoff; ZMTP heartbeats find a dead one); its
+// steps keep running meanwhile and results that finished while it was away
+// are reported after it is back.
 //
 // Thread contract: one thread calls Run().
 #ifndef COHORT_WORKER_AGENT_H_
@@ -39,7 +41,7 @@ struct AgentOptions {
   common::Duration kill_grace = std::chrono::seconds(5);
   int heartbeat_ms = common::kDefaultHeartbeatMs;  // until the coordinator says otherwise
   int liveness = common::kDefaultLiveness;
-  common::Duration max_reconnect_backoff = std::chrono::seconds(30);
+  common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
   size_t tail_bytes = 64 * 1024;
 };
 
@@ -104,9 +106,7 @@ class Agent {
   int liveness_;
   common::Time last_heard_{};
   common::Time next_heartbeat_{};
-  common::Time next_connect_{};  // while disconnected: when to try again
   common::Time last_register_{};
-  common::Duration backoff_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
 };
 
