@@ -24,6 +24,9 @@ namespace {
 constexpr int kBatch = 256;
 // Steps detailed in a STATUS or WAIT reply; the rest are counted.
 constexpr size_t kMaxDetailedSteps = 10000;
+// WAITs held at once, over all clients (about 100 bytes each); past it a WAIT
+// is refused and the client polls with STATUS instead.
+constexpr size_t kMaxWaiters = 100000;
 // After a request at least this large, freed memory is given back to the
 // system (malloc_trim): glibc would otherwise keep it for the process.
 constexpr size_t kTrimAfterBytes = 1u << 20;
@@ -56,6 +59,9 @@ Server::Server(ServerOptions options)
       }()),
       wall_(common::WallClock::Now()) {
   for (zmq::socket_t* s : {&clients_, &workers_, &cancels_}) common::ConfigureSocket(*s);
+  // A send to a client that has disconnected fails (EHOSTUNREACH) instead of
+  // vanishing: that is how SweepWaiters tells a gone client from a live one.
+  clients_.set(zmq::sockopt::router_mandatory, 1);
 }
 
 Server::~Server() = default;
@@ -74,13 +80,14 @@ Status Server::Bind() {
 }
 
 Time Server::NextWake() const {
-  Time until = next_heartbeat_;
+  Time until = std::min(next_heartbeat_, next_waiter_sweep_);
   if (auto d = core_.NextDeadline()) until = std::min(until, *d);
   return until;
 }
 
 int Server::Run(const common::StopSignal& stop) {
   next_heartbeat_ = Clock::now();
+  next_waiter_sweep_ = next_heartbeat_;
   common::Envelope env;
   while (true) {
     Time now = Clock::now();
@@ -139,6 +146,7 @@ int Server::Run(const common::StopSignal& stop) {
     if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained) core_.Tick(now, &actions_);
     Apply(now);
     if (now >= next_heartbeat_) SendHeartbeats(now);
+    if (now >= next_waiter_sweep_) SweepWaiters(now);
   }
 }
 
@@ -223,8 +231,14 @@ void Server::OnClient(const common::Envelope& env, Time now) {
       Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
     } else if (sum->state != common::GroupState::kRunning) {
       Reply(env.route, *req, Status::Ok(), ResultBody(m->group));
+    } else if (waiter_count_ >= kMaxWaiters) {
+      Reply(env.route, *req,
+            Status::Unavailable("too many clients are waiting (" + std::to_string(kMaxWaiters) +
+                                "); poll group \"" + m->group + "\" with STATUS instead"),
+            "");
     } else {
       waiters_[m->group].push_back({env.route, *req});
+      ++waiter_count_;
     }
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
     Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_)
@@ -271,6 +285,46 @@ void Server::Forget(const std::string& worker) {
 void Server::SendHeartbeats(Time now) {
   for (const auto& [name, route] : route_of_) common::SendMessage(workers_, route, common::HeartbeatMsg{});
   next_heartbeat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
+}
+
+// A client that disconnects says nothing on a ROUTER, and its WAITs would be
+// held until their groups end, which may be never. Every liveness interval
+// each client holding a WAIT is sent a HEARTBEAT (clients ignore it): with
+// ROUTER_MANDATORY, a route that is gone fails at once, and its WAITs are
+// forgotten. A live client whose queue is full is kept.
+bool Server::ClientGone(const std::string& route) {
+  try {
+    std::vector<std::string> frames = common::Encode(common::HeartbeatMsg{});
+    if (!clients_.send(zmq::buffer(route), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+    for (size_t i = 0; i < frames.size(); ++i) {
+      auto flags = zmq::send_flags::dontwait;
+      if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
+      clients_.send(zmq::buffer(frames[i]), flags);
+    }
+    return false;
+  } catch (const zmq::error_t& e) {
+    return e.num() == EHOSTUNREACH;
+  }
+}
+
+void Server::SweepWaiters(Time now) {
+  next_waiter_sweep_ = now + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness;
+  if (waiters_.empty()) return;
+  std::unordered_map<std::string, bool> gone;  // route -> gone, one probe per client
+  size_t dropped = 0;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    auto& list = it->second;
+    const size_t before = list.size();
+    std::erase_if(list, [&](const Waiter& w) {
+      auto [at, fresh] = gone.try_emplace(w.route, false);
+      if (fresh) at->second = ClientGone(w.route);
+      return at->second;
+    });
+    dropped += before - list.size();
+    it = list.empty() ? waiters_.erase(it) : std::next(it);
+  }
+  waiter_count_ -= dropped;
+  if (dropped > 0) LogInfo("waiters_gone").Kv("dropped", dropped).Kv("waiting", waiter_count_);
 }
 
 void Server::OnWorker(const common::Envelope& env, Time now) {
@@ -442,6 +496,7 @@ void Server::Carry(Action& a, Time now) {
                                                        " and is no longer retained")
                                     : Status::Ok();
         for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
+        waiter_count_ -= it->second.size();
         waiters_.erase(it);
       }
     } else if (auto* e = std::get_if<WorkerExpired>(&a)) {

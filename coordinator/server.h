@@ -70,6 +70,9 @@ class Server {
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
   void SendToWorker(const std::string& worker, const common::Message& msg);
   void SendHeartbeats(common::Time now);
+  // Forgets the WAITs of clients that have disconnected (see server.cc).
+  void SweepWaiters(common::Time now);
+  bool ClientGone(const std::string& route);
   void Forget(const std::string& worker);
   std::string ResultBody(std::string_view group) const;
   bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
@@ -89,6 +92,8 @@ class Server {
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
   std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
+  size_t waiter_count_ = 0;
+  common::Time next_waiter_sweep_{};
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   uint64_t bad_messages_ = 0;
