@@ -200,7 +200,7 @@ Cluster::Cluster(int heartbeat_ms) : heartbeat_ms_(heartbeat_ms) {
 Cluster::~Cluster() {
   workers_.clear();
   coordinator_.reset();
-  RunProgram({"/bin/rm", "-rf", dir_}, 30s);
+  if (!std::getenv("COHORT_KEEP_TEST_DIRS")) RunProgram({"/bin/rm", "-rf", dir_}, 30s);
 }
 
 std::string Cluster::Marker() {
