@@ -1,0 +1,120 @@
+// Coordinator restarts (issue 6, part 4). Until durability lands a restarted
+// coordinator has forgotten every group; nobody may be left hanging: workers
+// re-register and stop the steps of groups it no longer knows, a client
+// waiting on a group gets an error naming it, and new groups run.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <future>
+#include <iostream>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/cluster.h"
+
+namespace cohort::testing {
+namespace {
+
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+Json Marked(Json step, const std::string& marker) {
+  step["env"] = {{"COHORT_TEST_MARK", marker}};
+  return step;
+}
+
+// A step that writes a file when it gets SIGTERM and keeps a child, so that
+// stopping it whole is visible.
+std::string Trapping(const std::string& dir, const std::string& name) {
+  return "trap 'echo term > " + dir + "/" + name + ".term; exit 143' TERM; sleep 60 & wait";
+}
+
+TEST_CASE("after a coordinator restart waiters get an error naming the group and workers stop orphaned steps",
+          "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  c.StartWorker("w2", 2);
+  const std::string m = c.Marker();
+  Json g = {{"id", "before-restart"},
+            {"steps",
+             {Marked({{"id", "a"}, {"shell", Trapping(c.dir(), "a")}}, m),
+              Marked({{"id", "b"}, {"shell", Trapping(c.dir(), "b")}}, m),
+              Marked({{"id", "c"}, {"shell", Trapping(c.dir(), "c")}}, m)}}};
+  REQUIRE(c.SubmitJson(g, {}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() >= 6; }, 20s));  // a shell and a sleep per step
+
+  // Two clients wait on it: the CLI and one that only sent WAIT.
+  auto waiting = std::async(std::launch::async, [&] { return c.Cli({"wait", "before-restart"}, 60s); });
+
+  c.coordinator().Kill(SIGKILL);
+  c.coordinator().Wait(5s);
+  const auto down = Clock::now();
+  c.StartCoordinator();  // the same ports, an empty memory
+
+  // The waiting client learns the group is gone, by name, instead of hanging.
+  REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
+  RunOutput w = waiting.get();
+  INFO(w.err);
+  CHECK(w.exit_code == 1);
+  CHECK(w.err.find("before-restart") != std::string::npos);
+  CHECK(w.err.find("no group") != std::string::npos);
+
+  // Both workers come back and are told to stop the steps nobody knows any more.
+  REQUIRE(WaitUntil([&] { return c.HasWorker("w1") && c.HasWorker("w2"); }, 30s));
+  CHECK(WaitUntil([&] { return ProcessesWith(m).empty(); }, 30s));
+  for (const char* s : {"a", "b", "c"}) CHECK(ReadFile(c.dir() + "/" + s + ".term") == "term\n");
+  std::cout << "coordinator restart: orphaned steps stopped "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - down).count()
+            << " ms after the kill\n";
+  CHECK(c.worker("w1").Log().find("register") != std::string::npos);
+
+  // The old group is unknown (status says so by name); new groups run, on
+  // both workers, their slots not held by the stopped attempts.
+  RunOutput st = c.Cli({"status", "before-restart"});
+  CHECK(st.exit_code == 1);
+  CHECK(st.err.find("before-restart") != std::string::npos);
+  Json steps = Json::array();
+  for (int i = 0; i < 4; ++i) steps.push_back({{"id", "n" + std::to_string(i)}, {"shell", "sleep 0.3; echo ok"}});
+  RunOutput r = c.SubmitJson({{"id", "after-restart"}, {"steps", steps}}, {"--wait", "--json"});
+  REQUIRE(r.exit_code == 0);
+  Json res = Json::parse(r.out);
+  std::set<std::string> used;
+  for (const Json& s : res["steps"]) used.insert(s["worker"].get<std::string>());
+  CHECK(used.size() == 2);
+  // The new coordinator knows only the new group.
+  RunOutput groups = c.Cli({"groups", "--json"});
+  Json list = Json::parse(groups.out);
+  REQUIRE(list.size() == 1);
+  CHECK(list[0]["group"] == "after-restart");
+}
+
+TEST_CASE("a coordinator that stays down - waiting clients exit 3 naming the group and workers keep trying",
+          "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 1);
+  REQUIRE(c.SubmitJson({{"id", "stranded"}, {"steps", {{{"id", "s"}, {"shell", "sleep 60"}}}}}, {}).exit_code == 0);
+  auto waiting = std::async(std::launch::async, [&] {
+    return c.Cli({"wait", "stranded", "--connect-timeout", "2"}, 60s);
+  });
+  REQUIRE(WaitUntil([&] { return c.Status("stranded")["steps"][0]["state"] == "running"; }, 20s));
+  c.coordinator().Kill(SIGKILL);
+  c.coordinator().Wait(5s);
+  const auto down = Clock::now();
+  REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
+  RunOutput w = waiting.get();
+  INFO(w.err);
+  CHECK(w.exit_code == 3);
+  CHECK(w.err.find("stranded") != std::string::npos);
+  CHECK(w.err.find("cannot reach the coordinator") != std::string::npos);
+  CHECK(Clock::now() - down < 10s);
+  // The worker notices the silence and keeps trying, with its step running.
+  CHECK(WaitUntil([&] { return c.worker("w1").Log().find("coordinator_silent") != std::string::npos; }, 10s));
+  CHECK(waitpid(c.worker("w1").pid(), nullptr, WNOHANG) == 0);
+}
+
+}  // namespace
+}  // namespace cohort::testing
