@@ -1,6 +1,6 @@
 // cohort: the command-line client. Submits groups, watches them, cancels them.
 // Exit status: 0 completed, 1 failed or cancelled (or not found), 2 bad usage
-// or invalid spec, 3 coordinator unreachable.
+// or invalid spec, 3 coordinator unreachable (or full: try again later).
 #include <unistd.h>
 
 #include <cstdlib>
@@ -49,7 +49,7 @@ const char* kUsage =
     "\n"
     "Run `cohort COMMAND --help` for a command's options.\n"
     "Exit status: 0 group completed, 1 group failed or cancelled, 2 bad usage or\n"
-    "invalid group, 3 coordinator unreachable.\n"
+    "invalid group, 3 coordinator unreachable or full (try again later).\n"
     "Environment: COHORT_COORDINATOR is the default for --coordinator.\n";
 
 struct Common {
