@@ -8,6 +8,7 @@
 
 #include "common/options.h"
 #include "common/transport.h"
+#include "worker/leftovers.h"
 
 namespace cohort::worker {
 
@@ -321,6 +322,7 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   req.argv = run.argv;
   req.shell = run.shell;
   req.env = run.env;
+  req.env.emplace_back(kWorkerEnv, options_.name);  // finds leftovers after a crash (leftovers.h)
   req.env.emplace_back("COHORT_GROUP", run.id.group);
   req.env.emplace_back("COHORT_STEP", run.step_id);
   req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "worker/agent.h"
+#include "worker/leftovers.h"
 
 namespace {
 
@@ -78,5 +79,10 @@ int main(int argc, char** argv) {
   }
   cohort::common::RaiseOnTermination(&stop);
   cohort::worker::Agent agent(o);
+  // What a previous life of this worker left running (it was SIGKILLed, and
+  // no cgroup cleaned up) belongs to attempts the coordinator has moved on from.
+  if (int n = cohort::worker::KillLeftovers(agent.options().name); n > 0) {
+    cohort::common::LogWarn("leftovers_killed").Kv("worker", agent.options().name).Kv("processes", n);
+  }
   return agent.Run(stop);
 }

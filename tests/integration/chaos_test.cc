@@ -58,8 +58,6 @@ struct Outcome {
   bool leftovers = false;  // processes of a failed or cancelled group outlived its end
 };
 
-// A long step is the direct child of its worker (argv, or a shell that execs),
-// so a SIGKILLed worker takes it along (PR_SET_PDEATHSIG); short ones may fork.
 Json Step(const std::string& id, Json body, const std::string& mark) {
   body["id"] = id;
   body["env"] = {{"COHORT_TEST_MARK", mark}};
@@ -74,13 +72,20 @@ Json MakeGroup(Kind kind, const std::string& id, const std::string& mark, const 
     return Step("s" + std::to_string(i),
                 {{"shell", "sleep 0.0" + std::to_string(1 + rng() % 9) + "; echo ok"}}, mark);
   };
+  // Half the long steps run without a shell; the others keep two background
+  // children, which a SIGKILLed worker leaves orphaned until it starts again
+  // and kills them (worker/leftovers.h).
+  auto long_step = [&](int i) {
+    Json body = rng() % 2 ? Json{{"command", {"sleep", "30"}}} : Json{{"shell", "sleep 30 & sleep 30 & wait"}};
+    return Step("long" + std::to_string(i), body, mark);
+  };
   Json g = {{"id", id}, {"max_parallel", 1 + rng() % 3}};
   switch (kind) {
     case Kind::kOk:
       for (int i = 0; i < n; ++i) steps.push_back(short_step(i));
       break;
     case Kind::kFailing:
-      for (int i = 0; i < n; ++i) steps.push_back(Step("long" + std::to_string(i), {{"command", {"sleep", "30"}}}, mark));
+      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
       steps.push_back(Step("bad", {{"shell", "sleep 0.2; echo boom >&2; exit 3"}}, mark));
       g["max_parallel"] = n + 1;
       break;
@@ -89,7 +94,7 @@ Json MakeGroup(Kind kind, const std::string& id, const std::string& mark, const 
       steps.push_back(Step("slow", {{"command", {"sleep", "30"}}, {"timeout_s", 0.3}}, mark));
       break;
     case Kind::kCancelled:
-      for (int i = 0; i < n; ++i) steps.push_back(Step("long" + std::to_string(i), {{"command", {"sleep", "30"}}}, mark));
+      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
       g["max_parallel"] = n;
       break;
     case Kind::kFlaky: {

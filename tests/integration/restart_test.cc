@@ -7,6 +7,7 @@
 
 #include <future>
 #include <iostream>
+#include <memory>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -114,6 +115,70 @@ TEST_CASE("a coordinator that stays down - waiting clients exit 3 naming the gro
   // The worker notices the silence and keeps trying, with its step running.
   CHECK(WaitUntil([&] { return c.worker("w1").Log().find("coordinator_silent") != std::string::npos; }, 10s));
   CHECK(waitpid(c.worker("w1").pid(), nullptr, WNOHANG) == 0);
+}
+
+// A worker started by hand (StartWorker waits for it to join, which a worker
+// under a name in use never does).
+std::unique_ptr<Daemon> StartTwin(Cluster& c, const std::string& name) {
+  return std::make_unique<Daemon>(
+      std::vector<std::string>{COHORT_BIN_DIR "/cohort-worker", "--coordinator",
+                               "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name, "--slots", "1",
+                               "--heartbeat-ms", "200"},
+      c.dir() + "/twin-" + name + ".log");
+}
+
+TEST_CASE("a worker restarted after SIGKILL kills what its previous life left running", "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  const std::string m = c.Marker();
+  // Two background children per step: they outlive a SIGKILLed worker (only
+  // the step's shell gets the parent-death signal).
+  REQUIRE(c.SubmitJson({{"id", "deep"},
+                        {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & sleep 300 & wait"}}, m)}}},
+                       {})
+              .exit_code == 0);
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
+  c.worker("w1").Kill(SIGKILL);
+  c.worker("w1").Wait(5s);
+  // The shell died with the worker; its children run on, orphaned.
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 2; }, 10s));
+
+  // A second worker under another name leaves them alone ...
+  c.StartWorker("other", 1);
+  CHECK(ProcessesWith(m).size() == 2);
+  // ... and so does one under the same name while a live worker holds it.
+  auto twin = StartTwin(c, "other");
+  REQUIRE(WaitUntil([&] { return twin->Log().find("registering") != std::string::npos; }, 20s));
+
+  // The worker named w1, started again, kills them before it registers.
+  c.StartWorker("w1", 2);
+  CHECK(WaitUntil([&] { return ProcessesWith(m).empty(); }, 10s));
+  CHECK(c.worker("w1").Log().find("event=leftovers_killed worker=w1 processes=2") != std::string::npos);
+  CHECK(twin->Log().find("leftovers_killed") == std::string::npos);
+  // The group was not lost: its step ran again, and is cancelled cleanly.
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
+  CHECK(c.Cli({"cancel", "deep"}).exit_code == 0);
+  RunOutput w = c.Cli({"wait", "deep", "--json"});
+  CHECK(Json::parse(w.out)["state"] == "cancelled");
+  CHECK(WaitUntil([&] { return ProcessesWith(m).empty(); }, 10s));
+}
+
+TEST_CASE("a worker never kills the steps of a live worker that holds its name", "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("held", 1);
+  const std::string m = c.Marker();
+  REQUIRE(c.SubmitJson({{"id", "alive"},
+                        {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & wait"}}, m)}}},
+                       {})
+              .exit_code == 0);
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 2; }, 20s));
+  auto twin = StartTwin(c, "held");
+  REQUIRE(WaitUntil([&] { return twin->Log().find("is in use by another live worker") != std::string::npos; }, 20s));
+  CHECK(ProcessesWith(m).size() == 2);
+  CHECK(twin->Log().find("leftovers_killed") == std::string::npos);
+  CHECK(c.Status("alive")["steps"][0]["attempts"] == 1);
 }
 
 }  // namespace
