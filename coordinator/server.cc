@@ -134,10 +134,12 @@ int Server::Run(const common::StopSignal& stop) {
     const bool workers_drained = DrainWorkers(env, now);
     if (const auto busy = now - turn_start; busy > std::chrono::milliseconds(options_.heartbeat_ms)) {
       // We read nothing and sent no heartbeats meanwhile: workers that took
-      // us for gone are registering again. None may be declared lost for
-      // our own stall, so each gets a full liveness period from now.
+      // us for gone are registering again, at intervals that doubled while
+      // we were silent (up to about the stall's length). None may be
+      // declared lost for our own stall: each gets that long again plus a
+      // full liveness period from now.
       LogWarn("busy").Kv("ms", std::chrono::duration_cast<std::chrono::milliseconds>(busy).count());
-      core_.GraceWorkers(now + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness);
+      core_.GraceWorkers(now + busy + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness);
       next_heartbeat_ = now;
     }
     // After a stall, heartbeats may still be queued: timers wait until every

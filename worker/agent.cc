@@ -60,7 +60,8 @@ Agent::Agent(AgentOptions options)
       }()),
       wall_(common::WallClock::Now()),
       heartbeat_ms_(options_.heartbeat_ms),
-      liveness_(options_.liveness) {
+      liveness_(options_.liveness),
+      register_every_(std::chrono::milliseconds(options_.heartbeat_ms)) {
   std::random_device rd;
   instance_ = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "not given"
   if (options_.name.empty()) options_.name = HostName();
@@ -189,7 +190,7 @@ int Agent::Run(const common::StopSignal& stop) {
       // ZeroMQ re-establishes a broken connection by itself (with backoff),
       // and a dead one is noticed by the ZMTP heartbeats set in Connect().
       // Closing it would only make a busy coordinator lose us: we register
-      // again every heartbeat until it answers.
+      // again until it answers.
       LogWarn("coordinator_silent")
           .Kv("coordinator", options_.coordinator)
           .Kv("silent_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count());
@@ -198,10 +199,14 @@ int Agent::Run(const common::StopSignal& stop) {
     if (dealer_ && now >= next_heartbeat_) {
       if (registered_) {
         Send(common::HeartbeatMsg{});
+        next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms_);
       } else {
         SendRegister(now);
+        // Unanswered REGISTERs queue on a connection that is up but not
+        // read (a stuck coordinator): ask less and less often.
+        next_heartbeat_ = now + register_every_;
+        register_every_ = std::min(register_every_ * 2, options_.max_reconnect_backoff);
       }
-      next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms_);
     }
   }
 }
@@ -210,6 +215,7 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
   if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
     const bool first = !registered_;
     registered_ = true;
+    register_every_ = std::chrono::milliseconds(heartbeat_ms_);
     if (w->heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w->heartbeat_ms);
     if (w->liveness > 0) liveness_ = static_cast<int>(w->liveness);
     std::string endpoint = ReachableEndpoint(w->cancel_endpoint, options_.coordinator);

@@ -107,6 +107,7 @@ class Agent {
   common::Time last_heard_{};
   common::Time next_heartbeat_{};
   common::Time last_register_{};
+  common::Duration register_every_;  // while unregistered: doubles up to max_reconnect_backoff
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
 };
 

@@ -162,6 +162,7 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
   CHECK(r.out.find("still-serving") != std::string::npos);
   const std::string log = c.coordinator().Log();
   CHECK(log.find("bad_message") != std::string::npos);
+  INFO("coordinator log: " << log.substr(log.find("group_refused")) << "\nworker log: " << c.worker("w1").Log());
   CHECK(log.find("worker_lost") == std::string::npos);
   const long end_kib = RssKiB(coord);
   std::cout << "hostile clients: coordinator RSS " << base_kib << " KiB at start, " << after_huge_kib
@@ -339,7 +340,7 @@ TEST_CASE("a worker refuses RUNs beyond its slots and survives garbage from its 
   CHECK(refused->id.step == 2);
   CHECK_FALSE(refused->exit_code);
   CHECK(refused->error.find("all of its 2 slots") != std::string::npos);
-  CHECK(ProcessesWith(marker).size() == 2);
+  CHECK(WaitUntil([&] { return ProcessesWith(marker).size() == 2; }, 10s));
   // A cancel frees a slot; then a RUN is taken again.
   common::CancelAttemptMsg cancel;
   cancel.id = {"g", 0, 1};
