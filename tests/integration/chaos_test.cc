@@ -274,7 +274,7 @@ TEST_CASE("chaos - mixed groups from concurrent clients while workers are SIGKIL
   for (const auto& [k, n] : tally) std::cout << "  " << k << ": " << n << "\n";
   CHECK(kills > 0);
   CHECK(lost_attempts > 0);  // the kills hit running steps
-  CHECK(end_kib < base_kib + 16 * 1024);
+  if (kRssMeaningful) CHECK(end_kib < base_kib + 16 * 1024);
 }
 
 }  // namespace

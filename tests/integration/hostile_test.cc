@@ -138,7 +138,8 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
   CHECK(err.find("steps") != std::string::npos);
   // Its parse costs hundreds of MB for a moment, given back once it is refused.
   long after_huge_kib = 0;
-  CHECK(WaitUntil([&] { return (after_huge_kib = RssKiB(coord)) < base_kib + 128 * 1024; }, 10s));
+  const bool trimmed = WaitUntil([&] { return (after_huge_kib = RssKiB(coord)) < base_kib + 128 * 1024; }, 10s);
+  if (kRssMeaningful) CHECK(trimmed);
 
   // A spec over kMaxDocumentBytes (but a frame under kMaxMessageBytes) is dropped.
   common::SubmitMsg big;
@@ -169,7 +170,7 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
             << " KiB after the million-step group, " << end_kib << " KiB at the end, peak " << PeakRssKiB(coord)
             << " KiB\n";
   // What stays does not grow with what was sent: see docs/RELIABILITY.md.
-  CHECK(end_kib < base_kib + 128 * 1024);
+  if (kRssMeaningful) CHECK(end_kib < base_kib + 128 * 1024);
 }
 
 // Starts `n` non-blocking TCP connects to `port`, sends each a few bytes of
@@ -225,7 +226,7 @@ TEST_CASE("a flood of 10000 connects past the coordinator's fd limit leaves it s
   CHECK(c.coordinator().Log().find("worker_lost") == std::string::npos);
   const long end_kib = RssKiB(coord);
   std::cout << "connect flood: coordinator RSS " << base_kib << " KiB before, " << end_kib << " KiB after\n";
-  CHECK(end_kib < base_kib + 128 * 1024);
+  if (kRssMeaningful) CHECK(end_kib < base_kib + 64 * 1024);
 }
 
 TEST_CASE("bad worker messages are dropped or answered with REREGISTER and real workers are unaffected",
