@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 namespace cohort::worker {
@@ -23,10 +24,15 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
+// The executable's path; " (deleted)" dropped, so a worker whose binary was
+// replaced by an upgrade still counts as one.
 std::string Exe(const std::string& proc_root, pid_t pid) {
   char buf[4096];
   ssize_t n = readlink((proc_root + "/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  std::string exe = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (exe.ends_with(kDeleted)) exe.resize(exe.size() - kDeleted.size());
+  return exe;
 }
 
 // Field 4 of /proc/PID/stat, after the command name in parentheses (which
