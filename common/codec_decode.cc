@@ -444,8 +444,17 @@ Status DecodeUnchecked(const std::vector<std::string_view>& frames, Message* out
   // unpacker should the two parsers ever disagree.
   const msgpack::unpack_limit limits(kMaxBodyValues, kMaxBodyValues, kMaxMessageBytes, kMaxMessageBytes,
                                      kMaxMessageBytes, kMaxBodyDepth);
-  msgpack::object_handle handle = msgpack::unpack(body.data(), body.size(), ReferenceInPlace, nullptr, limits);
-  const msgpack::object& root = handle.get();
+  // One zone per thread, cleared after each message, instead of a fresh
+  // zone per message: its first 8 KiB chunk was a malloc and a free on every
+  // message, a tenth of the coordinator's per-step cost.
+  thread_local msgpack::zone zone;
+  struct ClearOnExit {
+    msgpack::zone& z;
+    ~ClearOnExit() { z.clear(); }
+  } clear_on_exit{zone};
+  size_t offset = 0;
+  const msgpack::object root =
+      msgpack::unpack(zone, body.data(), body.size(), offset, ReferenceInPlace, nullptr, limits);
   if (root.type != msgpack::type::MAP) {
     return Status::Corruption(cmd + ": body must be a msgpack map, got " + TypeName(root));
   }
