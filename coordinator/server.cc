@@ -153,7 +153,7 @@ std::string Server::ResultBody(std::string_view group) const {
   // counted.
   auto r = core_.Result(group, kMaxDetailedSteps);
   if (!r) return "";
-  return common::DumpJson(common::GroupResultToJson(*r, wall_));
+  return common::GroupResultJson(*r, wall_);
 }
 
 void Server::OnClient(const common::Envelope& env, Time now) {
