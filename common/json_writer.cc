@@ -1,11 +1,23 @@
 #include "common/json_writer.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 
 #include "common/codec_internal.h"
 
 namespace cohort::common {
+
+namespace {
+
+// Bytes copied as they are: printable ASCII but the quote and the backslash.
+constexpr auto kPlain = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
+}  // namespace
 
 void AppendJsonString(std::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -16,7 +28,7 @@ void AppendJsonString(std::string_view s, std::string* out) {
   while (i < s.size()) {
     // Runs of bytes that need nothing are copied at once.
     size_t run = i;
-    while (run < s.size() && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') ++run;
+    while (run < s.size() && kPlain[p[run]]) ++run;
     out->append(s.data() + i, run - i);
     i = run;
     if (i == s.size()) break;
