@@ -16,6 +16,7 @@
 #include <iterator>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -399,7 +400,7 @@ constexpr size_t kCancelRequest = IndexIn<CancelRequestMsg>(static_cast<const Me
 constexpr size_t kCancelAttempt = IndexIn<CancelAttemptMsg>(static_cast<const Message*>(nullptr));
 static_assert(kCommandNames[kCancelRequest] == "CANCEL" && kCommandNames[kCancelAttempt] == "CANCEL");
 
-Status DecodeUnchecked(const std::vector<std::string_view>& frames, Message* out) {
+Status DecodeUnchecked(std::span<const std::string_view> frames, Message* out) {
   if (frames.size() != kFrameCount) {
     return Status::Corruption("expected 3 frames (protocol, command, body), got " + std::to_string(frames.size()));
   }
@@ -471,7 +472,7 @@ Status DecodeUnchecked(const std::vector<std::string_view>& frames, Message* out
 
 }  // namespace
 
-Status Decode(const std::vector<std::string_view>& frames, Message* out) {
+Status Decode(std::span<const std::string_view> frames, Message* out) {
   // Whatever msgpack or the standard library might still throw stops here.
   try {
     return DecodeUnchecked(frames, out);

@@ -31,7 +31,9 @@ struct Envelope {
 // Reads one message if one is waiting. False when none is (or on error).
 // For a ROUTER, the first frame is taken as the routing id. At most
 // kMaxFramesRead frames are kept; the rest of a longer message is drained so
-// the next read starts at a message boundary.
+// the next read starts at a message boundary. *out is reused from message to
+// message (its strings keep their capacity); after false it holds nothing
+// meaningful.
 bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out);
 
 // Decodes an envelope's frames (the routing id excluded).
