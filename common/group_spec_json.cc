@@ -14,45 +14,71 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Where a value sits ("steps[3].retry.retry_on[0]"), spelled out only for
+// an error message: building each field's path as a string cost more than
+// reading the field (a 10^5-step group has a million of them).
+class Path {
+ public:
+  Path() = default;
+  Path(const Path& parent, std::string_view key) : parent_(&parent), key_(key) {}
+  Path(const Path& parent, size_t index) : parent_(&parent), index_(index) {}
+
+  std::string str() const {
+    std::string out = parent_ ? parent_->str() : std::string();
+    if (index_ != kNoIndex) return out + "[" + std::to_string(index_) + "]";
+    if (!out.empty() && !key_.empty()) out += ".";
+    return out + std::string(key_);
+  }
+
+ private:
+  static constexpr size_t kNoIndex = static_cast<size_t>(-1);
+  const Path* parent_ = nullptr;
+  std::string_view key_;
+  size_t index_ = kNoIndex;
+};
+
+// Reads fields out of a parsed document, moving strings out of it.
 class Reader {
  public:
   Status status() const { return status_; }
   bool ok() const { return status_.ok(); }
 
-  void Fail(const std::string& path, const std::string& what) {
-    if (status_.ok()) status_ = Status::InvalidArgument(path + ": " + what);
+  void Fail(const Path& path, const std::string& what) {
+    if (status_.ok()) status_ = Status::InvalidArgument(path.str() + ": " + what);
   }
 
-  bool Object(const Json& j, const std::string& path) {
+  bool Object(const Json& j, const Path& path) {
     if (j.is_object()) return true;
     Fail(path, "must be an object, got " + std::string(j.type_name()));
     return false;
   }
 
   // Refuses keys outside `known`, so typos are caught.
-  void OnlyKeys(const Json& j, const std::string& path, std::initializer_list<std::string_view> known) {
+  void OnlyKeys(const Json& j, const Path& path, std::initializer_list<std::string_view> known) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       bool found = false;
       for (std::string_view k : known) found = found || it.key() == k;
-      if (!found) Fail(Join(path, it.key()), "unknown field");
+      if (!found) Fail(Path(path, it.key()), "unknown field");
     }
   }
 
-  static std::string Join(const std::string& path, std::string_view key) {
-    return path.empty() ? std::string(key) : path + "." + std::string(key);
+  // The member `key` of object j, or null when absent.
+  static Json* Member(Json& j, std::string_view key) {
+    auto it = j.find(key);
+    return it == j.end() ? nullptr : &*it;
   }
 
-  void String(const Json& j, const std::string& path, std::string* out) {
+  void String(Json& j, const Path& path, std::string* out) {
     if (!j.is_string()) return Fail(path, "must be a string, got " + std::string(j.type_name()));
-    *out = j.get<std::string>();
+    *out = std::move(j.get_ref<std::string&>());
   }
 
-  void Seconds(const Json& j, const std::string& path, double* out) {
+  void Seconds(const Json& j, const Path& path, double* out) {
     if (!j.is_number()) return Fail(path, "must be a number of seconds, got " + std::string(j.type_name()));
     *out = j.get<double>();
   }
 
-  void Integer(const Json& j, const std::string& path, int64_t* out) {
+  void Integer(const Json& j, const Path& path, int64_t* out) {
     if (j.is_number_integer()) {
       *out = j.get<int64_t>();
       return;
@@ -67,28 +93,28 @@ class Reader {
     Fail(path, "must be a whole number, got " + (j.is_number() ? j.dump() : std::string(j.type_name())));
   }
 
-  void Retry(const Json& j, const std::string& path, RetryPolicy* p) {
+  void Retry(Json& j, const Path& path, RetryPolicy* p) {
     if (!Object(j, path)) return;
     OnlyKeys(j, path, {"max_attempts", "backoff_s", "backoff_multiplier", "max_backoff_s", "jitter", "retry_on"});
-    if (j.contains("max_attempts")) Integer(j["max_attempts"], Join(path, "max_attempts"), &p->max_attempts);
-    if (j.contains("backoff_s")) Seconds(j["backoff_s"], Join(path, "backoff_s"), &p->backoff_s);
-    if (j.contains("backoff_multiplier")) {
-      Seconds(j["backoff_multiplier"], Join(path, "backoff_multiplier"), &p->backoff_multiplier);
+    if (Json* v = Member(j, "max_attempts")) Integer(*v, Path(path, "max_attempts"), &p->max_attempts);
+    if (Json* v = Member(j, "backoff_s")) Seconds(*v, Path(path, "backoff_s"), &p->backoff_s);
+    if (Json* v = Member(j, "backoff_multiplier")) {
+      Seconds(*v, Path(path, "backoff_multiplier"), &p->backoff_multiplier);
     }
-    if (j.contains("max_backoff_s")) Seconds(j["max_backoff_s"], Join(path, "max_backoff_s"), &p->max_backoff_s);
-    if (j.contains("jitter")) Seconds(j["jitter"], Join(path, "jitter"), &p->jitter);
-    if (j.contains("retry_on")) {
-      const Json& r = j["retry_on"];
-      std::string rpath = Join(path, "retry_on");
-      if (!r.is_array()) return Fail(rpath, "must be a list of \"exit\", \"timeout\", \"worker_lost\"");
+    if (Json* v = Member(j, "max_backoff_s")) Seconds(*v, Path(path, "max_backoff_s"), &p->max_backoff_s);
+    if (Json* v = Member(j, "jitter")) Seconds(*v, Path(path, "jitter"), &p->jitter);
+    if (Json* r = Member(j, "retry_on")) {
+      const Path rpath(path, "retry_on");
+      if (!r->is_array()) return Fail(rpath, "must be a list of \"exit\", \"timeout\", \"worker_lost\"");
       p->retry_on = 0;
       p->retry_on_given = true;
-      for (size_t i = 0; i < r.size(); ++i) {
+      for (size_t i = 0; i < r->size(); ++i) {
+        const Json& e = (*r)[i];
         FailureKind kind;
-        if (!r[i].is_string() || !ParseFailureKind(r[i].get<std::string>(), &kind)) {
-          return Fail(rpath + "[" + std::to_string(i) + "]",
+        if (!e.is_string() || !ParseFailureKind(e.get_ref<const std::string&>(), &kind)) {
+          return Fail(Path(rpath, i),
                       "unknown failure kind " +
-                          (r[i].is_string() ? "\"" + r[i].get<std::string>() + "\"" : std::string(r[i].type_name())) +
+                          (e.is_string() ? "\"" + e.get<std::string>() + "\"" : std::string(e.type_name())) +
                           " (expected exit, timeout or worker_lost)");
         }
         p->retry_on |= static_cast<uint8_t>(kind);
@@ -96,97 +122,98 @@ class Reader {
     }
   }
 
-  void Step(const Json& j, const std::string& path, const RetryPolicy& group_retry, StepSpec* s) {
+  void Step(Json& j, const Path& path, const RetryPolicy& group_retry, StepSpec* s) {
     if (!Object(j, path)) return;
     OnlyKeys(j, path, {"id", "command", "shell", "agent", "env", "cwd", "timeout_s", "retry"});
-    if (j.contains("id")) String(j["id"], Join(path, "id"), &s->id);
-    if (j.contains("command")) {
-      const Json& c = j["command"];
-      std::string cpath = Join(path, "command");
-      if (c.is_string()) {
+    if (Json* v = Member(j, "id")) String(*v, Path(path, "id"), &s->id);
+    if (Json* c = Member(j, "command")) {
+      const Path cpath(path, "command");
+      if (c->is_string()) {
         // A command given as one string is a shell line, the way users write it.
-        s->shell = c.get<std::string>();
-      } else if (c.is_array()) {
-        for (size_t i = 0; i < c.size(); ++i) {
-          if (!c[i].is_string()) return Fail(cpath + "[" + std::to_string(i) + "]", "must be a string");
-          s->argv.push_back(c[i].get<std::string>());
+        s->shell = std::move(c->get_ref<std::string&>());
+      } else if (c->is_array()) {
+        s->argv.reserve(c->size());
+        for (size_t i = 0; i < c->size(); ++i) {
+          Json& a = (*c)[i];
+          if (!a.is_string()) return Fail(Path(cpath, i), "must be a string");
+          s->argv.push_back(std::move(a.get_ref<std::string&>()));
         }
         if (s->argv.empty()) return Fail(cpath, "must not be an empty list");
       } else {
         return Fail(cpath, "must be a list of strings (argv) or a string (shell line)");
       }
     }
-    if (j.contains("shell")) {
-      if (!s->shell.empty()) return Fail(Join(path, "shell"), "give either command or shell, not both");
-      String(j["shell"], Join(path, "shell"), &s->shell);
+    if (Json* v = Member(j, "shell")) {
+      if (!s->shell.empty()) return Fail(Path(path, "shell"), "give either command or shell, not both");
+      String(*v, Path(path, "shell"), &s->shell);
     }
-    if (j.contains("agent")) String(j["agent"], Join(path, "agent"), &s->agent);
-    if (j.contains("cwd")) String(j["cwd"], Join(path, "cwd"), &s->cwd);
-    if (j.contains("env")) {
-      const Json& e = j["env"];
-      std::string epath = Join(path, "env");
-      if (!Object(e, epath)) return;
-      for (auto it = e.begin(); it != e.end(); ++it) {
-        if (!it.value().is_string()) return Fail(Join(epath, it.key()), "must be a string");
-        s->env.emplace_back(it.key(), it.value().get<std::string>());
+    if (Json* v = Member(j, "agent")) String(*v, Path(path, "agent"), &s->agent);
+    if (Json* v = Member(j, "cwd")) String(*v, Path(path, "cwd"), &s->cwd);
+    if (Json* e = Member(j, "env")) {
+      const Path epath(path, "env");
+      if (!Object(*e, epath)) return;
+      for (auto it = e->begin(); it != e->end(); ++it) {
+        if (!it.value().is_string()) return Fail(Path(epath, it.key()), "must be a string");
+        s->env.emplace_back(it.key(), std::move(it.value().get_ref<std::string&>()));
       }
     }
-    if (j.contains("timeout_s")) {
+    if (Json* v = Member(j, "timeout_s")) {
       double t = 0;
-      Seconds(j["timeout_s"], Join(path, "timeout_s"), &t);
+      Seconds(*v, Path(path, "timeout_s"), &t);
       s->timeout_s = t;
     }
-    if (j.contains("retry")) {
+    if (Json* v = Member(j, "retry")) {
       // A step's retry block starts from the group's, so {"max_attempts": 1}
       // overrides just that field.
       RetryPolicy p = group_retry;
       p.retry_on_given = group_retry.retry_on_given;
-      Retry(j["retry"], Join(path, "retry"), &p);
+      Retry(*v, Path(path, "retry"), &p);
       s->retry = p;
     }
   }
 
-  void Group(const Json& j, GroupSpec* g) {
-    if (!j.is_object()) return Fail("group", "must be a JSON object, got " + std::string(j.type_name()));
-    OnlyKeys(j, "", {"id", "max_parallel", "timeout_s", "deadline_s", "on_failure", "retry", "steps"});
-    if (j.contains("id") && !j["id"].is_null()) String(j["id"], "id", &g->id);
-    if (j.contains("max_parallel") && !j["max_parallel"].is_null()) {
+  void Group(Json& j, GroupSpec* g) {
+    const Path root;
+    if (!j.is_object()) return Fail(Path(root, "group"), "must be a JSON object, got " + std::string(j.type_name()));
+    OnlyKeys(j, root, {"id", "max_parallel", "timeout_s", "deadline_s", "on_failure", "retry", "steps"});
+    if (Json* v = Member(j, "id"); v && !v->is_null()) String(*v, Path(root, "id"), &g->id);
+    if (Json* v = Member(j, "max_parallel"); v && !v->is_null()) {
       int64_t n = 0;
-      Integer(j["max_parallel"], "max_parallel", &n);
+      Integer(*v, Path(root, "max_parallel"), &n);
       g->max_parallel = n;
     }
-    if (j.contains("timeout_s") && !j["timeout_s"].is_null()) {
+    if (Json* v = Member(j, "timeout_s"); v && !v->is_null()) {
       double t = 0;
-      Seconds(j["timeout_s"], "timeout_s", &t);
+      Seconds(*v, Path(root, "timeout_s"), &t);
       g->timeout_s = t;
     }
-    if (j.contains("deadline_s") && !j["deadline_s"].is_null()) {
+    if (Json* v = Member(j, "deadline_s"); v && !v->is_null()) {
       double t = 0;
-      Seconds(j["deadline_s"], "deadline_s", &t);
+      Seconds(*v, Path(root, "deadline_s"), &t);
       g->deadline_s = t;
     }
-    if (j.contains("on_failure")) {
+    if (Json* v = Member(j, "on_failure")) {
       std::string mode;
-      String(j["on_failure"], "on_failure", &mode);
+      String(*v, Path(root, "on_failure"), &mode);
       if (mode == "cancel") {
         g->on_failure = OnFailure::kCancel;
       } else if (mode == "continue") {
         g->on_failure = OnFailure::kContinue;
       } else if (ok()) {
-        Fail("on_failure", "unknown value \"" + mode + "\" (expected cancel or continue)");
+        Fail(Path(root, "on_failure"), "unknown value \"" + mode + "\" (expected cancel or continue)");
       }
     }
-    if (j.contains("retry")) Retry(j["retry"], "retry", &g->retry);
-    if (!j.contains("steps")) return Fail("steps", "missing; a group needs at least one step");
-    const Json& steps = j["steps"];
-    if (!steps.is_array()) return Fail("steps", "must be a list of steps");
-    if (steps.size() > kMaxStepsPerGroup) {
-      return Fail("steps", std::to_string(steps.size()) + " steps; the limit is " +
-                               std::to_string(kMaxStepsPerGroup));
+    if (Json* v = Member(j, "retry")) Retry(*v, Path(root, "retry"), &g->retry);
+    const Path spath(root, "steps");
+    Json* steps = Member(j, "steps");
+    if (!steps) return Fail(spath, "missing; a group needs at least one step");
+    if (!steps->is_array()) return Fail(spath, "must be a list of steps");
+    if (steps->size() > kMaxStepsPerGroup) {
+      return Fail(spath, std::to_string(steps->size()) + " steps; the limit is " + std::to_string(kMaxStepsPerGroup));
     }
-    g->steps.resize(steps.size());
-    for (size_t i = 0; i < steps.size() && ok(); ++i) {
-      Step(steps[i], "steps[" + std::to_string(i) + "]", g->retry, &g->steps[i]);
+    g->steps.resize(steps->size());
+    for (size_t i = 0; i < steps->size() && ok(); ++i) {
+      Step((*steps)[i], Path(spath, i), g->retry, &g->steps[i]);
     }
   }
 
