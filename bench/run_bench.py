@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 BIN = sys.argv[1]
 QUICK = "--quick" in sys.argv[2:]
 
-# Coordinator throughput (bench/loadgen): (simulated workers, steps) per run.
-LOADGEN_QUICK = [(100, 10_000)]
-LOADGEN_FULL = [(1, 100_000), (10, 100_000), (100, 10_000), (100, 100_000), (1000, 100_000), (100, 1_000_000)]
+# Coordinator throughput (bench/loadgen): (simulated workers, steps, reps).
+LOADGEN_QUICK = [(100, 10_000, 1)]
+LOADGEN_FULL = [(1, 100_000, 3), (10, 100_000, 3), (100, 10_000, 3), (100, 100_000, 3), (1000, 100_000, 3),
+                (100, 1_000_000, 1)]
 
 if QUICK:
     N_STEPS, REPS_TP = 200, 2
@@ -381,22 +382,28 @@ def measure_worker_loss(reps):
 
 def measure_loadgen():
     """bench/loadgen (K simulated workers x 8 slots answering every RUN at
-    once, real coordinator, real sockets) per (K, N); returns its key=value
-    lines as dicts."""
+    once, real coordinator, real sockets, default heartbeat) per (K, N);
+    returns, per (K, N), the list of its key=value lines as dicts."""
     loadgen = os.path.join(os.path.dirname(BIN), "bench", "loadgen")
     out = []
-    for k, n in (LOADGEN_QUICK if QUICK else LOADGEN_FULL):
-        r = subprocess.run([loadgen, "--workers", str(k), "--slots", "8", "--steps", str(n),
-                            "--coordinator-bin", os.path.join(BIN, "cohort-coordinator"), "--timeout-s", "900"],
-                           capture_output=True, text=True, timeout=1000)
-        if r.returncode != 0:
-            raise RuntimeError(f"loadgen K={k} N={n} failed: {r.stderr.strip()[-500:]}")
-        line = r.stdout.strip().splitlines()[-1]
-        row = dict(kv.split("=", 1) for kv in line.split())
-        if row["state"] != "completed" or int(row["runs"]) != n:
-            raise RuntimeError(f"loadgen K={k} N={n}: {line}")
-        out.append(row)
-        print(f"      {line}", file=sys.stderr)
+    for k, n, reps in (LOADGEN_QUICK if QUICK else LOADGEN_FULL):
+        runs = []
+        for _ in range(reps):
+            # --heartbeat-ms 1000: the default, so a long SUBMIT that starved
+            # heartbeats would show up as redone attempts (runs > N).
+            r = subprocess.run([loadgen, "--workers", str(k), "--slots", "8", "--steps", str(n),
+                                "--heartbeat-ms", "1000", "--coordinator-bin",
+                                os.path.join(BIN, "cohort-coordinator"), "--timeout-s", "900"],
+                               capture_output=True, text=True, timeout=1000)
+            if r.returncode != 0:
+                raise RuntimeError(f"loadgen K={k} N={n} failed: {r.stderr.strip()[-500:]}")
+            line = r.stdout.strip().splitlines()[-1]
+            row = dict(kv.split("=", 1) for kv in line.split())
+            if row["state"] != "completed" or int(row["runs"]) != n:
+                raise RuntimeError(f"loadgen K={k} N={n}: {line}")
+            runs.append(row)
+            print(f"      {line}", file=sys.stderr)
+        out.append((k, n, runs))
     return out
 
 
@@ -552,18 +559,22 @@ def main():
           f"median [min–max], {len(loss)} reps, heartbeat 1000 ms x liveness 3 | {mm(loss, lambda v: f'{v:.2f}')} | "
           f"Celery / Ray / Kubernetes defaults | ~120 / tens of s / ~300 (documented defaults, not run) | "
           f"{120 / statistics.median(loss):.0f}× / – / {300 / statistics.median(loss):.0f}× faster | (none set) |")
-    for row in lg:
-        k, n, sps = int(row["workers"]), int(row["steps"]), float(row["steps_per_s"])
+    for k, n, runs in lg:
+        col = lambda key: [float(r[key]) for r in runs]
+        sps = col("steps_per_s")
+        best = statistics.median(sps)
         target = ""
         if k == 100:
-            target = f"≥ 100,000 steps/s {'met' if sps >= 100_000 else 'MISSED'}"
+            target = f"≥ 100,000 steps/s {'met' if best >= 100_000 else 'MISSED'}"
         if n >= 1_000_000:
             target += "; 10⁶-step group finished: met"
-        print(f"| coordinator throughput (bench/loadgen), K={k} simulated workers x 8 slots, N={n:,} steps: "
-              f"steps/s submit → result; phases submit / dispatch / result s; coord CPU s; peak RSS MiB, B/step | "
-              f"{sps:,.0f}; {row['submit_s']} / {row['dispatch_s']} / {row['result_s']}; {row['coord_cpu_s']}; "
-              f"{int(row['coord_peak_rss_kib']) / 1024:.0f}, {row['rss_per_step_b']} | Ray / Dask (published) | "
-              f"8,000–21,000 tasks/s / ~1 ms per task | {sps / 21_000:.1f}× Ray's top | {target} |")
+        mid = lambda key, f="{:.2f}": f.format(statistics.median(col(key)))
+        print(f"| coordinator throughput (bench/loadgen), K={k} simulated workers x 8 slots, N={n:,} steps, "
+              f"{len(runs)} run(s): steps/s submit → result, median [min–max]; median submit / dispatch / result s; "
+              f"coord CPU s; peak RSS MiB, B/step | {mm(sps, js)}; {mid('submit_s')} / {mid('dispatch_s')} / "
+              f"{mid('result_s')}; {mid('coord_cpu_s')}; {statistics.median(col('coord_peak_rss_kib')) / 1024:.0f}, "
+              f"{mid('rss_per_step_b', '{:.0f}')} | Ray / Dask (published) | 8,000–21,000 tasks/s / ~1 ms per task | "
+              f"{best / 21_000:.1f}× Ray's top | {target} |")
     print()
     print("Timeout lateness = time from start to kill − 0.2 s. 'Seen by the step': bash records $EPOCHREALTIME "
           "when it starts and in its TERM trap (its start is ~1–2 ms after the spawn, which this hides). "
