@@ -221,11 +221,16 @@ int NestingDepth(std::string_view text) {
 
 }  // namespace
 
+Status CheckJsonDepth(std::string_view text) {
+  if (NestingDepth(text) <= kMaxJsonDepth) return Status::Ok();
+  return Status::InvalidArgument("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+}
+
 bool ParseJsonBounded(std::string_view text, Json* out, std::string* error) {
   // The parser itself does not recurse, but serializing or walking a deeper
   // tree would, once per level: refuse it before it is built.
-  if (NestingDepth(text) > kMaxJsonDepth) {
-    *error = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+  if (Status s = CheckJsonDepth(text); !s.ok()) {
+    *error = s.message();
     return false;
   }
   try {

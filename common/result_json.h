@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/result.h"
+#include "common/status.h"
 #include "common/time.h"
 
 namespace cohort::common {
@@ -30,6 +31,9 @@ nlohmann::json GroupSummaryToJson(const GroupSummary& summary, const WallClock& 
 // recurses once per level and would overflow the stack. false and *error
 // set on bad syntax or too deep a document.
 constexpr int kMaxJsonDepth = 64;
+// The same depth check alone, by a linear scan of the text: InvalidArgument
+// "nested deeper than ..." when it is too deep.
+Status CheckJsonDepth(std::string_view text);
 bool ParseJsonBounded(std::string_view text, nlohmann::json* out, std::string* error);
 
 // Serializes without throwing: invalid UTF-8 (from a step's output) becomes U+FFFD.
