@@ -9,9 +9,14 @@ namespace cohort::cli {
 using common::Clock;
 using common::Status;
 
-Client::Client(std::string endpoint, common::Duration timeout)
+Client::Client(std::string endpoint, common::Duration timeout, const std::optional<common::PeerCurve>& curve)
     : endpoint_(std::move(endpoint)), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {
   common::ConfigureSocket(socket_);
+  if (curve) {
+    curve_ = true;
+    connect_error_ = common::MakeCurveClient(socket_, curve->own, curve->server_public);
+    if (!connect_error_.ok()) return;
+  }
   connect_error_ = common::ConnectSocket(socket_, endpoint_);
 }
 
@@ -20,7 +25,10 @@ Status Client::Unreachable() const {
   char secs[32];
   std::snprintf(secs, sizeof secs, "%g", common::DurationToSeconds(timeout_));
   return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " + secs +
-                             "s (is cohort-coordinator running? see --coordinator)");
+                             "s (is cohort-coordinator running? see --coordinator" +
+                             (curve_ ? std::string("; is your public key in its --authorized-clients, and "
+                                                   "--coordinator-key its key?)")
+                                     : std::string("; does it require CURVE keys? see --coordinator-key)")));
 }
 
 uint64_t Client::Send(common::Message request) {
