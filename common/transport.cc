@@ -5,8 +5,9 @@
 
 namespace cohort::common {
 
-bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out) {
+bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool want_user) {
   out->route.clear();
+  out->user.clear();
   out->frames.clear();
   out->dropped_frames = 0;
   try {
@@ -15,6 +16,12 @@ bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out) {
     while (true) {
       auto got = socket.recv(part, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
       if (!got) return false;  // nothing waiting (only possible on the first part)
+      // The routing id is made by the ROUTER itself and carries no
+      // metadata: read it from the first frame the peer sent. NULL (EINVAL)
+      // when the connection was not authenticated.
+      if (want_user && out->frames.empty() && !(first && has_route)) {
+        if (const char* user = zmq_msg_gets(part.handle(), "User-Id")) out->user = user;
+      }
       if (first && has_route) {
         out->route.assign(static_cast<const char*>(part.data()), part.size());
       } else if (out->frames.size() < kMaxFramesRead) {

@@ -56,6 +56,12 @@ Agent::Agent(AgentOptions options)
         RunnerOptions r;
         r.kill_grace = options_.kill_grace;
         r.tail_bytes = options_.tail_bytes;
+        if (options_.run_as) {
+          r.run_as = options_.run_as->credentials;
+          for (auto& [name, value] : r.base_env) {
+            if (name == "HOME") value = options_.run_as->home;
+          }
+        }
         return r;
       }()),
       wall_(common::WallClock::Now()),
@@ -77,6 +83,12 @@ void Agent::Send(const common::Message& msg) {
 void Agent::Connect(Time now) {
   dealer_.emplace(context_, zmq::socket_type::dealer);
   common::ConfigureSocket(*dealer_);
+  if (options_.curve) {
+    // Keys were checked at start-up; a failure here is an old libzmq.
+    if (auto s = common::MakeCurveClient(*dealer_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+      LogWarn("curve_failed").Kv("error", s.message());
+    }
+  }
   if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
     LogWarn("connect_failed").Kv("error", s.message());
   }
@@ -214,6 +226,11 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
       sub_.emplace(context_, zmq::socket_type::sub);
       common::ConfigureSocket(*sub_);
       sub_->set(zmq::sockopt::subscribe, common::kProtocol);
+      if (options_.curve) {
+        if (auto s = common::MakeCurveClient(*sub_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+          LogWarn("curve_failed").Kv("error", s.message());
+        }
+      }
       if (auto s = common::ConnectSocket(*sub_, endpoint); !s.ok()) {
         LogWarn("cancel_subscribe_failed").Kv("error", s.message());
       }
@@ -285,6 +302,14 @@ void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why,
   SendFinished(std::move(f), now);
 }
 
+void Agent::FailRun(const common::RunMsg& run, const std::string& why, Time now) {
+  common::FinishedMsg f;
+  f.id = run.id;
+  f.error = "worker " + options_.name + " " + why;
+  f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+  SendFinished(std::move(f), now);
+}
+
 void Agent::OnRun(const common::RunMsg& run, Time now) {
   if (cancelled_groups_.count(run.id.group)) {
     RefuseAsCancelled(run, "group was cancelled before this step started", now);
@@ -293,12 +318,8 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) {
     // Only a coordinator that restarted and reused an id can send this: the
     // process running under that id belongs to the old one. Refuse loudly.
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.error = "worker " + options_.name + " still runs an attempt with the same id from before a coordinator restart";
-    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("run_collision").Kv("group", run.id.group).Kv("step", run.step_id).Kv("attempt", run.id.attempt);
-    SendFinished(std::move(f), now);
+    FailRun(run, "still runs an attempt with the same id from before a coordinator restart", now);
     return;
   }
   RunRequest req;
@@ -311,16 +332,17 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
   req.cwd = run.cwd;
   if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
+  if (auto s = options_.policy.Check(&req); !s.ok()) {
+    LogWarn("step_refused").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
+    FailRun(run, s.message(), now);
+    return;
+  }
   // The timeout runs from this step's own start, not from when the loop
   // woke: later steps of a burst would otherwise lose the time spent
   // spawning the earlier ones and be killed early.
   if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.error = "worker " + options_.name + " could not start the step: " + s.message();
-    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("start_failed").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
-    SendFinished(std::move(f), now);
+    FailRun(run, "could not start the step: " + s.message(), now);
     return;
   }
   attempts_[req.key] = {run.id, run.step_id};
