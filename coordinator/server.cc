@@ -117,6 +117,7 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
     if (reload_at >= 0 && (items[reload_at].revents & ZMQ_POLLIN) && reload->Consume()) {
       if (zap_) {
         zap_->Reload();
+        RevokeWorkers(now);
       } else {
         LogInfo("reload_ignored").Kv("reason", "no CURVE allowlists to reload");
       }
@@ -146,7 +147,7 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
 
 bool Server::DrainWorkers(common::Envelope& env, Time now) {
   for (int i = 0; i < kBatch; ++i) {
-    if (!common::ReceiveEnvelope(workers_, true, &env)) return true;
+    if (!common::ReceiveEnvelope(workers_, true, &env, zap_ != nullptr)) return true;
     OnWorker(env, now);
     Apply(now);
   }
@@ -192,6 +193,11 @@ void Server::OnClient(const common::Envelope& env, Time now) {
   if (!req) {
     BadMessage("client", Status::Corruption(std::string(common::CommandName(msg)) + " is not a client request"),
                now);
+    return;
+  }
+  if (zap_ && !zap_->Admits(kClientDomain, env.user)) {
+    // Connected before a reload removed its key.
+    Reply(env.route, *req, Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), "");
     return;
   }
   if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
@@ -272,6 +278,26 @@ void Server::Forget(const std::string& worker) {
   worker_at_.erase(it->second);
   route_of_.erase(it);
   instance_of_.erase(worker);
+  key_of_.erase(worker);
+}
+
+void Server::RevokeWorkers(Time now) {
+  std::vector<std::string> revoked;
+  for (const auto& [worker, key] : key_of_) {
+    if (!zap_->Admits(kWorkerDomain, key)) revoked.push_back(worker);
+  }
+  for (const std::string& worker : revoked) {
+    LogWarn("worker_revoked").Kv("worker", worker).Kv("key", key_of_[worker]);
+    auto route = route_of_.find(worker);
+    if (route != route_of_.end()) {
+      common::ReregisterMsg bye;
+      bye.reason = "this worker's key is no longer authorized";
+      common::SendMessage(workers_, route->second, bye);
+    }
+    core_.Lose(worker, "its key was removed from the allowlist", now, &actions_);
+    Forget(worker);
+  }
+  Apply(now);
 }
 
 void Server::SendHeartbeats(Time now) {
@@ -286,6 +312,13 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     return;
   }
   if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
+    if (zap_ && !zap_->Admits(kWorkerDomain, env.user)) {
+      BadMessage("worker", Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), now);
+      common::ReregisterMsg refuse;
+      refuse.reason = "this worker's key is no longer authorized";
+      common::SendMessage(workers_, env.route, refuse);
+      return;
+    }
     auto holder = route_of_.find(reg->name);
     if (holder != route_of_.end() && holder->second != env.route) {
       auto inst = instance_of_.find(reg->name);
@@ -321,6 +354,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     route_of_[reg->name] = env.route;
     worker_at_[env.route] = reg->name;
     instance_of_[reg->name] = reg->instance;
+    if (zap_) key_of_[reg->name] = env.user;
     LogInfo("worker_joined")
         .Kv("worker", reg->name)
         .Kv("slots", reg->slots)

@@ -82,6 +82,8 @@ class Server {
   void SendToWorker(const std::string& worker, const common::Message& msg);
   void SendHeartbeats(common::Time now);
   void Forget(const std::string& worker);
+  // After a reload: workers whose key left the allowlist are lost.
+  void RevokeWorkers(common::Time now);
   std::string ResultBody(std::string_view group) const;
   bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
   common::Time NextWake() const;
@@ -101,6 +103,7 @@ class Server {
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
   std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
+  std::unordered_map<std::string, std::string> key_of_;     // worker name -> its key's name (CURVE)
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};

@@ -63,8 +63,7 @@ Status ZapHandler::Start() {
   for (const std::string* dir : {&clients_dir_, &workers_dir_}) {
     if (Status s = common::LoadAllowlist(*dir, &probe, &ignored); !s.ok()) return s;
   }
-  LoadOne(clients_dir_, "client", &clients_);
-  LoadOne(workers_dir_, "worker", &workers_);
+  Reload();
   try {
     socket_.bind(kZapEndpoint);
   } catch (const zmq::error_t& e) {
@@ -74,9 +73,12 @@ Status ZapHandler::Start() {
 }
 
 void ZapHandler::Reload() {
-  LogInfo("allowlists_reloading");
   LoadOne(clients_dir_, "client", &clients_);
   LoadOne(workers_dir_, "worker", &workers_);
+  for (auto [keys, names] : {std::pair{&clients_, &client_names_}, {&workers_, &worker_names_}}) {
+    names->clear();
+    for (const auto& [key, name] : *keys) names->insert(name);
+  }
   // A peer refused before may now be allowed, or refused for a new reason.
   refusals_logged_.clear();
 }
@@ -111,6 +113,12 @@ ZapVerdict ZapHandler::Authorize(const ZapRequest& r) const {
   v.allowed = true;
   v.user_id = it->second;
   return v;
+}
+
+bool ZapHandler::Admits(std::string_view domain, const std::string& name) const {
+  if (domain == kClientDomain) return client_names_.count(name) > 0;
+  if (domain == kWorkerDomain) return worker_names_.count(name) > 0;
+  return false;
 }
 
 void ZapHandler::LogRefusal(const ZapRequest& r, const ZapVerdict& v, Time now) {

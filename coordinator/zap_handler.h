@@ -23,6 +23,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <zmq.hpp>
@@ -68,6 +69,9 @@ class ZapHandler {
   zmq::socket_t& socket() { return socket_; }
 
   ZapVerdict Authorize(const ZapRequest& request) const;
+  // Whether the key called `name` (a User-Id this handler gave) is still in
+  // the allowlist of `domain`: a reload revokes sessions opened before it.
+  bool Admits(std::string_view domain, const std::string& name) const;
   size_t clients() const { return clients_.size(); }
   size_t workers() const { return workers_.size(); }
 
@@ -80,6 +84,7 @@ class ZapHandler {
   std::string clients_dir_, workers_dir_;
   std::map<std::string, std::string> clients_;  // Z85 public key -> name
   std::map<std::string, std::string> workers_;
+  std::set<std::string> client_names_, worker_names_;
   std::set<std::string> refusals_logged_;
   common::RateLimiter overflow_log_{10, std::chrono::seconds(10)};
   common::RateLimiter bad_request_log_{10, std::chrono::seconds(10)};

@@ -302,17 +302,25 @@ TEST_CASE("off loopback without keys the coordinator and the worker refuse to st
   CHECK(w.err.find("without CURVE") != std::string::npos);
 }
 
-TEST_CASE("SIGHUP rereads the allowlists: a new client gets in, a removed one is out", "[security]") {
+TEST_CASE("SIGHUP rereads the allowlists: new keys get in and removed ones are cut off", "[security]") {
   SecureCluster s;
   s.Start();
+  s.c.StartWorker("w1", 1, s.keys.PeerFlags("w1"));
   s.keys.Make("bob");
-  CHECK(s.CliAs(s.keys.PeerFlags("bob"), {"groups", "--connect-timeout", "1"}).exit_code == 3);
+  const std::vector<std::string> bob = s.keys.PeerFlags("bob");
+  CHECK(s.CliAs(bob, {"groups", "--connect-timeout", "1"}).exit_code == 3);
   s.keys.Authorize("bob", s.keys.clients());
   REQUIRE(std::remove((s.keys.clients() + "/alice.key").c_str()) == 0);
+  REQUIRE(std::remove((s.keys.workers() + "/w1.key").c_str()) == 0);
   s.c.coordinator().Kill(SIGHUP);
-  CHECK(WaitUntil([&] { return s.CliAs(s.keys.PeerFlags("bob"), {"groups", "--connect-timeout", "1"}).exit_code == 0; },
-                  20s));
+  CHECK(WaitUntil([&] { return s.CliAs(bob, {"groups", "--connect-timeout", "1"}).exit_code == 0; }, 20s));
   CHECK(s.c.Cli({"groups", "--connect-timeout", "1"}).exit_code == 3);
+  // The worker connected before the reload; it is dropped all the same and
+  // cannot register again.
+  s.c.SetCliFlags(bob);
+  CHECK(WaitUntil([&] { return !s.c.HasWorker("w1"); }, 20s));
+  CHECK(s.c.coordinator().Log().find("event=worker_revoked worker=w1") != std::string::npos);
+  CHECK_FALSE(WaitUntil([&] { return s.c.HasWorker("w1"); }, kNeverWindow));
   CHECK(s.c.coordinator().Log().find("event=allowlist_loaded role=client") != std::string::npos);
 }
 

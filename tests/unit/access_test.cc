@@ -80,6 +80,11 @@ TEST_CASE("ZAP admits a key only on the sockets of its role", "[unit][access]") 
   zap.Reload();
   CHECK(zap.Authorize(Request(coordinator::kClientDomain, bob)).allowed);
   CHECK_FALSE(zap.Authorize(Request(coordinator::kClientDomain, alice)).allowed);
+  // Sessions opened before the reload are judged by the key's name.
+  CHECK(zap.Admits(coordinator::kClientDomain, "bob"));
+  CHECK_FALSE(zap.Admits(coordinator::kClientDomain, "alice"));
+  CHECK_FALSE(zap.Admits(coordinator::kWorkerDomain, "bob"));
+  CHECK(zap.Admits(coordinator::kWorkerDomain, "w1"));
   REQUIRE(::rename(workers.c_str(), (workers + ".gone").c_str()) == 0);
   zap.Reload();
   CHECK(zap.Authorize(Request(coordinator::kWorkerDomain, w1)).allowed);
