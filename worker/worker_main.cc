@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
       std::cerr << "cohort-worker: --run-as " << run_as << " needs a worker started as root\n";
       return 2;
     }
-    o.run_as = std::move(user);
+    // Already that user: nothing to drop (and setgroups would need root).
+    if (user.credentials.uid != ::geteuid()) o.run_as = std::move(user);
   } else if (::geteuid() == 0) {
     // Steps are never root unless asked for: on a network that is an error,
     // on loopback (the demo, one machine) a warning.
