@@ -12,6 +12,7 @@
 
 #include <zmq.hpp>
 
+#include "common/handshake_monitor.h"
 #include "common/messages.h"
 #include "common/secure_options.h"
 #include "common/status.h"
@@ -43,6 +44,7 @@ class Client {
   common::Duration timeout_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::optional<common::HandshakeMonitor> monitor_;  // says why a handshake failed
   bool curve_ = false;
   uint64_t next_req_ = 1;
   common::Status connect_error_;

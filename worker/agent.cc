@@ -47,6 +47,27 @@ std::string ReachableEndpoint(const std::string& advertised, const std::string& 
   return advertised.substr(0, b) + coordinator.substr(cb, ce - cb) + advertised.substr(e);
 }
 
+// Once per change: a refused key or a broken handshake would otherwise look
+// like a coordinator that is simply down.
+void LogHandshake(const common::HandshakeMonitor& m, const AgentOptions& o) {
+  using Outcome = common::HandshakeMonitor::Outcome;
+  if (m.outcome() == Outcome::kRefused) {
+    common::LogError("coordinator_refused_key")
+        .Kv("coordinator", o.coordinator)
+        .Kv("key", o.curve ? o.curve->own.public_z85 : "")
+        .Kv("detail", m.detail())
+        .Kv("hint", "add this worker's public key file to the coordinator's authorized-workers directory");
+  } else if (m.outcome() == Outcome::kFailed) {
+    common::LogError("handshake_failed")
+        .Kv("coordinator", o.coordinator)
+        .Kv("detail", m.detail())
+        .Kv("hint", o.curve ? "is coordinator-key the public key of the coordinator at this address?"
+                            : "the coordinator may require CURVE: give coordinator-key and curve-secret-key");
+  } else if (m.outcome() == Outcome::kSucceeded) {
+    LogDebug("handshake_ok").Kv("coordinator", o.coordinator);
+  }
+}
+
 }  // namespace
 
 Agent::Agent(AgentOptions options)
@@ -89,6 +110,7 @@ void Agent::Connect(Time now) {
       LogWarn("curve_failed").Kv("error", s.message());
     }
   }
+  monitor_.emplace(context_, *dealer_);
   if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
     LogWarn("connect_failed").Kv("error", s.message());
   }
@@ -139,6 +161,8 @@ int Agent::Run(const common::StopSignal& stop) {
     items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
     const size_t dealer_at = items.size();
     if (dealer_) items.push_back({static_cast<void*>(*dealer_), 0, ZMQ_POLLIN, 0});
+    const size_t monitor_at = items.size();
+    if (monitor_ && monitor_->pollable()) items.push_back({monitor_->pollable(), 0, ZMQ_POLLIN, 0});
     const size_t sub_at = items.size();
     if (sub_) items.push_back({static_cast<void*>(*sub_), 0, ZMQ_POLLIN, 0});
     fds.clear();
@@ -177,6 +201,9 @@ int Agent::Run(const common::StopSignal& stop) {
         if (!dealer_) break;
       }
     }
+    if (monitor_at < sub_at && (items[monitor_at].revents & ZMQ_POLLIN) && monitor_->Drain()) {
+      LogHandshake(*monitor_, options_);
+    }
     if (sub_ && sub_at < items.size()) {
       for (int i = 0; i < kBatch && common::ReceiveEnvelope(*sub_, false, &env); ++i) {
         common::Message msg;
@@ -198,6 +225,7 @@ int Agent::Run(const common::StopSignal& stop) {
           .Kv("coordinator", options_.coordinator)
           .Kv("retry_in_ms", std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());
       dealer_.reset();
+      monitor_.reset();
       registered_ = false;
       next_connect_ = now + backoff_;
       backoff_ = std::min(backoff_ * 2, options_.max_reconnect_backoff);
@@ -400,6 +428,7 @@ void Agent::Shutdown() {
   std::vector<RunResult> ignored;
   runner_.RunUntilIdle(now + options_.kill_grace + std::chrono::seconds(2), &ignored);
   dealer_.reset();
+  monitor_.reset();
   sub_.reset();
 }
 

@@ -23,6 +23,7 @@
 #include <zmq.hpp>
 
 #include "common/daemon.h"
+#include "common/handshake_monitor.h"
 #include "common/log.h"
 #include "common/messages.h"
 #include "common/protocol.h"
@@ -96,6 +97,7 @@ class Agent {
   zmq::context_t context_;
   std::optional<zmq::socket_t> dealer_;
   std::optional<zmq::socket_t> sub_;
+  std::optional<common::HandshakeMonitor> monitor_;  // of dealer_: says why it cannot connect
   std::string sub_endpoint_;
   StepRunner runner_;
   common::WallClock wall_;

@@ -138,9 +138,13 @@ TEST_CASE("a client with an unknown key is refused, logged once, and nothing run
                           {"submit", "--id", "evil", "--connect-timeout", "1", "--", "/usr/bin/touch", target});
     INFO(r.err);
     CHECK(r.exit_code == 3);
+    CHECK(r.err.find("refused your key") != std::string::npos);
     CHECK(r.err.find("authorized-clients") != std::string::npos);
   }
   CHECK(s.Refused("mallory"));
+  RunOutput plain = s.CliAs({}, {"groups", "--connect-timeout", "1"});
+  CHECK(plain.exit_code == 3);
+  CHECK(plain.err.find("one side uses CURVE, the other does not") != std::string::npos);
   const std::string log = s.c.coordinator().Log();
   // Two CLI runs, each retrying its handshake: one line.
   CHECK(Count(log, PublicKeyOf(s.keys.Public("mallory"))) == 1);
@@ -168,6 +172,7 @@ TEST_CASE("a worker with an unknown key never receives a step", "[security]") {
   CHECK_FALSE(WaitUntil([&] { return s.c.HasWorker("rogue"); }, kNeverWindow));
   CHECK(StatusOf(s.c, "g")["steps"][0]["state"] == "pending");
   CHECK(rogue->Log().find("event=registered") == std::string::npos);
+  CHECK(rogue->Log().find("event=coordinator_refused_key") != std::string::npos);
   CHECK_FALSE(Exists(target));
 
   // Control: an authorized worker takes the step at once.
@@ -210,6 +215,7 @@ TEST_CASE("a worker given the wrong coordinator key never connects, even to a co
   REQUIRE(r.exit_code == 0);
   CHECK_FALSE(WaitUntil([&] { return s.c.HasWorker("w1"); }, kNeverWindow));
   CHECK(fooled->Log().find("event=registered") == std::string::npos);
+  CHECK(fooled->Log().find("event=handshake_failed") != std::string::npos);
   CHECK_FALSE(Exists(target));
   fooled.reset();
 
@@ -314,7 +320,9 @@ TEST_CASE("SIGHUP rereads the allowlists: new keys get in and removed ones are c
   REQUIRE(std::remove((s.keys.workers() + "/w1.key").c_str()) == 0);
   s.c.coordinator().Kill(SIGHUP);
   CHECK(WaitUntil([&] { return s.CliAs(bob, {"groups", "--connect-timeout", "1"}).exit_code == 0; }, 20s));
-  CHECK(s.c.Cli({"groups", "--connect-timeout", "1"}).exit_code == 3);
+  RunOutput alice = s.c.Cli({"groups", "--connect-timeout", "1"});
+  CHECK(alice.exit_code == 3);
+  CHECK(alice.err.find("refused your key") != std::string::npos);
   // The worker connected before the reload; it is dropped all the same and
   // cannot register again.
   s.c.SetCliFlags(bob);
