@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
       ("insecure", po::bool_switch(&insecure),
        "allow a non-loopback coordinator without CURVE (then anyone on the path can send this worker steps)")
       ("run-as", po::value(&run_as)->value_name("USER"),
-       "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
+       "run steps as USER (a root worker with a coordinator off loopback must name one; `--run-as root` keeps root)")
       ("allow-shell", po::value(&allow_shell)->default_value(true, "true")->value_name("BOOL"),
        "accept steps given as a shell line; false accepts only \"command\" lists")
       ("allowed-commands", po::value(&allowed_commands)->value_name("FILE"),
