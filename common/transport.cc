@@ -10,6 +10,7 @@ bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool 
   out->user.clear();
   out->frames.clear();
   out->dropped_frames = 0;
+  bool user_read = false;
   try {
     zmq::message_t part;
     bool first = true;
@@ -19,7 +20,8 @@ bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool 
       // The routing id is made by the ROUTER itself and carries no
       // metadata: read it from the first frame the peer sent. NULL (EINVAL)
       // when the connection was not authenticated.
-      if (want_user && out->frames.empty() && !(first && has_route)) {
+      if (want_user && !user_read && !(first && has_route)) {
+        user_read = true;
         if (const char* user = zmq_msg_gets(part.handle(), "User-Id")) out->user = user;
       }
       if (first && has_route) {
