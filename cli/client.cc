@@ -28,7 +28,7 @@ Status Client::Unreachable() const {
     return Status::Unavailable("the coordinator at " + endpoint_ + " refused your key (" + monitor_->detail() +
                                "): is your public key in its --authorized-clients directory?");
   }
-  if (monitor_ && monitor_->outcome() == Outcome::kFailed) {
+  if (monitor_ && (monitor_->outcome() == Outcome::kFailed || monitor_->outcome() == Outcome::kMismatch)) {
     return Status::Unavailable("the handshake with the coordinator at " + endpoint_ + " failed (" +
                                monitor_->detail() + "): " +
                                (curve_ ? "is --coordinator-key the public key of the coordinator at this address?"
@@ -79,10 +79,10 @@ bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* repl
     } catch (const zmq::error_t&) {
       return false;
     }
-    // A refused key will not be admitted on the next try either: say so now
-    // rather than after the whole timeout.
+    // A refused key or a security mismatch fails again on every retry: say
+    // so now rather than after the whole timeout.
     if (count > 1) monitor_->Drain();
-    if (monitor_ && monitor_->outcome() == common::HandshakeMonitor::Outcome::kRefused) return false;
+    if (monitor_ && monitor_->hopeless()) return false;
   }
 }
 

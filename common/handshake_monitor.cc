@@ -61,10 +61,13 @@ bool HandshakeMonitor::Drain() {
           detail_ = "ZAP status " + std::to_string(value);
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-          outcome_ = Outcome::kFailed;
-          detail_ = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                        ? "security mismatch: one side uses CURVE, the other does not"
-                        : "protocol error " + std::to_string(value);
+          if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            outcome_ = Outcome::kMismatch;
+            detail_ = "security mismatch: one side uses CURVE, the other does not";
+          } else {
+            outcome_ = Outcome::kFailed;
+            detail_ = "protocol error " + std::to_string(value);
+          }
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
           outcome_ = Outcome::kFailed;

@@ -23,7 +23,8 @@ class HandshakeMonitor {
     kNone,       // nothing yet
     kSucceeded,  // the last handshake succeeded
     kRefused,    // the coordinator's ZAP handler refused our key
-    kFailed,     // the handshake broke off: a wrong server key, or a security mismatch
+    kMismatch,   // one side uses CURVE and the other does not
+    kFailed,     // the handshake broke off, e.g. for a wrong server key
   };
 
   HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched);
@@ -36,6 +37,8 @@ class HandshakeMonitor {
   // Reads every pending event; true if the outcome changed since last time.
   bool Drain();
   Outcome outcome() const { return outcome_; }
+  // A refusal or a mismatch: retrying with the same keys cannot succeed.
+  bool hopeless() const { return outcome_ == Outcome::kRefused || outcome_ == Outcome::kMismatch; }
   // What the last failure was, e.g. "ZAP status 400" or "errno 104".
   const std::string& detail() const { return detail_; }
 

@@ -57,7 +57,7 @@ void LogHandshake(const common::HandshakeMonitor& m, const AgentOptions& o) {
         .Kv("key", o.curve ? o.curve->own.public_z85 : "")
         .Kv("detail", m.detail())
         .Kv("hint", "add this worker's public key file to the coordinator's authorized-workers directory");
-  } else if (m.outcome() == Outcome::kFailed) {
+  } else if (m.outcome() == Outcome::kFailed || m.outcome() == Outcome::kMismatch) {
     common::LogError("handshake_failed")
         .Kv("coordinator", o.coordinator)
         .Kv("detail", m.detail())
