@@ -27,8 +27,8 @@ mode_t ModeOf(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-// A certificate as CZMQ's zcert_save writes it (keys from the ZeroMQ
-// guide's examples of a matching pair are not needed: we make our own).
+// A certificate laid out as CZMQ's zcert_save writes it, with metadata of
+// its own, around keys made here.
 std::string ZcertText(const CurveKeyPair& k, bool secret) {
   std::string t =
       "#   ****  Generated on 2024-01-01 00:00:00 by CZMQ  ****\n"
