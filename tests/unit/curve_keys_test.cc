@@ -117,6 +117,26 @@ TEST_CASE("certificates from CZMQ parse and broken ones are refused with the rea
   CHECK(ParseCertificate(ZcertText(mixed, true), "f", &out).message().find("does not belong") != std::string::npos);
 }
 
+TEST_CASE("a secret certificate written by CZMQ loads with hash signs in its keys", "[unit][keys]") {
+  // Published as an example of `bx cert-new` (libbitcoin-explorer), which
+  // saves with CZMQ's zcert; the two keys are a real pair.
+  const std::string czmq =
+      "#   ****  Generated on 2015-02-16 01:23:56 by CZMQ  ****\n"
+      "#   ZeroMQ CURVE **Secret** Certificate\n"
+      "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n"
+      "\n"
+      "metadata\n"
+      "curve\n"
+      "    public-key = \"7]g&M3GX##D.-!L>B.t?=@V6nkC34imk5/65kMNp\"\n"
+      "    secret-key = \"]k2&)P6O#/m5XE%RTFFsrkX&-gEH5]aPxjwBgE?O\"\n";
+  CurveKeyPair out;
+  Status s = ParseCertificate(czmq, "bx.cert", &out);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  CHECK(out.public_z85 == "7]g&M3GX##D.-!L>B.t?=@V6nkC34imk5/65kMNp");
+  CHECK(out.secret_z85 == "]k2&)P6O#/m5XE%RTFFsrkX&-gEH5]aPxjwBgE?O");
+}
+
 TEST_CASE("an allowlist directory maps keys to names and skips what is not a public key", "[unit][keys]") {
   TempDir d;
   CurveKeyPair a, b;
