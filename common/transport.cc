@@ -8,8 +8,10 @@
 
 namespace cohort::common {
 
-bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out) {
+bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool want_user) {
+  out->user.clear();
   out->dropped_frames = 0;
+  bool user_read = false;
   // Frames are assigned over the strings of the previous message, so a
   // steady stream of messages allocates nothing here.
   size_t kept = 0;
@@ -19,6 +21,13 @@ bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out) {
     while (true) {
       auto got = socket.recv(part, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
       if (!got) return false;  // nothing waiting (only possible on the first part)
+      // The routing id is made by the ROUTER itself and carries no
+      // metadata: read it from the first frame the peer sent. NULL (EINVAL)
+      // when the connection was not authenticated.
+      if (want_user && !user_read && !(first && has_route)) {
+        user_read = true;
+        if (const char* user = zmq_msg_gets(part.handle(), "User-Id")) out->user = user;
+      }
       const auto* data = static_cast<const char*>(part.data());
       if (first && has_route) {
         out->route.assign(data, part.size());

@@ -236,7 +236,9 @@ RunOutput Cluster::Cli(std::vector<std::string> args, std::chrono::milliseconds 
   // The endpoint goes right after the command, before any "-- CMD ARG...".
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort"};
   argv.insert(argv.end(), args.begin(), args.end());
-  argv.insert(argv.begin() + (args.empty() ? 1 : 2), {"--coordinator", client_});
+  std::vector<std::string> flags = {"--coordinator", client_};
+  flags.insert(flags.end(), cli_flags_.begin(), cli_flags_.end());
+  argv.insert(argv.begin() + (args.empty() ? 1 : 2), flags.begin(), flags.end());
   return RunProgram(argv, timeout);
 }
 

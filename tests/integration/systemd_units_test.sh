@@ -52,6 +52,12 @@ coordinator_options=(
   cancel-resend=1
   retention=3600
   log-level=info
+  curve-secret-key=
+  authorized-clients=
+  authorized-workers=
+  insecure=
+  max-groups-per-client=0
+  max-steps-per-group=0
 )
 worker_options=(
   coordinator=tcp://127.0.0.1:5701
@@ -62,6 +68,12 @@ worker_options=(
   heartbeat-ms=1000
   output-tail-kib=64
   log-level=info
+  coordinator-key=
+  curve-secret-key=
+  insecure=
+  run-as=
+  allow-shell=true
+  allowed-commands=
 )
 
 # The value of an active (uncommented) `key = value` line, trimmed; status 1
