@@ -11,6 +11,7 @@ Usage: bench/run_bench.py BIN_DIR [--quick]
 """
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -191,7 +192,7 @@ def start_cluster(tag, n_workers, slots):
 
 def start_worker(wep, name, slots):
     return start([os.path.join(BIN, "cohort-worker"), "--coordinator", wep, "--name", name, "--slots", str(slots),
-                  "--log-level", "warn"], f"{name}.{time.time():.3f}.log")
+                  "--log-level", "warn", "--run-as", pwd.getpwuid(os.geteuid()).pw_name], f"{name}.{time.time():.3f}.log")
 
 
 def wait_workers(client, n, names=()):

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
       ("insecure", po::bool_switch(&insecure),
        "allow a non-loopback coordinator without CURVE (then anyone on the path can send this worker steps)")
       ("run-as", po::value(&run_as)->value_name("USER"),
-       "run steps as USER (a root worker with a coordinator off loopback must name one; `--run-as root` keeps root)")
+       "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
       ("allow-shell", po::value(&allow_shell)->default_value(true, "true")->value_name("BOOL"),
        "accept steps given as a shell line; false accepts only \"command\" lists")
       ("allowed-commands", po::value(&allowed_commands)->value_name("FILE"),
@@ -110,14 +110,11 @@ int main(int argc, char** argv) {
     // Already that user: nothing to drop (and setgroups would need root).
     if (user.credentials.uid != ::geteuid()) o.run_as = std::move(user);
   } else if (::geteuid() == 0) {
-    // Steps are never root unless asked for: on a network that is an error,
-    // on loopback (the demo, one machine) a warning.
-    if (!cohort::common::IsLoopbackEndpoint(o.coordinator)) {
-      std::cerr << "cohort-worker: running as root: give --run-as USER for the steps "
-                   "(or --run-as root to really run them as root)\n";
-      return 2;
-    }
-    cohort::common::LogWarn("steps_run_as_root").Kv("hint", "give --run-as USER");
+    // Steps are never root unless asked for, on loopback too: there, any
+    // local user who can reach the coordinator would otherwise be root.
+    std::cerr << "cohort-worker: running as root: give --run-as USER for the steps "
+                 "(or --run-as root to really run them as root)\n";
+    return 2;
   }
   if (auto s = cohort::worker::StepPolicy::Load(allow_shell, allowed_commands, cohort::worker::RunnerOptions{}.shell,
                                                 &o.policy);

@@ -18,6 +18,11 @@
 
 namespace cohort::testing {
 
+// {"--run-as", the user running the tests}: a worker started as root refuses
+// to run steps as root unless told to, and one started as anyone else may
+// name itself; so every worker the tests start names the current user.
+std::vector<std::string> StepUserFlags();
+
 struct RunOutput {
   int exit_code = -1;  // 128 + signal if killed
   std::string out;

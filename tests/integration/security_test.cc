@@ -109,6 +109,7 @@ struct SecureCluster {
     std::vector<std::string> argv = {kBin + "/cohort-worker", "--coordinator",
                                      "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name,
                                      "--heartbeat-ms", "200", "--log-level", "debug"};
+    for (const std::string& f : StepUserFlags()) argv.push_back(f);
     argv.insert(argv.end(), key_flags.begin(), key_flags.end());
     return std::make_unique<Daemon>(argv, c.dir() + "/worker-" + name + ".log");
   }
@@ -244,6 +245,7 @@ std::string RecordStepTraffic(bool curve, const std::string& marker) {
   std::vector<std::string> argv = {kBin + "/cohort-worker", "--coordinator",
                                    "tcp://127.0.0.1:" + std::to_string(proxy_port), "--name", "w1",
                                    "--heartbeat-ms", "200"};
+  for (const std::string& f : StepUserFlags()) argv.push_back(f);
   if (curve) {
     for (const std::string& f : s.keys.PeerFlags("w1")) argv.push_back(f);
   }
@@ -281,7 +283,7 @@ TEST_CASE("a secret key file readable by others is refused by every program", "[
   CHECK(coord.err.find("chmod 600") != std::string::npos);
   RunOutput worker = RunProgram({kBin + "/cohort-worker", "--coordinator", "ipc://" + c.dir() + "/w",
                                  "--coordinator-key", keys.Public("coordinator"), "--curve-secret-key",
-                                 keys.Secret("coordinator")},
+                                 keys.Secret("coordinator"), "--run-as", StepUserFlags()[1]},
                                 30s);
   CHECK(worker.exit_code == 2);
   CHECK(worker.err.find("has mode 0644") != std::string::npos);
@@ -378,8 +380,19 @@ TEST_CASE("run-as runs steps with that user's uid, gid, groups and home", "[secu
   Json res = Json::parse(r.out, nullptr, false);
   REQUIRE_FALSE(res.is_discarded());
   CHECK(res["steps"][0]["stdout"] == uid + "\n" + gid + "\n" + gid + "\n" + home + "\n");
-  // Control: the worker itself is root, so the drop was the step's.
-  CHECK(c.worker("w1").Log().find("steps_run_as_root") == std::string::npos);
+  // Control: root steps only when asked for by name, on loopback too.
+  c.StartWorker("w2", 1, {"--run-as", "root", "--agents", "root"});
+  const std::string spec = c.dir() + "/as-root.json";
+  WriteFile(spec, R"({"steps": [{"id": "whoami", "command": ["id", "-u"], "agent": "root"}]})");
+  RunOutput as_root = c.Cli({"submit", "--wait", "--json", spec});
+  INFO(as_root.err);
+  REQUIRE(as_root.exit_code == 0);
+  CHECK(Json::parse(as_root.out)["steps"][0]["stdout"] == "0\n");
+  RunOutput refused = RunProgram({kBin + "/cohort-worker", "--coordinator", "ipc://" + c.dir() + "/nobody-here",
+                                  "--name", "w3"},
+                                 30s);
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.find("give --run-as USER") != std::string::npos);
 }
 
 TEST_CASE("a worker's policy refuses shell lines and unlisted programs with the rule's name", "[security]") {

@@ -191,7 +191,7 @@ if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
     --client-endpoint "ipc://$tmp/client" --worker-endpoint "ipc://$tmp/worker" \
     --cancel-endpoint "ipc://$tmp/cancel"
   check_accepts "$worker_bin" --config "$worker_conf" --coordinator "ipc://$tmp/nobody-here" \
-    --name systemd-units-test
+    --name systemd-units-test --run-as "$(id -un)"
 else
   note "$coordinator_bin or $worker_bin not built: skipped the --help and start-up checks"
 fi
