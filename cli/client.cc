@@ -9,18 +9,38 @@ namespace cohort::cli {
 using common::Clock;
 using common::Status;
 
-Client::Client(std::string endpoint, common::Duration timeout)
+Client::Client(std::string endpoint, common::Duration timeout, const std::optional<common::PeerCurve>& curve)
     : endpoint_(std::move(endpoint)), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {
   common::ConfigureSocket(socket_);
+  if (curve) {
+    curve_ = true;
+    connect_error_ = common::MakeCurveClient(socket_, curve->own, curve->server_public);
+    if (!connect_error_.ok()) return;
+  }
+  monitor_.emplace(context_, socket_);
   connect_error_ = common::ConnectSocket(socket_, endpoint_);
 }
 
 Status Client::Unreachable() const {
   if (!connect_error_.ok()) return connect_error_;
+  using Outcome = common::HandshakeMonitor::Outcome;
+  if (monitor_ && monitor_->outcome() == Outcome::kRefused) {
+    return Status::Unavailable("the coordinator at " + endpoint_ + " refused your key (" + monitor_->detail() +
+                               "): is your public key in its --authorized-clients directory?");
+  }
+  if (monitor_ && (monitor_->outcome() == Outcome::kFailed || monitor_->outcome() == Outcome::kMismatch)) {
+    return Status::Unavailable("the handshake with the coordinator at " + endpoint_ + " failed (" +
+                               monitor_->detail() + "): " +
+                               (curve_ ? "is --coordinator-key the public key of the coordinator at this address?"
+                                       : "does it require CURVE keys? see --coordinator-key"));
+  }
   char secs[32];
   std::snprintf(secs, sizeof secs, "%g", common::DurationToSeconds(timeout_));
   return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " + secs +
-                             "s (is cohort-coordinator running? see --coordinator)");
+                             "s (is cohort-coordinator running? see --coordinator" +
+                             (curve_ ? std::string("; is your public key in its --authorized-clients, and "
+                                                   "--coordinator-key its key?)")
+                                     : std::string("; does it require CURVE keys? see --coordinator-key)")));
 }
 
 uint64_t Client::Send(common::Message request) {
@@ -50,13 +70,19 @@ bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* repl
     }
     common::Time now = Clock::now();
     if (now >= until) return false;
-    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[2] = {{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0}};
+    int count = 1;
+    if (monitor_ && monitor_->pollable()) items[count++] = {monitor_->pollable(), 0, ZMQ_POLLIN, 0};
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now) + std::chrono::milliseconds(1);
     try {
-      zmq::poll(&item, 1, ms);
+      zmq::poll(items, count, ms);
     } catch (const zmq::error_t&) {
       return false;
     }
+    // A refused key or a security mismatch fails again on every retry: say
+    // so now rather than after the whole timeout.
+    if (count > 1) monitor_->Drain();
+    if (monitor_ && monitor_->hopeless()) return false;
   }
 }
 

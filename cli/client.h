@@ -7,11 +7,14 @@
 #define COHORT_CLI_CLIENT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
 
+#include "common/handshake_monitor.h"
 #include "common/messages.h"
+#include "common/secure_options.h"
 #include "common/status.h"
 #include "common/time.h"
 
@@ -19,7 +22,9 @@ namespace cohort::cli {
 
 class Client {
  public:
-  Client(std::string endpoint, common::Duration timeout);
+  // With `curve`, the connection is CURVE-encrypted and reaches only the
+  // holder of curve->server_public.
+  Client(std::string endpoint, common::Duration timeout, const std::optional<common::PeerCurve>& curve = std::nullopt);
 
   // Sends a request (its req is assigned here) and returns that req.
   uint64_t Send(common::Message request);
@@ -39,6 +44,8 @@ class Client {
   common::Duration timeout_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::optional<common::HandshakeMonitor> monitor_;  // says why a handshake failed
+  bool curve_ = false;
   uint64_t next_req_ = 1;
   common::Status connect_error_;
 };

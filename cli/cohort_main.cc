@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -18,6 +19,7 @@
 #include "common/options.h"
 #include "common/protocol.h"
 #include "common/result_json.h"
+#include "common/secure_options.h"
 
 namespace {
 
@@ -46,28 +48,44 @@ const char* kUsage =
     "  cancel GROUP [STEP]    cancel a whole group, or one of its steps\n"
     "  groups                 list the groups the coordinator knows\n"
     "  workers                list the workers and their slots\n"
+    "  keygen NAME            write a CURVE key pair: NAME.key (public) and\n"
+    "                         NAME.key_secret (mode 0600); see docs/SECURITY.md\n"
     "\n"
     "Run `cohort COMMAND --help` for a command's options.\n"
     "Exit status: 0 group completed, 1 group failed or cancelled, 2 bad usage or\n"
     "invalid group, 3 coordinator unreachable or full (try again later).\n"
-    "Environment: COHORT_COORDINATOR is the default for --coordinator.\n";
+    "Environment: COHORT_COORDINATOR, COHORT_COORDINATOR_KEY and COHORT_SECRET_KEY are\n"
+    "the defaults for --coordinator, --coordinator-key and --curve-secret-key.\n";
 
 struct Common {
   std::string coordinator;
   double timeout_s = 5;
   bool json = false;
+  std::string coordinator_key, secret_key;
+  std::optional<cohort::common::PeerCurve> curve;
 };
 
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
 po::options_description CommonOptions(Common* c) {
-  const char* env = std::getenv("COHORT_COORDINATOR");
-  c->coordinator = env && *env ? env : cohort::common::kDefaultClientEndpoint;
+  c->coordinator = EnvOr("COHORT_COORDINATOR", cohort::common::kDefaultClientEndpoint);
+  c->coordinator_key = EnvOr("COHORT_COORDINATOR_KEY", "");
+  c->secret_key = EnvOr("COHORT_SECRET_KEY", "");
   po::options_description d("Connection");
   d.add_options()
       ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
        "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700)")
       ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
        "seconds to wait for the coordinator to answer before giving up (exit 3)")
-      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout");
+      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout")
+      ("coordinator-key", po::value(&c->coordinator_key)->value_name("FILE"),
+       "the coordinator's public key file: talk CURVE, only to it (default: $COHORT_COORDINATOR_KEY)")
+      ("curve-secret-key", po::value(&c->secret_key)->value_name("FILE"),
+       "your secret key file (NAME.key_secret, mode 0600), whose public key the coordinator authorized "
+       "(default: $COHORT_SECRET_KEY)");
   return d;
 }
 
@@ -168,8 +186,45 @@ int WaitFor(Client& client, const std::string& group, bool json) {
   return ExitForState(doc);
 }
 
+// Loads the CURVE keys the flags name. -1 to go on, else an exit code.
+int LoadKeys(Common* c) {
+  if (Status s = cohort::common::LoadPeerCurve(c->secret_key, c->coordinator_key, &c->curve); !s.ok()) {
+    return Fail(kExitUsage, s.message());
+  }
+  return -1;
+}
+
 Client MakeClient(const Common& c) {
-  return Client(c.coordinator, cohort::common::SecondsToDuration(c.timeout_s > 0 ? c.timeout_s : 5));
+  return Client(c.coordinator, cohort::common::SecondsToDuration(c.timeout_s > 0 ? c.timeout_s : 5), c.curve);
+}
+
+int Keygen(const std::vector<std::string>& args) {
+  std::string name, dir = ".";
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")
+      ("dir", po::value(&dir)->default_value(dir)->value_name("DIR"), "where to write the two files")
+      ("name", po::value(&name));
+  po::positional_options_description pos;
+  pos.add("name", 1);
+  po::variables_map vm;
+  const std::string usage =
+      "Usage: cohort keygen NAME [--dir DIR]\n\n"
+      "Writes a new CURVE key pair in the ZPL certificate format of CZMQ's zcert:\n"
+      "DIR/NAME.key, the public key, to copy into the coordinator's allowlist (or to\n"
+      "give to peers, for the coordinator's own), and DIR/NAME.key_secret, created\n"
+      "with mode 0600, that never leaves this machine. Existing files are never\n"
+      "overwritten.";
+  if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  if (name.empty()) return Fail(kExitUsage, "keygen needs a NAME (see --help)");
+  cohort::common::CurveKeyPair keys;
+  if (Status s = cohort::common::GenerateKeyPair(&keys); !s.ok()) return Fail(kExitFailed, s.message());
+  std::string public_path, secret_path;
+  if (Status s = cohort::common::WriteKeyFiles(dir, name, keys, &public_path, &secret_path); !s.ok()) {
+    return Fail(s.code() == Status::Code::kIoError ? kExitFailed : kExitUsage, s.message());
+  }
+  std::cout << "public key: " << public_path << " (" << keys.public_z85 << ")\n"
+            << "secret key: " << secret_path << " (mode 0600; keep it private)\n";
+  return kExitOk;
 }
 
 int Submit(std::vector<std::string> args) {
@@ -264,6 +319,7 @@ int Submit(std::vector<std::string> args) {
     return Fail(kExitUsage, "invalid group: " + s.message());
   }
 
+  if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
   if (Status s = client.Call(cohort::common::SubmitMsg{0, text}, &reply); !s.ok()) {
@@ -305,6 +361,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
                                      : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
+  if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   if (name == "wait") return WaitFor(client, group, c.json);
   cohort::common::ReplyMsg reply;
@@ -328,6 +385,7 @@ int ListCommand(const std::string& name, std::vector<std::string> args) {
   opts.add(CommonOptions(&c));
   po::variables_map vm;
   if (int rc = Parse(args, "Usage: cohort " + name + " [options]", opts, {}, &vm); rc >= 0) return rc;
+  if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::GroupsMsg{0};
@@ -362,6 +420,7 @@ int main(int argc, char** argv) {
     if (cmd == "submit") return Submit(args);
     if (cmd == "status" || cmd == "wait" || cmd == "cancel") return GroupCommand(cmd, args);
     if (cmd == "groups" || cmd == "workers") return ListCommand(cmd, args);
+    if (cmd == "keygen") return Keygen(args);
   } catch (const std::exception& e) {
     return Fail(kExitFailed, std::string("unexpected error: ") + e.what());
   }

@@ -178,6 +178,13 @@ size_t EncodedBodyBytes(const Message& msg) {
 
 }  // namespace
 
+void EncodeBody(const Message& msg, std::string* body) {
+  body->clear();
+  StringSink sink{body};
+  Writer<StringSink> w(sink);
+  std::visit([&](const auto& m) { Pack(w, m); }, msg);
+}
+
 std::vector<std::string> Encode(const Message& msg) {
   std::vector<std::string> frames;
   frames.reserve(kFrameCount);
@@ -185,9 +192,7 @@ std::vector<std::string> Encode(const Message& msg) {
   frames.emplace_back(CommandName(msg));
   std::string& body = frames.emplace_back();
   body.reserve(EncodedBodyBytes(msg));
-  StringSink sink{&body};
-  Writer<StringSink> w(sink);
-  std::visit([&](const auto& m) { Pack(w, m); }, msg);
+  EncodeBody(msg, &body);
   return frames;
 }
 

@@ -17,6 +17,8 @@
 #ifndef COHORT_COMMON_CODEC_H_
 #define COHORT_COMMON_CODEC_H_
 
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,9 +35,16 @@ namespace cohort::common {
 // costs a report; every other string is sent exactly as given.
 std::vector<std::string> Encode(const Message& msg);
 
+// The third frame alone, written into *body (its capacity is reused): the
+// senders' hot path, which sends the first two frames from constants.
+void EncodeBody(const Message& msg, std::string* body);
+
 // OK and *out set, or Corruption naming what was wrong (and *out untouched);
 // never throws.
-Status Decode(const std::vector<std::string_view>& frames, Message* out);
+Status Decode(std::span<const std::string_view> frames, Message* out);
+inline Status Decode(std::initializer_list<std::string_view> frames, Message* out) {
+  return Decode(std::span<const std::string_view>(frames.begin(), frames.size()), out);
+}
 
 // The wire command, e.g. "RUN"; "CANCEL" for both CancelRequestMsg and
 // CancelAttemptMsg.

@@ -12,9 +12,14 @@ namespace cohort::common {
 namespace {
 
 std::atomic<StopSignal*> g_stop{nullptr};
+std::atomic<StopSignal*> g_reload{nullptr};
 
 void OnTerminate(int) {
   if (StopSignal* s = g_stop.load()) s->Raise();
+}
+
+void OnHangup(int) {
+  if (StopSignal* s = g_reload.load()) s->Raise();
 }
 
 }  // namespace
@@ -24,6 +29,8 @@ StopSignal::StopSignal() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 StopSignal::~StopSignal() {
   StopSignal* self = this;
   g_stop.compare_exchange_strong(self, nullptr);
+  self = this;
+  g_reload.compare_exchange_strong(self, nullptr);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -31,6 +38,20 @@ void StopSignal::Raise() {
   uint64_t one = 1;
   ssize_t ignored = ::write(fd_, &one, sizeof one);
   (void)ignored;
+}
+
+bool StopSignal::Consume() {
+  uint64_t count = 0;
+  return ::read(fd_, &count, sizeof count) == static_cast<ssize_t>(sizeof count) && count > 0;
+}
+
+void RaiseOnHangup(StopSignal* reload) {
+  g_reload.store(reload);
+  struct sigaction sa {};
+  sa.sa_handler = OnHangup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &sa, nullptr);
 }
 
 void RaiseOnTermination(StopSignal* stop) {

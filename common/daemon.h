@@ -1,5 +1,5 @@
 // What the two daemons' event loops share: a stop flag that a signal handler
-// can raise and poll() can watch, the SIGTERM/SIGINT wiring to it, and the
+// can raise and poll() can watch, the SIGTERM/SIGINT (and SIGHUP) wiring to it, and the
 // poll timeout that ends at the nearest deadline (redis ae.c style).
 //
 // Thread contract: StopSignal::Raise is async-signal-safe; the rest belongs
@@ -22,6 +22,9 @@ class StopSignal {
   bool valid() const { return fd_ >= 0; }
   int fd() const { return fd_; }  // readable once raised
   void Raise();                   // async-signal-safe
+  // Lowers the flag; true if it was raised. For flags raised more than once
+  // (SIGHUP's reload).
+  bool Consume();
 
  private:
   int fd_ = -1;
@@ -30,6 +33,9 @@ class StopSignal {
 // SIGTERM and SIGINT raise `stop`; SIGPIPE is ignored (a vanished peer is an
 // error code, not a death). `stop` must outlive the process's signal use.
 void RaiseOnTermination(StopSignal* stop);
+
+// SIGHUP raises `reload` (the coordinator rereads its allowlists).
+void RaiseOnHangup(StopSignal* reload);
 
 // Milliseconds from `now` until `until`, rounded up (waking early would only
 // spin once more), 0 if past, at most 60 s.

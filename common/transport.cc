@@ -1,31 +1,52 @@
 #include "common/transport.h"
 
+#include <array>
+#include <span>
+
 #include "common/codec.h"
 #include "common/protocol.h"
 
 namespace cohort::common {
 
-bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out) {
-  out->route.clear();
-  out->frames.clear();
+bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool want_user) {
+  out->user.clear();
   out->dropped_frames = 0;
+  bool user_read = false;
+  // Frames are assigned over the strings of the previous message, so a
+  // steady stream of messages allocates nothing here.
+  size_t kept = 0;
   try {
     zmq::message_t part;
     bool first = true;
     while (true) {
       auto got = socket.recv(part, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
       if (!got) return false;  // nothing waiting (only possible on the first part)
+      // The routing id is made by the ROUTER itself and carries no
+      // metadata: read it from the first frame the peer sent. NULL (EINVAL)
+      // when the connection was not authenticated.
+      if (want_user && !user_read && !(first && has_route)) {
+        user_read = true;
+        if (const char* user = zmq_msg_gets(part.handle(), "User-Id")) out->user = user;
+      }
+      const auto* data = static_cast<const char*>(part.data());
       if (first && has_route) {
-        out->route.assign(static_cast<const char*>(part.data()), part.size());
-      } else if (out->frames.size() < kMaxFramesRead) {
-        out->frames.emplace_back(static_cast<const char*>(part.data()), part.size());
+        out->route.assign(data, part.size());
+      } else if (kept < kMaxFramesRead) {
+        if (kept < out->frames.size()) out->frames[kept].assign(data, part.size());
+        else out->frames.emplace_back(data, part.size());
+        ++kept;
       } else {
         ++out->dropped_frames;
       }
+      if (first && !has_route) out->route.clear();
       first = false;
-      if (!part.more()) return true;
+      if (!part.more()) {
+        out->frames.resize(kept);
+        return true;
+      }
     }
   } catch (const zmq::error_t&) {
+    out->frames.resize(kept);
     return false;
   }
 }
@@ -35,22 +56,23 @@ Status DecodeEnvelope(const Envelope& env, Message* out) {
     return Status::Corruption("message has " + std::to_string(env.frames.size() + env.dropped_frames) +
                               " frames; expected 3");
   }
-  std::vector<std::string_view> views(env.frames.begin(), env.frames.end());
-  return Decode(views, out);
+  std::array<std::string_view, kMaxFramesRead> views;
+  for (size_t i = 0; i < env.frames.size(); ++i) views[i] = env.frames[i];
+  return Decode(std::span<const std::string_view>(views.data(), env.frames.size()), out);
 }
 
 bool SendMessage(zmq::socket_t& socket, const std::optional<std::string>& route, const Message& msg) {
-  std::vector<std::string> frames = Encode(msg);
+  // One body buffer per thread, reused: no allocation per message sent.
+  thread_local std::string body;
+  EncodeBody(msg, &body);
+  const std::string_view command = CommandName(msg);
   try {
     if (route) {
       if (!socket.send(zmq::buffer(*route), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
     }
-    for (size_t i = 0; i < frames.size(); ++i) {
-      auto flags = zmq::send_flags::dontwait;
-      if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
-      if (!socket.send(zmq::buffer(frames[i]), flags)) return false;
-    }
-    return true;
+    const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+    return socket.send(zmq::buffer(std::string_view(kProtocol)), more) &&
+           socket.send(zmq::buffer(command), more) && socket.send(zmq::buffer(body), zmq::send_flags::dontwait);
   } catch (const zmq::error_t&) {
     return false;  // e.g. EHOSTUNREACH for a vanished route with ROUTER_MANDATORY
   }

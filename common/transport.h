@@ -26,13 +26,18 @@ struct Envelope {
   std::string route;
   std::vector<std::string> frames;
   size_t dropped_frames = 0;  // frames past the limit, read and discarded
+  // With want_user: the User-Id the ZAP handler gave the peer (the name of
+  // its CURVE key), "" without authentication.
+  std::string user;
 };
 
 // Reads one message if one is waiting. False when none is (or on error).
 // For a ROUTER, the first frame is taken as the routing id. At most
 // kMaxFramesRead frames are kept; the rest of a longer message is drained so
-// the next read starts at a message boundary.
-bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out);
+// the next read starts at a message boundary. *out is reused from message to
+// message (its strings keep their capacity); after false it holds nothing
+// meaningful.
+bool ReceiveEnvelope(zmq::socket_t& socket, bool has_route, Envelope* out, bool want_user = false);
 
 // Decodes an envelope's frames (the routing id excluded).
 Status DecodeEnvelope(const Envelope& env, Message* out);

@@ -7,6 +7,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/secure_options.h"
 #include "coordinator/server.h"
 
 int main(int argc, char** argv) {
@@ -14,7 +15,8 @@ int main(int argc, char** argv) {
   using cohort::coordinator::ServerOptions;
   ServerOptions o;
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1;
-  std::string log_level = "info";
+  std::string log_level = "info", secret_key_file;
+  bool insecure = false;
   size_t max_groups = o.scheduler.max_groups, max_steps = o.scheduler.max_steps;
   po::options_description opts("Options");
   opts.add_options()
@@ -42,6 +44,23 @@ int main(int argc, char** argv) {
        "steps held at most over all groups (about 1 KiB each), with the same rule")
       ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
+  po::options_description security("Security (docs/SECURITY.md)");
+  security.add_options()
+      ("curve-secret-key", po::value(&secret_key_file)->value_name("FILE"),
+       "this coordinator's secret key (NAME.key_secret from `cohort keygen`, mode 0600): all three sockets "
+       "become CURVE servers, encrypted, and admit only the keys in the two allowlists")
+      ("authorized-clients", po::value(&o.authorized_clients)->value_name("DIR"),
+       "directory of public key files (NAME.key) of the clients allowed to submit; reread on SIGHUP")
+      ("authorized-workers", po::value(&o.authorized_workers)->value_name("DIR"),
+       "directory of public key files of the workers allowed to register; reread on SIGHUP")
+      ("insecure", po::bool_switch(&insecure),
+       "allow binding a non-loopback address without CURVE: then anyone who reaches the client port runs "
+       "commands on every worker")
+      ("max-groups-per-client", po::value(&o.max_groups_per_client)->default_value(0)->value_name("N"),
+       "groups one client may have in flight (0: no limit); without CURVE all clients count as one")
+      ("max-steps-per-group", po::value(&o.max_steps_per_group)->default_value(0)->value_name("N"),
+       "steps a group may have (0: no limit)");
+  opts.add(security);
   po::variables_map vm;
   int rc = cohort::common::ParseCommandLine(
       argc, argv, "cohort-coordinator",
@@ -49,7 +68,9 @@ int main(int argc, char** argv) {
       "Accepts groups of steps from `cohort submit`, runs them on cohort-worker daemons\n"
       "with their concurrency limits, timeouts, deadlines and retries, and cancels the\n"
       "rest of a group as soon as one step fails for good. With no options it serves\n"
-      "one machine on 127.0.0.1 ports 5700-5702. Logs one line per event to stderr.",
+      "one machine on 127.0.0.1 ports 5700-5702. Logs one line per event to stderr.\n"
+      "Binding a non-loopback address needs CURVE keys (--curve-secret-key and the\n"
+      "allowlists) or --insecure. SIGHUP rereads the allowlists.",
       opts, &vm);
   if (rc >= 0) return rc;
   if (!cohort::common::ApplyLogLevel("cohort-coordinator", log_level)) return 2;
@@ -57,6 +78,37 @@ int main(int argc, char** argv) {
       max_groups < 1 || max_steps < 1) {
     std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups and "
                  "--max-steps must be positive, --retention non-negative\n";
+    return 2;
+  }
+  if (!secret_key_file.empty()) {
+    if (o.authorized_clients.empty() || o.authorized_workers.empty()) {
+      std::cerr << "cohort-coordinator: --curve-secret-key needs --authorized-clients DIR and "
+                   "--authorized-workers DIR (directories of public key files; may be empty)\n";
+      return 2;
+    }
+    if (!cohort::common::HasCurve()) {
+      std::cerr << "cohort-coordinator: this libzmq was built without CURVE support\n";
+      return 2;
+    }
+    cohort::common::CurveKeyPair keys;
+    if (auto s = cohort::common::LoadSecretKey(secret_key_file, &keys); !s.ok()) {
+      std::cerr << "cohort-coordinator: --curve-secret-key: " << s.message() << "\n";
+      return 2;
+    }
+    o.curve = keys;
+  } else if (!o.authorized_clients.empty() || !o.authorized_workers.empty()) {
+    std::cerr << "cohort-coordinator: --authorized-clients and --authorized-workers need --curve-secret-key\n";
+    return 2;
+  } else if (auto open = cohort::common::NonLoopback({o.client_endpoint, o.worker_endpoint, o.cancel_endpoint});
+             !open.empty() && !insecure) {
+    // Like Redis's protected mode: reaching the client port means running
+    // anything on every worker, so the network needs keys or an explicit "yes".
+    std::cerr << "cohort-coordinator: refusing to bind " << open.front()
+              << " without CURVE: anyone who can reach it could run commands on every worker.\n"
+                 "  Secure it: " << cohort::common::KeygenHint()
+              << ", then give --curve-secret-key,\n"
+                 "  --authorized-clients and --authorized-workers.\n"
+                 "  Or bind 127.0.0.1 / ipc:// only, or pass --insecure on a network you fully trust.\n";
     return 2;
   }
   o.scheduler.backstop_grace = cohort::common::SecondsToDuration(backstop_s);
@@ -74,10 +126,13 @@ int main(int argc, char** argv) {
 
   cohort::common::StopSignal stop;
   cohort::common::RaiseOnTermination(&stop);
+  cohort::common::StopSignal reload;
+  cohort::common::RaiseOnHangup(&reload);
   cohort::coordinator::Server server(o);
   if (auto s = server.Bind(); !s.ok() || !stop.valid()) {
     std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";
     return 1;
   }
-  return server.Run(stop);
+  if (!o.curve) cohort::common::LogWarn("no_authentication").Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
+  return server.Run(stop, reload.valid() ? &reload : nullptr);
 }

@@ -103,8 +103,13 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
     if (it == workers_by_seq_.end() || it->second->expiry != t) return;
     Worker* w = it->second;
     w->expiry.reset();
-    ExpireWorker(w->name, "no heartbeat for " + SecondsText(options_.heartbeat_interval * options_.liveness), now,
-                 out);
+    // Heartbeats only move last_heartbeat; the timer catches up here, once
+    // per window, instead of being moved on every message.
+    if (const Time due = w->last_heartbeat + ExpiryWindow(); due > now) {
+      AddTimer({due, TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
+      return;
+    }
+    ExpireWorker(w->name, "no heartbeat for " + SecondsText(ExpiryWindow()), now, out);
     return;
   }
   auto git = groups_by_seq_.find(t.a);
@@ -584,8 +589,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   w->agents.erase(std::unique(w->agents.begin(), w->agents.end()), w->agents.end());
   for (const std::string& a : w->agents) ++agent_workers_[a];
   w->last_heartbeat = now;
-  AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
-           &w->expiry);
+  AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
 
   // Reconcile with what the worker says it runs. The worker is unindexed
   // here, so its slot count can be set directly.
@@ -621,8 +625,10 @@ Status Scheduler::Heartbeat(std::string_view name, Time now) {
   Worker* w = FindWorker(name);
   if (!w) return Status::NotFound("unknown worker " + Quote(name) + "; it must register first");
   w->last_heartbeat = now;
-  AddTimer({now + options_.heartbeat_interval * options_.liveness, TimerKind::kWorkerExpiry, w->seq},
-           &w->expiry);
+  // Every worker message lands here (two per step): an erase and an insert
+  // in timers_ each time cost more than the rest of the heartbeat. FireTimer
+  // re-arms from last_heartbeat instead.
+  if (!w->expiry) AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
   return Status::Ok();
 }
 

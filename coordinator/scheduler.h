@@ -135,6 +135,7 @@ class Scheduler {
 
   // Timers.
   void AddTimer(const Timer& t, std::optional<Timer>* slot);
+  common::Duration ExpiryWindow() const { return options_.heartbeat_interval * options_.liveness; }
   void ClearTimer(std::optional<Timer>* slot);
   void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
   // The core's own decision that a worker is gone (`name` is a copy: Lose

@@ -57,6 +57,7 @@ Server::Server(ServerOptions options)
         s.liveness = options_.liveness;
         return s;
       }()),
+      limits_(options_.max_groups_per_client, options_.max_steps_per_group),
       wall_(common::WallClock::Now()) {
   for (zmq::socket_t* s : {&clients_, &workers_, &cancels_}) common::ConfigureSocket(*s);
   // A send to a client that has disconnected fails (EHOSTUNREACH) instead of
@@ -67,6 +68,15 @@ Server::Server(ServerOptions options)
 Server::~Server() = default;
 
 Status Server::Bind() {
+  if (options_.curve) {
+    // The handler must answer before the first peer can handshake.
+    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
+    if (Status s = zap_->Start(); !s.ok()) return s;
+    for (auto [socket, domain] : {std::pair{&clients_, kClientDomain}, {&workers_, kWorkerDomain},
+                                  {&cancels_, kWorkerDomain}}) {
+      if (Status s = common::MakeCurveServer(*socket, *options_.curve, domain); !s.ok()) return s;
+    }
+  }
   if (Status s = common::BindSocket(clients_, options_.client_endpoint, &bound_client_); !s.ok()) return s;
   if (Status s = common::BindSocket(workers_, options_.worker_endpoint, &bound_worker_); !s.ok()) return s;
   if (Status s = common::BindSocket(cancels_, options_.cancel_endpoint, &bound_cancel_); !s.ok()) return s;
@@ -75,7 +85,8 @@ Status Server::Bind() {
       .Kv("worker", bound_worker_)
       .Kv("cancel", bound_cancel_)
       .Kv("heartbeat_ms", options_.heartbeat_ms)
-      .Kv("liveness", options_.liveness);
+      .Kv("liveness", options_.liveness)
+      .Kv("curve", options_.curve.has_value());
   return Status::Ok();
 }
 
@@ -85,19 +96,25 @@ Time Server::NextWake() const {
   return until;
 }
 
-int Server::Run(const common::StopSignal& stop) {
+int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
   next_heartbeat_ = Clock::now();
   next_waiter_sweep_ = next_heartbeat_;
   common::Envelope env;
   while (true) {
     Time now = Clock::now();
-    zmq::pollitem_t items[] = {
+    // Optional items last, so the indices of the first three hold.
+    zmq::pollitem_t items[5] = {
         {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
         {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
         {nullptr, stop.fd(), ZMQ_POLLIN, 0},
     };
+    int count = 3;
+    const int zap_at = zap_ ? count++ : -1;
+    if (zap_at >= 0) items[zap_at] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
+    const int reload_at = reload ? count++ : -1;
+    if (reload_at >= 0) items[reload_at] = {nullptr, reload->fd(), ZMQ_POLLIN, 0};
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
+      zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
         common::LogError("poll_failed").Kv("error", e.what());
@@ -110,11 +127,21 @@ int Server::Run(const common::StopSignal& stop) {
     }
     now = Clock::now();
     const Time turn_start = now;
+    if (reload_at >= 0 && (items[reload_at].revents & ZMQ_POLLIN) && reload->Consume()) {
+      if (zap_) {
+        zap_->Reload();
+        RevokeWorkers(now);
+      } else {
+        LogInfo("reload_ignored").Kv("reason", "no CURVE allowlists to reload");
+      }
+    }
+    // Handshakes wait on these answers; they cost a lookup each.
+    if (zap_at >= 0 && (items[zap_at].revents & ZMQ_POLLIN)) zap_->HandleRequests(now);
     // Workers first: their heartbeats and results must never wait behind clients.
     // Actions are applied after each event: a Dispatch points into the core's
     // state, valid only until the next event.
     DrainWorkers(env, now);
-    for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env); ++i) {
+    for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env, zap_ != nullptr); ++i) {
       OnClient(env, now);
       Apply(now);
       for (const std::string& f : env.frames) trim_memory_ = trim_memory_ || f.size() >= kTrimAfterBytes;
@@ -154,7 +181,7 @@ int Server::Run(const common::StopSignal& stop) {
 
 bool Server::DrainWorkers(common::Envelope& env, Time now) {
   for (int i = 0; i < kBatch; ++i) {
-    if (!common::ReceiveEnvelope(workers_, true, &env)) return true;
+    if (!common::ReceiveEnvelope(workers_, true, &env, zap_ != nullptr)) return true;
     OnWorker(env, now);
     Apply(now);
   }
@@ -187,7 +214,7 @@ std::string Server::ResultBody(std::string_view group) const {
   // counted.
   auto r = core_.Result(group, kMaxDetailedSteps);
   if (!r) return "";
-  return common::DumpJson(common::GroupResultToJson(*r, wall_));
+  return common::GroupResultJson(*r, wall_);
 }
 
 void Server::OnClient(const common::Envelope& env, Time now) {
@@ -202,17 +229,26 @@ void Server::OnClient(const common::Envelope& env, Time now) {
                now);
     return;
   }
+  if (zap_ && !zap_->Admits(kClientDomain, env.user)) {
+    // Connected before a reload removed its key.
+    Reply(env.route, *req, Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), "");
+    return;
+  }
   if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
     common::GroupSpec spec;
-    Status s = common::ParseGroupSpecJson(m->spec, &spec);
+    // The client's share is checked before its spec is parsed or scheduled.
+    Status s = limits_.CheckSubmit(env.user);
+    if (s.ok()) s = common::ParseGroupSpecJson(m->spec, &spec);
+    if (s.ok()) s = limits_.CheckSteps(spec.steps.size());
     std::string id;
     if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
+    if (s.ok()) limits_.Admitted(env.user, id);
     if (s.ok()) {
       auto sum = core_.Summary(id);
-      LogInfo("group_submitted").Kv("group", id).Kv("steps", sum ? sum->total : 0);
+      LogInfo("group_submitted").Kv("group", id).Kv("client", env.user).Kv("steps", sum ? sum->total : 0);
       Reply(env.route, *req, s, common::DumpJson(nlohmann::json{{"group", id}}));
     } else {
-      LogInfo("group_refused").Kv("error", s.message());
+      LogInfo("group_refused").Kv("client", env.user).Kv("error", s.message());
       Reply(env.route, *req, s, "");
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg); m && m->brief) {
@@ -282,6 +318,26 @@ void Server::Forget(const std::string& worker) {
   worker_at_.erase(it->second);
   route_of_.erase(it);
   instance_of_.erase(worker);
+  key_of_.erase(worker);
+}
+
+void Server::RevokeWorkers(Time now) {
+  std::vector<std::string> revoked;
+  for (const auto& [worker, key] : key_of_) {
+    if (!zap_->Admits(kWorkerDomain, key)) revoked.push_back(worker);
+  }
+  for (const std::string& worker : revoked) {
+    LogWarn("worker_revoked").Kv("worker", worker).Kv("key", key_of_[worker]);
+    auto route = route_of_.find(worker);
+    if (route != route_of_.end()) {
+      common::ReregisterMsg bye;
+      bye.reason = "this worker's key is no longer authorized";
+      common::SendMessage(workers_, route->second, bye);
+    }
+    core_.Lose(worker, "its key was removed from the allowlist", now, &actions_);
+    Forget(worker);
+  }
+  Apply(now);
 }
 
 void Server::SendHeartbeats(Time now) {
@@ -336,6 +392,13 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     return;
   }
   if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
+    if (zap_ && !zap_->Admits(kWorkerDomain, env.user)) {
+      BadMessage("worker", Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), now);
+      common::ReregisterMsg refuse;
+      refuse.reason = "this worker's key is no longer authorized";
+      common::SendMessage(workers_, env.route, refuse);
+      return;
+    }
     auto holder = route_of_.find(reg->name);
     if (holder != route_of_.end() && holder->second != env.route) {
       auto inst = instance_of_.find(reg->name);
@@ -371,6 +434,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     route_of_[reg->name] = env.route;
     worker_at_[env.route] = reg->name;
     instance_of_[reg->name] = reg->instance;
+    if (zap_) key_of_[reg->name] = env.user;
     LogInfo("worker_joined")
         .Kv("worker", reg->name)
         .Kv("slots", reg->slots)
@@ -484,6 +548,7 @@ void Server::Carry(Action& a, Time now) {
       msg.id = {c->ref.group, c->ref.step, c->ref.attempt};
       SendToWorker(c->worker, msg);
     } else if (auto* f = std::get_if<GroupFinished>(&a)) {
+      limits_.Ended(f->group);
       auto sum = core_.Summary(f->group);
       LogInfo("group_finished")
           .Kv("group", f->group)

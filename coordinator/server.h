@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -24,9 +25,12 @@
 #include "common/messages.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/curve_keys.h"
 #include "common/time.h"
 #include "common/transport.h"
+#include "coordinator/client_limits.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/zap_handler.h"
 
 namespace cohort::coordinator {
 
@@ -37,6 +41,12 @@ struct ServerOptions {
   int heartbeat_ms = common::kDefaultHeartbeatMs;
   int liveness = common::kDefaultLiveness;
   SchedulerOptions scheduler;  // its heartbeat settings are taken from above
+  // With a secret key, every socket is a CURVE server and only the keys in
+  // the two allowlist directories may connect (docs/SECURITY.md).
+  std::optional<common::CurveKeyPair> curve;
+  std::string authorized_clients, authorized_workers;
+  size_t max_groups_per_client = 0;  // 0 = no limit
+  size_t max_steps_per_group = 0;
 };
 
 class Server {
@@ -48,8 +58,9 @@ class Server {
 
   // Binds all three sockets; Unavailable naming the endpoint on failure.
   common::Status Bind();
-  // Serves until `stop` is raised. Returns the process exit code.
-  int Run(const common::StopSignal& stop);
+  // Serves until `stop` is raised; rereads the allowlists whenever `reload`
+  // is raised. Returns the process exit code.
+  int Run(const common::StopSignal& stop, common::StopSignal* reload = nullptr);
 
   const std::string& bound_client_endpoint() const { return bound_client_; }
   const std::string& bound_worker_endpoint() const { return bound_worker_; }
@@ -74,6 +85,8 @@ class Server {
   void SweepWaiters(common::Time now);
   bool ClientGone(const std::string& route);
   void Forget(const std::string& worker);
+  // After a reload: workers whose key left the allowlist are lost.
+  void RevokeWorkers(common::Time now);
   std::string ResultBody(std::string_view group) const;
   bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
   common::Time NextWake() const;
@@ -83,14 +96,17 @@ class Server {
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   zmq::socket_t cancels_;
+  std::unique_ptr<ZapHandler> zap_;  // with CURVE only
   std::string bound_client_, bound_worker_, bound_cancel_;
 
   Scheduler core_;
+  ClientLimits limits_;
   common::WallClock wall_;
   std::vector<Action> actions_;
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
   std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
+  std::unordered_map<std::string, std::string> key_of_;     // worker name -> its key's name (CURVE)
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   size_t waiter_count_ = 0;
   common::Time next_waiter_sweep_{};

@@ -47,6 +47,27 @@ std::string ReachableEndpoint(const std::string& advertised, const std::string& 
   return advertised.substr(0, b) + coordinator.substr(cb, ce - cb) + advertised.substr(e);
 }
 
+// Once per change: a refused key or a broken handshake would otherwise look
+// like a coordinator that is simply down.
+void LogHandshake(const common::HandshakeMonitor& m, const AgentOptions& o) {
+  using Outcome = common::HandshakeMonitor::Outcome;
+  if (m.outcome() == Outcome::kRefused) {
+    common::LogError("coordinator_refused_key")
+        .Kv("coordinator", o.coordinator)
+        .Kv("key", o.curve ? o.curve->own.public_z85 : "")
+        .Kv("detail", m.detail())
+        .Kv("hint", "add this worker's public key file to the coordinator's authorized-workers directory");
+  } else if (m.outcome() == Outcome::kFailed || m.outcome() == Outcome::kMismatch) {
+    common::LogError("handshake_failed")
+        .Kv("coordinator", o.coordinator)
+        .Kv("detail", m.detail())
+        .Kv("hint", o.curve ? "is coordinator-key the public key of the coordinator at this address?"
+                            : "the coordinator may require CURVE: give coordinator-key and curve-secret-key");
+  } else if (m.outcome() == Outcome::kSucceeded) {
+    LogDebug("handshake_ok").Kv("coordinator", o.coordinator);
+  }
+}
+
 }  // namespace
 
 Agent::Agent(AgentOptions options)
@@ -56,6 +77,12 @@ Agent::Agent(AgentOptions options)
         RunnerOptions r;
         r.kill_grace = options_.kill_grace;
         r.tail_bytes = options_.tail_bytes;
+        if (options_.run_as) {
+          r.run_as = options_.run_as->credentials;
+          for (auto& [name, value] : r.base_env) {
+            if (name == "HOME") value = options_.run_as->home;
+          }
+        }
         return r;
       }()),
       wall_(common::WallClock::Now()),
@@ -77,6 +104,13 @@ void Agent::Send(const common::Message& msg) {
 void Agent::Connect(Time now) {
   dealer_.emplace(context_, zmq::socket_type::dealer);
   common::ConfigureSocket(*dealer_);
+  if (options_.curve) {
+    // Keys were checked at start-up; a failure here is an old libzmq.
+    if (auto s = common::MakeCurveClient(*dealer_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+      LogWarn("curve_failed").Kv("error", s.message());
+    }
+  }
+  monitor_.emplace(context_, *dealer_);
   // A connection whose peer stopped answering ZMTP PINGs (a coordinator
   // host that vanished) is dropped and dialled again, with backoff. The
   // coordinator's I/O thread answers them even while its loop is busy.
@@ -131,6 +165,8 @@ int Agent::Run(const common::StopSignal& stop) {
     items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
     const size_t dealer_at = items.size();
     if (dealer_) items.push_back({static_cast<void*>(*dealer_), 0, ZMQ_POLLIN, 0});
+    const size_t monitor_at = items.size();
+    if (monitor_ && monitor_->pollable()) items.push_back({monitor_->pollable(), 0, ZMQ_POLLIN, 0});
     const size_t sub_at = items.size();
     if (sub_) items.push_back({static_cast<void*>(*sub_), 0, ZMQ_POLLIN, 0});
     fds.clear();
@@ -168,6 +204,9 @@ int Agent::Run(const common::StopSignal& stop) {
         OnCoordinator(msg, now);
         if (!dealer_) break;
       }
+    }
+    if (monitor_at < sub_at && (items[monitor_at].revents & ZMQ_POLLIN) && monitor_->Drain()) {
+      LogHandshake(*monitor_, options_);
     }
     if (sub_ && sub_at < items.size()) {
       for (int i = 0; i < kBatch && common::ReceiveEnvelope(*sub_, false, &env); ++i) {
@@ -223,6 +262,11 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
       sub_.emplace(context_, zmq::socket_type::sub);
       common::ConfigureSocket(*sub_);
       sub_->set(zmq::sockopt::subscribe, common::kProtocol);
+      if (options_.curve) {
+        if (auto s = common::MakeCurveClient(*sub_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+          LogWarn("curve_failed").Kv("error", s.message());
+        }
+      }
       if (auto s = common::ConnectSocket(*sub_, endpoint); !s.ok()) {
         LogWarn("cancel_subscribe_failed").Kv("error", s.message());
       }
@@ -294,6 +338,14 @@ void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why,
   SendFinished(std::move(f), now);
 }
 
+void Agent::FailRun(const common::RunMsg& run, const std::string& why, Time now) {
+  common::FinishedMsg f;
+  f.id = run.id;
+  f.error = "worker " + options_.name + " " + why;
+  f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
+  SendFinished(std::move(f), now);
+}
+
 void Agent::OnRun(const common::RunMsg& run, Time now) {
   if (cancelled_groups_.count(run.id.group)) {
     RefuseAsCancelled(run, "group was cancelled before this step started", now);
@@ -302,12 +354,8 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) {
     // Only a coordinator that restarted and reused an id can send this: the
     // process running under that id belongs to the old one. Refuse loudly.
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.error = "worker " + options_.name + " still runs an attempt with the same id from before a coordinator restart";
-    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("run_collision").Kv("group", run.id.group).Kv("step", run.step_id).Kv("attempt", run.id.attempt);
-    SendFinished(std::move(f), now);
+    FailRun(run, "still runs an attempt with the same id from before a coordinator restart", now);
     return;
   }
   if (attempts_.size() >= static_cast<size_t>(options_.slots)) {
@@ -334,16 +382,17 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
   req.cwd = run.cwd;
   if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
+  if (auto s = options_.policy.Check(&req); !s.ok()) {
+    LogWarn("step_refused").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
+    FailRun(run, s.message(), now);
+    return;
+  }
   // The timeout runs from this step's own start, not from when the loop
   // woke: later steps of a burst would otherwise lose the time spent
   // spawning the earlier ones and be killed early.
   if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.error = "worker " + options_.name + " could not start the step: " + s.message();
-    f.started_ms = f.finished_ms = wall_.ToUnixMs(now);
     LogWarn("start_failed").Kv("group", run.id.group).Kv("step", run.step_id).Kv("error", s.message());
-    SendFinished(std::move(f), now);
+    FailRun(run, "could not start the step: " + s.message(), now);
     return;
   }
   attempts_[req.key] = {run.id, run.step_id};
@@ -401,6 +450,7 @@ void Agent::Shutdown() {
   std::vector<RunResult> ignored;
   runner_.RunUntilIdle(now + options_.kill_grace + std::chrono::seconds(2), &ignored);
   dealer_.reset();
+  monitor_.reset();
   sub_.reset();
 }
 

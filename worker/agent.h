@@ -25,10 +25,13 @@
 #include <zmq.hpp>
 
 #include "common/daemon.h"
+#include "common/handshake_monitor.h"
 #include "common/log.h"
 #include "common/messages.h"
 #include "common/protocol.h"
+#include "common/secure_options.h"
 #include "common/time.h"
+#include "worker/step_policy.h"
 #include "worker/step_runner.h"
 
 namespace cohort::worker {
@@ -43,6 +46,11 @@ struct AgentOptions {
   int liveness = common::kDefaultLiveness;
   common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
   size_t tail_bytes = 64 * 1024;
+  // CURVE toward the coordinator (both sockets); none on loopback demos.
+  std::optional<common::PeerCurve> curve;
+  // Steps drop to this user; nullopt runs them as the worker's own.
+  std::optional<RunAsUser> run_as;
+  StepPolicy policy;
 };
 
 class Agent {
@@ -80,6 +88,8 @@ class Agent {
   void Report(const RunResult& r);
   // Sends a FINISHED and keeps it until the coordinator has had time to act.
   void SendFinished(common::FinishedMsg f, common::Time now);
+  // Reports a step that never started: "worker NAME <why>".
+  void FailRun(const common::RunMsg& run, const std::string& why, common::Time now);
   void RefuseAsCancelled(const common::RunMsg& run, const std::string& why, common::Time now);
   void RememberCancelled(const std::string& group);
   common::Time NextWake() const;
@@ -89,6 +99,7 @@ class Agent {
   zmq::context_t context_;
   std::optional<zmq::socket_t> dealer_;
   std::optional<zmq::socket_t> sub_;
+  std::optional<common::HandshakeMonitor> monitor_;  // of dealer_: says why it cannot connect
   std::string sub_endpoint_;
   StepRunner runner_;
   common::WallClock wall_;

@@ -56,7 +56,8 @@ bool OwnedByUs(const std::string& proc_root, pid_t pid) {
       std::istringstream f(line.substr(4));
       long uid = -1;
       f >> uid;
-      return uid == static_cast<long>(getuid());
+      // A root worker runs steps as its --run-as user: any user's are its.
+      return getuid() == 0 || uid == static_cast<long>(getuid());
     }
   }
   return false;

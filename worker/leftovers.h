@@ -6,8 +6,9 @@
 // worker's name in kWorkerEnv, so a worker starting under the same name finds
 // them in /proc and kills them before it registers.
 //
-// Only processes of this user are touched, and never one that descends from
-// a live cohort-worker (same executable): a second worker started by mistake
+// Only processes of this user are touched (of any user for a root worker,
+// whose steps run as its --run-as user), and never one that descends from a
+// live cohort-worker (same executable): a second worker started by mistake
 // under a name in use does not kill the first one's steps.
 //
 // Thread contract: plain functions; call once at start, before any step runs.

@@ -36,7 +36,7 @@ constexpr long kKernelSigsetBytes = 8;
 constexpr std::string_view kDefaultSearchPath = "/bin:/usr/bin";  // execvp's, when PATH is unset
 constexpr size_t kMaxDisplayChars = 80;
 
-enum class ChildStage : int { kNone, kSignals, kSession, kParentDeath, kStdio, kChdir, kExec };
+enum class ChildStage : int { kNone, kSignals, kSession, kCredentials, kParentDeath, kStdio, kChdir, kExec };
 
 struct ChildArgs {
   char* const* argv = nullptr;
@@ -48,6 +48,12 @@ struct ChildArgs {
   int stdout_fd = -1;
   int stderr_fd = -1;
   pid_t parent = 0;
+  // Credentials to drop to (RunnerOptions::run_as), when change_user.
+  bool change_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t group_count = 0;
   // Written only by a failing child, read by the parent after clone()
   // returns; CLONE_VFORK orders the two.
   int error = 0;
@@ -87,6 +93,18 @@ COHORT_CHILD_CODE int ChildMain(void* raw) {
   // worker's controlling terminal, and since setpgid() only works within a
   // session, no step can join another step's group or the worker's.
   if (syscall(SYS_setsid) < 0) ChildFail(args, ChildStage::kSession, errno);
+
+  // Before PR_SET_PDEATHSIG, which a change of credentials clears. Raw
+  // syscalls act on this process alone, which is what is wanted here (glibc's
+  // wrappers would try to change every thread of the worker). Groups first,
+  // while we may still set them; uid last, as it gives up that right.
+  if (args->change_user) {
+    if (syscall(SYS_setgroups, args->group_count, args->groups) != 0 ||
+        syscall(SYS_setresgid, args->gid, args->gid, args->gid) != 0 ||
+        syscall(SYS_setresuid, args->uid, args->uid, args->uid) != 0) {
+      ChildFail(args, ChildStage::kCredentials, errno);
+    }
+  }
 
   if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
     ChildFail(args, ChildStage::kParentDeath, errno);
@@ -319,6 +337,13 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
   args.stdout_fd = out_write.get();
   args.stderr_fd = err_write.get();
   args.parent = getpid();
+  if (options.run_as) {
+    args.change_user = true;
+    args.uid = options.run_as->uid;
+    args.gid = options.run_as->gid;
+    args.groups = options.run_as->groups.data();
+    args.group_count = options.run_as->groups.size();
+  }
 
   // Block every signal across clone() so none is handled in the child before
   // it has reset the dispositions; the child unblocks its own copy.
@@ -363,6 +388,9 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
         break;
       case ChildStage::kSession:
         *step_error = "cannot start " + display + ": setsid: " + reason;
+        break;
+      case ChildStage::kCredentials:
+        *step_error = "cannot start " + display + ": switching to uid " + std::to_string(args.uid) + ": " + reason;
         break;
       case ChildStage::kParentDeath:
         *step_error = "cannot start " + display + ": prctl(PR_SET_PDEATHSIG): " + reason;

@@ -1,5 +1,7 @@
 // cohort-worker: runs the steps a cohort-coordinator sends it, as real
 // processes, and stops them for sure when told.
+#include <unistd.h>
+
 #include <iostream>
 #include <sstream>
 
@@ -26,7 +28,8 @@ std::vector<std::string> SplitList(const std::string& text) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   cohort::worker::AgentOptions o;
-  std::string agents, log_level = "info";
+  std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands;
+  bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   size_t tail_kib = 64;
   po::options_description opts("Options");
@@ -47,6 +50,22 @@ int main(int argc, char** argv) {
        "KiB kept of each step's stdout and of its stderr (the end)")
       ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
+  po::options_description security("Security (docs/SECURITY.md)");
+  security.add_options()
+      ("coordinator-key", po::value(&coordinator_key_file)->value_name("FILE"),
+       "the coordinator's public key file: connect with CURVE (encrypted) and only to the holder of that key")
+      ("curve-secret-key", po::value(&secret_key_file)->value_name("FILE"),
+       "this worker's secret key file (NAME.key_secret, mode 0600); its public key must be in the "
+       "coordinator's --authorized-workers")
+      ("insecure", po::bool_switch(&insecure),
+       "allow a non-loopback coordinator without CURVE (then anyone on the path can send this worker steps)")
+      ("run-as", po::value(&run_as)->value_name("USER"),
+       "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
+      ("allow-shell", po::value(&allow_shell)->default_value(true, "true")->value_name("BOOL"),
+       "accept steps given as a shell line; false accepts only \"command\" lists")
+      ("allowed-commands", po::value(&allowed_commands)->value_name("FILE"),
+       "file of the only executables (absolute paths, one per line) steps may run");
+  opts.add(security);
   po::variables_map vm;
   int rc = cohort::common::ParseCommandLine(
       argc, argv, "cohort-worker",
@@ -57,13 +76,51 @@ int main(int argc, char** argv) {
       "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
       "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
       "them when it is back. SIGTERM stops the worker: the coordinator is told, the steps\n"
-      "are killed, and they are retried on other workers.",
+      "are killed, and they are retried on other workers.\n"
+      "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
+      "--insecure; started as root it needs --run-as.",
       opts, &vm);
   if (rc >= 0) return rc;
   if (!cohort::common::ApplyLogLevel("cohort-worker", log_level)) return 2;
   if (o.slots < 0 || kill_grace_ms < 0 || o.heartbeat_ms < 1 || tail_kib > 16 * 1024) {
     std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
                  "--output-tail-kib <= 16384\n";
+    return 2;
+  }
+  if (auto s = cohort::common::LoadPeerCurve(secret_key_file, coordinator_key_file, &o.curve); !s.ok()) {
+    std::cerr << "cohort-worker: " << s.message() << "\n";
+    return 2;
+  }
+  if (!o.curve && !cohort::common::IsLoopbackEndpoint(o.coordinator) && !insecure) {
+    std::cerr << "cohort-worker: refusing to connect to " << o.coordinator
+              << " without CURVE: anyone on the way could send this worker commands.\n"
+                 "  Give --coordinator-key and --curve-secret-key ("
+              << cohort::common::KeygenHint() << "),\n  or --insecure on a network you fully trust.\n";
+    return 2;
+  }
+  if (!run_as.empty()) {
+    cohort::worker::RunAsUser user;
+    if (auto s = cohort::worker::LookUpUser(run_as, &user); !s.ok()) {
+      std::cerr << "cohort-worker: " << s.message() << "\n";
+      return 2;
+    }
+    if (::geteuid() != 0 && user.credentials.uid != ::geteuid()) {
+      std::cerr << "cohort-worker: --run-as " << run_as << " needs a worker started as root\n";
+      return 2;
+    }
+    // Already that user: nothing to drop (and setgroups would need root).
+    if (user.credentials.uid != ::geteuid()) o.run_as = std::move(user);
+  } else if (::geteuid() == 0) {
+    // Steps are never root unless asked for, on loopback too: there, any
+    // local user who can reach the coordinator would otherwise be root.
+    std::cerr << "cohort-worker: running as root: give --run-as USER for the steps "
+                 "(or --run-as root to really run them as root)\n";
+    return 2;
+  }
+  if (auto s = cohort::worker::StepPolicy::Load(allow_shell, allowed_commands, cohort::worker::RunnerOptions{}.shell,
+                                                &o.policy);
+      !s.ok()) {
+    std::cerr << "cohort-worker: " << s.message() << "\n";
     return 2;
   }
   o.agents = SplitList(agents);

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -40,6 +42,12 @@ int DecodeWait(int status) {
 }
 
 }  // namespace
+
+std::vector<std::string> StepUserFlags() {
+  const passwd* pw = ::getpwuid(::geteuid());
+  if (pw == nullptr) throw std::runtime_error("no passwd entry for uid " + std::to_string(::geteuid()));
+  return {"--run-as", pw->pw_name};
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -223,6 +231,9 @@ Daemon& Cluster::StartWorker(const std::string& name, int slots, std::vector<std
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-worker", "--coordinator", worker_ep_, "--name", name,
                                    "--slots", std::to_string(slots), "--heartbeat-ms", std::to_string(heartbeat_ms_),
                                    "--kill-grace-ms", "2000", "--log-level", "debug"};
+  if (std::find(extra.begin(), extra.end(), "--run-as") == extra.end()) {
+    for (const std::string& f : StepUserFlags()) argv.push_back(f);
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto d = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");
   Daemon& ref = *d;
@@ -236,7 +247,9 @@ RunOutput Cluster::Cli(std::vector<std::string> args, std::chrono::milliseconds 
   // The endpoint goes right after the command, before any "-- CMD ARG...".
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort"};
   argv.insert(argv.end(), args.begin(), args.end());
-  argv.insert(argv.begin() + (args.empty() ? 1 : 2), {"--coordinator", client_});
+  std::vector<std::string> flags = {"--coordinator", client_};
+  flags.insert(flags.end(), cli_flags_.begin(), cli_flags_.end());
+  argv.insert(argv.begin() + (args.empty() ? 1 : 2), flags.begin(), flags.end());
   return RunProgram(argv, timeout);
 }
 

@@ -18,6 +18,11 @@
 
 namespace cohort::testing {
 
+// {"--run-as", the user running the tests}: a worker started as root refuses
+// to run steps as root unless told to, and one started as anyone else may
+// name itself; so every worker the tests start names the current user.
+std::vector<std::string> StepUserFlags();
+
 struct RunOutput {
   int exit_code = -1;  // 128 + signal if killed
   std::string out;
@@ -66,6 +71,8 @@ class Cluster {
   void StartCoordinator(std::vector<std::string> extra = {});
   // Starts a worker and waits until the coordinator lists it.
   Daemon& StartWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
+  // Flags every Cli() call adds after the command, e.g. CURVE keys.
+  void SetCliFlags(std::vector<std::string> flags) { cli_flags_ = std::move(flags); }
   // `cohort ARGS... --coordinator <ours>`.
   RunOutput Cli(std::vector<std::string> args, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Submits a JSON group file written to the temp dir; returns the CLI's output.
@@ -88,6 +95,7 @@ class Cluster {
   std::string dir_;
   int ports_[3] = {0, 0, 0};
   std::string client_, worker_ep_, cancel_;
+  std::vector<std::string> cli_flags_;
   std::unique_ptr<Daemon> coordinator_;
   std::map<std::string, std::unique_ptr<Daemon>> workers_;
   int files_ = 0;

@@ -123,7 +123,7 @@ std::unique_ptr<Daemon> StartTwin(Cluster& c, const std::string& name) {
   return std::make_unique<Daemon>(
       std::vector<std::string>{COHORT_BIN_DIR "/cohort-worker", "--coordinator",
                                "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name, "--slots", "1",
-                               "--heartbeat-ms", "200"},
+                               "--heartbeat-ms", "200", "--run-as", StepUserFlags()[1]},
       c.dir() + "/twin-" + name + ".log");
 }
 

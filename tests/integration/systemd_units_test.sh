@@ -54,6 +54,12 @@ coordinator_options=(
   max-groups=100000
   max-steps=1000000
   log-level=info
+  curve-secret-key=
+  authorized-clients=
+  authorized-workers=
+  insecure=
+  max-groups-per-client=0
+  max-steps-per-group=0
 )
 worker_options=(
   coordinator=tcp://127.0.0.1:5701
@@ -64,6 +70,12 @@ worker_options=(
   heartbeat-ms=1000
   output-tail-kib=64
   log-level=info
+  coordinator-key=
+  curve-secret-key=
+  insecure=
+  run-as=
+  allow-shell=true
+  allowed-commands=
 )
 
 # The value of an active (uncommented) `key = value` line, trimmed; status 1
@@ -181,7 +193,7 @@ if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
     --client-endpoint "ipc://$tmp/client" --worker-endpoint "ipc://$tmp/worker" \
     --cancel-endpoint "ipc://$tmp/cancel"
   check_accepts "$worker_bin" --config "$worker_conf" --coordinator "ipc://$tmp/nobody-here" \
-    --name systemd-units-test
+    --name systemd-units-test --run-as "$(id -un)"
 else
   note "$coordinator_bin or $worker_bin not built: skipped the --help and start-up checks"
 fi

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "common/group_spec.h"
 
 namespace cohort::common {
@@ -30,6 +32,14 @@ std::string ErrorOf(F edit) {
   Status s = ValidateGroupSpec(g);
   REQUIRE_FALSE(s.ok());
   CHECK(s.code() == Status::Code::kInvalidArgument);
+  return s.message();
+}
+
+// The error of JSON text that must be refused.
+std::string JsonError(const std::string& text) {
+  GroupSpec g;
+  Status s = ParseGroupSpecJson(text, &g);
+  REQUIRE_FALSE(s.ok());
   return s.message();
 }
 
@@ -114,38 +124,119 @@ TEST_CASE("JSON: the documented example parses", "[spec][json]") {
 
 TEST_CASE("JSON: errors name the path of the field", "[spec][json]") {
   using Catch::Matchers::Contains;
-  auto err = [](const char* text) {
-    GroupSpec g;
-    Status s = ParseGroupSpecJson(text, &g);
-    REQUIRE_FALSE(s.ok());
-    return s.message();
-  };
-  CHECK_THAT(err("{"), Contains("not valid JSON"));
-  CHECK_THAT(err("[]"), Contains("must be a JSON object"));
-  CHECK_THAT(err(R"({"steps": []})"), Contains("steps"));
-  CHECK_THAT(err(R"({"max_paralel": 2, "steps": [{"id": "a", "shell": "x"}]})"),
+  CHECK_THAT(JsonError("{"), Contains("not valid JSON"));
+  CHECK_THAT(JsonError("[]"), Contains("must be a JSON object"));
+  CHECK_THAT(JsonError(R"({"steps": []})"), Contains("steps"));
+  CHECK_THAT(JsonError(R"({"max_paralel": 2, "steps": [{"id": "a", "shell": "x"}]})"),
              Contains("max_paralel: unknown field"));
-  CHECK_THAT(err(R"({"on_failure": "explode", "steps": [{"id": "a", "shell": "x"}]})"),
+  CHECK_THAT(JsonError(R"({"on_failure": "explode", "steps": [{"id": "a", "shell": "x"}]})"),
              Contains("on_failure") && Contains("explode"));
-  CHECK_THAT(err(R"({"max_parallel": 2.5, "steps": [{"id": "a", "shell": "x"}]})"),
+  CHECK_THAT(JsonError(R"({"max_parallel": 2.5, "steps": [{"id": "a", "shell": "x"}]})"),
              Contains("max_parallel") && Contains("whole number"));
-  CHECK_THAT(err(R"({"max_parallel": 0, "steps": [{"id": "a", "shell": "x"}]})"), Contains("max_parallel"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}, {"id": "b", "timeout_s": "5", "shell": "y"}]})"),
+  CHECK_THAT(JsonError(R"({"max_parallel": 0, "steps": [{"id": "a", "shell": "x"}]})"), Contains("max_parallel"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x"}, {"id": "b", "timeout_s": "5", "shell": "y"}]})"),
              Contains("steps[1].timeout_s") && Contains("number"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "command": [1]}]})"), Contains("steps[0].command[0]"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "retry": {"retry_on": ["oops"]}}]})"),
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "command": [1]}]})"), Contains("steps[0].command[0]"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "retry": {"retry_on": ["oops"]}}]})"),
              Contains("steps[0].retry.retry_on[0]") && Contains("oops"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "env": {"K": 1}}]})"), Contains("steps[0].env.K"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a"}]})"), Contains("steps[0] (id \"a\")") && Contains("command"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x", "timeout_s": -2}]})"),
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "env": {"K": 1}}]})"), Contains("steps[0].env.K"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a"}]})"), Contains("steps[0] (id \"a\")") && Contains("command"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "timeout_s": -2}]})"),
              Contains("steps[0] (id \"a\")") && Contains("timeout_s"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}], "deadline_s": true})"), Contains("deadline_s"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x"}], "deadline_s": true})"), Contains("deadline_s"));
   // Hostile nesting is refused by the parser, before anything recurses over it.
   std::string deep = R"({"steps": [{"id": "a", "shell": "x"}], "retry": {"retry_on": [)" +
                      std::string(200000, '[') + std::string(200000, ']') + "]}}";
-  CHECK_THAT(err(deep.c_str()), Contains("nested deeper"));
-  CHECK_THAT(err(R"({"steps": [{"id": "a", "shell": "x"}], "retry": {"retry_on": [[1]]}})"),
+  CHECK_THAT(JsonError(deep.c_str()), Contains("nested deeper"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x"}], "retry": {"retry_on": [[1]]}})"),
              Contains("retry.retry_on[0]") && Contains("array"));
+}
+
+TEST_CASE("JSON: keys may come in any order and a step retry builds on a group retry given after it",
+          "[spec][json]") {
+  GroupSpec g;
+  REQUIRE(ParseGroupSpecJson(R"({"steps": [{"retry": {"jitter": 0.5}, "shell": "x", "id": "a",
+                                            "env": {"Z": "1", "A": "2"}},
+                                           {"id": "b", "shell": "y"}],
+                                 "retry": {"max_attempts": 4, "retry_on": ["timeout"]}, "id": "late"})",
+                             &g)
+              .ok());
+  CHECK(g.id == "late");
+  REQUIRE(g.steps[0].retry);
+  CHECK(g.steps[0].retry->jitter == 0.5);
+  CHECK(g.steps[0].retry->max_attempts == 4);  // from the group, read after the step
+  CHECK(g.steps[0].retry->retry_on == static_cast<uint8_t>(FailureKind::kTimeout));
+  CHECK(g.steps[0].retry->retry_on_given);
+  CHECK_FALSE(g.steps[1].retry);
+  CHECK(EffectiveRetry(g, g.steps[1]).max_attempts == 4);
+  // A JSON object's members have no order: env comes out sorted by name.
+  CHECK(g.steps[0].env == std::vector<std::pair<std::string, std::string>>{{"A", "2"}, {"Z", "1"}});
+}
+
+TEST_CASE("JSON: a key given twice is refused, naming it", "[spec][json]") {
+  using Catch::Matchers::Contains;
+  CHECK_THAT(JsonError(R"({"max_parallel": 2, "max_parallel": 3, "steps": [{"id": "a", "shell": "x"}]})"),
+             Contains("max_parallel: given more than once"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x"}], "steps": [{"id": "b", "shell": "y"}]})"),
+             Contains("steps: given more than once"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "id": "b", "shell": "x"}]})"), Contains("steps[0].id: given more"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "env": {"K": "1", "J": "0", "K": "2"}}]})"),
+             Contains("steps[0].env.K: given more than once"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "retry": {"jitter": 0.1, "jitter": 0.2}}]})"),
+             Contains("steps[0].retry.jitter: given more than once"));
+  CHECK_THAT(JsonError(R"({"steps": [{"id": "a", "shell": "x", "command": "y"}]})"),
+             Contains("steps[0].shell") && Contains("not both"));
+}
+
+TEST_CASE("JSON: every field of a generated spec reads back", "[spec][json]") {
+  // Specs written by nlohmann::json (so escapes, numbers and key order are
+  // its own), read back field by field.
+  for (int n = 0; n < 50; ++n) {
+    nlohmann::json steps = nlohmann::json::array();
+    for (int i = 0; i < n + 1; ++i) {
+      nlohmann::json st = {{"id", "s\"" + std::to_string(i) + "\\\xC3\xA9"}};
+      if (i % 2) st["command"] = {"prog", "arg " + std::to_string(i), ""};
+      else st["shell"] = "echo " + std::to_string(i);
+      if (i % 3 == 0) st["env"] = {{"V" + std::to_string(i), "x"}, {"A", ""}};
+      if (i % 4 == 0) st["timeout_s"] = 0.25 * (i + 1);
+      if (i % 5 == 0) st["retry"] = {{"max_attempts", i + 2}, {"retry_on", {"exit"}}};
+      if (i % 7 == 0) st["agent"] = "gpu";
+      if (i % 11 == 0) st["cwd"] = "/tmp/" + std::to_string(i);
+      steps.push_back(st);
+    }
+    nlohmann::json doc = {{"id", "gen" + std::to_string(n)}, {"max_parallel", n + 1}, {"steps", steps},
+                          {"retry", {{"backoff_s", 0.125}}}};
+    GroupSpec g;
+    Status s = ParseGroupSpecJson(doc.dump(), &g);
+    INFO(s.message());
+    REQUIRE(s.ok());
+    CHECK(g.id == doc["id"]);
+    CHECK(*g.max_parallel == n + 1);
+    CHECK(g.retry.backoff_s == 0.125);
+    REQUIRE(g.steps.size() == steps.size());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const nlohmann::json& st = steps[i];
+      const StepSpec& got = g.steps[i];
+      CHECK(got.id == st["id"]);
+      if (st.contains("command")) CHECK(got.argv == st["command"].get<std::vector<std::string>>());
+      else CHECK(got.shell == st["shell"]);
+      if (st.contains("env")) {
+        REQUIRE(got.env.size() == 2);
+        CHECK(got.env[0].first == "A");
+        CHECK(got.env[1].second == "x");
+      } else {
+        CHECK(got.env.empty());
+      }
+      CHECK(got.timeout_s.has_value() == st.contains("timeout_s"));
+      if (st.contains("retry")) {
+        REQUIRE(got.retry);
+        CHECK(got.retry->max_attempts == st["retry"]["max_attempts"]);
+        CHECK(got.retry->backoff_s == 0.125);
+      }
+      CHECK(got.agent == st.value("agent", ""));
+      CHECK(got.cwd == st.value("cwd", ""));
+    }
+  }
 }
 
 TEST_CASE("JSON: a command string is a shell line", "[spec][json]") {

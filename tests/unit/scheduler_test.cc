@@ -371,6 +371,46 @@ TEST_CASE("a worker missing its heartbeats is declared lost", "[core][workers]")
   CHECK(h.core.Heartbeat(d.worker, h.now).code() == common::Status::Code::kNotFound);
 }
 
+// The loop sleeps until NextDeadline; heartbeats do not move the expiry
+// timer, it re-arms itself from the last heartbeat when it fires. A worker
+// heard from often must never expire, and one that falls silent must expire
+// exactly one window after its last message, when the loop next wakes.
+TEST_CASE("worker expiry follows the last heartbeat when driven by NextDeadline", "[core][workers]") {
+  SchedulerOptions o;
+  o.heartbeat_interval = 1s;
+  o.liveness = 3;
+  Harness h(o);
+  h.Join("a", 1);
+  const common::Time joined = h.now;
+  // Messages every 250 ms for 10 s: the timer fires at 3 s, 6 s, 9 s and
+  // each time finds a newer heartbeat.
+  for (int i = 1; i <= 40; ++i) {
+    common::Time next = joined + i * 250ms;
+    while (auto d = h.core.NextDeadline()) {
+      if (*d > next) break;
+      h.now = *d;
+      h.out.clear();
+      h.core.Tick(h.now, &h.out);
+      REQUIRE(h.Of<coordinator::WorkerExpired>().empty());
+    }
+    h.now = next;
+    REQUIRE(h.core.Heartbeat("a", h.now).ok());
+  }
+  const common::Time last = h.now;
+  std::vector<common::Time> wakes;
+  while (auto d = h.core.NextDeadline()) {
+    h.now = *d;
+    wakes.push_back(h.now);
+    h.out.clear();
+    h.core.Tick(h.now, &h.out);
+    if (!h.Of<coordinator::WorkerExpired>().empty()) break;
+    REQUIRE(wakes.size() < 10);
+  }
+  REQUIRE(h.Of<coordinator::WorkerExpired>().size() == 1);
+  CHECK(h.now == last + 3s);
+  CHECK(wakes.size() <= 2);  // the stale timer re-arms once, then expires
+}
+
 TEST_CASE("fencing: a lost worker that comes back is told to stop its stale attempt", "[core][fencing]") {
   Harness h;
   h.Join("a", 1);

@@ -1,0 +1,308 @@
+#include "common/curve_keys.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace cohort::common {
+namespace {
+
+constexpr size_t kZ85KeyChars = 40;
+constexpr size_t kMaxKeyFileBytes = 64 * 1024;
+constexpr std::string_view kSecretSuffix = "_secret";
+constexpr std::string_view kKeySuffix = ".key";
+
+std::string Errno(int error) { return std::strerror(error); }
+
+bool ValidZ85Key(const std::string& z85) {
+  if (z85.size() != kZ85KeyChars) return false;
+  uint8_t raw[32];
+  return zmq_z85_decode(raw, z85.c_str()) != nullptr;
+}
+
+// Reads a whole (small) file from an open descriptor.
+Status ReadFd(int fd, const std::string& path, std::string* out) {
+  out->clear();
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError("cannot read " + path + ": " + Errno(errno));
+    if (n == 0) return Status::Ok();
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > kMaxKeyFileBytes) return Status::Corruption(path + " is too large to be a key file");
+  }
+}
+
+Status ReadKeyFile(const std::string& path, bool secret, std::string* text) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound("cannot open " + path + ": " + Errno(errno));
+  struct stat st {};
+  Status s;
+  if (::fstat(fd, &st) != 0) {
+    s = Status::IoError("cannot stat " + path + ": " + Errno(errno));
+  } else if (!S_ISREG(st.st_mode)) {
+    s = Status::InvalidArgument(path + " is not a regular file");
+  } else if (secret && (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    s = Status::FailedPrecondition("secret key file " + path + " has mode " + mode +
+                                   ": it must not be readable or writable by group or others "
+                                   "(chmod 600 " + path + ")");
+  } else {
+    s = ReadFd(fd, path, text);
+  }
+  ::close(fd);
+  return s;
+}
+
+Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST) return Status::AlreadyExists(path + " exists already; not overwriting it");
+    return Status::IoError("cannot create " + path + ": " + Errno(errno));
+  }
+  size_t done = 0;
+  Status s;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      s = Status::IoError("cannot write " + path + ": " + Errno(errno));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (s.ok() && ::fsync(fd) != 0) s = Status::IoError("cannot sync " + path + ": " + Errno(errno));
+  ::close(fd);
+  if (!s.ok()) ::unlink(path.c_str());
+  return s;
+}
+
+std::string CertificateText(const std::string& name, const CurveKeyPair& keys, bool secret) {
+  char when[32] = "";
+  std::time_t t = std::time(nullptr);
+  struct tm tm {};
+  if (::localtime_r(&t, &tm)) std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  std::string out = std::string("#   ****  Generated on ") + when + " by cohort keygen  ****\n";
+  if (secret) {
+    out +=
+        "#   ZeroMQ CURVE **Secret** Certificate\n"
+        "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n";
+  } else {
+    out +=
+        "#   ZeroMQ CURVE Public Certificate\n"
+        "#   Exchange securely, or use a secure mechanism to verify the contents\n"
+        "#   of this file after exchange.\n";
+  }
+  out += "\nmetadata\n    name = \"" + name + "\"\ncurve\n    public-key = \"" + keys.public_z85 + "\"\n";
+  if (secret) out += "    secret-key = \"" + keys.secret_z85 + "\"\n";
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// One ZPL value: "quoted" or 'quoted' (up to the closing quote), else the
+// rest of the line up to a " #" comment. Z85 uses '#', so a bare '#' inside
+// a value is kept.
+std::string ZplValue(std::string_view v) {
+  v = Trim(v);
+  if (!v.empty() && (v.front() == '"' || v.front() == '\'')) {
+    size_t close = v.find(v.front(), 1);
+    return std::string(v.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+  }
+  size_t comment = v.find(" #");
+  return std::string(Trim(v.substr(0, comment)));
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+bool HasCurve() { return zmq_has("curve") == 1; }
+
+Status GenerateKeyPair(CurveKeyPair* out) {
+  char pub[kZ85KeyChars + 1] = {}, sec[kZ85KeyChars + 1] = {};
+  if (zmq_curve_keypair(pub, sec) != 0) {
+    return Status::FailedPrecondition("cannot generate a CURVE key pair: " + std::string(zmq_strerror(zmq_errno())) +
+                                      " (is libzmq built with CURVE?)");
+  }
+  out->public_z85 = pub;
+  out->secret_z85 = sec;
+  return Status::Ok();
+}
+
+Status WriteKeyFiles(const std::string& dir, const std::string& name, const CurveKeyPair& keys,
+                     std::string* public_path, std::string* secret_path) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+    return Status::InvalidArgument("key name \"" + name + "\" must be non-empty, without '/', not start with '.'");
+  }
+  const std::string base = (dir.empty() ? "." : dir) + "/" + name + std::string(kKeySuffix);
+  *public_path = base;
+  *secret_path = base + std::string(kSecretSuffix);
+  // The secret first: if it cannot be written, no public half is left behind.
+  if (Status s = WriteNew(*secret_path, CertificateText(name, keys, true), 0600); !s.ok()) return s;
+  if (Status s = WriteNew(*public_path, CertificateText(name, keys, false), 0644); !s.ok()) {
+    ::unlink(secret_path->c_str());
+    return s;
+  }
+  return Status::Ok();
+}
+
+Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out) {
+  *out = {};
+  std::vector<std::string> path;  // section names by depth
+  bool have_public = false;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++line_no;
+    std::string_view body = Trim(line);
+    if (body.empty() || body.front() == '#') continue;
+    size_t indent = line.find_first_not_of(' ');
+    if (indent % 4 != 0) {
+      return Status::Corruption(origin + ":" + std::to_string(line_no) + ": ZPL indents by 4 spaces");
+    }
+    const size_t depth = indent / 4;
+    if (depth > path.size()) {
+      return Status::Corruption(origin + ":" + std::to_string(line_no) + ": indented deeper than its section");
+    }
+    path.resize(depth);
+    size_t eq = body.find('=');
+    std::string name(Trim(body.substr(0, eq)));
+    if (eq == std::string_view::npos) {
+      path.push_back(name);
+      continue;
+    }
+    if (path.size() != 1 || path[0] != "curve") continue;
+    std::string value = ZplValue(body.substr(eq + 1));
+    if (name == "public-key") {
+      out->public_z85 = value;
+      have_public = true;
+    } else if (name == "secret-key") {
+      out->secret_z85 = value;
+    }
+  }
+  if (!have_public) return Status::Corruption(origin + ": no curve/public-key (not a ZeroMQ certificate?)");
+  if (!ValidZ85Key(out->public_z85)) {
+    return Status::Corruption(origin + ": curve/public-key is not 40 characters of Z85");
+  }
+  if (!out->secret_z85.empty()) {
+    if (!ValidZ85Key(out->secret_z85)) {
+      return Status::Corruption(origin + ": curve/secret-key is not 40 characters of Z85");
+    }
+    char derived[kZ85KeyChars + 1] = {};
+    if (zmq_curve_public(derived, out->secret_z85.c_str()) != 0 || out->public_z85 != derived) {
+      return Status::Corruption(origin + ": curve/public-key does not belong to curve/secret-key");
+    }
+  }
+  return Status::Ok();
+}
+
+Status LoadPublicKey(const std::string& path, std::string* public_z85) {
+  std::string text;
+  if (Status s = ReadKeyFile(path, false, &text); !s.ok()) return s;
+  CurveKeyPair keys;
+  if (Status s = ParseCertificate(text, path, &keys); !s.ok()) return s;
+  *public_z85 = keys.public_z85;
+  return Status::Ok();
+}
+
+Status LoadSecretKey(const std::string& path, CurveKeyPair* out) {
+  std::string text;
+  if (Status s = ReadKeyFile(path, true, &text); !s.ok()) return s;
+  if (Status s = ParseCertificate(text, path, out); !s.ok()) return s;
+  if (out->secret_z85.empty()) {
+    return Status::InvalidArgument(path + " holds no curve/secret-key: give the NAME.key_secret file, not NAME.key");
+  }
+  return Status::Ok();
+}
+
+Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
+                     std::vector<std::string>* problems) {
+  key_to_name->clear();
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::NotFound("cannot read the key directory " + dir + ": " + Errno(errno));
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.empty() || n[0] == '.') continue;
+    if (EndsWith(n, kSecretSuffix)) {
+      problems->push_back(dir + "/" + n + ": a secret key does not belong in an allowlist; skipped");
+      continue;
+    }
+    names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());  // a stable name when two files hold one key
+  for (const std::string& n : names) {
+    const std::string path = dir + "/" + n;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    std::string key;
+    if (Status s = LoadPublicKey(path, &key); !s.ok()) {
+      problems->push_back(s.message());
+      continue;
+    }
+    std::string name = EndsWith(n, kKeySuffix) ? n.substr(0, n.size() - kKeySuffix.size()) : n;
+    key_to_name->emplace(key, name);
+  }
+  return Status::Ok();
+}
+
+Status MakeCurveServer(zmq::socket_t& socket, const CurveKeyPair& own, const std::string& domain) {
+  try {
+    socket.set(zmq::sockopt::curve_server, true);
+    socket.set(zmq::sockopt::curve_secretkey, own.secret_z85);
+    socket.set(zmq::sockopt::zap_domain, domain);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return Status::FailedPrecondition(std::string("cannot enable CURVE on a socket: ") + e.what());
+  }
+}
+
+Status MakeCurveClient(zmq::socket_t& socket, const CurveKeyPair& own, const std::string& server_public) {
+  try {
+    socket.set(zmq::sockopt::curve_serverkey, server_public);
+    socket.set(zmq::sockopt::curve_publickey, own.public_z85);
+    socket.set(zmq::sockopt::curve_secretkey, own.secret_z85);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return Status::FailedPrecondition(std::string("cannot enable CURVE on a socket: ") + e.what());
+  }
+}
+
+bool IsLoopbackEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string rest = endpoint.substr(6);
+  // "tcp://source;host:port" connects from a source: judge the destination.
+  if (size_t semi = rest.rfind(';'); semi != std::string::npos) rest = rest.substr(semi + 1);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = rest.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+}  // namespace cohort::common

@@ -1,0 +1,38 @@
+#include "common/secure_options.h"
+
+namespace cohort::common {
+
+std::string KeygenHint() {
+  return "make keys with `cohort keygen NAME --dir /etc/cohort/keys` and see docs/SECURITY.md";
+}
+
+Status LoadPeerCurve(const std::string& secret_key_file, const std::string& coordinator_key_file,
+                     std::optional<PeerCurve>* out) {
+  out->reset();
+  if (secret_key_file.empty() && coordinator_key_file.empty()) return Status::Ok();
+  if (secret_key_file.empty() || coordinator_key_file.empty()) {
+    return Status::InvalidArgument(
+        "--curve-secret-key and --coordinator-key go together: CURVE needs both this peer's secret key and "
+        "the coordinator's public key (" + KeygenHint() + ")");
+  }
+  if (!HasCurve()) return Status::FailedPrecondition("this libzmq was built without CURVE support");
+  PeerCurve keys;
+  if (Status s = LoadSecretKey(secret_key_file, &keys.own); !s.ok()) {
+    return Status::FromCode(s.code(), "--curve-secret-key: " + s.message());
+  }
+  if (Status s = LoadPublicKey(coordinator_key_file, &keys.server_public); !s.ok()) {
+    return Status::FromCode(s.code(), "--coordinator-key: " + s.message());
+  }
+  *out = std::move(keys);
+  return Status::Ok();
+}
+
+std::vector<std::string> NonLoopback(const std::vector<std::string>& endpoints) {
+  std::vector<std::string> out;
+  for (const std::string& e : endpoints) {
+    if (!IsLoopbackEndpoint(e)) out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace cohort::common

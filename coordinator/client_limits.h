@@ -1,0 +1,44 @@
+// ClientLimits bounds what one client may make the coordinator hold: groups
+// in flight (submitted and not yet finished) and steps per group. A client is
+// the name its CURVE key has in the clients' allowlist; without CURVE every
+// client is the same anonymous one. The server checks the groups in flight
+// before it parses a submission and the step count before it schedules one,
+// so a refused group never reaches the core. 0 means no limit.
+//
+// Pure: no sockets, no clock. Thread contract: one thread.
+#ifndef COHORT_COORDINATOR_CLIENT_LIMITS_H_
+#define COHORT_COORDINATOR_CLIENT_LIMITS_H_
+
+#include <cstddef>
+#include <string>
+#include <unordered_map>
+
+#include "common/status.h"
+
+namespace cohort::coordinator {
+
+class ClientLimits {
+ public:
+  ClientLimits(size_t max_groups_in_flight, size_t max_steps_per_group)
+      : max_groups_(max_groups_in_flight), max_steps_(max_steps_per_group) {}
+
+  // FailedPrecondition naming the limit if `client` may not submit now.
+  common::Status CheckSubmit(const std::string& client) const;
+  // FailedPrecondition naming the limit if a group of `steps` is too big.
+  common::Status CheckSteps(size_t steps) const;
+  // `group` of `client` is now in flight.
+  void Admitted(const std::string& client, const std::string& group);
+  // `group` finished; unknown groups are ignored.
+  void Ended(const std::string& group);
+  size_t InFlight(const std::string& client) const;
+
+ private:
+  size_t max_groups_;
+  size_t max_steps_;
+  std::unordered_map<std::string, std::string> owner_;  // group -> client
+  std::unordered_map<std::string, size_t> in_flight_;   // client -> groups
+};
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_CLIENT_LIMITS_H_

@@ -1,0 +1,196 @@
+#include "coordinator/zap_handler.h"
+
+#include "common/curve_keys.h"
+
+namespace cohort::coordinator {
+
+using common::LogInfo;
+using common::LogWarn;
+using common::Status;
+using common::Time;
+
+namespace {
+
+constexpr char kZapEndpoint[] = "inproc://zeromq.zap.01";
+constexpr char kZapVersion[] = "1.0";
+// version, request id, domain, address, identity, mechanism, credentials.
+constexpr size_t kRequestFrames = 7;
+constexpr size_t kMaxFramesKept = 16;
+// Distinct refusals remembered for "log once"; past it, refusals are only
+// rate-limited, so a scan from many addresses cannot grow memory.
+constexpr size_t kMaxRefusalsRemembered = 4096;
+
+std::string Z85(const std::string& raw) {
+  if (raw.size() != 32) return "";
+  char out[41] = {};
+  if (zmq_z85_encode(out, reinterpret_cast<const uint8_t*>(raw.data()), raw.size()) == nullptr) return "";
+  return out;
+}
+
+}  // namespace
+
+ZapHandler::ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir)
+    : socket_(context, zmq::socket_type::rep),
+      clients_dir_(std::move(clients_dir)),
+      workers_dir_(std::move(workers_dir)) {
+  socket_.set(zmq::sockopt::linger, 0);
+}
+
+ZapHandler::~ZapHandler() = default;
+
+bool ZapHandler::LoadOne(const std::string& dir, const char* role, std::map<std::string, std::string>* keys) {
+  std::map<std::string, std::string> fresh;
+  std::vector<std::string> problems;
+  Status s = common::LoadAllowlist(dir, &fresh, &problems);
+  for (const std::string& p : problems) LogWarn("allowlist_file_skipped").Kv("role", role).Kv("error", p);
+  if (!s.ok()) {
+    common::LogError("allowlist_unreadable").Kv("role", role).Kv("error", s.message())
+        .Kv("keeping", keys->size());
+    return false;
+  }
+  size_t added = 0, removed = 0;
+  for (const auto& [key, name] : fresh) added += keys->count(key) == 0;
+  for (const auto& [key, name] : *keys) removed += fresh.count(key) == 0;
+  *keys = std::move(fresh);
+  LogInfo("allowlist_loaded").Kv("role", role).Kv("dir", dir).Kv("keys", keys->size()).Kv("added", added)
+      .Kv("removed", removed);
+  return true;
+}
+
+Status ZapHandler::Start() {
+  std::vector<std::string> ignored;
+  std::map<std::string, std::string> probe;
+  for (const std::string* dir : {&clients_dir_, &workers_dir_}) {
+    if (Status s = common::LoadAllowlist(*dir, &probe, &ignored); !s.ok()) return s;
+  }
+  Reload();
+  try {
+    socket_.bind(kZapEndpoint);
+  } catch (const zmq::error_t& e) {
+    return Status::Unavailable(std::string("cannot bind the ZAP handler at ") + kZapEndpoint + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+void ZapHandler::Reload() {
+  LoadOne(clients_dir_, "client", &clients_);
+  LoadOne(workers_dir_, "worker", &workers_);
+  for (auto [keys, names] : {std::pair{&clients_, &client_names_}, {&workers_, &worker_names_}}) {
+    names->clear();
+    for (const auto& [key, name] : *keys) names->insert(name);
+  }
+  // A peer refused before may now be allowed, or refused for a new reason.
+  refusals_logged_.clear();
+}
+
+ZapVerdict ZapHandler::Authorize(const ZapRequest& r) const {
+  ZapVerdict v;
+  const std::map<std::string, std::string>* list = nullptr;
+  const char* role = "";
+  if (r.domain == kClientDomain) {
+    list = &clients_;
+    role = "client";
+  } else if (r.domain == kWorkerDomain) {
+    list = &workers_;
+    role = "worker";
+  } else {
+    v.reason = "unknown ZAP domain \"" + r.domain + "\"";
+    return v;
+  }
+  if (r.mechanism != "CURVE" || r.key_z85.empty()) {
+    v.reason = "mechanism " + r.mechanism + " is not CURVE";
+    return v;
+  }
+  auto it = list->find(r.key_z85);
+  if (it == list->end()) {
+    const std::map<std::string, std::string>& other = list == &clients_ ? workers_ : clients_;
+    auto o = other.find(r.key_z85);
+    v.reason = o == other.end()
+                   ? std::string("key not in the ") + role + "s' allowlist"
+                   : std::string("key \"") + o->second + "\" is authorized for the other role, not as a " + role;
+    return v;
+  }
+  v.allowed = true;
+  v.user_id = it->second;
+  return v;
+}
+
+bool ZapHandler::Admits(std::string_view domain, const std::string& name) const {
+  if (domain == kClientDomain) return client_names_.count(name) > 0;
+  if (domain == kWorkerDomain) return worker_names_.count(name) > 0;
+  return false;
+}
+
+void ZapHandler::LogRefusal(const ZapRequest& r, const ZapVerdict& v, Time now) {
+  const std::string id = r.domain + "|" + r.address + "|" + r.key_z85;
+  if (refusals_logged_.count(id)) return;
+  uint64_t suppressed = 0;
+  if (refusals_logged_.size() < kMaxRefusalsRemembered) {
+    refusals_logged_.insert(id);
+  } else if (!overflow_log_.Allow(now, &suppressed)) {
+    return;
+  }
+  LogWarn("peer_refused")
+      .Kv("socket", r.domain == kClientDomain ? "client" : r.domain == kWorkerDomain ? "worker" : r.domain)
+      .Kv("address", r.address)
+      .Kv("key", r.key_z85.empty() ? "-" : r.key_z85)
+      .Kv("reason", v.reason)
+      .Kv("suppressed", suppressed);
+}
+
+void ZapHandler::HandleRequests(Time now) {
+  while (true) {
+    std::vector<std::string> frames;
+    try {
+      zmq::message_t part;
+      if (!socket_.recv(part, zmq::recv_flags::dontwait)) return;
+      while (true) {
+        if (frames.size() < kMaxFramesKept) frames.emplace_back(static_cast<const char*>(part.data()), part.size());
+        if (!part.more()) break;
+        if (!socket_.recv(part, zmq::recv_flags::none)) break;
+      }
+    } catch (const zmq::error_t& e) {
+      common::LogError("zap_receive_failed").Kv("error", e.what());
+      return;
+    }
+    // A REP socket must answer every request to take the next one.
+    const std::string request_id = frames.size() > 1 ? frames[1] : "";
+    std::string code = "500", text, user;
+    if (frames.size() < kRequestFrames - 1 || frames[0] != kZapVersion) {
+      uint64_t suppressed = 0;
+      if (bad_request_log_.Allow(now, &suppressed)) {
+        LogWarn("zap_bad_request").Kv("frames", frames.size()).Kv("suppressed", suppressed);
+      }
+      text = "malformed ZAP request";
+    } else {
+      ZapRequest r;
+      r.domain = frames[2];
+      r.address = frames[3];
+      r.mechanism = frames[5];
+      if (frames.size() >= kRequestFrames) r.key_z85 = Z85(frames[6]);
+      ZapVerdict v = Authorize(r);
+      if (v.allowed) {
+        code = "200";
+        text = "OK";
+        user = v.user_id;
+        common::LogDebug("peer_admitted").Kv("socket", r.domain).Kv("address", r.address).Kv("name", user);
+      } else {
+        code = "400";
+        text = v.reason;
+        LogRefusal(r, v, now);
+      }
+    }
+    const std::string reply[] = {kZapVersion, request_id, code, text, user, ""};
+    try {
+      for (size_t i = 0; i < std::size(reply); ++i) {
+        socket_.send(zmq::buffer(reply[i]), i + 1 < std::size(reply) ? zmq::send_flags::sndmore
+                                                                      : zmq::send_flags::none);
+      }
+    } catch (const zmq::error_t& e) {
+      common::LogError("zap_reply_failed").Kv("error", e.what());
+      return;
+    }
+  }
+}
+
+}  // namespace cohort::coordinator

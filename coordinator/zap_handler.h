@@ -1,0 +1,95 @@
+// ZapHandler is the coordinator's ZeroMQ authentication handler (ZAP, RFC 27):
+// libzmq asks it, over inproc://zeromq.zap.01, whether each CURVE peer may
+// complete its handshake. It owns the REP socket bound there and two
+// allowlists, one per role, each a directory of public key files. The role is
+// the ZAP domain of the socket the peer connects to, so a key works only on
+// the sockets of its role: a worker's key cannot reach the client port, and a
+// client's key cannot register as a worker. The reply's User-Id is the key's
+// name (its file name), which the server reads from each message to apply
+// per-client limits.
+//
+// It adds no thread: the server polls socket() in its own loop and calls
+// HandleRequests() when it is readable. Reload() rereads both directories
+// (on SIGHUP); a directory that cannot be read keeps its previous list.
+// Each refusal is logged once per (role, address, key) until the next reload.
+//
+// Authorize() is the decision alone, with no socket, for tests.
+//
+// Thread contract: one thread (the server's loop); the socket shares the
+// server's context.
+#ifndef COHORT_COORDINATOR_ZAP_HANDLER_H_
+#define COHORT_COORDINATOR_ZAP_HANDLER_H_
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "common/time.h"
+
+namespace cohort::coordinator {
+
+// The ZAP domains of the coordinator's sockets: the client ROUTER is a
+// client's, the worker ROUTER and the cancel PUB are a worker's.
+inline constexpr char kClientDomain[] = "cohort-client";
+inline constexpr char kWorkerDomain[] = "cohort-worker";
+
+struct ZapRequest {
+  std::string domain;
+  std::string address;    // the peer's IP address
+  std::string mechanism;  // "CURVE" for what cohort allows
+  std::string key_z85;    // the peer's public key, empty if not CURVE
+};
+
+struct ZapVerdict {
+  bool allowed = false;
+  std::string user_id;  // the key's name when allowed
+  std::string reason;   // why not, when refused
+};
+
+class ZapHandler {
+ public:
+  ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir);
+  ~ZapHandler();
+  ZapHandler(const ZapHandler&) = delete;
+  ZapHandler& operator=(const ZapHandler&) = delete;
+
+  // Loads both allowlists (an unreadable directory is an error) and binds the
+  // ZAP endpoint. Call before the CURVE sockets bind.
+  common::Status Start();
+  // Rereads both directories and logs what changed.
+  void Reload();
+  // Answers every request waiting on the socket.
+  void HandleRequests(common::Time now);
+  zmq::socket_t& socket() { return socket_; }
+
+  ZapVerdict Authorize(const ZapRequest& request) const;
+  // Whether the key called `name` (a User-Id this handler gave) is still in
+  // the allowlist of `domain`: a reload revokes sessions opened before it.
+  bool Admits(std::string_view domain, const std::string& name) const;
+  size_t clients() const { return clients_.size(); }
+  size_t workers() const { return workers_.size(); }
+
+ private:
+  // Reads `dir` into *keys; false (keeping *keys) if it cannot be listed.
+  bool LoadOne(const std::string& dir, const char* role, std::map<std::string, std::string>* keys);
+  void LogRefusal(const ZapRequest& request, const ZapVerdict& verdict, common::Time now);
+
+  zmq::socket_t socket_;
+  std::string clients_dir_, workers_dir_;
+  std::map<std::string, std::string> clients_;  // Z85 public key -> name
+  std::map<std::string, std::string> workers_;
+  std::set<std::string> client_names_, worker_names_;
+  std::set<std::string> refusals_logged_;
+  common::RateLimiter overflow_log_{10, std::chrono::seconds(10)};
+  common::RateLimiter bad_request_log_{10, std::chrono::seconds(10)};
+};
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_ZAP_HANDLER_H_

@@ -1,0 +1,175 @@
+// Key files, allowlist directories and the loopback rule: real files in a
+// temp directory, real libzmq key generation; no sockets.
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "common/curve_keys.h"
+#include "tests/unit/temp_dir.h"
+
+namespace cohort::common {
+namespace {
+
+using cohort::testing::TempDir;
+
+void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// A certificate laid out as CZMQ's zcert_save writes it, with metadata of
+// its own, around keys made here.
+std::string ZcertText(const CurveKeyPair& k, bool secret) {
+  std::string t =
+      "#   ****  Generated on 2024-01-01 00:00:00 by CZMQ  ****\n"
+      "#   ZeroMQ CURVE Public Certificate\n"
+      "\n"
+      "metadata\n"
+      "    email = \"ops@example.com\"\n"
+      "curve\n"
+      "    public-key = \"" + k.public_z85 + "\"\n";
+  if (secret) t += "    secret-key = \"" + k.secret_z85 + "\"\n";
+  return t;
+}
+
+TEST_CASE("keygen files: zcert layout, 0600 secret, no overwrite, load back", "[unit][keys]") {
+  REQUIRE(HasCurve());
+  TempDir d;
+  CurveKeyPair k;
+  REQUIRE(GenerateKeyPair(&k).ok());
+  CHECK(k.public_z85.size() == 40);
+  CHECK(k.secret_z85.size() == 40);
+  std::string pub, sec;
+  REQUIRE(WriteKeyFiles(d.path, "alice", k, &pub, &sec).ok());
+  CHECK(pub == d.path + "/alice.key");
+  CHECK(sec == d.path + "/alice.key_secret");
+  CHECK(ModeOf(sec) == 0600);
+  std::ifstream in(pub);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("curve\n    public-key = \"" + k.public_z85 + "\"\n") != std::string::npos);
+  CHECK(text.find("secret-key") == std::string::npos);
+
+  std::string loaded_pub;
+  REQUIRE(LoadPublicKey(pub, &loaded_pub).ok());
+  CHECK(loaded_pub == k.public_z85);
+  CurveKeyPair loaded;
+  REQUIRE(LoadSecretKey(sec, &loaded).ok());
+  CHECK(loaded.public_z85 == k.public_z85);
+  CHECK(loaded.secret_z85 == k.secret_z85);
+
+  Status again = WriteKeyFiles(d.path, "alice", k, &pub, &sec);
+  CHECK(again.code() == Status::Code::kAlreadyExists);
+  CHECK(WriteKeyFiles(d.path, "../evil", k, &pub, &sec).code() == Status::Code::kInvalidArgument);
+
+  // The public file is not a secret key.
+  Status not_secret = LoadSecretKey(pub, &loaded);
+  CHECK_FALSE(not_secret.ok());
+}
+
+TEST_CASE("a secret key file readable by group or others is refused", "[unit][keys]") {
+  TempDir d;
+  CurveKeyPair k;
+  REQUIRE(GenerateKeyPair(&k).ok());
+  std::string pub, sec;
+  REQUIRE(WriteKeyFiles(d.path, "w", k, &pub, &sec).ok());
+  CurveKeyPair loaded;
+  for (mode_t mode : {0644, 0640, 0604, 0660}) {
+    REQUIRE(::chmod(sec.c_str(), mode) == 0);
+    Status s = LoadSecretKey(sec, &loaded);
+    INFO(s.message());
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("chmod 600") != std::string::npos);
+  }
+  REQUIRE(::chmod(sec.c_str(), 0400) == 0);
+  CHECK(LoadSecretKey(sec, &loaded).ok());
+}
+
+TEST_CASE("certificates from CZMQ parse and broken ones are refused with the reason", "[unit][keys]") {
+  CurveKeyPair k, other;
+  REQUIRE(GenerateKeyPair(&k).ok());
+  REQUIRE(GenerateKeyPair(&other).ok());
+  CurveKeyPair out;
+  REQUIRE(ParseCertificate(ZcertText(k, true), "f", &out).ok());
+  CHECK(out.public_z85 == k.public_z85);
+  CHECK(out.secret_z85 == k.secret_z85);
+  REQUIRE(ParseCertificate(ZcertText(k, false), "f", &out).ok());
+  CHECK(out.secret_z85.empty());
+
+  CHECK(ParseCertificate("metadata\n", "f", &out).message().find("no curve/public-key") != std::string::npos);
+  CHECK(ParseCertificate("curve\n    public-key = \"short\"\n", "f", &out).message().find("40 characters") !=
+        std::string::npos);
+  CHECK(ParseCertificate("curve\n  public-key = \"" + k.public_z85 + "\"\n", "f", &out).message().find(
+            "4 spaces") != std::string::npos);
+  // A key under another section is not the certificate's key.
+  CHECK_FALSE(ParseCertificate("other\n    public-key = \"" + k.public_z85 + "\"\n", "f", &out).ok());
+  CurveKeyPair mixed = k;
+  mixed.secret_z85 = other.secret_z85;
+  CHECK(ParseCertificate(ZcertText(mixed, true), "f", &out).message().find("does not belong") != std::string::npos);
+}
+
+TEST_CASE("a secret certificate written by CZMQ loads with hash signs in its keys", "[unit][keys]") {
+  // Published as an example of `bx cert-new` (libbitcoin-explorer), which
+  // saves with CZMQ's zcert; the two keys are a real pair.
+  const std::string czmq =
+      "#   ****  Generated on 2015-02-16 01:23:56 by CZMQ  ****\n"
+      "#   ZeroMQ CURVE **Secret** Certificate\n"
+      "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n"
+      "\n"
+      "metadata\n"
+      "curve\n"
+      "    public-key = \"7]g&M3GX##D.-!L>B.t?=@V6nkC34imk5/65kMNp\"\n"
+      "    secret-key = \"]k2&)P6O#/m5XE%RTFFsrkX&-gEH5]aPxjwBgE?O\"\n";
+  CurveKeyPair out;
+  Status s = ParseCertificate(czmq, "bx.cert", &out);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  CHECK(out.public_z85 == "7]g&M3GX##D.-!L>B.t?=@V6nkC34imk5/65kMNp");
+  CHECK(out.secret_z85 == "]k2&)P6O#/m5XE%RTFFsrkX&-gEH5]aPxjwBgE?O");
+}
+
+TEST_CASE("an allowlist directory maps keys to names and skips what is not a public key", "[unit][keys]") {
+  TempDir d;
+  CurveKeyPair a, b;
+  REQUIRE(GenerateKeyPair(&a).ok());
+  REQUIRE(GenerateKeyPair(&b).ok());
+  Write(d.path + "/alice.key", ZcertText(a, false));
+  Write(d.path + "/bob", ZcertText(b, false));
+  Write(d.path + "/carol.key_secret", ZcertText(a, true));
+  Write(d.path + "/.hidden.key", ZcertText(b, false));
+  Write(d.path + "/notes.txt", "hello\n");
+  std::map<std::string, std::string> keys;
+  std::vector<std::string> problems;
+  REQUIRE(LoadAllowlist(d.path, &keys, &problems).ok());
+  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}, {b.public_z85, "bob"}});
+  REQUIRE(problems.size() == 2);  // the secret key and notes.txt, each named
+  CHECK(problems[0].find("carol.key_secret") != std::string::npos);
+  CHECK(problems[1].find("notes.txt") != std::string::npos);
+  CHECK(LoadAllowlist(d.path + "/missing", &keys, &problems).code() == Status::Code::kNotFound);
+}
+
+TEST_CASE("loopback endpoints are exactly 127/8, ::1, localhost, ipc and inproc", "[unit][keys]") {
+  for (const char* ep : {"tcp://127.0.0.1:5700", "tcp://127.1.2.3:1", "tcp://localhost:5700", "tcp://[::1]:5700",
+                         "ipc:///run/cohort.sock", "inproc://x", "tcp://10.0.0.1;127.0.0.1:5700"}) {
+    INFO(ep);
+    CHECK(IsLoopbackEndpoint(ep));
+  }
+  for (const char* ep : {"tcp://0.0.0.0:5700", "tcp://*:5700", "tcp://10.0.0.5:5700", "tcp://[::]:5700",
+                         "tcp://eth0:5700", "tcp://example.com:5700", "tcp://128.0.0.1:5700", "tcp://[::2]:1",
+                         "ws://127.0.0.1:1", "tcp://127.0.0.1", "pgm://127.0.0.1;239.1.1.1:5555", ""}) {
+    INFO(ep);
+    CHECK_FALSE(IsLoopbackEndpoint(ep));
+  }
+}
+
+}  // namespace
+}  // namespace cohort::common

@@ -1,0 +1,163 @@
+// The result document and the JSON writer under it: timestamps against the C
+// library's calendar, string escaping against nlohmann::json's, and a whole
+// document read back field by field.
+#include <ctime>
+#include <random>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/json_writer.h"
+#include "common/result_json.h"
+
+namespace cohort::testing {
+namespace {
+
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string GmtimeReference(int64_t unix_ms) {
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  int ms = static_cast<int>(unix_ms % 1000);
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return buf;
+}
+
+std::string Quoted(std::string_view s) {
+  std::string out;
+  common::AppendJsonString(s, &out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("timestamps match gmtime across leap years, centuries and before 1970", "[json]") {
+  for (int64_t ms : {int64_t{0}, int64_t{-1}, int64_t{-86'400'000}, int64_t{951'782'400'000} /* 2000-02-29 */,
+                     int64_t{4'107'542'399'999} /* 2100-02-28T23:59:59.999 */, int64_t{1'795'000'000'123},
+                     int64_t{253'402'300'799'999} /* 9999-12-31T23:59:59.999 */}) {
+    CHECK(common::FormatUnixMs(ms) == GmtimeReference(ms));
+  }
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int64_t> any(-2'000'000'000'000, 250'000'000'000'000);
+  for (int i = 0; i < 20000; ++i) {
+    const int64_t ms = any(rng);
+    REQUIRE(common::FormatUnixMs(ms) == GmtimeReference(ms));
+  }
+}
+
+TEST_CASE("strings are escaped as nlohmann::json escapes them", "[json]") {
+  const std::string cases[] = {"",           "plain",          "quote \" and backslash \\", "tab\tnew\nline\r",
+                               "\b\f\x01\x1f\x7f", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+                               std::string("nul\0inside", 10)};
+  for (const std::string& s : cases) {
+    INFO(s);
+    CHECK(Quoted(s) == Json(s).dump());
+  }
+}
+
+TEST_CASE("bytes that are not UTF-8 become U+FFFD and the text stays parsable", "[json]") {
+  const std::string bad = "ok\xFF then \xC3 cut, overlong \xC0\xAF, surrogate \xED\xA0\x80 end";
+  const std::string text = Quoted(bad);
+  Json back;
+  REQUIRE_NOTHROW(back = Json::parse(text));
+  const std::string s = back.get<std::string>();
+  CHECK(s.rfind("ok\xEF\xBF\xBD then \xEF\xBF\xBD cut", 0) == 0);
+  CHECK(s.find(" end") != std::string::npos);
+  CHECK(s.find('\xFF') == std::string::npos);
+}
+
+TEST_CASE("the writer places commas and keeps numbers typed", "[json]") {
+  std::string out;
+  common::JsonWriter w(&out);
+  w.BeginObject().Key("a").BeginArray().Int(-3).UInt(18446744073709551615u).Double(2).Double(0.125).Null();
+  w.EndArray().Key("b").BeginObject().EndObject().Key("c").StringOrNull("").EndObject();
+  Json j = Json::parse(out);
+  CHECK(j["a"][0] == -3);
+  CHECK(j["a"][1] == 18446744073709551615u);
+  CHECK(j["a"][2].is_number_float());
+  CHECK(j["a"][2] == 2.0);
+  CHECK(j["a"][3] == 0.125);
+  CHECK(j["a"][4].is_null());
+  CHECK(j["b"].empty());
+  CHECK(j["c"].is_null());
+}
+
+TEST_CASE("a result document reads back with every field", "[json]") {
+  const common::Time t0{};
+  const common::WallClock clock(t0, 1'795'000'000'000);
+  common::GroupResult r;
+  r.id = "g1";
+  r.state = common::GroupState::kFailed;
+  r.cause = common::GroupError{"b", "exited with code 3"};
+  r.errors = {*r.cause, {"", "group deadline of 5s exceeded"}};
+  r.submitted_at = t0;
+  r.finished_at = t0 + 2500ms;
+  r.steps_omitted = 7;
+  r.counts[static_cast<int>(common::StepState::kCompleted)] = 1;
+  r.counts[static_cast<int>(common::StepState::kFailed)] = 1;
+  r.counts[static_cast<int>(common::StepState::kPending)] = 7;
+  common::StepResult a;
+  a.id = "a";
+  a.state = common::StepState::kCompleted;
+  common::AttemptRecord rec;
+  rec.attempt = 1;
+  rec.worker = "w1";
+  rec.dispatched_at = t0 + 10ms;
+  rec.started_at = t0 + 20ms;
+  rec.finished_at = t0 + 1020ms;
+  rec.status = common::AttemptStatus::kSucceeded;
+  rec.exit_code = 0;
+  rec.stdout_tail = "hello\n\xFF";
+  a.attempts.push_back(rec);
+  common::StepResult b;
+  b.id = "b";
+  b.state = common::StepState::kFailed;
+  b.error = "exited with code 3";
+  r.steps = {a, b};
+
+  Json j = Json::parse(common::GroupResultJson(r, clock));
+  CHECK(j["group"] == "g1");
+  CHECK(j["state"] == "failed");
+  CHECK(j["cause"]["step"] == "b");
+  REQUIRE(j["errors"].size() == 2);
+  CHECK(j["errors"][1]["step"].is_null());
+  CHECK(j["submitted_at"] == common::FormatUnixMs(1'795'000'000'000));
+  CHECK(j["finished_at"] == common::FormatUnixMs(1'795'000'002'500));
+  CHECK(j["duration_s"] == 2.5);
+  CHECK(j["total"] == 9);
+  CHECK(j["counts"]["pending"] == 7);
+  CHECK(j["steps_omitted"] == 7);
+  REQUIRE(j["steps"].size() == 2);
+  const Json& sa = j["steps"][0];
+  CHECK(sa["id"] == "a");
+  CHECK(sa["state"] == "completed");
+  CHECK(sa["attempts"] == 1);
+  CHECK(sa["worker"] == "w1");
+  CHECK(sa["exit_code"] == 0);
+  CHECK(sa["signal"].is_null());
+  CHECK(sa["error"].is_null());
+  CHECK(sa["duration_s"] == 1.0);
+  CHECK(sa["stdout"] == "hello\n\xEF\xBF\xBD");
+  CHECK(sa["started_at"] == common::FormatUnixMs(1'795'000'000'020));
+  REQUIRE(sa["history"].size() == 1);
+  CHECK(sa["history"][0]["status"] == common::AttemptStatusName(common::AttemptStatus::kSucceeded));
+  CHECK(sa["history"][0]["dispatched_at"] == common::FormatUnixMs(1'795'000'000'010));
+  const Json& sb = j["steps"][1];
+  CHECK(sb["worker"].is_null());
+  CHECK(sb["exit_code"].is_null());
+  CHECK(sb["stdout"].is_null());
+  CHECK(sb["started_at"].is_null());
+  CHECK(sb["history"].empty());
+  CHECK(sb["error"] == "exited with code 3");
+}
+
+}  // namespace cohort::testing
