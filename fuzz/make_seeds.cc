@@ -128,7 +128,7 @@ std::vector<std::pair<std::string, std::string>> Replies() {
   const Json workers = Json::array({Json{{"name", "w1"}, {"slots", 4}, {"running", 1},
                                           {"agents", Json::array({"linux", "gpu"})},
                                           {"last_heartbeat", FormatUnixMs(1764156723123)}}});
-  return {{"result.json", DumpJson(GroupResultToJson(r, clock), 1)},
+  return {{"result.json", GroupResultJson(r, clock)},
           {"summary.json", DumpJson(summary)},
           {"groups.json", DumpJson(Json::array({summary}))},
           {"workers.json", DumpJson(workers)},
