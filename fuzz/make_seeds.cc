@@ -1,9 +1,10 @@
 // make_seeds: writes the seed corpus the harnesses start from, into
 // fuzz/corpus/<harness>/ (scripts/fuzz --seeds runs it; the files are
 // committed). Seeds are small valid inputs: one message of every type per
-// codec harness, encoded by the real encoder, and group files and coordinator
-// replies made by the real serializers, so a format change shows up here as a
-// diff of the corpus. Usage: make_seeds SOURCE_DIR CORPUS_DIR
+// codec harness, encoded by the real encoder; group files and coordinator
+// replies made by the real serializers, so a format change shows up here as
+// a diff of the corpus; and strings, good and bad UTF-8, for the JSON writer.
+// Usage: make_seeds SOURCE_DIR CORPUS_DIR
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -95,6 +96,16 @@ const char* const kSpecs[][2] = {
  {"id": "b", "command": ["sh", "-c", "echo \"\u00e9\\t\""], "retry": {"retry_on": ["timeout"], "jitter": 1}}]})"},
 };
 
+// json_writer_fuzzer reads two strings (FuzzedDataProvider: each ends at a
+// backslash that is not doubled), then a double and two integers from the end.
+const std::string kWriterSeeds[][2] = {
+    {"ascii.bin", std::string("key \"quoted\" \\\\ back\\ value\tnew\nline\\ ") + std::string(8, '\x3f') +
+                      std::string(16, '\x80')},
+    {"utf8.bin", "\xc3\xa9t\xc3\xa9 \xf0\x9f\x9a\x80 \xef\xbf\xbd\\ \x7f\x01\x1f\\ 0123456789abcdefghijklmn"},
+    {"bad-utf8.bin", "\xe2\x82" "A\xff\xfe\xc0\xaf\\ \xed\xa0\x80\xf4\x90\x80\x80\xf0\x9f\x98\\ " +
+                         std::string(24, '\xff')},
+};
+
 Time At(int seconds) { return Time(std::chrono::seconds(seconds)); }
 
 // A failed group's result document and summary, as STATUS and GROUPS send them.
@@ -166,5 +177,6 @@ int main(int argc, char** argv) {
     Write(corpus / "cli_json" / ("spec-" + name), text);
   }
   for (const auto& [name, text] : Replies()) Write(corpus / "cli_json" / name, text);
+  for (const auto& [name, bytes] : kWriterSeeds) Write(corpus / "json_writer" / name, bytes);
   return 0;
 }
