@@ -1,6 +1,7 @@
 #include "cli/display.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -64,12 +65,19 @@ void Table(const std::vector<std::string>& header, const std::vector<std::vector
 
 std::string ProgressLine(const Json& r) {
   if (!r.is_object()) return "";
-  auto n = [&](const char* key) -> int64_t {
-    return r.contains(key) && r[key].is_number_integer() ? r[key].get<int64_t>() : 0;
+  // Counts are never negative, and the sum saturates: a broken or hostile
+  // body must not overflow it (fuzz/regressions/cli_json/).
+  auto n = [&](const char* key) -> uint64_t {
+    if (!r.contains(key) || !r[key].is_number_integer()) return 0;
+    if (r[key].is_number_unsigned()) return r[key].get<uint64_t>();
+    return static_cast<uint64_t>(std::max<int64_t>(r[key].get<int64_t>(), 0));
   };
-  std::map<std::string, int64_t> c;
+  std::map<std::string, uint64_t> c;
   for (const char* k : {"completed", "failed", "cancelled", "running", "retrying"}) c[k] = n(k);
-  int64_t done = c["completed"] + c["failed"] + c["cancelled"];
+  uint64_t done = 0;
+  for (const char* k : {"completed", "failed", "cancelled"}) {
+    done = c[k] > UINT64_MAX - done ? UINT64_MAX : done + c[k];
+  }
   std::string line = Text(r, "group") + ": " + std::to_string(done) + "/" + std::to_string(n("total")) +
                      " done, " + std::to_string(c["running"]) + " running";
   if (c["retrying"]) line += ", " + std::to_string(c["retrying"]) + " retrying";

@@ -1,5 +1,6 @@
 // Rule 1: what a group spec may say, and the errors that name what is wrong.
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include <catch2/catch.hpp>
@@ -237,6 +238,30 @@ TEST_CASE("JSON: every field of a generated spec reads back", "[spec][json]") {
       CHECK(got.cwd == st.value("cwd", ""));
     }
   }
+}
+
+// Found while writing fuzz/group_spec_fuzzer: a whole number past int64
+// wrapped negative, so the error named a number the user never wrote
+// ("max_parallel must be at least 1 ..., got -1" for 18446744073709551615).
+TEST_CASE("JSON: whole numbers past int64 are refused as written", "[spec][json][fuzz]") {
+  using Catch::Matchers::Contains;
+  for (const char* field : {"max_parallel", "retry.max_attempts"}) {
+    INFO(field);
+    for (const char* number : {"18446744073709551615", "9223372036854775808"}) {
+      std::string text = std::string(field) == "max_parallel"
+                             ? std::string(R"({"max_parallel": )") + number
+                             : std::string(R"({"retry": {"max_attempts": )") + number + "}";
+      text += R"(, "steps": [{"id": "a", "shell": "x"}]})";
+      GroupSpec g;
+      Status s = ParseGroupSpecJson(text, &g);
+      REQUIRE_FALSE(s.ok());
+      CHECK_THAT(s.message(), Contains(field) && Contains(std::string("got ") + number) && !Contains("-"));
+    }
+  }
+  GroupSpec g;
+  REQUIRE(ParseGroupSpecJson(R"({"max_parallel": 9223372036854775807, "steps": [{"id": "a", "shell": "x"}]})", &g)
+              .ok());
+  CHECK(*g.max_parallel == INT64_MAX);
 }
 
 TEST_CASE("JSON: a command string is a shell line", "[spec][json]") {
