@@ -164,7 +164,11 @@ int WaitFor(Client& client, const std::string& group, bool json) {
                                    " (the coordinator may have restarted and lost it)");
     }
     Json summary = ParseBody(st.body);
-    if (summary.is_object() && summary.value("state", "running") != "running") {
+    // A state that is not a string (a hostile or broken reply) counts as
+    // running: value() would throw on it.
+    const bool ended = summary.is_object() && summary.contains("state") && summary["state"].is_string() &&
+                       summary["state"].get_ref<const std::string&>() != "running";
+    if (ended) {
       // It ended but our WAIT went unanswered (a coordinator restart can
       // lose it): fetch the result directly.
       if (Status s = client.Call(cohort::common::StatusMsg{0, group}, &reply); !s.ok()) {

@@ -6,8 +6,9 @@
 // straight out it costs a few thousand.
 //
 // Output reads back as nlohmann::json::dump() would write it: strings are
-// escaped the same way, and each byte that is not part of valid UTF-8 becomes
-// U+FFFD, so a step's raw output cannot make the document unparsable. The
+// escaped the same way. Each byte that is not part of valid UTF-8 becomes
+// U+FFFD (nlohmann's replace mode writes one per run of bad bytes), so a
+// step's raw output cannot make the document unparsable. The
 // caller is responsible for well-formedness (Key only inside an object, one
 // value per key); the writer only places the commas and colons.
 // Not thread-safe; cheap to create.
