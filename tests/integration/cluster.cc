@@ -208,12 +208,18 @@ Cluster::Cluster(int heartbeat_ms) : heartbeat_ms_(heartbeat_ms) {
 Cluster::~Cluster() {
   workers_.clear();
   coordinator_.reset();
+  // Steps of a worker that was SIGKILLed outlive it (their worker was the
+  // one to kill them): leave nothing of this cluster's steps behind.
+  for (const std::string& m : markers_) {
+    for (pid_t pid : ProcessesWith(m)) ::kill(pid, SIGKILL);
+  }
   if (!std::getenv("COHORT_KEEP_TEST_DIRS")) RunProgram({"/bin/rm", "-rf", dir_}, 30s);
 }
 
 std::string Cluster::Marker() {
   static std::mt19937_64 rng(std::random_device{}());
-  return "cohortmark" + std::to_string(rng() % 1000000000);
+  markers_.push_back("cohortmark" + std::to_string(rng() % 1000000000));
+  return markers_.back();
 }
 
 void Cluster::StartCoordinator(std::vector<std::string> extra) {

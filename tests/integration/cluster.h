@@ -93,6 +93,7 @@ class Cluster {
  private:
   int heartbeat_ms_;
   std::string dir_;
+  std::vector<std::string> markers_;  // every Marker() given out, for cleanup
   int ports_[3] = {0, 0, 0};
   std::string client_, worker_ep_, cancel_;
   std::vector<std::string> cli_flags_;

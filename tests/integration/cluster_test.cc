@@ -151,7 +151,11 @@ TEST_CASE("a worker killed with SIGKILL mid-step: the step runs again on the oth
   c.StartWorker("a", 1);
   c.StartWorker("b", 1);
   const std::string m = c.Marker();
-  RunOutput sub = c.SubmitJson({{"id", "lost"}, {"steps", {Marked({{"id", "s"}, {"shell", "sleep 1; echo ok"}}, m)}}}, {});
+  // The first attempt outlives any delay before the kill (under load a short
+  // sleep could end first); the second one finds the flag and ends at once.
+  const std::string flag = c.dir() + "/first-attempt";
+  const std::string shell = "if [ -e " + flag + " ]; then echo ok; else : > " + flag + "; sleep 60; fi";
+  RunOutput sub = c.SubmitJson({{"id", "lost"}, {"steps", {Marked({{"id", "s"}, {"shell", shell}}, m)}}}, {});
   REQUIRE(sub.exit_code == 0);
   std::string first;
   REQUIRE(WaitUntil(
