@@ -403,7 +403,12 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     if (holder != route_of_.end() && holder->second != env.route) {
       auto inst = instance_of_.find(reg->name);
       const uint64_t known = inst == instance_of_.end() ? 0 : inst->second;
-      if (known != 0 && reg->instance != 0 && known != reg->instance) {
+      auto key = key_of_.find(reg->name);
+      const bool other_key = zap_ && key != key_of_.end() && key->second != env.user;
+      // An instance of 0 (none given) matches no live one: otherwise any
+      // authorized worker could take a live worker's name, and its steps,
+      // by leaving the field out.
+      if ((known != 0 && known != reg->instance) || other_key) {
         // Two processes with one name would take each other's steps away in
         // turn; the first keeps the name while it lives.
         BadMessage("worker", Status::AlreadyExists("worker name \"" + reg->name +

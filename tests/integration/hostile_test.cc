@@ -285,6 +285,31 @@ TEST_CASE("bad worker messages are dropped or answered with REREGISTER and real 
   CHECK(c.HasWorker("w1"));
 }
 
+// Found in review: a REGISTER without an instance (0) was let take a live
+// worker's name, and with it the RUNs meant for that worker.
+TEST_CASE("a REGISTER without an instance cannot take a live worker's name", "[e2e][hostile]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 1);
+  Peer rogue("tcp://127.0.0.1:" + std::to_string(c.port(1)));
+  common::RegisterMsg reg;
+  reg.name = "w1";
+  reg.slots = 8;
+  reg.instance = 0;
+  rogue.Send(reg);
+  auto m = rogue.Receive(10s);
+  REQUIRE(m);
+  auto* refused = std::get_if<common::ReregisterMsg>(&*m);
+  REQUIRE(refused != nullptr);
+  CHECK(refused->reason.find("in use by another live worker") != std::string::npos);
+  RunOutput r = c.Cli({"submit", "--wait", "--json", "--", "echo", "still-mine"});
+  REQUIRE(r.exit_code == 0);
+  Json res = Json::parse(r.out, nullptr, false);
+  REQUIRE(res.is_object());
+  CHECK(res["steps"][0]["worker"] == "w1");
+  CHECK_FALSE(rogue.Receive(200ms));  // no RUN reached it
+}
+
 // A coordinator played by the test: it welcomes a real worker, then sends it
 // garbage and more RUNs than it has slots.
 TEST_CASE("a worker refuses RUNs beyond its slots and survives garbage from its coordinator", "[e2e][hostile]") {

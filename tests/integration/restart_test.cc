@@ -130,12 +130,14 @@ std::unique_ptr<Daemon> StartTwin(Cluster& c, const std::string& name) {
 TEST_CASE("a worker restarted after SIGKILL kills what its previous life left running", "[e2e][restart]") {
   Cluster c;
   c.StartCoordinator();
-  c.StartWorker("w1", 2);
+  // Only w1 offers the step's label: were it to run again on "other" once
+  // w1 is declared lost, the counts below would race with it.
+  c.StartWorker("w1", 2, {"--agents", "deep"});
   const std::string m = c.Marker();
   // Two background children per step: they outlive a SIGKILLed worker (only
   // the step's shell gets the parent-death signal).
   REQUIRE(c.SubmitJson({{"id", "deep"},
-                        {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & sleep 300 & wait"}}, m)}}},
+                        {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & sleep 300 & wait"}, {"agent", "deep"}}, m)}}},
                        {})
               .exit_code == 0);
   REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
@@ -152,7 +154,7 @@ TEST_CASE("a worker restarted after SIGKILL kills what its previous life left ru
   REQUIRE(WaitUntil([&] { return twin->Log().find("registering") != std::string::npos; }, 20s));
 
   // The worker named w1, started again, kills them before it registers.
-  c.StartWorker("w1", 2);
+  c.StartWorker("w1", 2, {"--agents", "deep"});
   CHECK(WaitUntil([&] { return ProcessesWith(m).empty(); }, 10s));
   CHECK(c.worker("w1").Log().find("event=leftovers_killed worker=w1 processes=2") != std::string::npos);
   CHECK(twin->Log().find("leftovers_killed") == std::string::npos);
