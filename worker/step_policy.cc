@@ -87,6 +87,14 @@ Status StepPolicy::Load(bool allow_shell, const std::string& allowed_commands_fi
   return Status::Ok();
 }
 
+bool CodeLoadingVariable(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "GCONV_PATH", "GLIBC_TUNABLES", "LOCPATH",  "BASH_ENV", "ENV",    "PYTHONSTARTUP", "PYTHONPATH",
+      "PYTHONHOME", "PERL5OPT",       "PERL5LIB", "RUBYOPT",  "RUBYLIB", "NODE_OPTIONS"};
+  if (name.substr(0, 3) == "LD_") return true;
+  return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
+}
+
 Status StepPolicy::Check(RunRequest* request) const {
   if (request->argv.empty()) {
     if (!allow_shell_) {
@@ -101,6 +109,14 @@ Status StepPolicy::Check(RunRequest* request) const {
     return Status::Ok();
   }
   if (!allowed_) return Status::Ok();
+  // The list names the executables a step may start; variables that make
+  // the loader or an interpreter run other code would get around it.
+  for (const auto& [name, value] : request->env) {
+    if (CodeLoadingVariable(name)) {
+      return Status::FailedPrecondition("refused by the worker's policy: env " + name +
+                                        " could load code that is not on the worker's --allowed-commands list");
+    }
+  }
   const std::string& program = request->argv[0];
   if (program.find('/') != std::string::npos) {
     if (std::find(allowed_->begin(), allowed_->end(), program) != allowed_->end()) return Status::Ok();

@@ -15,6 +15,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -31,6 +32,10 @@ struct RunAsUser {
 
 // Looks `user` (a name or a numeric uid) up. NotFound naming it if unknown.
 common::Status LookUpUser(const std::string& user, RunAsUser* out);
+
+// Environment variables that make the dynamic loader or a common interpreter
+// load code of the caller's choosing (LD_PRELOAD, BASH_ENV, PYTHONPATH, ...).
+bool CodeLoadingVariable(std::string_view name);
 
 class StepPolicy {
  public:

@@ -1,5 +1,6 @@
 // cohort-worker: runs the steps a cohort-coordinator sends it, as real
 // processes, and stops them for sure when told.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -62,9 +63,12 @@ int main(int argc, char** argv) {
       ("run-as", po::value(&run_as)->value_name("USER"),
        "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
       ("allow-shell", po::value(&allow_shell)->default_value(true, "true")->value_name("BOOL"),
-       "accept steps given as a shell line; false accepts only \"command\" lists")
+       "accept steps given as a shell line; false accepts only \"command\" lists (which may still name a "
+       "shell: pair it with --allowed-commands)")
       ("allowed-commands", po::value(&allowed_commands)->value_name("FILE"),
-       "file of the only executables (absolute paths, one per line) steps may run");
+       "file of the only executables (absolute paths, one per line) steps may run; steps may then not set "
+       "variables that load other code (LD_*, BASH_ENV, PYTHONPATH, ...). It limits the program, not its "
+       "arguments or what it runs in turn");
   opts.add(security);
   po::variables_map vm;
   int rc = cohort::common::ParseCommandLine(
@@ -82,6 +86,7 @@ int main(int argc, char** argv) {
       opts, &vm);
   if (rc >= 0) return rc;
   if (!cohort::common::ApplyLogLevel("cohort-worker", log_level)) return 2;
+  cohort::common::HardenProcess();
   if (o.slots < 0 || kill_grace_ms < 0 || o.heartbeat_ms < 1 || tail_kib > 16 * 1024) {
     std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
                  "--output-tail-kib <= 16384\n";
@@ -116,6 +121,24 @@ int main(int argc, char** argv) {
     std::cerr << "cohort-worker: running as root: give --run-as USER for the steps "
                  "(or --run-as root to really run them as root)\n";
     return 2;
+  }
+  if (!secret_key_file.empty()) {
+    // Steps can read what their uid can: if that includes the worker's own
+    // secret key, any authorized client can copy it with a step.
+    const uid_t step_uid = o.run_as ? o.run_as->credentials.uid : ::geteuid();
+    struct stat st {};
+    if (::stat(secret_key_file.c_str(), &st) == 0 && (st.st_uid == step_uid || step_uid == 0)) {
+      cohort::common::LogWarn("steps_can_read_secret_key")
+          .Kv("file", secret_key_file)
+          .Kv("step_uid", step_uid)
+          .Kv("hint", "run the worker as root with --run-as a user that owns no keys (docs/SECURITY.md)");
+    }
+  }
+  if (!allow_shell && allowed_commands.empty()) {
+    // A "command" list may still be ["/bin/sh", "-c", ...]: without a list
+    // of programs the rule stops only the "shell" form.
+    cohort::common::LogWarn("allow_shell_without_list")
+        .Kv("hint", "--allow-shell=false alone does not stop [\"/bin/sh\", \"-c\", ...]; add --allowed-commands");
   }
   if (auto s = cohort::worker::StepPolicy::Load(allow_shell, allowed_commands, cohort::worker::RunnerOptions{}.shell,
                                                 &o.policy);

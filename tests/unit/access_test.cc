@@ -153,6 +153,21 @@ TEST_CASE("step policy: shell lines, the allowed list, bare names resolved again
                              "\" is not in the worker's --allowed-commands list");
   }
 
+  // Found in review: LD_PRELOAD let an allowed /bin/echo run any library.
+  for (const char* var : {"LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "BASH_ENV", "PYTHONPATH"}) {
+    worker::RunRequest r;
+    r.argv = {"/bin/echo", "x"};
+    r.env = {{"HARMLESS", "1"}, {var, "/tmp/evil"}};
+    s = policy.Check(&r);
+    INFO(var);
+    CHECK(s.message() == std::string("refused by the worker's policy: env ") + var +
+                             " could load code that is not on the worker's --allowed-commands list");
+  }
+  worker::RunRequest harmless;
+  harmless.argv = {"/bin/echo"};
+  harmless.env = {{"LANG", "C"}, {"XLD_PRELOAD", "x"}};
+  CHECK(policy.Check(&harmless).ok());
+
   worker::StepPolicy no_shell;
   REQUIRE(worker::StepPolicy::Load(false, "", "/bin/sh", &no_shell).ok());
   CHECK(no_shell.Check(&shell).message().find("(--allow-shell=false)") != std::string::npos);
