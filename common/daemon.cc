@@ -1,6 +1,7 @@
 #include "common/daemon.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -69,5 +70,7 @@ int PollTimeoutMs(Time now, Time until) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now + std::chrono::microseconds(999));
   return static_cast<int>(std::min<int64_t>(ms.count(), 60'000));
 }
+
+void HardenProcess() { ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
 
 }  // namespace cohort::common

@@ -12,6 +12,11 @@
 
 namespace cohort::common {
 
+// Makes the process non-dumpable: no core files, and no ptrace or
+// /proc/PID/mem by other processes of the same uid (such as steps run as
+// the daemon's own user), which would otherwise reach its secret key.
+void HardenProcess();
+
 class StopSignal {
  public:
   StopSignal();

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
       opts, &vm);
   if (rc >= 0) return rc;
   if (!cohort::common::ApplyLogLevel("cohort-coordinator", log_level)) return 2;
+  cohort::common::HardenProcess();
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(backstop_s > 0) || !(retention_s >= 0) || !(cancel_resend_s > 0) ||
       max_groups < 1 || max_steps < 1) {
     std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups and "
