@@ -86,7 +86,12 @@ std::optional<double> EffectiveTimeout(const GroupSpec& group, const StepSpec& s
 // Reads a group from its JSON text (the format in docs/PROTOCOL.md). Any
 // error, syntax or type or value, comes back as InvalidArgument naming the
 // field, never as an exception. The result is also validated.
-Status ParseGroupSpecJson(std::string_view text, GroupSpec* out);
+// Reading stops at step max_steps + 1 (so a group over a limit costs no more
+// than the limit to refuse); `limit_name` (e.g. "--max-steps-per-group") is
+// named in that message when given; over a max_steps below
+// kMaxStepsPerGroup the Status is FailedPrecondition (the caller's limit).
+Status ParseGroupSpecJson(std::string_view text, GroupSpec* out, size_t max_steps = kMaxStepsPerGroup,
+                          std::string_view limit_name = {});
 
 }  // namespace cohort::common
 

@@ -83,9 +83,11 @@ struct StepRetry {
 
 class SpecReader {
  public:
-  explicit SpecReader(GroupSpec* out) : g_(out) {}
+  SpecReader(GroupSpec* out, size_t max_steps, std::string_view limit_name)
+      : g_(out), max_steps_(max_steps), limit_name_(limit_name) {}
 
   const Status& status() const { return status_; }
+  bool limit_hit() const { return limit_hit_; }
 
   // ---- nlohmann::json SAX interface ----
   bool null() { return OnScalar({}); }
@@ -148,6 +150,9 @@ class SpecReader {
   }
 
   GroupSpec* g_;
+  size_t max_steps_;
+  std::string_view limit_name_;
+  bool limit_hit_ = false;
   Status status_;
   std::vector<Frame> stack_;
   bool root_seen_ = false;
@@ -337,9 +342,11 @@ bool SpecReader::OnContainer(bool object) {
       break;
     case Ctx::kSteps:
       if (!object) return Fail(Here(), "must be an object, got array");
-      if (f.count >= kMaxStepsPerGroup) {
-        return Fail(Here(1), "more than " + std::to_string(kMaxStepsPerGroup) + " steps; the limit is " +
-                                 std::to_string(kMaxStepsPerGroup));
+      if (f.count >= max_steps_) {
+        limit_hit_ = true;
+        return Fail(Here(1), "more than " + std::to_string(max_steps_) + " steps; the limit is " +
+                                 std::to_string(max_steps_) +
+                                 (limit_name_.empty() ? std::string() : " (" + std::string(limit_name_) + ")"));
       }
       g_->steps.emplace_back();
       next = Ctx::kStep;
@@ -438,16 +445,21 @@ bool SpecReader::Finish() {
 
 }  // namespace
 
-Status ParseGroupSpecJson(std::string_view text, GroupSpec* out) {
+Status ParseGroupSpecJson(std::string_view text, GroupSpec* out, size_t max_steps, std::string_view limit_name) {
   // The reader never recurses, but a caller that serializes or walks a
   // deeper document would; refuse what ParseJsonBounded refuses.
   if (Status s = CheckJsonDepth(text); !s.ok()) return Status::InvalidArgument("not valid JSON: " + s.message());
   GroupSpec spec;
-  SpecReader reader(&spec);
+  SpecReader reader(&spec, std::min(max_steps, kMaxStepsPerGroup), limit_name);
   try {
     const bool parsed = Json::sax_parse(text.begin(), text.end(), &reader);
     if (!parsed || !reader.Finish()) {
-      return reader.status().ok() ? Status::InvalidArgument("not valid JSON") : reader.status();
+      if (reader.status().ok()) return Status::InvalidArgument("not valid JSON");
+      // Over the caller's own limit the spec may be fine: refused, not invalid.
+      if (reader.limit_hit() && max_steps < kMaxStepsPerGroup) {
+        return Status::FailedPrecondition(reader.status().message());
+      }
+      return reader.status();
     }
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("not valid JSON: ") + e.what());

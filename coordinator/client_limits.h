@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/group_spec.h"
 #include "common/status.h"
 
 namespace cohort::coordinator {
@@ -26,6 +27,8 @@ class ClientLimits {
   common::Status CheckSubmit(const std::string& client) const;
   // FailedPrecondition naming the limit if a group of `steps` is too big.
   common::Status CheckSteps(size_t steps) const;
+  // The most steps a group may have (0 in the options: no per-client limit).
+  size_t max_steps() const { return max_steps_ == 0 ? common::kMaxStepsPerGroup : max_steps_; }
   // `group` of `client` is now in flight.
   void Admitted(const std::string& client, const std::string& group);
   // `group` finished; unknown groups are ignored.

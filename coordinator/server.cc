@@ -238,7 +238,9 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     common::GroupSpec spec;
     // The client's share is checked before its spec is parsed or scheduled.
     Status s = limits_.CheckSubmit(env.user);
-    if (s.ok()) s = common::ParseGroupSpecJson(m->spec, &spec);
+    // Reading stops past the limit: a refused huge group costs no more than
+    // an allowed one.
+    if (s.ok()) s = common::ParseGroupSpecJson(m->spec, &spec, limits_.max_steps(), "--max-steps-per-group");
     if (s.ok()) s = limits_.CheckSteps(spec.steps.size());
     std::string id;
     if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);

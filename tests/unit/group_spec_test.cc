@@ -264,6 +264,19 @@ TEST_CASE("JSON: whole numbers past int64 are refused as written", "[spec][json]
   CHECK(*g.max_parallel == INT64_MAX);
 }
 
+TEST_CASE("JSON: reading stops at the first step past the given limit", "[spec][json]") {
+  using Catch::Matchers::Contains;
+  std::string text = R"({"steps": [)";
+  for (int i = 0; i < 5; ++i) text += std::string(i ? "," : "") + R"({"id": "s)" + std::to_string(i) + R"(", "shell": "x"})";
+  text += "]}";
+  GroupSpec g;
+  CHECK(ParseGroupSpecJson(text, &g, 5).ok());
+  Status s = ParseGroupSpecJson(text, &g, 4, "--max-steps-per-group");
+  CHECK_THAT(s.message(), Contains("steps: more than 4 steps; the limit is 4 (--max-steps-per-group)"));
+  // Past the limit the rest is not read: a syntax error after it is never seen.
+  CHECK_THAT(ParseGroupSpecJson(text.substr(0, text.size() - 2) + "}oops", &g, 4).message(), Contains("the limit is 4"));
+}
+
 TEST_CASE("JSON: a command string is a shell line", "[spec][json]") {
   GroupSpec g;
   REQUIRE(ParseGroupSpecJson(R"({"steps": [{"id": "a", "command": "echo hi | wc -c"}]})", &g).ok());
