@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -41,6 +42,12 @@ Status ReadFd(int fd, const std::string& path, std::string* out) {
   }
 }
 
+std::string ModeText(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
 Status ReadKeyFile(const std::string& path, bool secret, std::string* text) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::NotFound("cannot open " + path + ": " + Errno(errno));
@@ -51,11 +58,11 @@ Status ReadKeyFile(const std::string& path, bool secret, std::string* text) {
   } else if (!S_ISREG(st.st_mode)) {
     s = Status::InvalidArgument(path + " is not a regular file");
   } else if (secret && (st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    s = Status::FailedPrecondition("secret key file " + path + " has mode " + mode +
+    s = Status::FailedPrecondition("secret key file " + path + " has mode " + ModeText(st.st_mode) +
                                    ": it must not be readable or writable by group or others "
                                    "(chmod 600 " + path + ")");
+  } else if (Status t = CheckTrusted(st, secret ? "secret key file" : "public key file", path, secret); !t.ok()) {
+    s = t;
   } else {
     s = ReadFd(fd, path, text);
   }
@@ -131,6 +138,25 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 }
 
 }  // namespace
+
+// sshd's StrictModes for what decides whom cohort trusts: whoever may replace
+// a trusted file or directory may make cohort trust their own key. So it must
+// belong to root or to this program's user, and, unless `secret` (checked
+// more strictly by the caller), no group or other may write it.
+Status CheckTrusted(const struct stat& st, const std::string& what, const std::string& path, bool secret) {
+  const uid_t euid = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != euid) {
+    return Status::FailedPrecondition(what + " " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                                      ", not by root or by the user this program runs as (uid " +
+                                      std::to_string(euid) + "): chown it to one of them");
+  }
+  if (!secret && (st.st_mode & 022) != 0) {
+    return Status::FailedPrecondition(what + " " + path + " has mode " + ModeText(st.st_mode) +
+                                      ": group or others may write it, and so choose which keys are trusted "
+                                      "(chmod go-w " + path + ")");
+  }
+  return Status::Ok();
+}
 
 bool HasCurve() { return zmq_has("curve") == 1; }
 
@@ -236,31 +262,52 @@ Status LoadSecretKey(const std::string& path, CurveKeyPair* out) {
 Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
                      std::vector<std::string>* problems) {
   key_to_name->clear();
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return Status::NotFound("cannot read the key directory " + dir + ": " + Errno(errno));
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound("cannot read the key directory " + dir + ": " + Errno(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    Status s = Status::IoError("cannot stat the key directory " + dir + ": " + Errno(errno));
+    ::close(fd);
+    return s;
+  }
+  // Whoever may add a file to the directory may authorize a key.
+  if (Status s = CheckTrusted(st, "key directory", dir, false); !s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    Status s = Status::IoError("cannot list the key directory " + dir + ": " + Errno(errno));
+    ::close(fd);
+    return s;
+  }
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
-    if (n.empty() || n[0] == '.') continue;
-    if (EndsWith(n, kSecretSuffix)) {
-      problems->push_back(dir + "/" + n + ": a secret key does not belong in an allowlist; skipped");
-      continue;
-    }
-    names.push_back(std::move(n));
+    if (!n.empty() && n[0] != '.') names.push_back(std::move(n));
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());  // a stable name when two files hold one key
   for (const std::string& n : names) {
     const std::string path = dir + "/" + n;
-    struct stat st {};
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    // Only NAME.key counts, as in pyzmq's load_certificates: renaming a file
+    // (alice.key.revoked, alice.key.bak) must take it out of the list.
+    if (EndsWith(n, kSecretSuffix)) {
+      problems->push_back(path + ": a secret key does not belong in an allowlist; ignored (move it away, and "
+                          "treat the key as exposed if others could read this directory)");
+      continue;
+    }
+    if (!EndsWith(n, kKeySuffix)) {
+      problems->push_back(path + ": not a NAME.key file; ignored");
+      continue;
+    }
     std::string key;
     if (Status s = LoadPublicKey(path, &key); !s.ok()) {
       problems->push_back(s.message());
       continue;
     }
-    std::string name = EndsWith(n, kKeySuffix) ? n.substr(0, n.size() - kKeySuffix.size()) : n;
-    key_to_name->emplace(key, name);
+    key_to_name->emplace(key, n.substr(0, n.size() - kKeySuffix.size()));
   }
   return Status::Ok();
 }

@@ -7,8 +7,11 @@
 //   NAME.key_secret   the same plus curve/secret-key                   (0600)
 //
 // A secret key file that group or others may read is refused, as ssh does.
-// An allowlist is a directory of public key files, one per peer (like ssh's
-// authorized_keys); each key is known by its file's name without ".key".
+// Like sshd's StrictModes, every file and directory that decides whom cohort
+// trusts (key files, allowlist directories) must belong to root or to the
+// program's effective user, and public ones must not be writable by group or
+// others. An allowlist is a directory of NAME.key public key files, one per
+// peer (like ssh's authorized_keys); each key is known by NAME.
 //
 // Also here: the socket options that make a socket a CURVE server or client,
 // and the "is this endpoint loopback" test behind the secure-by-default rule.
@@ -17,6 +20,8 @@
 // Thread contract: plain functions and values; a socket is used by one thread.
 #ifndef COHORT_COMMON_CURVE_KEYS_H_
 #define COHORT_COMMON_CURVE_KEYS_H_
+
+#include <sys/stat.h>
 
 #include <map>
 #include <string>
@@ -53,20 +58,27 @@ Status WriteKeyFiles(const std::string& dir, const std::string& name, const Curv
 // half must be the public key). `origin` names the file in errors.
 Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out);
 
-// A public key file (a secret key file is accepted too; only its public half
-// is taken).
+// A trusted public key file (a secret key file is accepted too; only its
+// public half is taken): owned by root or the euid, not writable by group or
+// others.
 Status LoadPublicKey(const std::string& path, std::string* public_z85);
 
 // A secret key file: must be a regular file no one but its owner may read or
-// write (mode & 077 == 0), like ssh's private keys.
+// write (mode & 077 == 0), like ssh's private keys, owned by root or the euid.
 Status LoadSecretKey(const std::string& path, CurveKeyPair* out);
 
-// Every public key file in `dir` (hidden files and *_secret files skipped):
-// key -> name (file name without ".key"). Files that cannot be read or parsed
-// are left out and described in *problems, one line each; a directory that
-// cannot be listed is an error.
+// Every NAME.key file in `dir`: key -> NAME. Hidden files and what is not a
+// regular file are skipped silently; other files (not *.key, *_secret, or
+// *.key files that cannot be read, parse, or are not trusted) are left out and
+// described in *problems, one line each. A directory that cannot be listed,
+// or that is not trusted (see above), is an error.
 Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
                      std::vector<std::string>* problems);
+
+// The ownership and mode rule above, on the stat of a file or directory
+// called `what` `path` (e.g. "key directory", "/etc/cohort/keys/clients").
+// `secret`: the owner only (the caller checks the stricter mode).
+Status CheckTrusted(const struct stat& st, const std::string& what, const std::string& path, bool secret);
 
 // The options that make `socket` a CURVE server whose ZAP requests carry
 // `domain` (set before bind).

@@ -26,8 +26,8 @@ struct Envelope {
   std::string route;
   std::vector<std::string> frames;
   size_t dropped_frames = 0;  // frames past the limit, read and discarded
-  // With want_user: the User-Id the ZAP handler gave the peer (the name of
-  // its CURVE key), "" without authentication.
+  // With want_user: the User-Id the ZAP handler gave the peer ("NAME|KEY":
+  // its CURVE key's name and the key), "" without authentication.
   std::string user;
 };
 

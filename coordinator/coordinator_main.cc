@@ -50,9 +50,11 @@ int main(int argc, char** argv) {
        "this coordinator's secret key (NAME.key_secret from `cohort keygen`, mode 0600): all three sockets "
        "become CURVE servers, encrypted, and admit only the keys in the two allowlists")
       ("authorized-clients", po::value(&o.authorized_clients)->value_name("DIR"),
-       "directory of public key files (NAME.key) of the clients allowed to submit; reread on SIGHUP")
+       "directory of public key files (only NAME.key files count) of the clients allowed to submit; "
+       "owned by root or this user and not writable by group or others; reread on SIGHUP")
       ("authorized-workers", po::value(&o.authorized_workers)->value_name("DIR"),
-       "directory of public key files of the workers allowed to register; reread on SIGHUP")
+       "directory of public key files (NAME.key) of the workers allowed to register, held to the same "
+       "rules; reread on SIGHUP")
       ("insecure", po::bool_switch(&insecure),
        "allow binding a non-loopback address without CURVE: then anyone who reaches the client port runs "
        "commands on every worker")

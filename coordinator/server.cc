@@ -229,28 +229,30 @@ void Server::OnClient(const common::Envelope& env, Time now) {
                now);
     return;
   }
+  // Limits and logs go by the key's name; admission by the key itself.
+  const std::string client = UserIdName(env.user);
   if (zap_ && !zap_->Admits(kClientDomain, env.user)) {
-    // Connected before a reload removed its key.
-    Reply(env.route, *req, Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), "");
+    // Connected before a reload removed or replaced its key.
+    Reply(env.route, *req, Status::FailedPrecondition("key \"" + client + "\" is no longer authorized"), "");
     return;
   }
   if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
     common::GroupSpec spec;
     // The client's share is checked before its spec is parsed or scheduled.
-    Status s = limits_.CheckSubmit(env.user);
+    Status s = limits_.CheckSubmit(client);
     // Reading stops past the limit: a refused huge group costs no more than
     // an allowed one.
     if (s.ok()) s = common::ParseGroupSpecJson(m->spec, &spec, limits_.max_steps(), "--max-steps-per-group");
     if (s.ok()) s = limits_.CheckSteps(spec.steps.size());
     std::string id;
     if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
-    if (s.ok()) limits_.Admitted(env.user, id);
+    if (s.ok()) limits_.Admitted(client, id);
     if (s.ok()) {
       auto sum = core_.Summary(id);
-      LogInfo("group_submitted").Kv("group", id).Kv("client", env.user).Kv("steps", sum ? sum->total : 0);
+      LogInfo("group_submitted").Kv("group", id).Kv("client", client).Kv("steps", sum ? sum->total : 0);
       Reply(env.route, *req, s, common::DumpJson(nlohmann::json{{"group", id}}));
     } else {
-      LogInfo("group_refused").Kv("client", env.user).Kv("error", s.message());
+      LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
       Reply(env.route, *req, s, "");
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg); m && m->brief) {
@@ -329,14 +331,15 @@ void Server::RevokeWorkers(Time now) {
     if (!zap_->Admits(kWorkerDomain, key)) revoked.push_back(worker);
   }
   for (const std::string& worker : revoked) {
-    LogWarn("worker_revoked").Kv("worker", worker).Kv("key", key_of_[worker]);
+    const std::string& user = key_of_[worker];
+    LogWarn("worker_revoked").Kv("worker", worker).Kv("key_name", UserIdName(user)).Kv("key", UserIdKey(user));
     auto route = route_of_.find(worker);
     if (route != route_of_.end()) {
       common::ReregisterMsg bye;
       bye.reason = "this worker's key is no longer authorized";
       common::SendMessage(workers_, route->second, bye);
     }
-    core_.Lose(worker, "its key was removed from the allowlist", now, &actions_);
+    core_.Lose(worker, "its key was removed from the allowlist or replaced", now, &actions_);
     Forget(worker);
   }
   Apply(now);
@@ -395,7 +398,8 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
   }
   if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
     if (zap_ && !zap_->Admits(kWorkerDomain, env.user)) {
-      BadMessage("worker", Status::FailedPrecondition("key \"" + env.user + "\" is no longer authorized"), now);
+      BadMessage("worker", Status::FailedPrecondition("key \"" + UserIdName(env.user) + "\" is no longer authorized"),
+                 now);
       common::ReregisterMsg refuse;
       refuse.reason = "this worker's key is no longer authorized";
       common::SendMessage(workers_, env.route, refuse);

@@ -27,7 +27,21 @@ std::string Z85(const std::string& raw) {
   return out;
 }
 
+constexpr size_t kZ85KeyChars = 40;
+
 }  // namespace
+
+std::string MakeUserId(const std::string& name, const std::string& key_z85) { return name + "|" + key_z85; }
+
+std::string UserIdName(std::string_view user_id) {
+  if (UserIdKey(user_id).empty()) return std::string(user_id);
+  return std::string(user_id.substr(0, user_id.size() - kZ85KeyChars - 1));
+}
+
+std::string UserIdKey(std::string_view user_id) {
+  if (user_id.size() <= kZ85KeyChars || user_id[user_id.size() - kZ85KeyChars - 1] != '|') return "";
+  return std::string(user_id.substr(user_id.size() - kZ85KeyChars));
+}
 
 ZapHandler::ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir)
     : socket_(context, zmq::socket_type::rep),
@@ -75,10 +89,6 @@ Status ZapHandler::Start() {
 void ZapHandler::Reload() {
   LoadOne(clients_dir_, "client", &clients_);
   LoadOne(workers_dir_, "worker", &workers_);
-  for (auto [keys, names] : {std::pair{&clients_, &client_names_}, {&workers_, &worker_names_}}) {
-    names->clear();
-    for (const auto& [key, name] : *keys) names->insert(name);
-  }
   // A peer refused before may now be allowed, or refused for a new reason.
   refusals_logged_.clear();
 }
@@ -111,13 +121,15 @@ ZapVerdict ZapHandler::Authorize(const ZapRequest& r) const {
     return v;
   }
   v.allowed = true;
-  v.user_id = it->second;
+  v.user_id = MakeUserId(it->second, r.key_z85);
   return v;
 }
 
-bool ZapHandler::Admits(std::string_view domain, const std::string& name) const {
-  if (domain == kClientDomain) return client_names_.count(name) > 0;
-  if (domain == kWorkerDomain) return worker_names_.count(name) > 0;
+bool ZapHandler::Admits(std::string_view domain, std::string_view user_id) const {
+  const std::string key = UserIdKey(user_id);
+  if (key.empty()) return false;
+  if (domain == kClientDomain) return clients_.count(key) > 0;
+  if (domain == kWorkerDomain) return workers_.count(key) > 0;
   return false;
 }
 
@@ -173,7 +185,8 @@ void ZapHandler::HandleRequests(Time now) {
         code = "200";
         text = "OK";
         user = v.user_id;
-        common::LogDebug("peer_admitted").Kv("socket", r.domain).Kv("address", r.address).Kv("name", user);
+        common::LogDebug("peer_admitted").Kv("socket", r.domain).Kv("address", r.address)
+            .Kv("name", UserIdName(user));
       } else {
         code = "400";
         text = v.reason;

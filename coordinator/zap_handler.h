@@ -4,9 +4,11 @@
 // allowlists, one per role, each a directory of public key files. The role is
 // the ZAP domain of the socket the peer connects to, so a key works only on
 // the sockets of its role: a worker's key cannot reach the client port, and a
-// client's key cannot register as a worker. The reply's User-Id is the key's
-// name (its file name), which the server reads from each message to apply
-// per-client limits.
+// client's key cannot register as a worker. The reply's User-Id is
+// "NAME|KEY": the key's name (its file name) for logs and per-client limits,
+// and the Z85 public key itself, which is what admission and revocation
+// compare. Comparing names would let a session opened with a key that has
+// since been rotated out (same file name, new key) keep its rights.
 //
 // It adds no thread: the server polls socket() in its own loop and calls
 // HandleRequests() when it is readable. Reload() rereads both directories
@@ -48,9 +50,17 @@ struct ZapRequest {
 
 struct ZapVerdict {
   bool allowed = false;
-  std::string user_id;  // the key's name when allowed
+  std::string user_id;  // "NAME|KEY" when allowed (MakeUserId)
   std::string reason;   // why not, when refused
 };
+
+// The User-Id the handler gives a peer, and its two halves back. Z85 has no
+// '|', and the key is always the last 40 characters, so a name holding '|'
+// still splits right. A User-Id of another form has an empty key (admitted
+// by nothing) and is its own name.
+std::string MakeUserId(const std::string& name, const std::string& key_z85);
+std::string UserIdName(std::string_view user_id);
+std::string UserIdKey(std::string_view user_id);
 
 class ZapHandler {
  public:
@@ -69,9 +79,10 @@ class ZapHandler {
   zmq::socket_t& socket() { return socket_; }
 
   ZapVerdict Authorize(const ZapRequest& request) const;
-  // Whether the key called `name` (a User-Id this handler gave) is still in
-  // the allowlist of `domain`: a reload revokes sessions opened before it.
-  bool Admits(std::string_view domain, const std::string& name) const;
+  // Whether the key in `user_id` (a User-Id this handler gave) is still in
+  // the allowlist of `domain`: a reload revokes sessions opened before it,
+  // including those of a key replaced by another under the same name.
+  bool Admits(std::string_view domain, std::string_view user_id) const;
   size_t clients() const { return clients_.size(); }
   size_t workers() const { return workers_.size(); }
 
@@ -84,7 +95,6 @@ class ZapHandler {
   std::string clients_dir_, workers_dir_;
   std::map<std::string, std::string> clients_;  // Z85 public key -> name
   std::map<std::string, std::string> workers_;
-  std::set<std::string> client_names_, worker_names_;
   std::set<std::string> refusals_logged_;
   common::RateLimiter overflow_log_{10, std::chrono::seconds(10)};
   common::RateLimiter bad_request_log_{10, std::chrono::seconds(10)};

@@ -9,11 +9,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "common/curve_keys.h"
+#include "common/transport.h"
 #include "tests/integration/cluster.h"
 
 namespace cohort::testing {
@@ -64,8 +68,11 @@ class Keys {
     REQUIRE(r.exit_code == 0);
     return dir_ + "/" + name + ".key";
   }
-  void Authorize(const std::string& name, const std::string& allowlist) {
-    WriteFile(allowlist + "/" + name + ".key", ReadFile(Public(name)));
+  // Copies NAME's public key into `allowlist` as AS.key (NAME.key by default).
+  void Authorize(const std::string& name, const std::string& allowlist, const std::string& as = "") {
+    const std::string path = allowlist + "/" + (as.empty() ? name : as) + ".key";
+    WriteFile(path, ReadFile(Public(name)));
+    REQUIRE(::chmod(path.c_str(), 0644) == 0);  // whatever the umask: group-writable keys are refused
   }
 
   std::string Public(const std::string& name) const { return dir_ + "/" + name + ".key"; }
@@ -333,6 +340,98 @@ TEST_CASE("SIGHUP rereads the allowlists: new keys get in and removed ones are c
   CHECK(s.c.coordinator().Log().find("event=worker_revoked worker=w1") != std::string::npos);
   CHECK_FALSE(WaitUntil([&] { return s.c.HasWorker("w1"); }, kNeverWindow));
   CHECK(s.c.coordinator().Log().find("event=allowlist_loaded role=client") != std::string::npos);
+}
+
+// A client session held open across reloads: one CURVE DEALER connection,
+// as the CLI makes, that sends GROUPS requests and waits for each reply.
+class HeldSession {
+ public:
+  HeldSession(const Keys& keys, const std::string& name, int port) : socket_(context_, zmq::socket_type::dealer) {
+    common::CurveKeyPair own;
+    std::string server;
+    REQUIRE(common::LoadSecretKey(keys.Secret(name), &own).ok());
+    REQUIRE(common::LoadPublicKey(keys.Public("coordinator"), &server).ok());
+    common::ConfigureSocket(socket_);
+    REQUIRE(common::MakeCurveClient(socket_, own, server).ok());
+    REQUIRE(common::ConnectSocket(socket_, "tcp://127.0.0.1:" + std::to_string(port)).ok());
+  }
+  // The reply to one GROUPS request, or nullopt if none came within 10 s.
+  std::optional<common::ReplyMsg> Groups() {
+    common::GroupsMsg request;
+    request.req = ++next_req_;
+    common::SendMessage(socket_, std::nullopt, request);
+    std::optional<common::ReplyMsg> reply;
+    WaitUntil([&] {
+      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      common::Envelope env;
+      common::Message msg;
+      while (common::ReceiveEnvelope(socket_, false, &env)) {
+        auto* r = common::DecodeEnvelope(env, &msg).ok() ? std::get_if<common::ReplyMsg>(&msg) : nullptr;
+        if (r && r->req == request.req) reply = *r;
+      }
+      return reply.has_value();
+    }, 10s);
+    return reply;
+  }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t socket_;
+  uint64_t next_req_ = 0;
+};
+
+TEST_CASE("rotating a key under the same name cuts off sessions of the old key", "[security]") {
+  SecureCluster s;
+  s.Start();
+  s.c.StartWorker("w1", 1, s.keys.PeerFlags("w1"));
+  HeldSession old_alice(s.keys, "alice", s.c.port(0));
+  std::optional<common::ReplyMsg> before = old_alice.Groups();
+  REQUIRE(before);
+  CHECK(before->code == common::Status::Code::kOk);
+
+  // alice.key and w1.key now hold new keys; the files keep their names.
+  s.keys.Make("alice-new");
+  s.keys.Make("w1-new");
+  s.keys.Authorize("alice-new", s.keys.clients(), "alice");
+  s.keys.Authorize("w1-new", s.keys.workers(), "w1");
+  const size_t loads = Count(s.c.coordinator().Log(), "event=allowlist_loaded role=client");
+  s.c.coordinator().Kill(SIGHUP);
+  REQUIRE(WaitUntil([&] { return Count(s.c.coordinator().Log(), "event=allowlist_loaded role=client") > loads; },
+                    20s));
+
+  // The session opened with the old key, on the same connection, is refused.
+  std::optional<common::ReplyMsg> after = old_alice.Groups();
+  REQUIRE(after);
+  CHECK(after->code == common::Status::Code::kFailedPrecondition);
+  CHECK(after->error == "key \"alice\" is no longer authorized");
+  // A new connection with the old key fails its handshake; the new key works.
+  RunOutput old_cli = s.c.Cli({"groups", "--connect-timeout", "20"});
+  CHECK(old_cli.exit_code == 3);
+  CHECK(old_cli.err.find("refused your key") != std::string::npos);
+  const std::vector<std::string> new_alice = s.keys.PeerFlags("alice-new");
+  CHECK(s.CliAs(new_alice, {"groups", "--connect-timeout", "20"}).exit_code == 0);
+  HeldSession new_session(s.keys, "alice-new", s.c.port(0));
+  std::optional<common::ReplyMsg> fresh = new_session.Groups();
+  REQUIRE(fresh);
+  CHECK(fresh->code == common::Status::Code::kOk);
+
+  // The worker connected with w1's old key is dropped; with the new key, the
+  // same name registers again.
+  s.c.SetCliFlags(new_alice);
+  REQUIRE(WaitUntil([&] { return s.c.coordinator().Log().find("event=worker_revoked worker=w1") != std::string::npos; },
+                    20s));
+  // The line names the old key (quoted when it holds '=').
+  const std::string log = s.c.coordinator().Log();
+  const size_t revoked_at = log.find("event=worker_revoked worker=w1");
+  const std::string revoked_line = log.substr(revoked_at, log.find('\n', revoked_at) - revoked_at);
+  CHECK(revoked_line.find(PublicKeyOf(s.keys.Public("w1"))) != std::string::npos);
+  CHECK(revoked_line.find("key_name=w1 ") != std::string::npos);
+  auto w1_new = s.LaunchWorker("w1", s.keys.PeerFlags("w1-new"));
+  CHECK(WaitUntil([&] { return s.c.HasWorker("w1"); }, 20s));
+  RunOutput run = s.c.Cli({"submit", "--wait", "--", "true"});
+  INFO(run.err);
+  CHECK(run.exit_code == 0);
 }
 
 TEST_CASE("per-client limits refuse before scheduling, and only the client over its limit", "[security]") {

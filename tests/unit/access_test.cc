@@ -55,10 +55,14 @@ TEST_CASE("ZAP admits a key only on the sockets of its role", "[unit][access]") 
 
   auto v = zap.Authorize(Request(coordinator::kClientDomain, alice));
   CHECK(v.allowed);
-  CHECK(v.user_id == "alice");
+  CHECK(v.user_id == "alice|" + alice.public_z85);
+  CHECK(coordinator::UserIdName(v.user_id) == "alice");
+  CHECK(coordinator::UserIdKey(v.user_id) == alice.public_z85);
+  const std::string alice_session = v.user_id;
   v = zap.Authorize(Request(coordinator::kWorkerDomain, w1));
   CHECK(v.allowed);
-  CHECK(v.user_id == "w1");
+  CHECK(v.user_id == "w1|" + w1.public_z85);
+  const std::string w1_session = v.user_id;
 
   v = zap.Authorize(Request(coordinator::kWorkerDomain, alice));
   CHECK_FALSE(v.allowed);
@@ -75,19 +79,43 @@ TEST_CASE("ZAP admits a key only on the sockets of its role", "[unit][access]") 
   // A reload picks up a new key and drops a removed one; an unreadable
   // directory keeps the list it had.
   auto bob = KeyIn(clients, "bob");
+  const std::string bob_session = coordinator::MakeUserId("bob", bob.public_z85);
   REQUIRE(::unlink((clients + "/alice.key").c_str()) == 0);
   CHECK_FALSE(zap.Authorize(Request(coordinator::kClientDomain, bob)).allowed);
   zap.Reload();
   CHECK(zap.Authorize(Request(coordinator::kClientDomain, bob)).allowed);
   CHECK_FALSE(zap.Authorize(Request(coordinator::kClientDomain, alice)).allowed);
-  // Sessions opened before the reload are judged by the key's name.
-  CHECK(zap.Admits(coordinator::kClientDomain, "bob"));
-  CHECK_FALSE(zap.Admits(coordinator::kClientDomain, "alice"));
-  CHECK_FALSE(zap.Admits(coordinator::kWorkerDomain, "bob"));
-  CHECK(zap.Admits(coordinator::kWorkerDomain, "w1"));
+  // Sessions opened before the reload are judged by their key, not its name.
+  CHECK(zap.Admits(coordinator::kClientDomain, bob_session));
+  CHECK_FALSE(zap.Admits(coordinator::kClientDomain, alice_session));
+  CHECK_FALSE(zap.Admits(coordinator::kWorkerDomain, bob_session));
+  CHECK(zap.Admits(coordinator::kWorkerDomain, w1_session));
+  CHECK_FALSE(zap.Admits(coordinator::kClientDomain, "bob"));  // a bare name is no key
+  // Rotation: w1's file now holds another key. The old session is out, a
+  // session with the new key is in, under the same name.
+  REQUIRE(::rename(workers.c_str(), (workers + ".old").c_str()) == 0);
+  REQUIRE(::mkdir(workers.c_str(), 0755) == 0);
+  auto w1_new = KeyIn(workers, "w1");
+  zap.Reload();
+  CHECK_FALSE(zap.Admits(coordinator::kWorkerDomain, w1_session));
+  CHECK(zap.Admits(coordinator::kWorkerDomain, coordinator::MakeUserId("w1", w1_new.public_z85)));
+  CHECK_FALSE(zap.Authorize(Request(coordinator::kWorkerDomain, w1)).allowed);
+  v = zap.Authorize(Request(coordinator::kWorkerDomain, w1_new));
+  CHECK(v.allowed);
+  CHECK(coordinator::UserIdName(v.user_id) == "w1");
   REQUIRE(::rename(workers.c_str(), (workers + ".gone").c_str()) == 0);
   zap.Reload();
-  CHECK(zap.Authorize(Request(coordinator::kWorkerDomain, w1)).allowed);
+  CHECK(zap.Authorize(Request(coordinator::kWorkerDomain, w1_new)).allowed);
+}
+
+TEST_CASE("a User-Id splits into the key's name and the key, whatever the name holds", "[unit][access]") {
+  const std::string key(40, 'k');
+  CHECK(coordinator::UserIdName(coordinator::MakeUserId("a|b", key)) == "a|b");
+  CHECK(coordinator::UserIdKey(coordinator::MakeUserId("a|b", key)) == key);
+  CHECK(coordinator::UserIdKey("alice").empty());
+  CHECK(coordinator::UserIdName("alice") == "alice");
+  CHECK(coordinator::UserIdKey("").empty());
+  CHECK(coordinator::UserIdKey(key).empty());  // no separator
 }
 
 TEST_CASE("ZAP start fails on an allowlist directory that does not exist", "[unit][access]") {

@@ -19,7 +19,11 @@ namespace {
 
 using cohort::testing::TempDir;
 
-void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+// 0644 whatever the umask: key files and allowlists must not be group-writable.
+void Write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  REQUIRE(::chmod(path.c_str(), 0644) == 0);
+}
 
 mode_t ModeOf(const std::string& path) {
   struct stat st {};
@@ -137,24 +141,114 @@ TEST_CASE("a secret certificate written by CZMQ loads with hash signs in its key
   CHECK(out.secret_z85 == "]k2&)P6O#/m5XE%RTFFsrkX&-gEH5]aPxjwBgE?O");
 }
 
-TEST_CASE("an allowlist directory maps keys to names and skips what is not a public key", "[unit][keys]") {
+TEST_CASE("an allowlist directory reads only NAME.key files and names what it ignores", "[unit][keys]") {
+  TempDir d;
+  CurveKeyPair a, b, c;
+  REQUIRE(GenerateKeyPair(&a).ok());
+  REQUIRE(GenerateKeyPair(&b).ok());
+  REQUIRE(GenerateKeyPair(&c).ok());
+  Write(d.path + "/alice.key", ZcertText(a, false));
+  Write(d.path + "/bob", ZcertText(b, false));               // a valid key, but not NAME.key
+  Write(d.path + "/carol.key.revoked", ZcertText(c, false));  // revoked by renaming it
+  Write(d.path + "/carol.key_secret", ZcertText(c, true));
+  Write(d.path + "/.hidden.key", ZcertText(b, false));
+  Write(d.path + "/notes.txt", "hello\n");
+  REQUIRE(::mkdir((d.path + "/sub.key").c_str(), 0755) == 0);
+  std::map<std::string, std::string> keys;
+  std::vector<std::string> problems;
+  REQUIRE(LoadAllowlist(d.path, &keys, &problems).ok());
+  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}});
+  REQUIRE(problems.size() == 4);  // sorted by name; hidden files and directories are silent
+  CHECK(problems[0] == d.path + "/bob: not a NAME.key file; ignored");
+  CHECK(problems[1] == d.path + "/carol.key.revoked: not a NAME.key file; ignored");
+  CHECK(problems[2].find(d.path + "/carol.key_secret: a secret key does not belong in an allowlist") == 0);
+  CHECK(problems[3] == d.path + "/notes.txt: not a NAME.key file; ignored");
+  CHECK(LoadAllowlist(d.path + "/missing", &keys, &problems).code() == Status::Code::kNotFound);
+}
+
+TEST_CASE("trusted key files and allowlists writable by group or others are refused", "[unit][keys]") {
   TempDir d;
   CurveKeyPair a, b;
   REQUIRE(GenerateKeyPair(&a).ok());
   REQUIRE(GenerateKeyPair(&b).ok());
-  Write(d.path + "/alice.key", ZcertText(a, false));
-  Write(d.path + "/bob", ZcertText(b, false));
-  Write(d.path + "/carol.key_secret", ZcertText(a, true));
-  Write(d.path + "/.hidden.key", ZcertText(b, false));
-  Write(d.path + "/notes.txt", "hello\n");
+  const std::string pub = d.path + "/coordinator.key";
+  Write(pub, ZcertText(a, false));
+  std::string loaded;
+  REQUIRE(LoadPublicKey(pub, &loaded).ok());
+  for (mode_t mode : {0664, 0646, 0666}) {
+    INFO(mode);
+    REQUIRE(::chmod(pub.c_str(), mode) == 0);
+    Status s = LoadPublicKey(pub, &loaded);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("public key file " + pub + " has mode 0") == 0);
+    CHECK(s.message().find("(chmod go-w " + pub + ")") != std::string::npos);
+  }
+
+  // A writable key file in an allowlist is left out, named; the others load.
+  const std::string dir = d.path + "/clients";
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  Write(dir + "/alice.key", ZcertText(a, false));
+  Write(dir + "/bob.key", ZcertText(b, false));
+  REQUIRE(::chmod((dir + "/bob.key").c_str(), 0666) == 0);
   std::map<std::string, std::string> keys;
   std::vector<std::string> problems;
-  REQUIRE(LoadAllowlist(d.path, &keys, &problems).ok());
-  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}, {b.public_z85, "bob"}});
-  REQUIRE(problems.size() == 2);  // the secret key and notes.txt, each named
-  CHECK(problems[0].find("carol.key_secret") != std::string::npos);
-  CHECK(problems[1].find("notes.txt") != std::string::npos);
-  CHECK(LoadAllowlist(d.path + "/missing", &keys, &problems).code() == Status::Code::kNotFound);
+  REQUIRE(LoadAllowlist(dir, &keys, &problems).ok());
+  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}});
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("public key file " + dir + "/bob.key has mode 0666") == 0);
+
+  // A writable directory is refused whole: anyone could add a key to it.
+  for (mode_t mode : {0775, 0757, 01777}) {
+    INFO(mode);
+    REQUIRE(::chmod(dir.c_str(), mode) == 0);
+    Status s = LoadAllowlist(dir, &keys, &problems);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("key directory " + dir + " has mode") == 0);
+    CHECK(s.message().find("(chmod go-w " + dir + ")") != std::string::npos);
+  }
+  REQUIRE(::chmod(dir.c_str(), 0750) == 0);
+  CHECK(LoadAllowlist(dir, &keys, &problems).ok());
+}
+
+TEST_CASE("trusted files must belong to root or to the program's user", "[unit][keys]") {
+  struct stat st {};
+  st.st_mode = S_IFREG | 0644;
+  st.st_uid = ::geteuid();
+  CHECK(CheckTrusted(st, "public key file", "/k/a.key", false).ok());
+  st.st_uid = 0;
+  CHECK(CheckTrusted(st, "public key file", "/k/a.key", false).ok());
+  // Any other owner could rewrite it, whatever its mode.
+  st.st_uid = ::geteuid() == 0 ? 4242 : ::geteuid() + 1;
+  st.st_mode = S_IFREG | 0600;
+  for (bool secret : {false, true}) {
+    Status s = CheckTrusted(st, secret ? "secret key file" : "public key file", "/k/a.key", secret);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("/k/a.key is owned by uid " + std::to_string(st.st_uid) +
+                           ", not by root or by the user this program runs as") != std::string::npos);
+    CHECK(s.message().find("chown") != std::string::npos);
+  }
+  // A secret key's mode is the caller's stricter check; the owner is checked here.
+  st.st_uid = ::geteuid();
+  st.st_mode = S_IFREG | 0620;
+  CHECK(CheckTrusted(st, "secret key file", "/k/a.key_secret", true).ok());
+  CHECK_FALSE(CheckTrusted(st, "public key file", "/k/a.key", false).ok());
+
+  // On real files, where the test may give them away (as root).
+  if (::geteuid() == 0) {
+    TempDir d;
+    CurveKeyPair k;
+    REQUIRE(GenerateKeyPair(&k).ok());
+    std::string pub, sec;
+    REQUIRE(WriteKeyFiles(d.path, "alice", k, &pub, &sec).ok());
+    REQUIRE(::chown(sec.c_str(), 65534, 65534) == 0);
+    REQUIRE(::chown(d.path.c_str(), 65534, 65534) == 0);
+    CurveKeyPair loaded;
+    CHECK(LoadSecretKey(sec, &loaded).message().find("secret key file " + sec + " is owned by uid 65534") == 0);
+    std::map<std::string, std::string> keys;
+    std::vector<std::string> problems;
+    CHECK(LoadAllowlist(d.path, &keys, &problems).message().find("key directory " + d.path + " is owned by uid") == 0);
+    REQUIRE(::chown(d.path.c_str(), 0, 0) == 0);
+  }
 }
 
 TEST_CASE("loopback endpoints are exactly 127/8, ::1, localhost, ipc and inproc", "[unit][keys]") {
