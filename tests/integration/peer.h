@@ -60,10 +60,11 @@ long PeakRssKiB(pid_t pid);
 // says nothing about what it still uses. Tests check memory bounds only when
 // this is true, and print the figures either way.
 #if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kRssMeaningful = false;
+inline constexpr bool kSanitized = true;
 #else
-inline constexpr bool kRssMeaningful = true;
+inline constexpr bool kSanitized = false;
 #endif
+inline constexpr bool kRssMeaningful = !kSanitized;
 
 }  // namespace cohort::testing
 
