@@ -111,16 +111,7 @@ def stop_procs(ps):
 
 def stop_all():
     kill_marked(RUN_ID)
-    for p in reversed(procs):  # workers first: they kill their steps on SIGTERM
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.time() + 10
-    for p in reversed(procs):
-        try:
-            p.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    stop_procs(procs)
     kill_marked(RUN_ID)
     shutil.rmtree(workdir, ignore_errors=True)
 
