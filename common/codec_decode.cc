@@ -26,6 +26,7 @@
 
 #include "common/codec_internal.h"
 #include "common/protocol.h"
+#include "common/quote.h"
 
 namespace cohort::common {
 namespace {
@@ -38,19 +39,6 @@ using codec_internal::kNone;
 using codec_internal::RepairUtf8InPlace;
 using codec_internal::TooMany;
 using codec_internal::Where;
-
-// A frame or value for an error message: quoted, cut at 64 bytes, anything
-// but printable ASCII escaped, so hostile bytes cannot garble a log line.
-std::string Quote(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') out += static_cast<char>(c);
-    else out += {'\\', 'x', kHex[c >> 4], kHex[c & 0xF]};
-  }
-  return out + (s.size() > 64 ? "\"..." : "\"");
-}
 
 // ---- Decoding: the body's shape ----------------------------------------------
 

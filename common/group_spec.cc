@@ -1,6 +1,7 @@
 #include "common/group_spec.h"
 
 #include "common/protocol.h"
+#include "common/quote.h"
 
 #include <algorithm>
 #include <cmath>
@@ -33,15 +34,6 @@ std::string_view OnFailureName(OnFailure mode) {
 }
 
 namespace {
-
-std::string Quote(std::string_view s) {
-  constexpr size_t kShown = 64;  // an error message must stay readable for a 1 MB id
-  std::string out = "\"";
-  out.append(s.substr(0, kShown));
-  if (s.size() > kShown) out += "...";
-  out += '"';
-  return out;
-}
 
 std::string StepWhere(size_t index, const StepSpec& step) {
   std::string out = "steps[" + std::to_string(index) + "]";
