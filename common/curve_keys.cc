@@ -1,6 +1,5 @@
 #include "common/curve_keys.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,18 +14,11 @@
 namespace cohort::common {
 namespace {
 
-constexpr size_t kZ85KeyChars = 40;
 constexpr size_t kMaxKeyFileBytes = 64 * 1024;
 constexpr std::string_view kSecretSuffix = "_secret";
 constexpr std::string_view kKeySuffix = ".key";
 
 std::string Errno(int error) { return std::strerror(error); }
-
-bool ValidZ85Key(const std::string& z85) {
-  if (z85.size() != kZ85KeyChars) return false;
-  uint8_t raw[32];
-  return zmq_z85_decode(raw, z85.c_str()) != nullptr;
-}
 
 // Reads a whole (small) file from an open descriptor.
 Status ReadFd(int fd, const std::string& path, std::string* out) {
@@ -93,44 +85,13 @@ Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
   return s;
 }
 
-std::string CertificateText(const std::string& name, const CurveKeyPair& keys, bool secret) {
+// "2026-12-02 09:00:00", local time, for a new certificate's header.
+std::string GeneratedAt() {
   char when[32] = "";
   std::time_t t = std::time(nullptr);
   struct tm tm {};
   if (::localtime_r(&t, &tm)) std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-  std::string out = std::string("#   ****  Generated on ") + when + " by cohort keygen  ****\n";
-  if (secret) {
-    out +=
-        "#   ZeroMQ CURVE **Secret** Certificate\n"
-        "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n";
-  } else {
-    out +=
-        "#   ZeroMQ CURVE Public Certificate\n"
-        "#   Exchange securely, or use a secure mechanism to verify the contents\n"
-        "#   of this file after exchange.\n";
-  }
-  out += "\nmetadata\n    name = \"" + name + "\"\ncurve\n    public-key = \"" + keys.public_z85 + "\"\n";
-  if (secret) out += "    secret-key = \"" + keys.secret_z85 + "\"\n";
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-// One ZPL value: "quoted" or 'quoted' (up to the closing quote), else the
-// rest of the line up to a " #" comment. Z85 uses '#', so a bare '#' inside
-// a value is kept.
-std::string ZplValue(std::string_view v) {
-  v = Trim(v);
-  if (!v.empty() && (v.front() == '"' || v.front() == '\'')) {
-    size_t close = v.find(v.front(), 1);
-    return std::string(v.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
-  }
-  size_t comment = v.find(" #");
-  return std::string(Trim(v.substr(0, comment)));
+  return when;
 }
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
@@ -179,63 +140,20 @@ Status WriteKeyFiles(const std::string& dir, const std::string& name, const Curv
   const std::string base = (dir.empty() ? "." : dir) + "/" + name + std::string(kKeySuffix);
   *public_path = base;
   *secret_path = base + std::string(kSecretSuffix);
+  const std::string generated = GeneratedAt();
   // The secret first: if it cannot be written, no public half is left behind.
-  if (Status s = WriteNew(*secret_path, CertificateText(name, keys, true), 0600); !s.ok()) return s;
-  if (Status s = WriteNew(*public_path, CertificateText(name, keys, false), 0644); !s.ok()) {
+  if (Status s = WriteNew(*secret_path, CertificateText(name, keys, true, generated), 0600); !s.ok()) return s;
+  if (Status s = WriteNew(*public_path, CertificateText(name, keys, false, generated), 0644); !s.ok()) {
     ::unlink(secret_path->c_str());
     return s;
   }
   return Status::Ok();
 }
 
-Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out) {
-  *out = {};
-  std::vector<std::string> path;  // section names by depth
-  bool have_public = false;
-  size_t line_no = 0;
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    ++line_no;
-    std::string_view body = Trim(line);
-    if (body.empty() || body.front() == '#') continue;
-    size_t indent = line.find_first_not_of(' ');
-    if (indent % 4 != 0) {
-      return Status::Corruption(origin + ":" + std::to_string(line_no) + ": ZPL indents by 4 spaces");
-    }
-    const size_t depth = indent / 4;
-    if (depth > path.size()) {
-      return Status::Corruption(origin + ":" + std::to_string(line_no) + ": indented deeper than its section");
-    }
-    path.resize(depth);
-    size_t eq = body.find('=');
-    std::string name(Trim(body.substr(0, eq)));
-    if (eq == std::string_view::npos) {
-      path.push_back(name);
-      continue;
-    }
-    if (path.size() != 1 || path[0] != "curve") continue;
-    std::string value = ZplValue(body.substr(eq + 1));
-    if (name == "public-key") {
-      out->public_z85 = value;
-      have_public = true;
-    } else if (name == "secret-key") {
-      out->secret_z85 = value;
-    }
-  }
-  if (!have_public) return Status::Corruption(origin + ": no curve/public-key (not a ZeroMQ certificate?)");
-  if (!ValidZ85Key(out->public_z85)) {
-    return Status::Corruption(origin + ": curve/public-key is not 40 characters of Z85");
-  }
-  if (!out->secret_z85.empty()) {
-    if (!ValidZ85Key(out->secret_z85)) {
-      return Status::Corruption(origin + ": curve/secret-key is not 40 characters of Z85");
-    }
-    char derived[kZ85KeyChars + 1] = {};
-    if (zmq_curve_public(derived, out->secret_z85.c_str()) != 0 || out->public_z85 != derived) {
-      return Status::Corruption(origin + ": curve/public-key does not belong to curve/secret-key");
-    }
+Status CheckKeyPair(const CurveKeyPair& keys, const std::string& origin) {
+  char derived[kZ85KeyChars + 1] = {};
+  if (zmq_curve_public(derived, keys.secret_z85.c_str()) != 0 || keys.public_z85 != derived) {
+    return Status::Corruption(origin + ": curve/public-key does not belong to curve/secret-key");
   }
   return Status::Ok();
 }
@@ -256,7 +174,7 @@ Status LoadSecretKey(const std::string& path, CurveKeyPair* out) {
   if (out->secret_z85.empty()) {
     return Status::InvalidArgument(path + " holds no curve/secret-key: give the NAME.key_secret file, not NAME.key");
   }
-  return Status::Ok();
+  return CheckKeyPair(*out, path);
 }
 
 Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
@@ -332,24 +250,6 @@ Status MakeCurveClient(zmq::socket_t& socket, const CurveKeyPair& own, const std
   } catch (const zmq::error_t& e) {
     return Status::FailedPrecondition(std::string("cannot enable CURVE on a socket: ") + e.what());
   }
-}
-
-bool IsLoopbackEndpoint(const std::string& endpoint) {
-  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
-  if (endpoint.rfind("tcp://", 0) != 0) return false;
-  std::string rest = endpoint.substr(6);
-  // "tcp://source;host:port" connects from a source: judge the destination.
-  if (size_t semi = rest.rfind(';'); semi != std::string::npos) rest = rest.substr(semi + 1);
-  size_t colon = rest.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::string host = rest.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host == "localhost") return true;
-  in_addr v4{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
 }
 
 }  // namespace cohort::common

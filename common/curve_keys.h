@@ -1,7 +1,7 @@
-// CURVE key pairs and the files that hold them. A key file uses the ZPL
-// certificate layout of CZMQ's zcert (zcert_save writes NAME and NAME_secret),
-// so keys made by `cohort keygen` work with other ZeroMQ tools and the other
-// way round:
+// CURVE key files and sockets: generating key pairs, writing and loading
+// key files (their text is parsed by common/certificate.h), allowlist
+// directories, and the options that make a socket a CURVE server or client.
+// A key file uses the zcert layout:
 //
 //   NAME.key          metadata + curve/public-key = "<40 Z85 chars>"  (0644)
 //   NAME.key_secret   the same plus curve/secret-key                   (0600)
@@ -13,8 +13,6 @@
 // others. An allowlist is a directory of NAME.key public key files, one per
 // peer (like ssh's authorized_keys); each key is known by NAME.
 //
-// Also here: the socket options that make a socket a CURVE server or client,
-// and the "is this endpoint loopback" test behind the secure-by-default rule.
 // cppzmq's exceptions stop here: errors come back as Status.
 //
 // Thread contract: plain functions and values; a socket is used by one thread.
@@ -30,17 +28,10 @@
 
 #include <zmq.hpp>
 
+#include "common/certificate.h"
 #include "common/status.h"
 
 namespace cohort::common {
-
-// Keys as their 40-character Z85 text, the form ZeroMQ's options and the key
-// files use. A public key is not secret: logs print it whole, so it can be
-// matched against the files with grep.
-struct CurveKeyPair {
-  std::string public_z85;
-  std::string secret_z85;  // empty when only the public half is known
-};
 
 // True if this libzmq was built with CURVE (libsodium or tweetnacl).
 bool HasCurve();
@@ -53,10 +44,9 @@ Status GenerateKeyPair(CurveKeyPair* out);
 Status WriteKeyFiles(const std::string& dir, const std::string& name, const CurveKeyPair& keys,
                      std::string* public_path, std::string* secret_path);
 
-// The parsed text of a ZPL certificate: its curve/public-key and, if present,
-// curve/secret-key, both checked (40 Z85 chars, and the secret key's public
-// half must be the public key). `origin` names the file in errors.
-Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out);
+// Whether `keys.public_z85` is the public half of `keys.secret_z85`
+// (Corruption naming `origin` if not).
+Status CheckKeyPair(const CurveKeyPair& keys, const std::string& origin);
 
 // A trusted public key file (a secret key file is accepted too; only its
 // public half is taken): owned by root or the euid, not writable by group or
@@ -64,7 +54,8 @@ Status ParseCertificate(std::string_view text, const std::string& origin, CurveK
 Status LoadPublicKey(const std::string& path, std::string* public_z85);
 
 // A secret key file: must be a regular file no one but its owner may read or
-// write (mode & 077 == 0), like ssh's private keys, owned by root or the euid.
+// write (mode & 077 == 0), like ssh's private keys, owned by root or the euid,
+// and its public key must belong to its secret key.
 Status LoadSecretKey(const std::string& path, CurveKeyPair* out);
 
 // Every NAME.key file in `dir`: key -> NAME. Hidden files and what is not a
@@ -86,11 +77,6 @@ Status MakeCurveServer(zmq::socket_t& socket, const CurveKeyPair& own, const std
 // The options that make `socket` a CURVE client that accepts only a server
 // holding `server_public` (set before connect).
 Status MakeCurveClient(zmq::socket_t& socket, const CurveKeyPair& own, const std::string& server_public);
-
-// ipc:// and inproc:// endpoints, and tcp:// ones whose host is in
-// 127.0.0.0/8, ::1 or "localhost". Anything else (a wildcard, a name, a
-// routable address, another transport) is not.
-bool IsLoopbackEndpoint(const std::string& endpoint);
 
 }  // namespace cohort::common
 

@@ -29,15 +29,11 @@ inline Duration SecondsToDuration(double s) {
 inline double DurationToSeconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Maps monotonic Times to wall-clock Unix milliseconds for display, using
-// one reference pair read at startup, so shown times never jump backwards
-// with NTP steps while the daemon runs.
+// one reference pair read at startup (common/clock.h reads it), so shown
+// times never jump backwards with NTP steps while the daemon runs.
 class WallClock {
  public:
   WallClock(Time steady_ref, int64_t unix_ms_ref) : steady_ref_(steady_ref), unix_ms_ref_(unix_ms_ref) {}
-  static WallClock Now() {
-    auto wall = std::chrono::system_clock::now().time_since_epoch();
-    return WallClock(Clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(wall).count());
-  }
   int64_t ToUnixMs(Time t) const {
     return unix_ms_ref_ + std::chrono::duration_cast<std::chrono::milliseconds>(t - steady_ref_).count();
   }

@@ -26,6 +26,7 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "common/curve_keys.h"
+#include "common/clock.h"
 #include "common/time.h"
 #include "common/transport.h"
 #include "coordinator/client_limits.h"

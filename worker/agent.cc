@@ -85,7 +85,7 @@ Agent::Agent(AgentOptions options)
         }
         return r;
       }()),
-      wall_(common::WallClock::Now()),
+      wall_(common::ReadWallClock()),
       heartbeat_ms_(options_.heartbeat_ms),
       liveness_(options_.liveness),
       register_every_(std::chrono::milliseconds(options_.heartbeat_ms)) {

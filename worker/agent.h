@@ -30,6 +30,7 @@
 #include "common/messages.h"
 #include "common/protocol.h"
 #include "common/secure_options.h"
+#include "common/clock.h"
 #include "common/time.h"
 #include "worker/step_policy.h"
 #include "worker/step_runner.h"

@@ -118,7 +118,21 @@ TEST_CASE("certificates from CZMQ parse and broken ones are refused with the rea
   CHECK_FALSE(ParseCertificate("other\n    public-key = \"" + k.public_z85 + "\"\n", "f", &out).ok());
   CurveKeyPair mixed = k;
   mixed.secret_z85 = other.secret_z85;
-  CHECK(ParseCertificate(ZcertText(mixed, true), "f", &out).message().find("does not belong") != std::string::npos);
+  REQUIRE(ParseCertificate(ZcertText(mixed, true), "f", &out).ok());  // the form is right
+  CHECK(CheckKeyPair(out, "f").message().find("does not belong") != std::string::npos);
+  // Loading a secret key file checks the pair.
+  TempDir d;
+  const std::string sec = d.path + "/mixed.key_secret";
+  Write(sec, ZcertText(mixed, true));
+  REQUIRE(::chmod(sec.c_str(), 0600) == 0);
+  CurveKeyPair loaded;
+  CHECK(LoadSecretKey(sec, &loaded).message() == sec + ": curve/public-key does not belong to curve/secret-key");
+  // One character outside the Z85 alphabet, or a group past 32 bits, is not a key.
+  std::string bad = k.public_z85;
+  bad[7] = '~';
+  CHECK_FALSE(IsZ85Key(bad));
+  CHECK_FALSE(IsZ85Key("%%%%%" + k.public_z85.substr(5)));
+  CHECK(IsZ85Key(k.public_z85));
 }
 
 TEST_CASE("a secret certificate written by CZMQ loads with hash signs in its keys", "[unit][keys]") {
