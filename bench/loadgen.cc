@@ -1,4 +1,4 @@
-// Coordinator throughput without process spawns (issue 5, item 2).
+// Coordinator throughput without process spawns.
 //
 // Starts a real cohort-coordinator as a child process on free loopback ports,
 // plays K simulated workers on real ZeroMQ DEALER sockets (one thread, all

@@ -1,4 +1,4 @@
-// Chaos (issue 6, part 3): a coordinator and three workers, a few hundred
+// Chaos: a coordinator and three workers, a few hundred
 // mixed groups from several concurrent clients (some fail, some time out,
 // some are cancelled by their client), while workers are SIGKILLed and
 // restarted at random moments. Afterwards every group has ended, every step

@@ -1,4 +1,4 @@
-// Clients that disappear and clients that flood (issue 6, part 5): a client
+// Clients that disappear and clients that flood: a client
 // that vanishes in the middle of a WAIT leaves nothing behind in the
 // coordinator, and a burst of 10,000 submits is served without starving the
 // workers' heartbeats (no worker is declared lost because the coordinator was

@@ -1,4 +1,4 @@
-// Hostile peers (issue 6, part 2): a real coordinator and real workers fed
+// Hostile peers: a real coordinator and real workers fed
 // garbage, truncated and mistyped messages, wrong versions, oversized bodies,
 // huge groups, huge ids and a flood of connections. Each gets a clear error
 // or is dropped; the daemons stay up, keep serving, and their memory stays

@@ -1,5 +1,5 @@
-// Coordinator restarts (issue 6, part 4). Until durability lands a restarted
-// coordinator has forgotten every group; nobody may be left hanging: workers
+// Coordinator restarts. A restarted coordinator has forgotten every group
+// (it keeps them in memory only); nobody may be left hanging: workers
 // re-register and stop the steps of groups it no longer knows, a client
 // waiting on a group gets an error naming it, and new groups run.
 #include <signal.h>
