@@ -231,6 +231,63 @@ int Keygen(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// The group as JSON from whichever source was given: a group file, a file
+// of shell lines, or one command. -1 to go on, else the exit code.
+int ReadSpec(const std::string& file, const std::string& commands_file, const std::vector<std::string>& command,
+             Json* out) {
+  Json& spec = *out;
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Fail(kExitUsage, "cannot read " + file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string error;
+    if (!cohort::common::ParseJsonBounded(text, &spec, &error)) {
+      return Fail(kExitUsage, file + ": not valid JSON: " + error);
+    }
+    if (!spec.is_object()) return Fail(kExitUsage, file + ": a group file holds a JSON object");
+  } else if (!commands_file.empty()) {
+    std::ifstream in(commands_file);
+    if (!in) return Fail(kExitUsage, "cannot read " + commands_file);
+    spec = Json{{"steps", Json::array()}};
+    std::string line;
+    while (std::getline(in, line)) {
+      size_t start = line.find_first_not_of(" \t\r");
+      if (start == std::string::npos || line[start] == '#') continue;
+      spec["steps"].push_back(
+          {{"id", std::to_string(spec["steps"].size() + 1)}, {"shell", line}});
+    }
+  } else {
+    spec = Json{{"steps", Json::array({Json{{"id", "1"}, {"command", command}}})}};
+  }
+  return -1;
+}
+
+// Flags override the file: the group's settings, and a step's own timeout or
+// retry block too.
+void ApplyFlags(const po::variables_map& vm, const std::string& id, const std::string& on_failure, Json* out) {
+  Json& spec = *out;
+  if (!id.empty()) spec["id"] = id;
+  if (vm.count("max-parallel")) spec["max_parallel"] = vm["max-parallel"].as<int64_t>();
+  if (vm.count("timeout")) spec["timeout_s"] = vm["timeout"].as<double>();
+  if (vm.count("deadline")) spec["deadline_s"] = vm["deadline"].as<double>();
+  if (!on_failure.empty()) spec["on_failure"] = on_failure;
+  if (vm.count("retries") || vm.count("backoff")) {
+    if (!spec.contains("retry") || !spec["retry"].is_object()) spec["retry"] = Json::object();
+    if (vm.count("retries")) spec["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
+    if (vm.count("backoff")) spec["retry"]["backoff_s"] = vm["backoff"].as<double>();
+  }
+  if (spec.contains("steps") && spec["steps"].is_array()) {
+    for (Json& step : spec["steps"]) {
+      if (!step.is_object()) continue;
+      if (vm.count("timeout") && step.contains("timeout_s")) step["timeout_s"] = vm["timeout"].as<double>();
+      if (step.contains("retry") && step["retry"].is_object()) {
+        if (vm.count("retries")) step["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
+        if (vm.count("backoff")) step["retry"]["backoff_s"] = vm["backoff"].as<double>();
+      }
+    }
+  }
+}
+
 int Submit(std::vector<std::string> args) {
   std::vector<std::string> command;
   if (auto dash = std::find(args.begin(), args.end(), "--"); dash != args.end()) {
@@ -269,50 +326,8 @@ int Submit(std::vector<std::string> args) {
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
 
   Json spec;
-  if (!file.empty()) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return Fail(kExitUsage, "cannot read " + file);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::string error;
-    if (!cohort::common::ParseJsonBounded(text, &spec, &error)) {
-      return Fail(kExitUsage, file + ": not valid JSON: " + error);
-    }
-    if (!spec.is_object()) return Fail(kExitUsage, file + ": a group file holds a JSON object");
-  } else if (!commands_file.empty()) {
-    std::ifstream in(commands_file);
-    if (!in) return Fail(kExitUsage, "cannot read " + commands_file);
-    spec = Json{{"steps", Json::array()}};
-    std::string line;
-    while (std::getline(in, line)) {
-      size_t start = line.find_first_not_of(" \t\r");
-      if (start == std::string::npos || line[start] == '#') continue;
-      spec["steps"].push_back(
-          {{"id", std::to_string(spec["steps"].size() + 1)}, {"shell", line}});
-    }
-  } else {
-    spec = Json{{"steps", Json::array({Json{{"id", "1"}, {"command", command}}})}};
-  }
-  if (!id.empty()) spec["id"] = id;
-  if (vm.count("max-parallel")) spec["max_parallel"] = vm["max-parallel"].as<int64_t>();
-  if (vm.count("timeout")) spec["timeout_s"] = vm["timeout"].as<double>();
-  if (vm.count("deadline")) spec["deadline_s"] = vm["deadline"].as<double>();
-  if (!on_failure.empty()) spec["on_failure"] = on_failure;
-  if (vm.count("retries") || vm.count("backoff")) {
-    if (!spec.contains("retry") || !spec["retry"].is_object()) spec["retry"] = Json::object();
-    if (vm.count("retries")) spec["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
-    if (vm.count("backoff")) spec["retry"]["backoff_s"] = vm["backoff"].as<double>();
-  }
-  // Flags override the file: a step's own timeout or retry block too.
-  if (spec.contains("steps") && spec["steps"].is_array()) {
-    for (Json& step : spec["steps"]) {
-      if (!step.is_object()) continue;
-      if (vm.count("timeout") && step.contains("timeout_s")) step["timeout_s"] = vm["timeout"].as<double>();
-      if (step.contains("retry") && step["retry"].is_object()) {
-        if (vm.count("retries")) step["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
-        if (vm.count("backoff")) step["retry"]["backoff_s"] = vm["backoff"].as<double>();
-      }
-    }
-  }
+  if (int rc = ReadSpec(file, commands_file, command, &spec); rc >= 0) return rc;
+  ApplyFlags(vm, id, on_failure, &spec);
   const std::string text = cohort::common::DumpJson(spec);
   if (text.size() > cohort::common::kMaxDocumentBytes) {
     return Fail(kExitUsage, "invalid group: the group is " + std::to_string(text.size()) +
