@@ -248,6 +248,35 @@ std::vector<char*> PointerArray(std::vector<std::string>& strings) {
   return out;
 }
 
+// What a child that failed before exec says about it, as the step's error.
+std::string ChildFailure(const ChildArgs& args, const RunRequest& request, const RunnerOptions& options,
+                         const std::string& display, std::string_view search_path) {
+  const std::string reason = ErrnoText(args.error);
+  switch (args.stage) {
+    case ChildStage::kChdir:
+      return "cannot start " + display + ": cannot change directory to \"" + request.cwd + "\": " + reason;
+    case ChildStage::kExec:
+      if (request.argv.empty()) return "cannot start " + display + ": " + options.shell + ": " + reason;
+      if (args.error == ENOENT && request.argv[0].find('/') == std::string::npos) {
+        return "cannot start " + display + ": " + reason + " (searched PATH \"" + std::string(search_path) + "\")";
+      }
+      return "cannot start " + display + ": " + reason;
+    case ChildStage::kSignals:
+      return "cannot start " + display + ": resetting signals: " + reason;
+    case ChildStage::kSession:
+      return "cannot start " + display + ": setsid: " + reason;
+    case ChildStage::kCredentials:
+      return "cannot start " + display + ": switching to uid " + std::to_string(args.uid) + ": " + reason;
+    case ChildStage::kParentDeath:
+      return "cannot start " + display + ": prctl(PR_SET_PDEATHSIG): " + reason;
+    case ChildStage::kStdio:
+      return "cannot start " + display + ": redirecting stdio: " + reason;
+    case ChildStage::kNone:
+      break;
+  }
+  return "";
+}
+
 }  // namespace
 
 Status ValidateRequest(const RunRequest& request, const RunnerOptions& options) {
@@ -368,39 +397,7 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
     siginfo_t info{};
     while (waitid(kIdPidfd, static_cast<id_t>(pidfd_owner.get()), &info, WEXITED) != 0 && errno == EINTR) {
     }
-    const std::string reason = ErrnoText(args.error);
-    switch (args.stage) {
-      case ChildStage::kChdir:
-        *step_error = "cannot start " + display + ": cannot change directory to \"" + request.cwd + "\": " + reason;
-        break;
-      case ChildStage::kExec:
-        if (!request.argv.empty()) {
-          *step_error = "cannot start " + display + ": " + reason;
-          if (args.error == ENOENT && request.argv[0].find('/') == std::string::npos) {
-            *step_error += " (searched PATH \"" + std::string(search_path) + "\")";
-          }
-        } else {
-          *step_error = "cannot start " + display + ": " + options.shell + ": " + reason;
-        }
-        break;
-      case ChildStage::kSignals:
-        *step_error = "cannot start " + display + ": resetting signals: " + reason;
-        break;
-      case ChildStage::kSession:
-        *step_error = "cannot start " + display + ": setsid: " + reason;
-        break;
-      case ChildStage::kCredentials:
-        *step_error = "cannot start " + display + ": switching to uid " + std::to_string(args.uid) + ": " + reason;
-        break;
-      case ChildStage::kParentDeath:
-        *step_error = "cannot start " + display + ": prctl(PR_SET_PDEATHSIG): " + reason;
-        break;
-      case ChildStage::kStdio:
-        *step_error = "cannot start " + display + ": redirecting stdio: " + reason;
-        break;
-      case ChildStage::kNone:
-        break;
-    }
+    *step_error = ChildFailure(args, request, options, display, search_path);
     return Status::Ok();
   }
 
