@@ -227,167 +227,193 @@ std::string BuildSpec(long steps) {
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-int Run(const Options& o) {
-  auto ports = FreePorts(3);
-  std::string client_ep = "tcp://127.0.0.1:" + std::to_string(ports[0]);
-  std::string worker_ep = "tcp://127.0.0.1:" + std::to_string(ports[1]);
-  std::string cancel_ep = "tcp://127.0.0.1:" + std::to_string(ports[2]);
-  pid_t pid = StartCoordinator(o, client_ep, worker_ep, cancel_ep);
-  g_child = pid;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(o.timeout_s));
+// One measured run: the coordinator child, K simulated workers and a client
+// on one poll, moving through the phases register -> submit -> wait -> done.
+class LoadRun {
+ public:
+  explicit LoadRun(const Options& o) : o_(o), ctx_(1), rng_(std::random_device{}()) {}
 
-  zmq::context_t ctx(1);
-  ctx.set(zmq::ctxopt::max_sockets, o.workers + 64);
-  std::vector<std::unique_ptr<zmq::socket_t>> workers;
-  workers.reserve(o.workers);
-  std::mt19937_64 rng(std::random_device{}());
-  for (int i = 0; i < o.workers; ++i) {
-    auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
-    cc::ConfigureSocket(*s);
-    auto st = cc::ConnectSocket(*s, worker_ep);
-    if (!st.ok()) throw std::runtime_error(st.ToString());
-    workers.push_back(std::move(s));
+  int Run() {
+    StartAll();
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(o_.timeout_s));
+    while (phase_ != Phase::kDone) {
+      zmq::poll(items_.data(), items_.size(), std::chrono::milliseconds(100));
+      const auto now = Clock::now();
+      if (now > deadline) throw std::runtime_error("timed out (--timeout-s)");
+      KeepAlive(now);
+      for (int i = 0; i < o_.workers; ++i) {
+        if (items_[i].revents & ZMQ_POLLIN) OnWorker(i);
+      }
+      if (items_[o_.workers].revents & ZMQ_POLLIN) OnClient();
+      if (phase_ == Phase::kRegister && welcomed_ == o_.workers) Submit();
+    }
+    return Report();
   }
-  auto register_msg = [&](int i) {
+
+ private:
+  enum class Phase { kRegister, kSubmit, kWait, kDone };
+
+  cc::RegisterMsg Register(int i) {
     cc::RegisterMsg r;
     r.name = "sim-" + std::to_string(i);
-    r.slots = static_cast<uint32_t>(o.slots);
+    r.slots = static_cast<uint32_t>(o_.slots);
     r.version = "loadgen";
-    r.instance = rng() | 1;
+    r.instance = instances_[i];
     return r;
-  };
-  std::vector<uint64_t> instances(o.workers);
-  for (int i = 0; i < o.workers; ++i) {
-    auto r = register_msg(i);
-    instances[i] = r.instance;
-    if (!cc::SendMessage(*workers[i], std::nullopt, r)) throw std::runtime_error("cannot send REGISTER");
   }
-  zmq::socket_t client(ctx, zmq::socket_type::dealer);
-  cc::ConfigureSocket(client);
-  if (auto st = cc::ConnectSocket(client, client_ep); !st.ok()) throw std::runtime_error(st.ToString());
 
-  std::vector<zmq::pollitem_t> items(o.workers + 1);
-  for (int i = 0; i < o.workers; ++i) items[i] = {workers[i]->handle(), 0, ZMQ_POLLIN, 0};
-  items[o.workers] = {client.handle(), 0, ZMQ_POLLIN, 0};
+  void StartAll() {
+    auto ports = FreePorts(3);
+    std::string client_ep = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+    std::string worker_ep = "tcp://127.0.0.1:" + std::to_string(ports[1]);
+    std::string cancel_ep = "tcp://127.0.0.1:" + std::to_string(ports[2]);
+    pid_ = StartCoordinator(o_, client_ep, worker_ep, cancel_ep);
+    g_child = pid_;
+    ctx_.set(zmq::ctxopt::max_sockets, o_.workers + 64);
+    workers_.reserve(o_.workers);
+    instances_.resize(o_.workers);
+    got_welcome_.assign(o_.workers, 0);
+    for (int i = 0; i < o_.workers; ++i) {
+      auto s = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+      cc::ConfigureSocket(*s);
+      if (auto st = cc::ConnectSocket(*s, worker_ep); !st.ok()) throw std::runtime_error(st.ToString());
+      workers_.push_back(std::move(s));
+    }
+    for (int i = 0; i < o_.workers; ++i) {
+      instances_[i] = rng_() | 1;
+      if (!cc::SendMessage(*workers_[i], std::nullopt, Register(i))) {
+        throw std::runtime_error("cannot send REGISTER");
+      }
+    }
+    client_.emplace(ctx_, zmq::socket_type::dealer);
+    cc::ConfigureSocket(*client_);
+    if (auto st = cc::ConnectSocket(*client_, client_ep); !st.ok()) throw std::runtime_error(st.ToString());
+    items_.resize(o_.workers + 1);
+    for (int i = 0; i < o_.workers; ++i) items_[i] = {workers_[i]->handle(), 0, ZMQ_POLLIN, 0};
+    items_[o_.workers] = {client_->handle(), 0, ZMQ_POLLIN, 0};
+    last_alive_check_ = last_heartbeat_ = Clock::now();
+  }
 
-  long welcomed = 0;
-  long runs = 0;
-  std::vector<char> got_welcome(o.workers, 0);
-  cc::Envelope env;
-  cc::Message msg;
-  std::string spec;
-  Clock::time_point t_submit{}, t_submit_reply{}, t_done{}, t_first_run{}, t_last_run{};
-  enum class Phase { kRegister, kSubmit, kWait, kDone } phase = Phase::kRegister;
-  long idle_rss = -1;
-  double coord_cpu0 = 0, self_cpu0 = 0;
-  std::string wait_body;
-  auto last_alive_check = Clock::now();
   // Like a real worker, each simulated one sends a HEARTBEAT every
   // heartbeat_ms, so a coordinator busy for longer than its liveness window
   // (a huge SUBMIT) finds them queued and does not declare them lost.
-  const auto heartbeat_every = std::chrono::milliseconds(o.heartbeat_ms);
-  auto last_heartbeat = Clock::now();
-
-  while (phase != Phase::kDone) {
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
-    auto now = Clock::now();
-    if (now > deadline) throw std::runtime_error("timed out (--timeout-s)");
-    if (now - last_alive_check > std::chrono::milliseconds(200)) {
-      last_alive_check = now;
-      if (!ChildAlive(pid)) throw std::runtime_error("the coordinator exited");
+  void KeepAlive(Clock::time_point now) {
+    if (now - last_alive_check_ > std::chrono::milliseconds(200)) {
+      last_alive_check_ = now;
+      if (!ChildAlive(pid_)) throw std::runtime_error("the coordinator exited");
     }
-    if (now - last_heartbeat >= heartbeat_every) {
-      last_heartbeat = now;
-      for (auto& s : workers) cc::SendMessage(*s, std::nullopt, cc::HeartbeatMsg{});
-    }
-    for (int i = 0; i < o.workers; ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      zmq::socket_t& s = *workers[i];
-      while (cc::ReceiveEnvelope(s, false, &env)) {
-        if (!cc::DecodeEnvelope(env, &msg).ok()) continue;
-        if (auto* run = std::get_if<cc::RunMsg>(&msg)) {
-          if (runs == 0) t_first_run = Clock::now();
-          ++runs;
-          if (runs == o.steps) t_last_run = Clock::now();
-          cc::StartedMsg started{run->id};
-          cc::SendMessage(s, std::nullopt, started);
-          cc::FinishedMsg fin;
-          fin.id = std::move(run->id);
-          fin.exit_code = 0;
-          cc::SendMessage(s, std::nullopt, fin);
-        } else if (std::holds_alternative<cc::WelcomeMsg>(msg)) {
-          if (!got_welcome[i]) {
-            got_welcome[i] = 1;
-            ++welcomed;
-          }
-        } else if (std::holds_alternative<cc::ReregisterMsg>(msg)) {
-          auto r = register_msg(i);
-          r.instance = instances[i];
-          cc::SendMessage(s, std::nullopt, r);
-        }
-        // HEARTBEAT, CANCEL: nothing to do (steps end at once).
-      }
-    }
-    if (items[o.workers].revents & ZMQ_POLLIN) {
-      while (cc::ReceiveEnvelope(client, false, &env)) {
-        if (!cc::DecodeEnvelope(env, &msg).ok()) continue;
-        auto* reply = std::get_if<cc::ReplyMsg>(&msg);
-        if (!reply) continue;
-        if (reply->code != cc::Status::Code::kOk) {
-          throw std::runtime_error("request " + std::to_string(reply->req) + " failed: " + reply->error);
-        }
-        if (reply->req == 1 && phase == Phase::kSubmit) {
-          t_submit_reply = Clock::now();
-          cc::WaitMsg w;
-          w.req = 2;
-          w.group = "loadgen";
-          cc::SendMessage(client, std::nullopt, w);
-          phase = Phase::kWait;
-        } else if (reply->req == 2 && phase == Phase::kWait) {
-          t_done = Clock::now();
-          wait_body = std::move(reply->body);
-          phase = Phase::kDone;
-        }
-      }
-    }
-    if (phase == Phase::kRegister && welcomed == o.workers) {
-      // Every worker is in: note the idle baseline, then submit.
-      spec = BuildSpec(o.steps);
-      idle_rss = ProcStatusKiB(pid, "VmRSS:");
-      coord_cpu0 = ProcCpuSeconds(pid);
-      self_cpu0 = SelfCpuSeconds();
-      cc::SubmitMsg sub;
-      sub.req = 1;
-      sub.spec = std::move(spec);
-      t_submit = Clock::now();
-      if (!cc::SendMessage(client, std::nullopt, sub)) throw std::runtime_error("cannot send SUBMIT");
-      phase = Phase::kSubmit;
+    if (now - last_heartbeat_ >= std::chrono::milliseconds(o_.heartbeat_ms)) {
+      last_heartbeat_ = now;
+      for (auto& s : workers_) cc::SendMessage(*s, std::nullopt, cc::HeartbeatMsg{});
     }
   }
 
-  double coord_cpu = ProcCpuSeconds(pid) - coord_cpu0;
-  double self_cpu = SelfCpuSeconds() - self_cpu0;
-  long hwm = ProcStatusKiB(pid, "VmHWM:");
-  bool completed = wait_body.find("\"state\":\"completed\"") != std::string::npos ||
-                   wait_body.find("\"state\": \"completed\"") != std::string::npos;
-  double total = Seconds(t_submit, t_done);
-  double per_step_bytes = idle_rss >= 0 ? static_cast<double>(hwm - idle_rss) * 1024.0 / static_cast<double>(o.steps)
-                                        : -1;
-  std::printf(
-      "workers=%d slots=%d steps=%ld runs=%ld state=%s total_s=%.3f submit_s=%.3f first_run_s=%.3f dispatch_s=%.3f "
-      "result_s=%.3f steps_per_s=%.0f "
-      "coord_idle_rss_kib=%ld coord_peak_rss_kib=%ld rss_per_step_b=%.0f coord_cpu_s=%.2f loadgen_cpu_s=%.2f\n",
-      o.workers, o.slots, o.steps, runs, completed ? "completed" : "NOT-COMPLETED", total,
-      Seconds(t_submit, t_submit_reply), Seconds(t_submit, t_first_run), Seconds(t_first_run, t_last_run),
-      Seconds(t_last_run, t_done), static_cast<double>(o.steps) / total, idle_rss, hwm, per_step_bytes,
-      coord_cpu, self_cpu);
-  std::fflush(stdout);
-  for (auto& s : workers) s->close();
-  client.close();
-  KillChild();
-  return completed ? 0 : 1;
-}
+  void OnWorker(int i) {
+    zmq::socket_t& s = *workers_[i];
+    while (cc::ReceiveEnvelope(s, false, &env_)) {
+      if (!cc::DecodeEnvelope(env_, &msg_).ok()) continue;
+      if (auto* run = std::get_if<cc::RunMsg>(&msg_)) {
+        if (runs_ == 0) t_first_run_ = Clock::now();
+        ++runs_;
+        if (runs_ == o_.steps) t_last_run_ = Clock::now();
+        cc::SendMessage(s, std::nullopt, cc::StartedMsg{run->id});
+        cc::FinishedMsg fin;
+        fin.id = std::move(run->id);
+        fin.exit_code = 0;
+        cc::SendMessage(s, std::nullopt, fin);
+      } else if (std::holds_alternative<cc::WelcomeMsg>(msg_)) {
+        if (!got_welcome_[i]) {
+          got_welcome_[i] = 1;
+          ++welcomed_;
+        }
+      } else if (std::holds_alternative<cc::ReregisterMsg>(msg_)) {
+        cc::SendMessage(s, std::nullopt, Register(i));
+      }
+      // HEARTBEAT, CANCEL: nothing to do (steps end at once).
+    }
+  }
+
+  void OnClient() {
+    while (cc::ReceiveEnvelope(*client_, false, &env_)) {
+      if (!cc::DecodeEnvelope(env_, &msg_).ok()) continue;
+      auto* reply = std::get_if<cc::ReplyMsg>(&msg_);
+      if (!reply) continue;
+      if (reply->code != cc::Status::Code::kOk) {
+        throw std::runtime_error("request " + std::to_string(reply->req) + " failed: " + reply->error);
+      }
+      if (reply->req == 1 && phase_ == Phase::kSubmit) {
+        t_submit_reply_ = Clock::now();
+        cc::WaitMsg w;
+        w.req = 2;
+        w.group = "loadgen";
+        cc::SendMessage(*client_, std::nullopt, w);
+        phase_ = Phase::kWait;
+      } else if (reply->req == 2 && phase_ == Phase::kWait) {
+        t_done_ = Clock::now();
+        wait_body_ = std::move(reply->body);
+        phase_ = Phase::kDone;
+      }
+    }
+  }
+
+  // Every worker is in: note the idle baseline, then submit.
+  void Submit() {
+    idle_rss_ = ProcStatusKiB(pid_, "VmRSS:");
+    coord_cpu0_ = ProcCpuSeconds(pid_);
+    self_cpu0_ = SelfCpuSeconds();
+    cc::SubmitMsg sub;
+    sub.req = 1;
+    sub.spec = BuildSpec(o_.steps);
+    t_submit_ = Clock::now();
+    if (!cc::SendMessage(*client_, std::nullopt, sub)) throw std::runtime_error("cannot send SUBMIT");
+    phase_ = Phase::kSubmit;
+  }
+
+  int Report() {
+    double coord_cpu = ProcCpuSeconds(pid_) - coord_cpu0_;
+    double self_cpu = SelfCpuSeconds() - self_cpu0_;
+    long hwm = ProcStatusKiB(pid_, "VmHWM:");
+    bool completed = wait_body_.find("\"state\":\"completed\"") != std::string::npos ||
+                     wait_body_.find("\"state\": \"completed\"") != std::string::npos;
+    double total = Seconds(t_submit_, t_done_);
+    double per_step_bytes =
+        idle_rss_ >= 0 ? static_cast<double>(hwm - idle_rss_) * 1024.0 / static_cast<double>(o_.steps) : -1;
+    std::printf(
+        "workers=%d slots=%d steps=%ld runs=%ld state=%s total_s=%.3f submit_s=%.3f first_run_s=%.3f "
+        "dispatch_s=%.3f result_s=%.3f steps_per_s=%.0f "
+        "coord_idle_rss_kib=%ld coord_peak_rss_kib=%ld rss_per_step_b=%.0f coord_cpu_s=%.2f loadgen_cpu_s=%.2f\n",
+        o_.workers, o_.slots, o_.steps, runs_, completed ? "completed" : "NOT-COMPLETED", total,
+        Seconds(t_submit_, t_submit_reply_), Seconds(t_submit_, t_first_run_), Seconds(t_first_run_, t_last_run_),
+        Seconds(t_last_run_, t_done_), static_cast<double>(o_.steps) / total, idle_rss_, hwm, per_step_bytes,
+        coord_cpu, self_cpu);
+    std::fflush(stdout);
+    for (auto& s : workers_) s->close();
+    client_->close();
+    KillChild();
+    return completed ? 0 : 1;
+  }
+
+  const Options& o_;
+  zmq::context_t ctx_;
+  std::mt19937_64 rng_;
+  pid_t pid_ = 0;
+  std::vector<std::unique_ptr<zmq::socket_t>> workers_;
+  std::vector<uint64_t> instances_;
+  std::vector<char> got_welcome_;
+  std::optional<zmq::socket_t> client_;
+  std::vector<zmq::pollitem_t> items_;
+  Phase phase_ = Phase::kRegister;
+  long welcomed_ = 0;
+  long runs_ = 0;
+  cc::Envelope env_;
+  cc::Message msg_;
+  std::string wait_body_;
+  long idle_rss_ = -1;
+  double coord_cpu0_ = 0, self_cpu0_ = 0;
+  Clock::time_point t_submit_{}, t_submit_reply_{}, t_done_{}, t_first_run_{}, t_last_run_{};
+  Clock::time_point last_alive_check_{}, last_heartbeat_{};
+};
 
 }  // namespace
 
@@ -399,7 +425,7 @@ int main(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   signal(SIGHUP, OnSignal);
   try {
-    return Run(o);
+    return LoadRun(o).Run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "loadgen: %s\n", e.what());
     KillChild();
