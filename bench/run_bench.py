@@ -233,6 +233,18 @@ def read_terms(d, t0):
     return lat, missing
 
 
+def record_terms(res, name, d):
+    """Adds the siblings' TERM latencies, measured from the failing step's own
+    time stamp in d/fail, to res[name], res[name_missing] and res[name_last]."""
+    t_fail = float(open(os.path.join(d, "fail")).read())
+    lat, missing = read_terms(d, t_fail)
+    res[name] += lat
+    res[name + "_missing"] += missing
+    if lat:
+        res[name + "_last"].append(max(lat))
+    return t_fail
+
+
 def wait_files(d, n, timeout):
     end = time.time() + timeout
     while time.time() < end:
@@ -265,12 +277,7 @@ def measure_cancel(reps):
             kill_marked(tag)
             if doc["state"] not in ("failed", "cancelled"):
                 raise RuntimeError(f"cancel group ended {doc['state']}: {doc['counts']}")
-            t_fail = float(open(os.path.join(d, "fail")).read())
-            lat, missing = read_terms(d, t_fail)
-            res["cohort"] += lat
-            res["cohort_missing"] += missing
-            if lat:
-                res["cohort_last"].append(max(lat))
+            t_fail = record_terms(res, "cohort", d)
             res["wait"].append(t_ret - t_fail)
 
             # floor: the same siblings, each its own session/process group, one killpg loop
@@ -310,12 +317,7 @@ def measure_cancel(reps):
                 pass
             res["parallel_alive"].append(len(marked(tag)))
             kill_marked(tag)
-            t_fail = float(open(os.path.join(d, "fail")).read())
-            lat, missing = read_terms(d, t_fail)
-            res["parallel"] += lat
-            res["parallel_missing"] += missing
-            if lat:
-                res["parallel_last"].append(max(lat))
+            record_terms(res, "parallel", d)
     finally:
         stop_procs(ps)
     return res

@@ -134,6 +134,97 @@ void CheckStepsFinal(const Outcome& o) {
   }
 }
 
+// One client's share of the plan: group i, submitted, maybe cancelled, waited
+// for, and its leftovers checked. The plan depends only on the seed and i.
+Outcome RunGroup(Cluster& c, uint64_t seed, int i, const std::string& mark) {
+  std::mt19937_64 rng(seed * 1000003 + static_cast<uint64_t>(i));
+  const Kind kind = static_cast<Kind>(rng() % 5);
+  Outcome o{kind, "chaos-" + std::to_string(i), Json(), "", false};
+  const std::string gmark = mark + "/" + o.id + "/";
+  const std::string file = c.dir() + "/" + o.id + ".json";
+  WriteFile(file, MakeGroup(kind, o.id, gmark, c.dir(), rng).dump());
+  RunOutput sub = c.Cli({"submit", file});
+  if (sub.exit_code != 0) {
+    o.error = "submit: " + sub.err;
+    return o;
+  }
+  if (kind == Kind::kCancelled) {
+    // A random moment in the group's life, part of the replayable plan.
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1500));
+    RunOutput cancel = c.Cli({"cancel", o.id});
+    if (cancel.exit_code != 0) o.error = "cancel: " + cancel.err;
+  }
+  RunOutput w = c.Cli({"wait", o.id, "--json"}, 180s);
+  o.result = Json::parse(w.out, nullptr, false);
+  if (o.result.is_discarded() || !o.result.is_object()) o.error += " wait: " + w.err;
+  const std::string state = o.result.is_object() ? o.result.value("state", "") : "";
+  if (state == "failed" || state == "cancelled") {
+    o.leftovers = !WaitUntil([&] { return ProcessesWith(gmark).empty(); }, 3s);
+  }
+  return o;
+}
+
+// The killer: SIGKILLs a random worker at a random moment and brings it back
+// after a random pause, until the clients are done. Returns the kills.
+int KillWorkers(Cluster& c, uint64_t seed, const std::vector<std::string>& names,
+                const std::atomic<int>& clients_left) {
+  int kills = 0;
+  std::mt19937_64 rng(seed);
+  while (clients_left > 0) {
+    const auto pause = std::chrono::milliseconds(300 + rng() % 1200);
+    WaitUntil([&] { return clients_left == 0; }, pause);  // the chaos's own random rhythm
+    if (clients_left == 0) break;
+    const std::string& victim = names[rng() % names.size()];
+    c.worker(victim).Kill(SIGKILL);
+    c.worker(victim).Wait(10s);
+    ++kills;
+    WaitUntil([&] { return clients_left == 0; }, std::chrono::milliseconds(rng() % 800));
+    c.StartWorker(victim, 3);
+  }
+  return kills;
+}
+
+// Checks 1 to 3 below on one group; counts its attempts lost with a worker.
+size_t CheckOutcome(const Outcome& o, std::map<std::string, int>* tally) {
+  size_t lost_attempts = 0;
+  if (o.result.is_object()) {
+    for (const Json& s : o.result["steps"]) {
+      for (const Json& a : s["history"]) lost_attempts += a["status"] == "worker_lost";
+    }
+  }
+  INFO("group " << o.id << " (" << KindName(o.kind) << "): " << o.error);
+  REQUIRE(o.error.empty());
+  const std::string state = o.result["state"];
+  ++(*tally)[std::string(KindName(o.kind)) + "/" + state];
+  // 1. Every group ended, with a result document.
+  CHECK(state != "running");
+  // 2. Every step has exactly one final result.
+  CheckStepsFinal(o);
+  // Kinds that cannot complete did not.
+  if (o.kind == Kind::kFailing || o.kind == Kind::kTimeout || o.kind == Kind::kCancelled) {
+    CHECK(state != "completed");
+  }
+  if (o.kind == Kind::kCancelled) CHECK((state == "cancelled" || state == "failed"));
+  // 3. Nothing of a failed or cancelled group ran on after its end.
+  CHECK_FALSE(o.leftovers);
+  return lost_attempts;
+}
+
+// A result read again later is the same: no late report changed a step.
+void CheckResultsStable(Cluster& c, const std::vector<Outcome>& outcomes, int groups) {
+  for (int i = 0; i < groups; i += 17) {
+    const Outcome* o = nullptr;
+    for (const Outcome& x : outcomes) o = x.id == "chaos-" + std::to_string(i) ? &x : o;
+    Json again = c.Status(o->id);
+    if (!again.is_object()) continue;  // already forgotten by retention
+    CHECK(again["state"] == o->result["state"]);
+    for (size_t s = 0; s < again["steps"].size(); ++s) {
+      CHECK(again["steps"][s]["state"] == o->result["steps"][s]["state"]);
+      CHECK(again["steps"][s]["attempts"] == o->result["steps"][s]["attempts"]);
+    }
+  }
+}
+
 TEST_CASE("chaos - mixed groups from concurrent clients while workers are SIGKILLed and restarted",
           "[e2e][chaos]") {
   const uint64_t seed = EnvNumber("COHORT_CHAOS_SEED", std::random_device{}());
@@ -161,100 +252,27 @@ TEST_CASE("chaos - mixed groups from concurrent clients while workers are SIGKIL
   std::vector<Outcome> outcomes;
   std::vector<std::thread> threads;
   for (int t = 0; t < clients; ++t) {
-    threads.emplace_back([&, t] {
+    threads.emplace_back([&] {
       for (int i = next++; i < groups; i = next++) {
-        // The plan of group i depends only on the seed and i.
-        std::mt19937_64 rng(seed * 1000003 + static_cast<uint64_t>(i));
-        const Kind kind = static_cast<Kind>(rng() % 5);
-        Outcome o{kind, "chaos-" + std::to_string(i), Json(), "", false};
-        const std::string gmark = mark + "/" + o.id + "/";
-        const std::string file = c.dir() + "/" + o.id + ".json";
-        WriteFile(file, MakeGroup(kind, o.id, gmark, c.dir(), rng).dump());
-        RunOutput sub = c.Cli({"submit", file});
-        if (sub.exit_code != 0) {
-          o.error = "submit: " + sub.err;
-        } else {
-          if (kind == Kind::kCancelled) {
-            // A random moment in the group's life, part of the replayable plan.
-            std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1500));
-            RunOutput cancel = c.Cli({"cancel", o.id});
-            if (cancel.exit_code != 0) o.error = "cancel: " + cancel.err;
-          }
-          RunOutput w = c.Cli({"wait", o.id, "--json"}, 180s);
-          o.result = Json::parse(w.out, nullptr, false);
-          if (o.result.is_discarded() || !o.result.is_object()) o.error += " wait: " + w.err;
-          const std::string state = o.result.is_object() ? o.result.value("state", "") : "";
-          if (state == "failed" || state == "cancelled") {
-            o.leftovers = !WaitUntil([&] { return ProcessesWith(gmark).empty(); }, 3s);
-          }
-        }
+        Outcome o = RunGroup(c, seed, i, mark);
         std::lock_guard<std::mutex> lock(mu);
         outcomes.push_back(std::move(o));
       }
       --clients_left;
     });
   }
-
-  // The killer: SIGKILL a random worker at a random moment, bring it back
-  // after a random pause, until the clients are done.
-  int kills = 0;
-  {
-    std::mt19937_64 rng(seed);
-    while (clients_left > 0) {
-      const auto pause = std::chrono::milliseconds(300 + rng() % 1200);
-      WaitUntil([&] { return clients_left == 0; }, pause);  // the chaos's own random rhythm
-      if (clients_left == 0) break;
-      const std::string& victim = names[rng() % names.size()];
-      c.worker(victim).Kill(SIGKILL);
-      c.worker(victim).Wait(10s);
-      ++kills;
-      WaitUntil([&] { return clients_left == 0; }, std::chrono::milliseconds(rng() % 800));
-      c.StartWorker(victim, 3);
-    }
-  }
+  const int kills = KillWorkers(c, seed, names, clients_left);
   for (auto& th : threads) th.join();
   const auto ran = Clock::now() - t0;
 
-  // 1. Every group ended, with a result document.
   REQUIRE(outcomes.size() == static_cast<size_t>(groups));
   std::map<std::string, int> tally;
   size_t lost_attempts = 0;
-  for (const Outcome& o : outcomes) {
-    if (o.result.is_object()) {
-      for (const Json& s : o.result["steps"]) {
-        for (const Json& a : s["history"]) lost_attempts += a["status"] == "worker_lost";
-      }
-    }
-    INFO("group " << o.id << " (" << KindName(o.kind) << "): " << o.error);
-    REQUIRE(o.error.empty());
-    const std::string state = o.result["state"];
-    ++tally[std::string(KindName(o.kind)) + "/" + state];
-    CHECK(state != "running");
-    // 2. Every step has exactly one final result.
-    CheckStepsFinal(o);
-    // Kinds that cannot complete did not.
-    if (o.kind == Kind::kFailing || o.kind == Kind::kTimeout || o.kind == Kind::kCancelled) {
-      CHECK(state != "completed");
-    }
-    if (o.kind == Kind::kCancelled) CHECK((state == "cancelled" || state == "failed"));
-    // 3. Nothing of a failed or cancelled group ran on after its end.
-    CHECK_FALSE(o.leftovers);
-  }
+  for (const Outcome& o : outcomes) lost_attempts += CheckOutcome(o, &tally);
   // The coordinator agrees: nothing is running.
   RunOutput list = c.Cli({"groups", "--json"});
   for (const Json& g : Json::parse(list.out)) CHECK(g["state"] != "running");
-  // A result read again later is the same: no late report changed a step.
-  for (int i = 0; i < groups; i += 17) {
-    const Outcome* o = nullptr;
-    for (const Outcome& x : outcomes) o = x.id == "chaos-" + std::to_string(i) ? &x : o;
-    Json again = c.Status(o->id);
-    if (!again.is_object()) continue;  // already forgotten by retention
-    CHECK(again["state"] == o->result["state"]);
-    for (size_t s = 0; s < again["steps"].size(); ++s) {
-      CHECK(again["steps"][s]["state"] == o->result["steps"][s]["state"]);
-      CHECK(again["steps"][s]["attempts"] == o->result["steps"][s]["attempts"]);
-    }
-  }
+  CheckResultsStable(c, outcomes, groups);
   // 4. No process of any step is left anywhere on the machine.
   CHECK(WaitUntil([&] { return ProcessesWith(mark).empty(); }, 20s));
   // 5. Once retention has passed, the coordinator holds nothing and its

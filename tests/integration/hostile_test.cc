@@ -70,14 +70,8 @@ std::string StepsJson(size_t n) {
   return s + "]}";
 }
 
-TEST_CASE("bad client requests are refused with an error or dropped and the coordinator serves on", "[e2e][hostile]") {
-  Cluster c;
-  c.StartCoordinator({"--max-steps", "100000"});
-  c.StartWorker("w1", 2);
-  Peer p(c.client_endpoint());
-  const pid_t coord = c.coordinator().pid();
-  const long base_kib = RssKiB(coord);
-
+// Messages the codec refuses: each is dropped and logged, never answered.
+void SendBadFrames(Peer& p) {
   // Truncated multipart messages, and one with too many frames.
   ExpectDropped(p, {"cohort/1"});
   ExpectDropped(p, {"cohort/1", "GROUPS"});
@@ -110,8 +104,10 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
   long_name.req = 77;
   long_name.group = std::string(1 << 20, 'g');
   ExpectDropped(p, common::Encode(long_name));
+}
 
-  // Specs the codec passes but the coordinator refuses, with the field named.
+// Specs the codec passes but the coordinator refuses, with the field named.
+void SendBadSpecs(Peer& p) {
   Status::Code code;
   std::string err = Submit(p, R"({"steps":[{"id":")" + std::string(1 << 20, 's') + R"(","shell":"true"}]})", &code);
   CHECK(code == Status::Code::kInvalidArgument);
@@ -127,9 +123,22 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
   err = Submit(p, R"({"steps":[{"id":"a","shell":"true","max_paralel":2}]})", &code);
   CHECK(code == Status::Code::kInvalidArgument);
   CHECK(err.find("max_paralel") != std::string::npos);
+}
+
+TEST_CASE("bad client requests are refused with an error or dropped and the coordinator serves on", "[e2e][hostile]") {
+  Cluster c;
+  c.StartCoordinator({"--max-steps", "100000"});
+  c.StartWorker("w1", 2);
+  Peer p(c.client_endpoint());
+  const pid_t coord = c.coordinator().pid();
+  const long base_kib = RssKiB(coord);
+
+  SendBadFrames(p);
+  SendBadSpecs(p);
 
   // A million-step group is parsed, then refused: more than --max-steps.
-  err = Submit(p, StepsJson(1'000'000), &code);
+  Status::Code code;
+  std::string err = Submit(p, StepsJson(1'000'000), &code);
   CHECK(code == Status::Code::kUnavailable);
   CHECK(err.find("--max-steps") != std::string::npos);
   // One step more than any group may have.
