@@ -1,4 +1,4 @@
-#include "worker/agent.h"
+#include "worker/worker_loop.h"
 
 #include <unistd.h>
 
@@ -49,7 +49,7 @@ std::string ReachableEndpoint(const std::string& advertised, const std::string& 
 
 // Once per change: a refused key or a broken handshake would otherwise look
 // like a coordinator that is simply down.
-void LogHandshake(const common::HandshakeMonitor& m, const AgentOptions& o) {
+void LogHandshake(const common::HandshakeMonitor& m, const WorkerOptions& o) {
   using Outcome = common::HandshakeMonitor::Outcome;
   if (m.outcome() == Outcome::kRefused) {
     common::LogError("coordinator_refused_key")
@@ -70,7 +70,7 @@ void LogHandshake(const common::HandshakeMonitor& m, const AgentOptions& o) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options)
+WorkerLoop::WorkerLoop(WorkerOptions options)
     : options_(std::move(options)),
       context_(1),
       runner_([&] {
@@ -95,13 +95,13 @@ Agent::Agent(AgentOptions options)
   if (options_.slots <= 0) options_.slots = std::max(1u, std::thread::hardware_concurrency());
 }
 
-Agent::~Agent() = default;
+WorkerLoop::~WorkerLoop() = default;
 
-void Agent::Send(const common::Message& msg) {
+void WorkerLoop::Send(const common::Message& msg) {
   if (dealer_) common::SendMessage(*dealer_, std::nullopt, msg);
 }
 
-void Agent::Connect(Time now) {
+void WorkerLoop::Connect(Time now) {
   dealer_.emplace(context_, zmq::socket_type::dealer);
   common::ConfigureSocket(*dealer_);
   if (options_.curve) {
@@ -127,7 +127,7 @@ void Agent::Connect(Time now) {
   SendRegister(now);
 }
 
-void Agent::SendRegister(Time now) {
+void WorkerLoop::SendRegister(Time now) {
   common::RegisterMsg reg;
   reg.name = options_.name;
   reg.slots = static_cast<uint32_t>(options_.slots);
@@ -145,14 +145,14 @@ void Agent::SendRegister(Time now) {
       .Kv("slots", options_.slots).Kv("running", reg.running.size());
 }
 
-Time Agent::NextWake() const {
+Time WorkerLoop::NextWake() const {
   Time until = next_heartbeat_;
   if (registered_) until = std::min(until, last_heard_ + std::chrono::milliseconds(heartbeat_ms_) * liveness_);
   if (auto d = runner_.NextDeadline()) until = std::min(until, *d);
   return until;
 }
 
-int Agent::Run(const common::StopSignal& stop) {
+int WorkerLoop::Run(const common::StopSignal& stop) {
   Time now = Clock::now();
   Connect(now);
   std::vector<PollFd> fds;
@@ -250,7 +250,7 @@ int Agent::Run(const common::StopSignal& stop) {
   }
 }
 
-void Agent::OnCoordinator(const common::Message& msg, Time now) {
+void WorkerLoop::OnCoordinator(const common::Message& msg, Time now) {
   if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
     const bool first = !registered_;
     registered_ = true;
@@ -309,7 +309,7 @@ void Agent::OnCoordinator(const common::Message& msg, Time now) {
   }
 }
 
-void Agent::RememberCancelled(const std::string& group) {
+void WorkerLoop::RememberCancelled(const std::string& group) {
   if (!cancelled_groups_.insert(group).second) return;
   cancelled_order_.push_back(group);
   if (cancelled_order_.size() > kMaxRememberedCancels) {
@@ -318,7 +318,7 @@ void Agent::RememberCancelled(const std::string& group) {
   }
 }
 
-void Agent::OnCancelGroup(const std::string& group, Time now) {
+void WorkerLoop::OnCancelGroup(const std::string& group, Time now) {
   RememberCancelled(group);
   int n = 0;
   for (auto it = key_of_.lower_bound({group, 0, 0}); it != key_of_.end() && std::get<0>(it->first) == group;
@@ -329,7 +329,7 @@ void Agent::OnCancelGroup(const std::string& group, Time now) {
   LogInfo("group_cancelled").Kv("group", group).Kv("running", n);
 }
 
-void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why, Time now) {
+void WorkerLoop::RefuseAsCancelled(const common::RunMsg& run, const std::string& why, Time now) {
   common::FinishedMsg f;
   f.id = run.id;
   f.cancelled = true;
@@ -338,7 +338,7 @@ void Agent::RefuseAsCancelled(const common::RunMsg& run, const std::string& why,
   SendFinished(std::move(f), now);
 }
 
-void Agent::FailRun(const common::RunMsg& run, const std::string& why, Time now) {
+void WorkerLoop::FailRun(const common::RunMsg& run, const std::string& why, Time now) {
   common::FinishedMsg f;
   f.id = run.id;
   f.error = "worker " + options_.name + " " + why;
@@ -346,7 +346,7 @@ void Agent::FailRun(const common::RunMsg& run, const std::string& why, Time now)
   SendFinished(std::move(f), now);
 }
 
-void Agent::OnRun(const common::RunMsg& run, Time now) {
+void WorkerLoop::OnRun(const common::RunMsg& run, Time now) {
   if (cancelled_groups_.count(run.id.group)) {
     RefuseAsCancelled(run, "group was cancelled before this step started", now);
     return;
@@ -403,7 +403,7 @@ void Agent::OnRun(const common::RunMsg& run, Time now) {
   Send(started);
 }
 
-void Agent::Report(const RunResult& r) {
+void WorkerLoop::Report(const RunResult& r) {
   auto it = attempts_.find(r.key);
   if (it == attempts_.end()) return;
   Attempt a = std::move(it->second);
@@ -432,7 +432,7 @@ void Agent::Report(const RunResult& r) {
   SendFinished(std::move(f), Clock::now());
 }
 
-void Agent::SendFinished(common::FinishedMsg f, Time now) {
+void WorkerLoop::SendFinished(common::FinishedMsg f, Time now) {
   // Moved through one Message rather than converted twice: the output tails
   // it carries can be 64 KiB each.
   common::Message msg(std::move(f));
@@ -440,7 +440,7 @@ void Agent::SendFinished(common::FinishedMsg f, Time now) {
   unconfirmed_.push_back({std::get<common::FinishedMsg>(std::move(msg)), now});
 }
 
-void Agent::Shutdown() {
+void WorkerLoop::Shutdown() {
   LogInfo("stopping").Kv("running", runner_.running());
   // Goodbye first: the coordinator retries these steps elsewhere at once
   // instead of waiting for our heartbeats to lapse.

@@ -1,4 +1,4 @@
-// Agent is the worker daemon's event loop: it owns the DEALER to the
+// WorkerLoop is the worker daemon's event loop: it owns the DEALER to the
 // coordinator, the SUB for cancel broadcasts, and the StepRunner with every
 // process it runs. It registers (reporting what it still runs), heartbeats
 // both ways as in the ZeroMQ guide's Paranoid Pirate pattern (any message
@@ -10,8 +10,8 @@
 // are reported after it is back.
 //
 // Thread contract: one thread calls Run().
-#ifndef COHORT_WORKER_AGENT_H_
-#define COHORT_WORKER_AGENT_H_
+#ifndef COHORT_WORKER_WORKER_LOOP_H_
+#define COHORT_WORKER_WORKER_LOOP_H_
 
 #include <cstdint>
 #include <deque>
@@ -36,7 +36,7 @@
 
 namespace cohort::worker {
 
-struct AgentOptions {
+struct WorkerOptions {
   std::string coordinator = common::kDefaultWorkerEndpoint;
   std::string name;  // "" = the host name
   int64_t slots = 0;  // 0 = the number of CPUs
@@ -53,18 +53,18 @@ struct AgentOptions {
   StepPolicy policy;
 };
 
-class Agent {
+class WorkerLoop {
  public:
-  explicit Agent(AgentOptions options);
-  ~Agent();
-  Agent(const Agent&) = delete;
-  Agent& operator=(const Agent&) = delete;
+  explicit WorkerLoop(WorkerOptions options);
+  ~WorkerLoop();
+  WorkerLoop(const WorkerLoop&) = delete;
+  WorkerLoop& operator=(const WorkerLoop&) = delete;
 
   // Serves until `stop` is raised; then says goodbye, stops every step and
   // returns the exit code.
   int Run(const common::StopSignal& stop);
 
-  const AgentOptions& options() const { return options_; }
+  const WorkerOptions& options() const { return options_; }
 
  private:
   struct Attempt {
@@ -95,7 +95,7 @@ class Agent {
   common::Time NextWake() const;
   void Shutdown();
 
-  AgentOptions options_;
+  WorkerOptions options_;
   zmq::context_t context_;
   std::optional<zmq::socket_t> dealer_;
   std::optional<zmq::socket_t> sub_;
@@ -124,4 +124,4 @@ class Agent {
 
 }  // namespace cohort::worker
 
-#endif  // COHORT_WORKER_AGENT_H_
+#endif  // COHORT_WORKER_WORKER_LOOP_H_
