@@ -1,25 +1,21 @@
 // WorkerLoop is the worker daemon's event loop: it owns the DEALER to the
-// coordinator, the SUB for cancel broadcasts, and the StepRunner with every
-// process it runs. It registers (reporting what it still runs), heartbeats
-// both ways as in the ZeroMQ guide's Paranoid Pirate pattern (any message
-// counts), runs what it is sent, reports starts and ends, and stops what it
-// is told to stop. When the coordinator goes silent it registers again every
-// heartbeat until answered, on the same socket (ZeroMQ redials a broken
-// connection with exponential backoff; ZMTP heartbeats find a dead one); its
-// steps keep running meanwhile and results that finished while it was away
-// are reported after it is back.
+// coordinator, the SUB for cancel broadcasts, the StepRunner with every
+// process it runs, and the WorkerCore that makes every decision. Each turn it
+// polls the sockets and the runner's descriptors together (with a timeout no
+// later than the core's and the runner's deadlines), decodes what arrived,
+// hands it to the core with `now`, and carries out the actions the core
+// returns: it sends, subscribes, starts and cancels steps (checking each
+// against the worker's StepPolicy first) and writes the log. The sockets are
+// kept across a silent coordinator: ZeroMQ redials a broken connection with
+// exponential backoff and ZMTP heartbeats find a dead one.
 //
 // Thread contract: one thread calls Run().
 #ifndef COHORT_WORKER_WORKER_LOOP_H_
 #define COHORT_WORKER_WORKER_LOOP_H_
 
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <optional>
-#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <zmq.hpp>
@@ -33,6 +29,7 @@
 #include "common/time.h"
 #include "worker/step_policy.h"
 #include "worker/step_runner.h"
+#include "worker/worker_core.h"
 
 namespace cohort::worker {
 
@@ -40,7 +37,7 @@ struct WorkerOptions {
   std::string coordinator = common::kDefaultWorkerEndpoint;
   std::string name;  // "" = the host name
   int64_t slots = 0;  // 0 = the number of CPUs
-  std::vector<std::string> agents;
+  std::vector<std::string> agents;  // placement labels offered
   common::Duration kill_grace = std::chrono::seconds(5);
   int heartbeat_ms = common::kDefaultHeartbeatMs;  // until the coordinator says otherwise
   int liveness = common::kDefaultLiveness;
@@ -67,58 +64,25 @@ class WorkerLoop {
   const WorkerOptions& options() const { return options_; }
 
  private:
-  struct Attempt {
-    common::AttemptId id;
-    std::string step_id;
-  };
-  // A result kept for 2 x liveness x heartbeat of registered time after it
-  // was last sent (the coordinator has acted on it by then), so a reconnect,
-  // after an outage of any length, does not lose it.
-  struct Unconfirmed {
-    common::FinishedMsg msg;
-    common::Time sent_at;
-  };
-
   void Connect(common::Time now);
-  void SendRegister(common::Time now);
+  void Subscribe(const std::string& endpoint);
+  // Carries out `actions` in order, feeding the outcome of each StartStep
+  // back to the core before the next one.
+  void Execute(const std::vector<Action>& actions, common::Time now);
+  void StartOne(const StartStep& start, common::Time now);
   void Send(const common::Message& msg);
-  void OnCoordinator(const common::Message& msg, common::Time now);
-  void OnCancelGroup(const std::string& group, common::Time now);
-  void OnRun(const common::RunMsg& run, common::Time now);
-  void Report(const RunResult& r);
-  // Sends a FINISHED and keeps it until the coordinator has had time to act.
-  void SendFinished(common::FinishedMsg f, common::Time now);
-  // Reports a step that never started: "worker NAME <why>".
-  void FailRun(const common::RunMsg& run, const std::string& why, common::Time now);
-  void RefuseAsCancelled(const common::RunMsg& run, const std::string& why, common::Time now);
-  void RememberCancelled(const std::string& group);
-  common::Time NextWake() const;
+  void ReadCoordinator(common::Time now);
+  void ReadBroadcasts(common::Time now);
   void Shutdown();
+  common::Time NextWake() const;
 
   WorkerOptions options_;
   zmq::context_t context_;
   std::optional<zmq::socket_t> dealer_;
   std::optional<zmq::socket_t> sub_;
   std::optional<common::HandshakeMonitor> monitor_;  // of dealer_: says why it cannot connect
-  std::string sub_endpoint_;
   StepRunner runner_;
-  common::WallClock wall_;
-
-  uint64_t instance_;  // random per process, see RegisterMsg::instance
-  uint64_t next_key_ = 1;
-  std::unordered_map<uint64_t, Attempt> attempts_;  // runner key -> attempt
-  std::map<std::tuple<std::string, uint32_t, uint32_t>, uint64_t> key_of_;
-  std::deque<Unconfirmed> unconfirmed_;
-  std::set<std::string> cancelled_groups_;
-  std::deque<std::string> cancelled_order_;  // bounds the set above
-
-  bool registered_ = false;
-  int heartbeat_ms_;
-  int liveness_;
-  common::Time last_heard_{};
-  common::Time next_heartbeat_{};
-  common::Time last_register_{};
-  common::Duration register_every_;  // while unregistered: doubles up to max_reconnect_backoff
+  WorkerCore core_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
 };
 
