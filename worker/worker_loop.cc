@@ -167,12 +167,12 @@ void WorkerLoop::Execute(const std::vector<Action>& actions, Time now) {
 void WorkerLoop::StartOne(const StartStep& start, Time now) {
   RunRequest req = start.request;
   std::vector<Action> actions;
+  // Started at Clock::now(): the timeout runs from this step's own start,
+  // not from when the loop woke, or later steps of a burst would lose the
+  // time spent spawning the earlier ones and be killed early.
   if (auto s = options_.policy.Check(&req); !s.ok()) {
     core_.StepNotStarted(req.key, StartFailure::kRefusedByPolicy, s.message(), now, &actions);
   } else if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
-    // The timeout runs from this step's own start, not from when the loop
-    // woke: later steps of a burst would otherwise lose the time spent
-    // spawning the earlier ones and be killed early.
     core_.StepNotStarted(req.key, StartFailure::kStartFailed, s.message(), now, &actions);
   } else {
     core_.StepStarted(req.key, now, &actions);
