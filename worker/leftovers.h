@@ -17,10 +17,9 @@
 
 #include <string>
 
-namespace cohort::worker {
+#include "worker/run_types.h"  // kWorkerEnv
 
-// The variable every step's environment holds: the name of its worker.
-inline constexpr char kWorkerEnv[] = "COHORT_WORKER";
+namespace cohort::worker {
 
 // SIGKILLs the leftovers of worker `name` found under `proc_root`, until a
 // scan finds none (a leftover may fork while it is being looked for), at

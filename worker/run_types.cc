@@ -1,39 +1,10 @@
 #include "worker/run_types.h"
 
-#include <pwd.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <vector>
+#include <string>
 
 namespace cohort::worker {
-namespace {
-
-// The passwd database rather than $HOME, so the base environment does not
-// depend on how the worker was started; looked up once because NSS can be
-// slow (LDAP) and options are built often.
-std::string LookUpHome() {
-  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(hint > 0 ? static_cast<size_t>(hint) : 16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  if (getpwuid_r(geteuid(), &entry, buf.data(), buf.size(), &found) == 0 && found != nullptr &&
-      found->pw_dir != nullptr && found->pw_dir[0] == '/') {
-    return found->pw_dir;
-  }
-  return "/";
-}
-
-}  // namespace
-
-EnvVars DefaultBaseEnv() {
-  static const std::string home = LookUpHome();
-  return {
-      {"PATH", "/usr/local/bin:/usr/bin:/bin"},
-      {"HOME", home},
-      {"LANG", "C.UTF-8"},
-  };
-}
 
 std::string RunResult::Summary() const {
   std::string s;

@@ -19,6 +19,10 @@
 
 namespace cohort::worker {
 
+// The variable every step's environment holds: the name of its worker, by
+// which a restarted worker finds what its previous life left (leftovers.h).
+inline constexpr char kWorkerEnv[] = "COHORT_WORKER";
+
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 
 // One attempt of one step. Exactly one of argv and shell is set.

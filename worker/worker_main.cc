@@ -9,7 +9,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/options.h"
-#include "worker/agent.h"
+#include "worker/worker_loop.h"
 #include "worker/leftovers.h"
 
 namespace {
@@ -28,7 +28,7 @@ std::vector<std::string> SplitList(const std::string& text) {
 
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
-  cohort::worker::AgentOptions o;
+  cohort::worker::WorkerOptions o;
   std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands;
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
@@ -158,11 +158,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   cohort::common::RaiseOnTermination(&stop);
-  cohort::worker::Agent agent(o);
+  cohort::worker::WorkerLoop loop(o);
   // What a previous life of this worker left running (it was SIGKILLed, and
   // no cgroup cleaned up) belongs to attempts the coordinator has moved on from.
-  if (int n = cohort::worker::KillLeftovers(agent.options().name); n > 0) {
-    cohort::common::LogWarn("leftovers_killed").Kv("worker", agent.options().name).Kv("processes", n);
+  if (int n = cohort::worker::KillLeftovers(loop.options().name); n > 0) {
+    cohort::common::LogWarn("leftovers_killed").Kv("worker", loop.options().name).Kv("processes", n);
   }
-  return agent.Run(stop);
+  return loop.Run(stop);
 }

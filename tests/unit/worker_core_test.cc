@@ -1,0 +1,442 @@
+// The worker's decisions (worker/worker_core.h), driven by a fake clock:
+// registration and its backoff, the coordinator's liveness, results held until
+// confirmed, refused RUNs, cancels, REREGISTER and the shutdown order.
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "worker/worker_core.h"
+
+namespace cohort::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using common::AttemptId;
+using common::FinishedMsg;
+using common::Message;
+using worker::Action;
+using worker::WorkerCore;
+using worker::WorkerCoreOptions;
+
+WorkerCoreOptions Options() {
+  WorkerCoreOptions o;
+  o.coordinator = "tcp://coord.example:5701";
+  o.name = "w1";
+  o.slots = 2;
+  o.heartbeat_ms = 1000;
+  o.liveness = 3;
+  o.max_reconnect_backoff = 8s;
+  o.kill_grace = 5s;
+  return o;
+}
+
+class Harness {
+ public:
+  explicit Harness(WorkerCoreOptions o = Options()) : core(std::move(o)) {}
+
+  WorkerCore core;
+  common::Time now{};  // the fake clock
+  std::vector<Action> out;  // actions of the last call only
+
+  void Connect() {
+    out.clear();
+    core.Connect(now, &out);
+  }
+  void Advance(common::Duration d) {
+    now += d;
+    out.clear();
+    core.Tick(now, &out);
+  }
+  void From(Message msg) {
+    out.clear();
+    core.OnCoordinator(msg, now, &out);
+  }
+  void Welcome(uint32_t heartbeat_ms = 1000, uint32_t liveness = 3) {
+    common::WelcomeMsg w;
+    w.heartbeat_ms = heartbeat_ms;
+    w.liveness = liveness;
+    w.cancel_endpoint = "tcp://0.0.0.0:5702";
+    From(w);
+  }
+  void Broadcast(std::string group) {
+    out.clear();
+    core.OnBroadcast(common::CancelGroupMsg{std::move(group)}, now, &out);
+  }
+  // Sends RUN g/step/attempt; if the core asks to start it, reports it
+  // started and returns its runner key (0 if the core did not ask).
+  uint64_t Run(const std::string& group, uint32_t step = 0, uint32_t attempt = 1) {
+    From(RunOf(group, step, attempt));
+    auto starts = Of<worker::StartStep>();
+    if (starts.empty()) return 0;
+    REQUIRE(starts.size() == 1);
+    out.clear();
+    core.StepStarted(starts[0].request.key, now, &out);
+    return starts[0].request.key;
+  }
+  void End(uint64_t key, int exit_code = 0) {
+    worker::RunResult r;
+    r.key = key;
+    r.kind = worker::RunResult::Kind::kExited;
+    r.exit_code = exit_code;
+    r.start = r.end = now;
+    out.clear();
+    core.StepEnded(r, now, &out);
+  }
+
+  static common::RunMsg RunOf(const std::string& group, uint32_t step, uint32_t attempt) {
+    common::RunMsg run;
+    run.id = {group, step, attempt};
+    run.step_id = "s" + std::to_string(step);
+    run.shell = "true";
+    return run;
+  }
+
+  template <typename T>
+  std::vector<T> Of() const {
+    std::vector<T> r;
+    for (const Action& a : out) {
+      if (const T* t = std::get_if<T>(&a)) r.push_back(*t);
+    }
+    return r;
+  }
+  // The messages of type T the last call sent to the coordinator.
+  template <typename T>
+  std::vector<T> Sent() const {
+    std::vector<T> r;
+    for (const auto& s : Of<worker::SendToCoordinator>()) {
+      if (const T* t = std::get_if<T>(&s.msg)) r.push_back(*t);
+    }
+    return r;
+  }
+  bool Noticed(const std::string& event) const {
+    for (const auto& n : Of<worker::Notice>()) {
+      if (n.event == event) return true;
+    }
+    return false;
+  }
+};
+
+// Advances the clock in 100 ms ticks for `total` and returns the times (from
+// the start) at which a REGISTER went out.
+std::vector<common::Duration> RegisterTimes(Harness& h, common::Duration total) {
+  std::vector<common::Duration> at;
+  const common::Time start = h.now;
+  while (h.now - start < total) {
+    h.Advance(100ms);
+    if (!h.Sent<common::RegisterMsg>().empty()) at.push_back(h.now - start);
+  }
+  return at;
+}
+
+TEST_CASE("an unanswered worker registers every heartbeat, then doubling up to the cap", "[worker]") {
+  Harness h;
+  h.Connect();
+  REQUIRE(h.Sent<common::RegisterMsg>().size() == 1);
+  const auto reg = h.Sent<common::RegisterMsg>()[0];
+  CHECK(reg.name == "w1");
+  CHECK(reg.slots == 2);
+  CHECK(h.core.NextDeadline() == h.now + 1s);
+  using D = common::Duration;
+  CHECK(RegisterTimes(h, 40s) == std::vector<D>{1s, 2s, 4s, 8s, 16s, 24s, 32s, 40s});
+}
+
+TEST_CASE("a welcome resets the registration backoff", "[worker]") {
+  Harness h;
+  h.Connect();
+  RegisterTimes(h, 20s);  // backoff at its cap by now
+  h.Welcome();
+  CHECK(h.core.registered());
+  // Silent for heartbeat x liveness: registering again, from one heartbeat.
+  h.now += 3s;
+  h.Advance(0s);
+  CHECK(h.Noticed("coordinator_silent"));
+  CHECK_FALSE(h.core.registered());
+  const common::Time silent_at = h.now;
+  auto times = RegisterTimes(h, 8s);
+  // Then 1 s, 2 s, 4 s apart again, not 8 s.
+  REQUIRE(times.size() >= 3);
+  CHECK(times[times.size() - 1] - times[times.size() - 2] == 4s);
+  CHECK(times[times.size() - 2] - times[times.size() - 3] == 2s);
+  CHECK(h.now - silent_at == 8s);
+}
+
+TEST_CASE("the coordinator's liveness is learned from its welcome", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome(200, 2);
+  CHECK(h.core.heartbeat_ms() == 200);
+  CHECK(h.core.liveness() == 2);
+  CHECK(h.core.NextDeadline() == h.now + 400ms);  // before the next heartbeat is due
+  h.Advance(399ms);
+  CHECK(h.core.registered());
+  h.Advance(1ms);
+  CHECK_FALSE(h.core.registered());
+  CHECK(h.Noticed("coordinator_silent"));
+}
+
+TEST_CASE("any message from the coordinator keeps it alive", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  for (int i = 0; i < 10; ++i) {
+    h.Advance(2s);
+    h.From(common::HeartbeatMsg{});
+  }
+  CHECK(h.core.registered());
+  h.Advance(2999ms);
+  CHECK(h.core.registered());
+  h.Advance(1ms);
+  CHECK_FALSE(h.core.registered());
+}
+
+TEST_CASE("the cancel endpoint is subscribed once, at the coordinator's host", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  auto subs = h.Of<worker::Subscribe>();
+  REQUIRE(subs.size() == 1);
+  CHECK(subs[0].endpoint == "tcp://coord.example:5702");
+  h.Welcome();
+  CHECK(h.Of<worker::Subscribe>().empty());
+  CHECK(worker::ReachableEndpoint("tcp://10.0.0.1:5702", "tcp://coord:5701") == "tcp://10.0.0.1:5702");
+  CHECK(worker::ReachableEndpoint("tcp://*:5702", "tcp://coord:5701") == "tcp://coord:5702");
+  CHECK(worker::ReachableEndpoint("ipc:///tmp/c", "tcp://coord:5701") == "ipc:///tmp/c");
+}
+
+TEST_CASE("a coordinator that comes back gets what runs and every unconfirmed result again", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t running = h.Run("g", 0);
+  REQUIRE(running != 0);
+  h.End(h.Run("g", 1));
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  h.Broadcast("gone");
+  h.Advance(3s);  // silent
+  REQUIRE_FALSE(h.core.registered());
+  h.Advance(1s);
+  auto regs = h.Sent<common::RegisterMsg>();
+  REQUIRE(regs.size() == 1);
+  CHECK(regs[0].running == std::vector<AttemptId>{{"g", 0, 1}, {"g", 1, 1}});
+  h.Welcome();
+  auto again = h.Sent<FinishedMsg>();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].id == AttemptId{"g", 1, 1});
+  CHECK(h.Noticed("registered"));
+  // A new coordinator may reuse group ids: the cancel seen before is forgotten.
+  h.From(Harness::RunOf("gone", 0, 1));
+  CHECK(h.Of<worker::StartStep>().size() == 1);
+}
+
+TEST_CASE("a result is held for the keep window of registered time, and resent on cancel", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  h.End(h.Run("g"));
+  REQUIRE(h.core.unconfirmed() == 1);
+  // A cancel for the finished attempt: the report may have been lost.
+  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Of<worker::CancelStep>().empty());
+  // Unregistered time does not count: an outage of any length loses nothing.
+  h.From(common::ReregisterMsg{"unknown worker"});
+  h.Advance(100s);
+  CHECK(h.core.unconfirmed() == 1);
+  h.Welcome();
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);  // resent, window restarts
+  for (int i = 0; i < 3; ++i) {
+    h.Advance(2s);
+    h.From(common::HeartbeatMsg{});
+  }
+  h.Advance(0s);
+  CHECK(h.core.unconfirmed() == 1);  // 2 x liveness x heartbeat = 6 s, not yet past
+  h.Advance(1ms);
+  CHECK(h.core.unconfirmed() == 0);
+  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  CHECK(h.out.empty());
+}
+
+TEST_CASE("a cancel stops an attempt held and does nothing for one unknown", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t key = h.Run("g", 3, 2);
+  h.From(common::CancelAttemptMsg{{"g", 3, 2}});
+  auto cancels = h.Of<worker::CancelStep>();
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].key == key);
+  h.From(common::CancelAttemptMsg{{"g", 3, 1}});
+  CHECK(h.out.empty());
+}
+
+TEST_CASE("a RUN past the slots is refused with a result, not run", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  REQUIRE(h.Run("g", 0) != 0);
+  REQUIRE(h.Run("g", 1) != 0);
+  CHECK(h.Run("g", 2) == 0);
+  auto f = h.Sent<FinishedMsg>();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].id == AttemptId{"g", 2, 1});
+  CHECK(f[0].error == "worker w1 refused the step: it already runs 2 steps, all of its 2 slots");
+  CHECK_FALSE(f[0].cancelled);
+  CHECK(h.Noticed("run_refused"));
+  CHECK(h.core.unconfirmed() == 1);
+}
+
+TEST_CASE("a RUN for a group heard cancelled is refused as cancelled", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t a = h.Run("g", 0);
+  const uint64_t b = h.Run("other", 0);
+  h.Broadcast("g");
+  auto cancels = h.Of<worker::CancelStep>();
+  REQUIRE(cancels.size() == 1);
+  CHECK(cancels[0].key == a);
+  CHECK(cancels[0].key != b);
+  CHECK(h.Run("g", 1) == 0);
+  auto f = h.Sent<FinishedMsg>();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].cancelled);
+  CHECK(f[0].error == "group was cancelled before this step started");
+  // A second welcome on the same registration keeps the memory.
+  h.End(b);
+  h.Welcome();
+  CHECK(h.Run("g", 2) == 0);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].cancelled);
+}
+
+TEST_CASE("the memory of cancelled groups is bounded, oldest forgotten first", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  for (int i = 0; i <= 10000; ++i) h.Broadcast("g" + std::to_string(i));
+  CHECK(h.Run("g0") != 0);
+  CHECK(h.Run("g1") == 0);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].cancelled);
+}
+
+TEST_CASE("a RUN with the id of an attempt still held is refused, the held one kept", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t key = h.Run("g", 0, 1);
+  CHECK(h.Run("g", 0, 1) == 0);
+  auto f = h.Sent<FinishedMsg>();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].error == "worker w1 still runs an attempt with the same id from before a coordinator restart");
+  CHECK(h.Noticed("run_collision"));
+  CHECK(h.core.running() == 1);
+  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  REQUIRE(h.Of<worker::CancelStep>().size() == 1);
+  CHECK(h.Of<worker::CancelStep>()[0].key == key);
+}
+
+TEST_CASE("a step is started with the worker's variables, and reported started", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  common::RunMsg run = Harness::RunOf("g", 4, 2);
+  run.step_id = "build";
+  run.env = {{"A", "1"}};
+  run.cwd = "/tmp";
+  run.timeout_ms = 1500;
+  h.From(run);
+  auto starts = h.Of<worker::StartStep>();
+  REQUIRE(starts.size() == 1);
+  const worker::RunRequest& r = starts[0].request;
+  CHECK(r.shell == "true");
+  CHECK(r.cwd == "/tmp");
+  CHECK(r.timeout == common::Duration(1500ms));
+  CHECK(r.env == worker::EnvVars{{"A", "1"}, {"COHORT_WORKER", "w1"}, {"COHORT_GROUP", "g"},
+                                 {"COHORT_STEP", "build"}, {"COHORT_ATTEMPT", "2"}});
+  CHECK(h.Sent<common::StartedMsg>().empty());  // not before it has started
+  h.out.clear();
+  h.core.StepStarted(r.key, h.now, &h.out);
+  REQUIRE(h.Sent<common::StartedMsg>().size() == 1);
+  CHECK(h.Sent<common::StartedMsg>()[0].id == AttemptId{"g", 4, 2});
+}
+
+TEST_CASE("a step refused by the policy or not started fails with a result and frees its slot", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  h.From(Harness::RunOf("g", 0, 1));
+  uint64_t key = h.Of<worker::StartStep>().at(0).request.key;
+  h.out.clear();
+  h.core.StepNotStarted(key, worker::StartFailure::kRefusedByPolicy, "refused by the worker's policy: x", h.now,
+                        &h.out);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].error == "worker w1 refused by the worker's policy: x");
+  CHECK(h.Noticed("step_refused"));
+  h.From(Harness::RunOf("g", 1, 1));
+  key = h.Of<worker::StartStep>().at(0).request.key;
+  h.out.clear();
+  h.core.StepNotStarted(key, worker::StartFailure::kStartFailed, "too many open files", h.now, &h.out);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].error == "worker w1 could not start the step: too many open files");
+  CHECK(h.Noticed("start_failed"));
+  CHECK(h.core.running() == 0);
+  CHECK(h.Sent<common::StartedMsg>().empty());
+}
+
+TEST_CASE("REREGISTER registers again at most once per heartbeat", "[worker]") {
+  Harness h;
+  h.Connect();  // registered at 0
+  h.Welcome();
+  h.now += 500ms;
+  h.From(common::ReregisterMsg{"unknown worker"});
+  CHECK_FALSE(h.core.registered());
+  CHECK(h.Sent<common::RegisterMsg>().empty());
+  h.now += 500ms;
+  h.From(common::ReregisterMsg{"unknown worker"});
+  CHECK(h.Sent<common::RegisterMsg>().size() == 1);
+  h.now += 999ms;
+  h.From(common::ReregisterMsg{"unknown worker"});
+  CHECK(h.Sent<common::RegisterMsg>().empty());
+}
+
+TEST_CASE("shutting down says goodbye before it stops the steps", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t a = h.Run("g", 0);
+  const uint64_t b = h.Run("g", 1);
+  h.out.clear();
+  h.core.Shutdown(h.now, &h.out);
+  std::vector<std::string> order;
+  for (const Action& act : h.out) {
+    if (auto* s = std::get_if<worker::SendToCoordinator>(&act)) {
+      order.push_back(std::holds_alternative<common::ByeMsg>(s->msg) ? "bye" : "send");
+    } else if (auto* c = std::get_if<worker::CancelStep>(&act)) {
+      order.push_back("cancel " + std::to_string(c->key == a ? 0 : c->key == b ? 1 : -1));
+    } else if (auto* w = std::get_if<worker::AwaitSteps>(&act)) {
+      CHECK(w->until == h.now + 7s);  // kill grace + 2 s
+      order.push_back("await");
+    }
+  }
+  CHECK(order == std::vector<std::string>{"bye", "cancel 0", "cancel 1", "await"});
+}
+
+TEST_CASE("a finished step is reported once, with its outcome", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t key = h.Run("g");
+  h.End(key, 3);
+  auto f = h.Sent<FinishedMsg>();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].exit_code == 3);
+  CHECK(h.Noticed("finished"));
+  h.End(key, 3);
+  CHECK(h.out.empty());
+  CHECK(h.core.running() == 0);
+}
+
+}  // namespace
+}  // namespace cohort::testing

@@ -1,0 +1,327 @@
+#include "worker/worker_core.h"
+
+#include <algorithm>
+
+namespace cohort::worker {
+
+using common::Time;
+
+namespace {
+
+constexpr size_t kMaxRememberedCancels = 10000;
+
+// Small actions are built in place (emplace_back with in_place_type): GCC 12
+// takes a temporary variant holding one for uninitialized memory (a false
+// -Wmaybe-uninitialized, fatal under -Werror).
+
+Notice Note(Notice::Level level, std::string event, std::vector<std::pair<std::string, std::string>> fields = {}) {
+  return Notice{level, std::move(event), std::move(fields)};
+}
+
+std::string Ms(common::Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+}  // namespace
+
+std::string ReachableEndpoint(const std::string& advertised, const std::string& coordinator) {
+  auto host_of = [](const std::string& ep, size_t* begin, size_t* end) {
+    size_t scheme = ep.find("://");
+    if (scheme == std::string::npos) return false;
+    *begin = scheme + 3;
+    *end = ep.rfind(':');
+    return *end != std::string::npos && *end > *begin;
+  };
+  size_t b = 0, e = 0, cb = 0, ce = 0;
+  if (advertised.rfind("tcp://", 0) != 0 || !host_of(advertised, &b, &e)) return advertised;
+  std::string host = advertised.substr(b, e - b);
+  if (host != "0.0.0.0" && host != "*" && host != "[::]" && host != "::") return advertised;
+  if (coordinator.rfind("tcp://", 0) != 0 || !host_of(coordinator, &cb, &ce)) return advertised;
+  return advertised.substr(0, b) + coordinator.substr(cb, ce - cb) + advertised.substr(e);
+}
+
+WorkerCore::WorkerCore(WorkerCoreOptions options)
+    : options_(std::move(options)),
+      heartbeat_ms_(options_.heartbeat_ms),
+      liveness_(options_.liveness),
+      register_every_(std::chrono::milliseconds(options_.heartbeat_ms)) {}
+
+void WorkerCore::Connect(Time now, std::vector<Action>* out) {
+  registered_ = false;
+  last_heard_ = now;
+  SendRegister(now, out);
+}
+
+void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
+  common::RegisterMsg reg;
+  reg.name = options_.name;
+  reg.slots = static_cast<uint32_t>(options_.slots);
+  reg.agents = options_.agents;
+  reg.version = options_.version;
+  reg.instance = options_.instance;
+  last_register_ = now;
+  for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
+  // Results the coordinator may have missed are reported as still running,
+  // then sent again once it welcomes us, so none is lost across a reconnect.
+  for (const Unconfirmed& u : unconfirmed_) reg.running.push_back(u.msg.id);
+  const size_t running = reg.running.size();
+  out->push_back(SendToCoordinator{std::move(reg)});
+  next_heartbeat_ = now + heartbeat();
+  out->push_back(Note(Notice::Level::kInfo, "registering",
+                      {{"coordinator", options_.coordinator},
+                       {"name", options_.name},
+                       {"slots", std::to_string(options_.slots)},
+                       {"running", std::to_string(running)}}));
+}
+
+Time WorkerCore::NextDeadline() const {
+  Time until = next_heartbeat_;
+  if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
+  return until;
+}
+
+void WorkerCore::Tick(Time now, std::vector<Action>* out) {
+  // Drop results the coordinator has had long enough to act on: only while
+  // registered, so an outage of any length loses none (they are re-sent,
+  // with a fresh sent_at, once it welcomes us back).
+  const auto keep = heartbeat() * liveness_ * 2;
+  while (registered_ && !unconfirmed_.empty() && now - unconfirmed_.front().sent_at > keep) {
+    unconfirmed_.pop_front();
+  }
+  if (registered_ && now - last_heard_ >= heartbeat() * liveness_) {
+    // The coordinator restarted, is gone, or is busy. The socket is kept:
+    // ZeroMQ re-establishes a broken connection by itself (with backoff),
+    // and the ZMTP heartbeats notice a dead one. Closing it would only make
+    // a busy coordinator lose us: we register again until it answers.
+    out->push_back(Note(Notice::Level::kWarn, "coordinator_silent",
+                        {{"coordinator", options_.coordinator}, {"silent_ms", Ms(now - last_heard_)}}));
+    registered_ = false;
+  }
+  if (now < next_heartbeat_) return;
+  if (registered_) {
+    out->push_back(SendToCoordinator{common::HeartbeatMsg{}});
+    next_heartbeat_ = now + heartbeat();
+  } else {
+    SendRegister(now, out);
+    // Unanswered REGISTERs queue on a connection that is up but not read
+    // (a stuck coordinator): ask less and less often.
+    next_heartbeat_ = now + register_every_;
+    register_every_ = std::min(register_every_ * 2, options_.max_reconnect_backoff);
+  }
+}
+
+void WorkerCore::OnCoordinator(const common::Message& msg, Time now, std::vector<Action>* out) {
+  last_heard_ = now;
+  if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
+    OnWelcome(*w, now, out);
+  } else if (auto* run = std::get_if<common::RunMsg>(&msg)) {
+    OnRun(*run, now, out);
+  } else if (auto* c = std::get_if<common::CancelAttemptMsg>(&msg)) {
+    OnCancelAttempt(c->id, now, out);
+  } else if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) {
+    OnCancelGroup(g->group, now, out);
+  } else if (auto* r = std::get_if<common::ReregisterMsg>(&msg)) {
+    OnReregister(*r, now, out);
+  }
+}
+
+void WorkerCore::OnBroadcast(const common::Message& msg, Time now, std::vector<Action>* out) {
+  if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) OnCancelGroup(g->group, now, out);
+}
+
+void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Action>* out) {
+  const bool first = !registered_;
+  registered_ = true;
+  register_every_ = heartbeat();
+  if (w.heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w.heartbeat_ms);
+  if (w.liveness > 0) liveness_ = static_cast<int>(w.liveness);
+  std::string endpoint = ReachableEndpoint(w.cancel_endpoint, options_.coordinator);
+  if (subscribed_ != endpoint) {
+    out->push_back(Subscribe{endpoint});
+    subscribed_ = endpoint;
+  }
+  if (!first) return;
+  // Cancels seen before guard against a RUN racing its group's cancel in one
+  // coordinator's life; after a reconnect the coordinator may be a new one
+  // that reuses group ids, so the memory starts afresh.
+  cancelled_groups_.clear();
+  cancelled_order_.clear();
+  out->push_back(Note(Notice::Level::kInfo, "registered",
+                      {{"heartbeat_ms", std::to_string(heartbeat_ms_)},
+                       {"liveness", std::to_string(liveness_)},
+                       {"cancel", endpoint}}));
+  for (Unconfirmed& u : unconfirmed_) {
+    out->push_back(SendToCoordinator{u.msg});
+    u.sent_at = now;
+  }
+}
+
+void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>* out) {
+  if (cancelled_groups_.count(run.id.group)) {
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.cancelled = true;
+    f.error = "group was cancelled before this step started";
+    f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
+    SendFinished(std::move(f), now, out);
+    return;
+  }
+  if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) {
+    // Only a coordinator that restarted and reused an id can send this: the
+    // process running under that id belongs to the old one. Refuse loudly.
+    out->push_back(Note(Notice::Level::kWarn, "run_collision",
+                        {{"group", run.id.group}, {"step", run.step_id}, {"attempt", std::to_string(run.id.attempt)}}));
+    FailRun(run.id, "still runs an attempt with the same id from before a coordinator restart", now, out);
+    return;
+  }
+  if (attempts_.size() >= static_cast<size_t>(options_.slots)) {
+    // The coordinator never sends more than our slots (it counts attempts
+    // being stopped too), so this is a confused or hostile peer: the host is
+    // protected, and the refusal is a result it can act on, not silence.
+    out->push_back(Note(Notice::Level::kWarn, "run_refused",
+                        {{"group", run.id.group},
+                         {"step", run.step_id},
+                         {"running", std::to_string(attempts_.size())}}));
+    FailRun(run.id,
+            "refused the step: it already runs " + std::to_string(attempts_.size()) + " steps, all of its " +
+                std::to_string(options_.slots) + " slots",
+            now, out);
+    return;
+  }
+  RunRequest req;
+  req.key = next_key_++;
+  req.argv = run.argv;
+  req.shell = run.shell;
+  req.env = run.env;
+  req.env.emplace_back(kWorkerEnv, options_.name);  // finds leftovers after a crash
+  req.env.emplace_back("COHORT_GROUP", run.id.group);
+  req.env.emplace_back("COHORT_STEP", run.step_id);
+  req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
+  req.cwd = run.cwd;
+  if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
+  // Held before the loop reports the outcome, so a later RUN counts this slot;
+  // a step that does not start is released then.
+  attempts_[req.key] = {run.id, run.step_id};
+  key_of_[{run.id.group, run.id.step, run.id.attempt}] = req.key;
+  out->push_back(StartStep{std::move(req)});
+}
+
+void WorkerCore::StepStarted(uint64_t key, Time, std::vector<Action>* out) {
+  auto it = attempts_.find(key);
+  if (it == attempts_.end()) return;
+  const Attempt& a = it->second;
+  out->push_back(Note(Notice::Level::kDebug, "started",
+                      {{"group", a.id.group}, {"step", a.step_id}, {"attempt", std::to_string(a.id.attempt)}}));
+  out->push_back(SendToCoordinator{common::StartedMsg{a.id}});
+}
+
+void WorkerCore::StepNotStarted(uint64_t key, StartFailure why, const std::string& error, Time now,
+                                std::vector<Action>* out) {
+  Attempt a;
+  if (!Release(key, &a)) return;
+  const bool policy = why == StartFailure::kRefusedByPolicy;
+  out->push_back(Note(Notice::Level::kWarn, policy ? "step_refused" : "start_failed",
+                      {{"group", a.id.group}, {"step", a.step_id}, {"error", error}}));
+  FailRun(a.id, policy ? error : "could not start the step: " + error, now, out);
+}
+
+void WorkerCore::StepEnded(const RunResult& r, Time now, std::vector<Action>* out) {
+  Attempt a;
+  if (!Release(r.key, &a)) return;
+  common::FinishedMsg f;
+  f.id = a.id;
+  if (r.kind == RunResult::Kind::kExited) f.exit_code = r.exit_code;
+  if (r.kind == RunResult::Kind::kSignaled) f.signal = r.signal;
+  f.timed_out = r.timed_out;
+  f.cancelled = r.cancelled && !r.timed_out;
+  f.escalated = r.escalated_to_kill;
+  f.error = r.error;
+  if (r.kind == RunResult::Kind::kLost && f.error.empty()) f.error = "the step's exit status was lost";
+  f.stdout_tail = r.stdout_tail;
+  f.stderr_tail = r.stderr_tail;
+  f.stdout_bytes = r.stdout_bytes;
+  f.stderr_bytes = r.stderr_bytes;
+  f.started_ms = options_.wall.ToUnixMs(r.start);
+  f.finished_ms = options_.wall.ToUnixMs(r.end);
+  out->push_back(Note(Notice::Level::kInfo, "finished",
+                      {{"group", a.id.group},
+                       {"step", a.step_id},
+                       {"attempt", std::to_string(a.id.attempt)},
+                       {"result", r.Summary()}}));
+  SendFinished(std::move(f), now, out);
+}
+
+void WorkerCore::OnCancelAttempt(const common::AttemptId& id, Time, std::vector<Action>* out) {
+  auto it = key_of_.find({id.group, id.step, id.attempt});
+  if (it != key_of_.end()) {
+    out->push_back(Note(Notice::Level::kInfo, "cancel",
+                        {{"group", id.group}, {"step", std::to_string(id.step)},
+                         {"attempt", std::to_string(id.attempt)}}));
+    out->emplace_back(std::in_place_type<CancelStep>, it->second);
+    return;
+  }
+  // Already over: the coordinator may have missed the report; send it again.
+  for (const Unconfirmed& u : unconfirmed_) {
+    if (u.msg.id == id) out->push_back(SendToCoordinator{u.msg});
+  }
+}
+
+void WorkerCore::OnCancelGroup(const std::string& group, Time, std::vector<Action>* out) {
+  RememberCancelled(group);
+  int n = 0;
+  for (auto it = key_of_.lower_bound({group, 0, 0}); it != key_of_.end() && std::get<0>(it->first) == group;
+       ++it) {
+    out->emplace_back(std::in_place_type<CancelStep>, it->second);
+    ++n;
+  }
+  out->push_back(Note(Notice::Level::kInfo, "group_cancelled", {{"group", group}, {"running", std::to_string(n)}}));
+}
+
+void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vector<Action>* out) {
+  out->push_back(Note(Notice::Level::kWarn, "register_again", {{"reason", r.reason}}));
+  registered_ = false;
+  // At most once per heartbeat: a refusal must not become a tight loop.
+  if (now - last_register_ >= heartbeat()) SendRegister(now, out);
+}
+
+void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
+  out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", std::to_string(attempts_.size())}}));
+  // Goodbye first: the coordinator retries these steps elsewhere at once
+  // instead of waiting for our heartbeats to lapse.
+  out->push_back(SendToCoordinator{common::ByeMsg{}});
+  for (const auto& [key, a] : attempts_) out->emplace_back(std::in_place_type<CancelStep>, key);
+  out->emplace_back(std::in_place_type<AwaitSteps>, now + options_.kill_grace + std::chrono::seconds(2));
+}
+
+void WorkerCore::SendFinished(common::FinishedMsg f, Time now, std::vector<Action>* out) {
+  unconfirmed_.push_back({f, now});
+  out->push_back(SendToCoordinator{std::move(f)});
+}
+
+void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out) {
+  common::FinishedMsg f;
+  f.id = id;
+  f.error = "worker " + options_.name + " " + why;
+  f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
+  SendFinished(std::move(f), now, out);
+}
+
+void WorkerCore::RememberCancelled(const std::string& group) {
+  if (!cancelled_groups_.insert(group).second) return;
+  cancelled_order_.push_back(group);
+  if (cancelled_order_.size() > kMaxRememberedCancels) {
+    cancelled_groups_.erase(cancelled_order_.front());
+    cancelled_order_.pop_front();
+  }
+}
+
+bool WorkerCore::Release(uint64_t key, Attempt* attempt) {
+  auto it = attempts_.find(key);
+  if (it == attempts_.end()) return false;
+  *attempt = std::move(it->second);
+  attempts_.erase(it);
+  key_of_.erase({attempt->id.group, attempt->id.step, attempt->id.attempt});
+  return true;
+}
+
+}  // namespace cohort::worker

@@ -1,0 +1,186 @@
+// WorkerCore is the worker daemon's decisions without its I/O: the worker's
+// side of the protocol with the coordinator. It owns the registration state
+// and its backoff, the coordinator's liveness (the Paranoid Pirate pattern of
+// the ZeroMQ guide: any message counts as a heartbeat), the attempts the
+// worker holds by runner key, the results not yet confirmed and their
+// resends, and the memory of cancelled groups.
+//
+// It has no sockets, reads no clock, starts no process and writes no log:
+// each call takes an event plus `now` and appends the actions the caller must
+// carry out, in order (send a message, subscribe to the cancel endpoint,
+// start or cancel a step, log a notice), the way coordinator::Scheduler does
+// for the coordinator. What only I/O can tell (whether a step passed the
+// worker's policy and started) comes back as an event. The caller's poll
+// timeout is NextDeadline() - now, then Tick().
+//
+// The caller must carry out a StartStep and report its outcome
+// (StepStarted or StepNotStarted) before it hands the core the next event:
+// a RUN right after it counts the slot as taken either way.
+//
+// Thread contract: not thread-safe; one event loop owns it.
+#ifndef COHORT_WORKER_WORKER_CORE_H_
+#define COHORT_WORKER_WORKER_CORE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "common/messages.h"
+#include "common/time.h"
+#include "worker/run_types.h"
+
+namespace cohort::worker {
+
+struct WorkerCoreOptions {
+  std::string coordinator;  // the endpoint dialled: a wildcard cancel endpoint is rewritten to its host
+  std::string name;         // this worker's, never empty
+  int64_t slots = 1;        // >= 1
+  std::vector<std::string> agents;  // placement labels offered
+  std::string version;
+  uint64_t instance = 1;  // random per process, see RegisterMsg::instance
+  int heartbeat_ms = 1000;  // until a WELCOME says otherwise
+  int liveness = 3;
+  // While unregistered, REGISTER goes out every heartbeat, then less and
+  // less often, up to this.
+  common::Duration max_reconnect_backoff = std::chrono::seconds(30);
+  common::Duration kill_grace = std::chrono::seconds(5);
+  // Maps `now` to the Unix milliseconds of a FINISHED that reports a step
+  // that never ran.
+  common::WallClock wall{common::Time{}, 0};
+};
+
+// ---- Events that are not messages -------------------------------------------
+
+enum class StartFailure {
+  kRefusedByPolicy,  // the worker's StepPolicy refused it; nothing ran
+  kStartFailed,      // the runner could not start it (out of fds or processes)
+};
+
+// ---- Actions ----------------------------------------------------------------
+
+// Send this to the coordinator on the worker's DEALER.
+struct SendToCoordinator {
+  common::Message msg;
+};
+// (Re)create the SUB for CANCEL_GROUP broadcasts, connected to `endpoint`.
+struct Subscribe {
+  std::string endpoint;
+};
+// Check `request` against the worker's policy, then start it; report which
+// with StepStarted or StepNotStarted.
+struct StartStep {
+  RunRequest request;
+};
+// SIGTERM the step started under this key, SIGKILL after the kill grace.
+struct CancelStep {
+  uint64_t key = 0;
+};
+// Shutting down: run the runner until every step has stopped or `until`.
+struct AwaitSteps {
+  common::Time until{};
+};
+// A line for the log: `level=... event=EVENT k=v ...`.
+struct Notice {
+  enum class Level { kDebug, kInfo, kWarn };
+  Level level = Level::kInfo;
+  std::string event;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+using Action = std::variant<SendToCoordinator, Subscribe, StartStep, CancelStep, AwaitSteps, Notice>;
+
+// "tcp://0.0.0.0:5702" advertised by a coordinator bound to a wildcard is
+// reachable at the host used to reach the coordinator itself; any other
+// endpoint is returned as is.
+std::string ReachableEndpoint(const std::string& advertised, const std::string& coordinator);
+
+class WorkerCore {
+ public:
+  explicit WorkerCore(WorkerCoreOptions options);
+
+  // The loop has dialled the coordinator: register.
+  void Connect(common::Time now, std::vector<Action>* out);
+  // A message from the coordinator, decoded and valid. Any counts as a sign
+  // of life.
+  void OnCoordinator(const common::Message& msg, common::Time now, std::vector<Action>* out);
+  // A message from the cancel broadcast; only CANCEL_GROUP means anything.
+  void OnBroadcast(const common::Message& msg, common::Time now, std::vector<Action>* out);
+  // The outcome of a StartStep.
+  void StepStarted(uint64_t key, common::Time now, std::vector<Action>* out);
+  void StepNotStarted(uint64_t key, StartFailure why, const std::string& error, common::Time now,
+                      std::vector<Action>* out);
+  // A started step has ended (the runner's result for its key).
+  void StepEnded(const RunResult& result, common::Time now, std::vector<Action>* out);
+  // Heartbeats, registration retries, the coordinator's silence, and the
+  // results the coordinator has had long enough to act on.
+  void Tick(common::Time now, std::vector<Action>* out);
+  // The worker is stopping; after the actions, the loop closes its sockets.
+  void Shutdown(common::Time now, std::vector<Action>* out);
+
+  // The latest time Tick() must run (the runner has deadlines of its own).
+  common::Time NextDeadline() const;
+
+  bool registered() const { return registered_; }
+  int heartbeat_ms() const { return heartbeat_ms_; }
+  int liveness() const { return liveness_; }
+  size_t running() const { return attempts_.size(); }
+  size_t unconfirmed() const { return unconfirmed_.size(); }
+  const WorkerCoreOptions& options() const { return options_; }
+
+ private:
+  struct Attempt {
+    common::AttemptId id;
+    std::string step_id;
+  };
+  // A result kept for 2 x liveness x heartbeat of registered time after it
+  // was last sent (the coordinator has acted on it by then), so a reconnect,
+  // after an outage of any length, does not lose it.
+  struct Unconfirmed {
+    common::FinishedMsg msg;
+    common::Time sent_at;
+  };
+  using AttemptKey = std::tuple<std::string, uint32_t, uint32_t>;
+
+  common::Duration heartbeat() const { return std::chrono::milliseconds(heartbeat_ms_); }
+  void SendRegister(common::Time now, std::vector<Action>* out);
+  void OnWelcome(const common::WelcomeMsg& w, common::Time now, std::vector<Action>* out);
+  void OnRun(const common::RunMsg& run, common::Time now, std::vector<Action>* out);
+  void OnCancelAttempt(const common::AttemptId& id, common::Time now, std::vector<Action>* out);
+  void OnCancelGroup(const std::string& group, common::Time now, std::vector<Action>* out);
+  void OnReregister(const common::ReregisterMsg& r, common::Time now, std::vector<Action>* out);
+  // Sends a FINISHED and keeps it until the coordinator has had time to act.
+  void SendFinished(common::FinishedMsg f, common::Time now, std::vector<Action>* out);
+  // Reports a step that never started: "worker NAME <why>".
+  void FailRun(const common::AttemptId& id, const std::string& why, common::Time now, std::vector<Action>* out);
+  void RememberCancelled(const std::string& group);
+  // Forgets the attempt under `key`; false if none.
+  bool Release(uint64_t key, Attempt* attempt);
+
+  WorkerCoreOptions options_;
+  uint64_t next_key_ = 1;
+  std::map<uint64_t, Attempt> attempts_;  // runner key -> attempt
+  std::map<AttemptKey, uint64_t> key_of_;
+  std::deque<Unconfirmed> unconfirmed_;
+  std::set<std::string> cancelled_groups_;
+  std::deque<std::string> cancelled_order_;  // bounds the set above
+  std::optional<std::string> subscribed_;    // the cancel endpoint subscribed to
+
+  bool registered_ = false;
+  int heartbeat_ms_;
+  int liveness_;
+  common::Time last_heard_{};
+  common::Time next_heartbeat_{};
+  common::Time last_register_{};
+  common::Duration register_every_;  // while unregistered: doubles up to max_reconnect_backoff
+};
+
+}  // namespace cohort::worker
+
+#endif  // COHORT_WORKER_WORKER_CORE_H_

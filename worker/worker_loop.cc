@@ -1,0 +1,279 @@
+#include "worker/worker_loop.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "common/options.h"
+#include "common/transport.h"
+
+namespace cohort::worker {
+
+using common::Clock;
+using common::LogDebug;
+using common::LogWarn;
+using common::Time;
+
+namespace {
+
+constexpr int kBatch = 256;
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "worker";
+  return buf;
+}
+
+WorkerOptions Resolved(WorkerOptions o) {
+  if (o.name.empty()) o.name = HostName();
+  if (o.slots <= 0) o.slots = std::max(1u, std::thread::hardware_concurrency());
+  return o;
+}
+
+RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
+  RunnerOptions r;
+  r.kill_grace = o.kill_grace;
+  r.tail_bytes = o.tail_bytes;
+  if (o.run_as) {
+    r.run_as = o.run_as->credentials;
+    for (auto& [name, value] : r.base_env) {
+      if (name == "HOME") value = o.run_as->home;
+    }
+  }
+  return r;
+}
+
+WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o) {
+  WorkerCoreOptions c;
+  c.coordinator = o.coordinator;
+  c.name = o.name;
+  c.slots = o.slots;
+  c.agents = o.agents;
+  c.version = common::kVersion;
+  std::random_device rd;
+  c.instance = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "not given"
+  c.heartbeat_ms = o.heartbeat_ms;
+  c.liveness = o.liveness;
+  c.max_reconnect_backoff = o.max_reconnect_backoff;
+  c.kill_grace = o.kill_grace;
+  c.wall = common::ReadWallClock();
+  return c;
+}
+
+void Log(const Notice& n) {
+  common::LogLevel level = n.level == Notice::Level::kDebug  ? common::LogLevel::kDebug
+                           : n.level == Notice::Level::kInfo ? common::LogLevel::kInfo
+                                                             : common::LogLevel::kWarn;
+  common::LogLine line(level, n.event);
+  for (const auto& [key, value] : n.fields) line.Kv(key, value);
+}
+
+// Once per change: a refused key or a broken handshake would otherwise look
+// like a coordinator that is simply down.
+void LogHandshake(const common::HandshakeMonitor& m, const WorkerOptions& o) {
+  using Outcome = common::HandshakeMonitor::Outcome;
+  if (m.outcome() == Outcome::kRefused) {
+    common::LogError("coordinator_refused_key")
+        .Kv("coordinator", o.coordinator)
+        .Kv("key", o.curve ? o.curve->own.public_z85 : "")
+        .Kv("detail", m.detail())
+        .Kv("hint", "add this worker's public key file to the coordinator's authorized-workers directory");
+  } else if (m.outcome() == Outcome::kFailed || m.outcome() == Outcome::kMismatch) {
+    common::LogError("handshake_failed")
+        .Kv("coordinator", o.coordinator)
+        .Kv("detail", m.detail())
+        .Kv("hint", o.curve ? "is coordinator-key the public key of the coordinator at this address?"
+                            : "the coordinator may require CURVE: give coordinator-key and curve-secret-key");
+  } else if (m.outcome() == Outcome::kSucceeded) {
+    LogDebug("handshake_ok").Kv("coordinator", o.coordinator);
+  }
+}
+
+}  // namespace
+
+WorkerLoop::WorkerLoop(WorkerOptions options)
+    : options_(Resolved(std::move(options))),
+      context_(1),
+      runner_(RunnerOptionsOf(options_)),
+      core_(CoreOptionsOf(options_)) {}
+
+WorkerLoop::~WorkerLoop() = default;
+
+void WorkerLoop::Send(const common::Message& msg) {
+  if (dealer_) common::SendMessage(*dealer_, std::nullopt, msg);
+}
+
+void WorkerLoop::Connect(Time now) {
+  dealer_.emplace(context_, zmq::socket_type::dealer);
+  common::ConfigureSocket(*dealer_);
+  if (options_.curve) {
+    // Keys were checked at start-up; a failure here is an old libzmq.
+    if (auto s = common::MakeCurveClient(*dealer_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+      LogWarn("curve_failed").Kv("error", s.message());
+    }
+  }
+  monitor_.emplace(context_, *dealer_);
+  // A connection whose peer stopped answering ZMTP PINGs (a coordinator
+  // host that vanished) is dropped and dialled again, with backoff. The
+  // coordinator's I/O thread answers them even while its loop is busy.
+  dealer_->set(zmq::sockopt::heartbeat_ivl, core_.heartbeat_ms());
+  dealer_->set(zmq::sockopt::heartbeat_timeout, core_.heartbeat_ms() * core_.liveness());
+  dealer_->set(zmq::sockopt::reconnect_ivl_max,
+               static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    options_.max_reconnect_backoff).count()));
+  if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
+    LogWarn("connect_failed").Kv("error", s.message());
+  }
+  std::vector<Action> actions;
+  core_.Connect(now, &actions);
+  Execute(actions, now);
+}
+
+void WorkerLoop::Subscribe(const std::string& endpoint) {
+  sub_.emplace(context_, zmq::socket_type::sub);
+  common::ConfigureSocket(*sub_);
+  sub_->set(zmq::sockopt::subscribe, common::kProtocol);
+  if (options_.curve) {
+    if (auto s = common::MakeCurveClient(*sub_, options_.curve->own, options_.curve->server_public); !s.ok()) {
+      LogWarn("curve_failed").Kv("error", s.message());
+    }
+  }
+  if (auto s = common::ConnectSocket(*sub_, endpoint); !s.ok()) {
+    LogWarn("cancel_subscribe_failed").Kv("error", s.message());
+  }
+}
+
+void WorkerLoop::Execute(const std::vector<Action>& actions, Time now) {
+  for (const Action& action : actions) {
+    if (auto* s = std::get_if<SendToCoordinator>(&action)) {
+      Send(s->msg);
+    } else if (auto* sub = std::get_if<worker::Subscribe>(&action)) {
+      Subscribe(sub->endpoint);
+    } else if (auto* start = std::get_if<StartStep>(&action)) {
+      StartOne(*start, now);
+    } else if (auto* c = std::get_if<CancelStep>(&action)) {
+      runner_.Cancel(c->key, now);
+    } else if (auto* a = std::get_if<AwaitSteps>(&action)) {
+      std::vector<RunResult> ignored;  // the coordinator was told goodbye
+      runner_.RunUntilIdle(a->until, &ignored);
+    } else if (auto* n = std::get_if<Notice>(&action)) {
+      Log(*n);
+    }
+  }
+}
+
+void WorkerLoop::StartOne(const StartStep& start, Time now) {
+  RunRequest req = start.request;
+  std::vector<Action> actions;
+  // Started at Clock::now(): the timeout runs from this step's own start,
+  // not from when the loop woke, or later steps of a burst would lose the
+  // time spent spawning the earlier ones and be killed early.
+  if (auto s = options_.policy.Check(&req); !s.ok()) {
+    core_.StepNotStarted(req.key, StartFailure::kRefusedByPolicy, s.message(), now, &actions);
+  } else if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
+    core_.StepNotStarted(req.key, StartFailure::kStartFailed, s.message(), now, &actions);
+  } else {
+    core_.StepStarted(req.key, now, &actions);
+  }
+  Execute(actions, now);
+}
+
+Time WorkerLoop::NextWake() const {
+  Time until = core_.NextDeadline();
+  if (auto d = runner_.NextDeadline()) until = std::min(until, *d);
+  return until;
+}
+
+int WorkerLoop::Run(const common::StopSignal& stop) {
+  Connect(Clock::now());
+  std::vector<PollFd> fds;
+  std::vector<zmq::pollitem_t> items;
+  std::vector<RunResult> finished;
+  std::vector<Action> actions;
+  while (true) {
+    Time now = Clock::now();
+    items.clear();
+    items.push_back({nullptr, stop.fd(), ZMQ_POLLIN, 0});
+    items.push_back({static_cast<void*>(*dealer_), 0, ZMQ_POLLIN, 0});
+    const size_t monitor_at = items.size();
+    if (monitor_->pollable()) items.push_back({monitor_->pollable(), 0, ZMQ_POLLIN, 0});
+    const bool monitored = items.size() > monitor_at;
+    if (sub_) items.push_back({static_cast<void*>(*sub_), 0, ZMQ_POLLIN, 0});
+    fds.clear();
+    runner_.PollFds(&fds);
+    for (const PollFd& f : fds) items.push_back({nullptr, f.fd, f.events, 0});
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) {
+        common::LogError("poll_failed").Kv("error", e.what());
+        return 1;
+      }
+    }
+    now = Clock::now();
+    if (items[0].revents & ZMQ_POLLIN) {
+      Shutdown();
+      return 0;
+    }
+    // Finished processes first: their reports free the coordinator's slots.
+    finished.clear();
+    runner_.Process(now, &finished);
+    for (const RunResult& r : finished) {
+      actions.clear();
+      core_.StepEnded(r, Clock::now(), &actions);
+      Execute(actions, now);
+    }
+    ReadCoordinator(now);
+    if (monitored && (items[monitor_at].revents & ZMQ_POLLIN) && monitor_->Drain()) {
+      LogHandshake(*monitor_, options_);
+    }
+    ReadBroadcasts(now);
+    actions.clear();
+    core_.Tick(now, &actions);
+    Execute(actions, now);
+  }
+}
+
+void WorkerLoop::ReadCoordinator(Time now) {
+  common::Envelope env;
+  std::vector<Action> actions;
+  for (int i = 0; i < kBatch && common::ReceiveEnvelope(*dealer_, false, &env); ++i) {
+    common::Message msg;
+    if (auto s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+      uint64_t suppressed = 0;
+      if (bad_input_log_.Allow(now, &suppressed)) {
+        LogWarn("bad_message").Kv("socket", "coordinator").Kv("error", s.message()).Kv("suppressed", suppressed);
+      }
+      continue;
+    }
+    actions.clear();
+    core_.OnCoordinator(msg, now, &actions);
+    Execute(actions, now);
+  }
+}
+
+void WorkerLoop::ReadBroadcasts(Time now) {
+  if (!sub_) return;
+  common::Envelope env;
+  std::vector<Action> actions;
+  for (int i = 0; i < kBatch && common::ReceiveEnvelope(*sub_, false, &env); ++i) {
+    common::Message msg;
+    if (!common::DecodeEnvelope(env, &msg).ok()) continue;
+    actions.clear();
+    core_.OnBroadcast(msg, now, &actions);
+    Execute(actions, now);
+  }
+}
+
+void WorkerLoop::Shutdown() {
+  std::vector<Action> actions;
+  core_.Shutdown(Clock::now(), &actions);
+  Execute(actions, Clock::now());
+  dealer_.reset();
+  monitor_.reset();
+  sub_.reset();
+}
+
+}  // namespace cohort::worker

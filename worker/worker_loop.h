@@ -1,0 +1,92 @@
+// WorkerLoop is the worker daemon's event loop: it owns the DEALER to the
+// coordinator, the SUB for cancel broadcasts, the StepRunner with every
+// process it runs, and the WorkerCore that makes every decision. Each turn it
+// polls the sockets and the runner's descriptors together (with a timeout no
+// later than the core's and the runner's deadlines), decodes what arrived,
+// hands it to the core with `now`, and carries out the actions the core
+// returns: it sends, subscribes, starts and cancels steps (checking each
+// against the worker's StepPolicy first) and writes the log. The sockets are
+// kept across a silent coordinator: ZeroMQ redials a broken connection with
+// exponential backoff and ZMTP heartbeats find a dead one.
+//
+// Thread contract: one thread calls Run().
+#ifndef COHORT_WORKER_WORKER_LOOP_H_
+#define COHORT_WORKER_WORKER_LOOP_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/daemon.h"
+#include "common/handshake_monitor.h"
+#include "common/log.h"
+#include "common/messages.h"
+#include "common/protocol.h"
+#include "common/secure_options.h"
+#include "common/clock.h"
+#include "common/time.h"
+#include "worker/step_policy.h"
+#include "worker/step_runner.h"
+#include "worker/worker_core.h"
+
+namespace cohort::worker {
+
+struct WorkerOptions {
+  std::string coordinator = common::kDefaultWorkerEndpoint;
+  std::string name;  // "" = the host name
+  int64_t slots = 0;  // 0 = the number of CPUs
+  std::vector<std::string> agents;  // placement labels offered
+  common::Duration kill_grace = std::chrono::seconds(5);
+  int heartbeat_ms = common::kDefaultHeartbeatMs;  // until the coordinator says otherwise
+  int liveness = common::kDefaultLiveness;
+  common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
+  size_t tail_bytes = 64 * 1024;
+  // CURVE toward the coordinator (both sockets); none on loopback demos.
+  std::optional<common::PeerCurve> curve;
+  // Steps drop to this user; nullopt runs them as the worker's own.
+  std::optional<RunAsUser> run_as;
+  StepPolicy policy;
+};
+
+class WorkerLoop {
+ public:
+  explicit WorkerLoop(WorkerOptions options);
+  ~WorkerLoop();
+  WorkerLoop(const WorkerLoop&) = delete;
+  WorkerLoop& operator=(const WorkerLoop&) = delete;
+
+  // Serves until `stop` is raised; then says goodbye, stops every step and
+  // returns the exit code.
+  int Run(const common::StopSignal& stop);
+
+  const WorkerOptions& options() const { return options_; }
+
+ private:
+  void Connect(common::Time now);
+  void Subscribe(const std::string& endpoint);
+  // Carries out `actions` in order, feeding the outcome of each StartStep
+  // back to the core before the next one.
+  void Execute(const std::vector<Action>& actions, common::Time now);
+  void StartOne(const StartStep& start, common::Time now);
+  void Send(const common::Message& msg);
+  void ReadCoordinator(common::Time now);
+  void ReadBroadcasts(common::Time now);
+  void Shutdown();
+  common::Time NextWake() const;
+
+  WorkerOptions options_;
+  zmq::context_t context_;
+  std::optional<zmq::socket_t> dealer_;
+  std::optional<zmq::socket_t> sub_;
+  std::optional<common::HandshakeMonitor> monitor_;  // of dealer_: says why it cannot connect
+  StepRunner runner_;
+  WorkerCore core_;
+  common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
+};
+
+}  // namespace cohort::worker
+
+#endif  // COHORT_WORKER_WORKER_LOOP_H_
