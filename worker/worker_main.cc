@@ -24,15 +24,32 @@ std::vector<std::string> SplitList(const std::string& text) {
   return out;
 }
 
-}  // namespace
+namespace po = boost::program_options;
+using cohort::worker::WorkerOptions;
 
-int main(int argc, char** argv) {
-  namespace po = boost::program_options;
-  cohort::worker::WorkerOptions o;
+constexpr const char* kUsage =
+    "Usage: cohort-worker [options]\n\n"
+    "Connects to a cohort-coordinator, offers it --slots step slots, and runs the steps it\n"
+    "is sent as child processes (each in its own process group, stdin from /dev/null,\n"
+    "a clean environment plus the step's env). Timeouts and cancels send SIGTERM to the\n"
+    "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
+    "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
+    "them when it is back. SIGTERM stops the worker: the coordinator is told, the steps\n"
+    "are killed, and they are retried on other workers.\n"
+    "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
+    "--insecure; started as root it needs --run-as.";
+
+// What the command line sets, before it is checked and turned into options.
+struct Flags {
+  WorkerOptions worker;
   std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands;
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   size_t tail_kib = 64;
+};
+
+po::options_description OptionTable(Flags* f) {
+  WorkerOptions& o = f->worker;
   po::options_description opts("Options");
   opts.add_options()
       ("coordinator", po::value(&o.coordinator)->default_value(o.coordinator)->value_name("EP"),
@@ -41,76 +58,72 @@ int main(int argc, char** argv) {
        "unique in the cluster, so run several workers per host with distinct names")
       ("slots", po::value(&o.slots)->default_value(0)->value_name("N"),
        "steps run at once (default 0: the number of CPUs)")
-      ("agents", po::value(&agents)->value_name("A,B"), "agent labels this worker offers (steps with an "
+      ("agents", po::value(&f->agents)->value_name("A,B"), "agent labels this worker offers (steps with an "
        "\"agent\" run only on workers offering it)")
-      ("kill-grace-ms", po::value(&kill_grace_ms)->default_value(kill_grace_ms)->value_name("MS"),
+      ("kill-grace-ms", po::value(&f->kill_grace_ms)->default_value(f->kill_grace_ms)->value_name("MS"),
        "time between SIGTERM and SIGKILL when a step is timed out or cancelled")
       ("heartbeat-ms", po::value(&o.heartbeat_ms)->default_value(o.heartbeat_ms)->value_name("MS"),
        "heartbeat interval until the coordinator sends its own")
-      ("output-tail-kib", po::value(&tail_kib)->default_value(tail_kib)->value_name("KIB"),
+      ("output-tail-kib", po::value(&f->tail_kib)->default_value(f->tail_kib)->value_name("KIB"),
        "KiB kept of each step's stdout and of its stderr (the end)")
-      ("log-level", po::value(&log_level)->default_value(log_level)->value_name("LEVEL"),
+      ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
   po::options_description security("Security (docs/SECURITY.md)");
   security.add_options()
-      ("coordinator-key", po::value(&coordinator_key_file)->value_name("FILE"),
+      ("coordinator-key", po::value(&f->coordinator_key_file)->value_name("FILE"),
        "the coordinator's public key file: connect with CURVE (encrypted) and only to the holder of that key")
-      ("curve-secret-key", po::value(&secret_key_file)->value_name("FILE"),
+      ("curve-secret-key", po::value(&f->secret_key_file)->value_name("FILE"),
        "this worker's secret key file (NAME.key_secret, mode 0600); its public key must be in the "
        "coordinator's --authorized-workers")
-      ("insecure", po::bool_switch(&insecure),
+      ("insecure", po::bool_switch(&f->insecure),
        "allow a non-loopback coordinator without CURVE (then anyone on the path can send this worker steps)")
-      ("run-as", po::value(&run_as)->value_name("USER"),
+      ("run-as", po::value(&f->run_as)->value_name("USER"),
        "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
-      ("allow-shell", po::value(&allow_shell)->default_value(true, "true")->value_name("BOOL"),
+      ("allow-shell", po::value(&f->allow_shell)->default_value(true, "true")->value_name("BOOL"),
        "accept steps given as a shell line; false accepts only \"command\" lists (which may still name a "
        "shell: pair it with --allowed-commands)")
-      ("allowed-commands", po::value(&allowed_commands)->value_name("FILE"),
+      ("allowed-commands", po::value(&f->allowed_commands)->value_name("FILE"),
        "file of the only executables (absolute paths, one per line) steps may run; steps may then not set "
        "variables that load other code (LD_*, BASH_ENV, PYTHONPATH, ...). It limits the program, not its "
        "arguments or what it runs in turn");
   opts.add(security);
-  po::variables_map vm;
-  int rc = cohort::common::ParseCommandLine(
-      argc, argv, "cohort-worker",
-      "Usage: cohort-worker [options]\n\n"
-      "Connects to a cohort-coordinator, offers it --slots step slots, and runs the steps it\n"
-      "is sent as child processes (each in its own process group, stdin from /dev/null,\n"
-      "a clean environment plus the step's env). Timeouts and cancels send SIGTERM to the\n"
-      "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
-      "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
-      "them when it is back. SIGTERM stops the worker: the coordinator is told, the steps\n"
-      "are killed, and they are retried on other workers.\n"
-      "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
-      "--insecure; started as root it needs --run-as.",
-      opts, &vm);
-  if (rc >= 0) return rc;
-  if (!cohort::common::ApplyLogLevel("cohort-worker", log_level)) return 2;
-  cohort::common::HardenProcess();
-  if (o.slots < 0 || kill_grace_ms < 0 || o.heartbeat_ms < 1 || tail_kib > 16 * 1024) {
+  return opts;
+}
+
+// Ranges, keys and the secure-by-default rule. Exit code 2 and a line on
+// stderr for flags that cannot work; -1 if they can.
+int CheckFlags(Flags* f) {
+  WorkerOptions& o = f->worker;
+  if (o.slots < 0 || f->kill_grace_ms < 0 || o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024) {
     std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
                  "--output-tail-kib <= 16384\n";
     return 2;
   }
-  if (auto s = cohort::common::LoadPeerCurve(secret_key_file, coordinator_key_file, &o.curve); !s.ok()) {
+  if (auto s = cohort::common::LoadPeerCurve(f->secret_key_file, f->coordinator_key_file, &o.curve); !s.ok()) {
     std::cerr << "cohort-worker: " << s.message() << "\n";
     return 2;
   }
-  if (!o.curve && !cohort::common::IsLoopbackEndpoint(o.coordinator) && !insecure) {
+  if (!o.curve && !cohort::common::IsLoopbackEndpoint(o.coordinator) && !f->insecure) {
     std::cerr << "cohort-worker: refusing to connect to " << o.coordinator
               << " without CURVE: anyone on the way could send this worker commands.\n"
                  "  Give --coordinator-key and --curve-secret-key ("
               << cohort::common::KeygenHint() << "),\n  or --insecure on a network you fully trust.\n";
     return 2;
   }
-  if (!run_as.empty()) {
+  return -1;
+}
+
+// Whom steps run as: never root unless asked for. -1, or exit code 2.
+int ChooseStepUser(Flags* f) {
+  WorkerOptions& o = f->worker;
+  if (!f->run_as.empty()) {
     cohort::worker::RunAsUser user;
-    if (auto s = cohort::worker::LookUpUser(run_as, &user); !s.ok()) {
+    if (auto s = cohort::worker::LookUpUser(f->run_as, &user); !s.ok()) {
       std::cerr << "cohort-worker: " << s.message() << "\n";
       return 2;
     }
     if (::geteuid() != 0 && user.credentials.uid != ::geteuid()) {
-      std::cerr << "cohort-worker: --run-as " << run_as << " needs a worker started as root\n";
+      std::cerr << "cohort-worker: --run-as " << f->run_as << " needs a worker started as root\n";
       return 2;
     }
     // Already that user: nothing to drop (and setgroups would need root).
@@ -122,33 +135,55 @@ int main(int argc, char** argv) {
                  "(or --run-as root to really run them as root)\n";
     return 2;
   }
-  if (!secret_key_file.empty()) {
+  return -1;
+}
+
+// Warnings about what the flags leave open, then the worker's step policy.
+int LoadPolicy(Flags* f) {
+  WorkerOptions& o = f->worker;
+  if (!f->secret_key_file.empty()) {
     // Steps can read what their uid can: if that includes the worker's own
     // secret key, any authorized client can copy it with a step.
     const uid_t step_uid = o.run_as ? o.run_as->credentials.uid : ::geteuid();
     struct stat st {};
-    if (::stat(secret_key_file.c_str(), &st) == 0 && (st.st_uid == step_uid || step_uid == 0)) {
+    if (::stat(f->secret_key_file.c_str(), &st) == 0 && (st.st_uid == step_uid || step_uid == 0)) {
       cohort::common::LogWarn("steps_can_read_secret_key")
-          .Kv("file", secret_key_file)
+          .Kv("file", f->secret_key_file)
           .Kv("step_uid", step_uid)
           .Kv("hint", "run the worker as root with --run-as a user that owns no keys (docs/SECURITY.md)");
     }
   }
-  if (!allow_shell && allowed_commands.empty()) {
+  if (!f->allow_shell && f->allowed_commands.empty()) {
     // A "command" list may still be ["/bin/sh", "-c", ...]: without a list
     // of programs the rule stops only the "shell" form.
     cohort::common::LogWarn("allow_shell_without_list")
         .Kv("hint", "--allow-shell=false alone does not stop [\"/bin/sh\", \"-c\", ...]; add --allowed-commands");
   }
-  if (auto s = cohort::worker::StepPolicy::Load(allow_shell, allowed_commands, cohort::worker::RunnerOptions{}.shell,
-                                                &o.policy);
+  if (auto s = cohort::worker::StepPolicy::Load(f->allow_shell, f->allowed_commands,
+                                                cohort::worker::RunnerOptions{}.shell, &o.policy);
       !s.ok()) {
     std::cerr << "cohort-worker: " << s.message() << "\n";
     return 2;
   }
-  o.agents = SplitList(agents);
-  o.kill_grace = std::chrono::milliseconds(kill_grace_ms);
-  o.tail_bytes = tail_kib * 1024;
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  po::variables_map vm;
+  int rc = cohort::common::ParseCommandLine(argc, argv, "cohort-worker", kUsage, OptionTable(&f), &vm);
+  if (rc >= 0) return rc;
+  if (!cohort::common::ApplyLogLevel("cohort-worker", f.log_level)) return 2;
+  cohort::common::HardenProcess();
+  for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) {
+    if (rc = step(&f); rc >= 0) return rc;
+  }
+  WorkerOptions& o = f.worker;
+  o.agents = SplitList(f.agents);
+  o.kill_grace = std::chrono::milliseconds(f.kill_grace_ms);
+  o.tail_bytes = f.tail_kib * 1024;
   if (auto s = cohort::worker::StepRunner::BecomeSubreaper(); !s.ok()) {
     cohort::common::LogWarn("subreaper_failed").Kv("error", s.message());
   }
