@@ -165,6 +165,9 @@ int main(int argc, char** argv) {
     std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";
     return 1;
   }
-  if (!o.curve) cohort::common::LogWarn("no_authentication").Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
+  if (!o.curve) {
+    cohort::common::LogWarn("no_authentication")
+        .Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
+  }
   return server.Run(stop, reload.valid() ? &reload : nullptr);
 }
