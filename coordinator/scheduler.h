@@ -118,7 +118,6 @@ class Scheduler {
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;
-  const common::StepSpec* FindStep(std::string_view group, uint32_t step) const;
   size_t group_count() const { return groups_.size(); }
   size_t step_count() const { return steps_held_; }
   uint64_t stale_reports() const { return stale_reports_; }

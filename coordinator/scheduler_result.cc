@@ -82,10 +82,4 @@ std::vector<WorkerView> Scheduler::Workers() const {
   return out;
 }
 
-const common::StepSpec* Scheduler::FindStep(std::string_view group, uint32_t step) const {
-  const Group* g = FindGroup(group);
-  if (!g || step >= g->spec.steps.size()) return nullptr;
-  return &g->spec.steps[step];
-}
-
 }  // namespace cohort::coordinator

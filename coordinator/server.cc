@@ -188,13 +188,11 @@ bool Server::DrainWorkers(common::Envelope& env, Time now) {
   return false;
 }
 
-bool Server::BadMessage(std::string_view socket, const Status& why, Time now) {
-  ++bad_messages_;
+void Server::BadMessage(std::string_view socket, const Status& why, Time now) {
   uint64_t suppressed = 0;
   if (bad_input_log_.Allow(now, &suppressed)) {
     LogWarn("bad_message").Kv("socket", socket).Kv("error", why.message()).Kv("suppressed", suppressed);
   }
-  return false;
 }
 
 // ---- Clients ----------------------------------------------------------------
@@ -240,10 +238,9 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     common::GroupSpec spec;
     // The client's share is checked before its spec is parsed or scheduled.
     Status s = limits_.CheckSubmit(client);
-    // Reading stops past the limit: a refused huge group costs no more than
-    // an allowed one.
+    // The step limit is enforced while reading, which stops past it: a
+    // refused huge group costs no more than an allowed one.
     if (s.ok()) s = common::ParseGroupSpecJson(m->spec, &spec, limits_.max_steps(), "--max-steps-per-group");
-    if (s.ok()) s = limits_.CheckSteps(spec.steps.size());
     std::string id;
     if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
     if (s.ok()) limits_.Admitted(client, id);
@@ -437,10 +434,9 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
       BadMessage("worker", s, now);
       return;
     }
-    auto old = route_of_.find(reg->name);
-    if (old != route_of_.end() && old->second != env.route) {
+    if (holder != route_of_.end() && holder->second != env.route) {
       LogInfo("worker_reconnected").Kv("worker", reg->name);
-      worker_at_.erase(old->second);
+      worker_at_.erase(holder->second);
     }
     route_of_[reg->name] = env.route;
     worker_at_[env.route] = reg->name;
@@ -518,69 +514,67 @@ void Server::Apply(Time now) {
 }
 
 void Server::Carry(Action& a, Time now) {
-  {
-    if (auto* d = std::get_if<Dispatch>(&a)) {
-      // Built in place inside a Message: validating and sending a RunMsg
-      // would each copy its argv and env into a temporary variant.
-      common::Message msg{std::in_place_type<common::RunMsg>};
-      common::RunMsg& run = std::get<common::RunMsg>(msg);
-      run.id = {d->ref.group, d->ref.step, d->ref.attempt};
-      run.step_id = d->spec->id;
-      run.argv = d->spec->argv;
-      run.shell = d->spec->shell;
-      run.env = d->spec->env;
-      run.cwd = d->spec->cwd;
-      run.timeout_ms =
-          d->timeout ? static_cast<uint64_t>(std::max<int64_t>(
-                           1, std::chrono::duration_cast<std::chrono::milliseconds>(*d->timeout).count()))
-                     : 0;
-      LogDebug("dispatch")
-          .Kv("group", d->ref.group)
-          .Kv("step", d->spec->id)
-          .Kv("attempt", d->ref.attempt)
-          .Kv("worker", d->worker);
-      if (Status s = common::ValidateMessage(msg); !s.ok()) {
-        // Specs are validated against the wire's limits on submission; this
-        // is the second line, so a step that cannot be sent fails visibly
-        // instead of waiting for ever on a worker that dropped it.
-        common::AttemptOutcome o;
-        o.error = "cannot send the step to a worker: " + s.message();
-        core_.Finished({d->ref, d->worker, std::move(o)}, now, &actions_);
-        return;
-      }
-      SendToWorker(d->worker, msg);
-    } else if (auto* c = std::get_if<BroadcastCancel>(&a)) {
-      LogInfo("group_cancel_broadcast").Kv("group", c->group);
-      common::CancelGroupMsg msg;
-      msg.group = c->group;
-      common::SendMessage(cancels_, std::nullopt, msg);
-    } else if (auto* c = std::get_if<CancelAttempt>(&a)) {
-      common::CancelAttemptMsg msg;
-      msg.id = {c->ref.group, c->ref.step, c->ref.attempt};
-      SendToWorker(c->worker, msg);
-    } else if (auto* f = std::get_if<GroupFinished>(&a)) {
-      limits_.Ended(f->group);
-      auto sum = core_.Summary(f->group);
-      LogInfo("group_finished")
-          .Kv("group", f->group)
-          .Kv("state", common::GroupStateName(f->state))
-          .Kv("steps", sum ? sum->total : 0);
-      auto it = waiters_.find(f->group);
-      if (it != waiters_.end()) {
-        std::string body = ResultBody(f->group);
-        // Empty only with --retention 0, when the group is already forgotten.
-        Status found = body.empty() ? Status::NotFound("group \"" + f->group + "\" finished " +
-                                                       std::string(common::GroupStateName(f->state)) +
-                                                       " and is no longer retained")
-                                    : Status::Ok();
-        for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
-        waiter_count_ -= it->second.size();
-        waiters_.erase(it);
-      }
-    } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
-      LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", e->reason);
-      Forget(e->worker);
+  if (auto* d = std::get_if<Dispatch>(&a)) {
+    // Built in place inside a Message: validating and sending a RunMsg
+    // would each copy its argv and env into a temporary variant.
+    common::Message msg{std::in_place_type<common::RunMsg>};
+    common::RunMsg& run = std::get<common::RunMsg>(msg);
+    run.id = {d->ref.group, d->ref.step, d->ref.attempt};
+    run.step_id = d->spec->id;
+    run.argv = d->spec->argv;
+    run.shell = d->spec->shell;
+    run.env = d->spec->env;
+    run.cwd = d->spec->cwd;
+    run.timeout_ms =
+        d->timeout ? static_cast<uint64_t>(std::max<int64_t>(
+                         1, std::chrono::duration_cast<std::chrono::milliseconds>(*d->timeout).count()))
+                   : 0;
+    LogDebug("dispatch")
+        .Kv("group", d->ref.group)
+        .Kv("step", d->spec->id)
+        .Kv("attempt", d->ref.attempt)
+        .Kv("worker", d->worker);
+    if (Status s = common::ValidateMessage(msg); !s.ok()) {
+      // Specs are validated against the wire's limits on submission; this
+      // is the second line, so a step that cannot be sent fails visibly
+      // instead of waiting for ever on a worker that dropped it.
+      common::AttemptOutcome o;
+      o.error = "cannot send the step to a worker: " + s.message();
+      core_.Finished({d->ref, d->worker, std::move(o)}, now, &actions_);
+      return;
     }
+    SendToWorker(d->worker, msg);
+  } else if (auto* c = std::get_if<BroadcastCancel>(&a)) {
+    LogInfo("group_cancel_broadcast").Kv("group", c->group);
+    common::CancelGroupMsg msg;
+    msg.group = c->group;
+    common::SendMessage(cancels_, std::nullopt, msg);
+  } else if (auto* c = std::get_if<CancelAttempt>(&a)) {
+    common::CancelAttemptMsg msg;
+    msg.id = {c->ref.group, c->ref.step, c->ref.attempt};
+    SendToWorker(c->worker, msg);
+  } else if (auto* f = std::get_if<GroupFinished>(&a)) {
+    limits_.Ended(f->group);
+    auto sum = core_.Summary(f->group);
+    LogInfo("group_finished")
+        .Kv("group", f->group)
+        .Kv("state", common::GroupStateName(f->state))
+        .Kv("steps", sum ? sum->total : 0);
+    auto it = waiters_.find(f->group);
+    if (it != waiters_.end()) {
+      std::string body = ResultBody(f->group);
+      // Empty only with --retention 0, when the group is already forgotten.
+      Status found = body.empty() ? Status::NotFound("group \"" + f->group + "\" finished " +
+                                                     std::string(common::GroupStateName(f->state)) +
+                                                     " and is no longer retained")
+                                  : Status::Ok();
+      for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
+      waiter_count_ -= it->second.size();
+      waiters_.erase(it);
+    }
+  } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
+    LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", e->reason);
+    Forget(e->worker);
   }
 }
 

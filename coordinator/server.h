@@ -88,7 +88,7 @@ class Server {
   // After a reload: workers whose key left the allowlist are lost.
   void RevokeWorkers(common::Time now);
   std::string ResultBody(std::string_view group) const;
-  bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
+  void BadMessage(std::string_view socket, const common::Status& why, common::Time now);
   common::Time NextWake() const;
 
   ServerOptions options_;
@@ -112,7 +112,6 @@ class Server {
   common::Time next_waiter_sweep_{};
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
-  uint64_t bad_messages_ = 0;
   bool trim_memory_ = false;  // a big request was handled: give its memory back
 };
 
