@@ -247,7 +247,7 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     if (s.ok()) {
       auto sum = core_.Summary(id);
       LogInfo("group_submitted").Kv("group", id).Kv("client", client).Kv("steps", sum ? sum->total : 0);
-      Reply(env.route, *req, s, common::DumpJson(nlohmann::json{{"group", id}}));
+      Reply(env.route, *req, s, common::SubmittedJson(id));
     } else {
       LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
       Reply(env.route, *req, s, "");
@@ -257,7 +257,7 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     if (!sum) {
       Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
     } else {
-      Reply(env.route, *req, Status::Ok(), common::DumpJson(common::GroupSummaryToJson(*sum, wall_)));
+      Reply(env.route, *req, Status::Ok(), common::GroupSummaryJson(*sum, wall_));
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
     std::string body = ResultBody(m->group);
@@ -285,19 +285,13 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
     Reply(env.route, *req, s, "");
   } else if (std::holds_alternative<common::GroupsMsg>(msg)) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& sum : core_.Groups()) list.push_back(common::GroupSummaryToJson(sum, wall_));
-    Reply(env.route, *req, Status::Ok(), common::DumpJson(list));
+    Reply(env.route, *req, Status::Ok(), common::GroupListJson(core_.Groups(), wall_));
   } else if (std::holds_alternative<common::WorkersMsg>(msg)) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& w : core_.Workers()) {
-      list.push_back({{"name", w.name},
-                      {"slots", w.slots},
-                      {"running", w.running},
-                      {"agents", w.agents},
-                      {"last_heartbeat", common::FormatUnixMs(wall_.ToUnixMs(w.last_heartbeat))}});
+    std::vector<common::WorkerSummary> list;
+    for (WorkerView& w : core_.Workers()) {
+      list.push_back({std::move(w.name), w.slots, w.running, std::move(w.agents), w.last_heartbeat});
     }
-    Reply(env.route, *req, Status::Ok(), common::DumpJson(list));
+    Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_));
   } else {
     Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");
   }
