@@ -75,13 +75,15 @@ using Event = std::variant<SubmitGroup, WorkerJoined, WorkerHeartbeat, WorkerLos
 
 // ---- Actions --------------------------------------------------------------
 
-// Send this attempt to this worker. `spec` points into the core's copy of the
-// group and stays valid until the next event is handled.
+// Send this attempt to this worker. The action holds its own copy of the
+// step, so a list of actions stays valid whatever the core handles after it;
+// the caller moves the copy into the message it sends, which it had to copy
+// anyway.
 struct Dispatch {
   AttemptRef ref;
   std::string worker;
   std::optional<common::Duration> timeout;
-  const common::StepSpec* spec = nullptr;
+  common::StepSpec spec;
 };
 // Publish "cancel every step of this group" to all workers.
 struct BroadcastCancel {

@@ -137,9 +137,7 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
     }
     // Handshakes wait on these answers; they cost a lookup each.
     if (zap_at >= 0 && (items[zap_at].revents & ZMQ_POLLIN)) zap_->HandleRequests(now);
-    // Workers first: their heartbeats and results must never wait behind clients.
-    // Actions are applied after each event: a Dispatch points into the core's
-    // state, valid only until the next event.
+      // Workers first: their heartbeats and results must never wait behind clients.
     DrainWorkers(env, now);
     for (int i = 0; i < kBatch && common::ReceiveEnvelope(clients_, true, &env, zap_ != nullptr); ++i) {
       OnClient(env, now);
@@ -509,23 +507,24 @@ void Server::Apply(Time now) {
 
 void Server::Carry(Action& a, Time now) {
   if (auto* d = std::get_if<Dispatch>(&a)) {
-    // Built in place inside a Message: validating and sending a RunMsg
-    // would each copy its argv and env into a temporary variant.
+    // Built in place inside a Message, from the action's own copy of the
+    // step: validating and sending a RunMsg would each copy its argv and env
+    // into a temporary variant.
     common::Message msg{std::in_place_type<common::RunMsg>};
     common::RunMsg& run = std::get<common::RunMsg>(msg);
     run.id = {d->ref.group, d->ref.step, d->ref.attempt};
-    run.step_id = d->spec->id;
-    run.argv = d->spec->argv;
-    run.shell = d->spec->shell;
-    run.env = d->spec->env;
-    run.cwd = d->spec->cwd;
+    run.step_id = std::move(d->spec.id);
+    run.argv = std::move(d->spec.argv);
+    run.shell = std::move(d->spec.shell);
+    run.env = std::move(d->spec.env);
+    run.cwd = std::move(d->spec.cwd);
     run.timeout_ms =
         d->timeout ? static_cast<uint64_t>(std::max<int64_t>(
                          1, std::chrono::duration_cast<std::chrono::milliseconds>(*d->timeout).count()))
                    : 0;
     LogDebug("dispatch")
         .Kv("group", d->ref.group)
-        .Kv("step", d->spec->id)
+        .Kv("step", run.step_id)
         .Kv("attempt", d->ref.attempt)
         .Kv("worker", d->worker);
     if (Status s = common::ValidateMessage(msg); !s.ok()) {

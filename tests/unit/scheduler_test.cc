@@ -21,11 +21,11 @@ TEST_CASE("at most max_parallel steps run - started in submission order", "[core
   REQUIRE(h.Submit(g).ok());
   auto ds = h.Dispatches();
   REQUIRE(ds.size() == 2);
-  CHECK(ds[0].spec->id == "step1");
-  CHECK(ds[1].spec->id == "step2");
+  CHECK(ds[0].spec.id == "step1");
+  CHECK(ds[1].spec.id == "step2");
   h.Finish(ds[1], Exit(0));
   REQUIRE(h.Dispatches().size() == 1);
-  CHECK(h.Dispatches()[0].spec->id == "step3");
+  CHECK(h.Dispatches()[0].spec.id == "step3");
   CHECK(h.Step("g", "step4").waiting == "max_parallel (2) reached");
 }
 
@@ -45,7 +45,7 @@ TEST_CASE("a step holds its slot through retries and backoff", "[core][concurren
   CHECK(h.Dispatches().empty());
   h.Advance(1ms);
   REQUIRE(h.Dispatches().size() == 1);
-  CHECK(h.Dispatches()[0].spec->id == "step1");
+  CHECK(h.Dispatches()[0].spec.id == "step1");
   CHECK(h.Dispatches()[0].ref.attempt == 2);
 }
 
@@ -64,7 +64,7 @@ TEST_CASE("a worker never gets more attempts than its slots", "[core][concurrenc
   h.Finish(ds[0].worker == "a" ? ds[0] : (ds[1].worker == "a" ? ds[1] : ds[2]), Exit(0));
   REQUIRE(h.Dispatches().size() == 1);
   CHECK(h.Dispatches()[0].worker == "a");
-  CHECK(h.Dispatches()[0].spec->id == "step4");
+  CHECK(h.Dispatches()[0].spec.id == "step4");
   auto workers = h.core.Workers();
   REQUIRE(workers.size() == 2);
   CHECK(workers[0].running == 1);
@@ -79,12 +79,12 @@ TEST_CASE("a labelled step waits for a worker offering its agent label", "[core]
   REQUIRE(h.Submit(g).ok());
   auto ds = h.Dispatches();
   REQUIRE(ds.size() == 2);  // the unlabelled ones go on without it
-  CHECK(ds[0].spec->id == "step2");
+  CHECK(ds[0].spec.id == "step2");
   CHECK(h.Step("g", "step1").state == StepState::kPending);
   CHECK(h.Step("g", "step1").waiting == "no live worker offers agent \"gpu\"");
   h.Join("gpu1", 1, {"gpu"});
   REQUIRE(h.Dispatches().size() == 1);
-  CHECK(h.Dispatches()[0].spec->id == "step1");
+  CHECK(h.Dispatches()[0].spec.id == "step1");
   CHECK(h.Dispatches()[0].worker == "gpu1");
 }
 
@@ -102,7 +102,7 @@ TEST_CASE("a labelled step parked behind a busy labelled worker wakes when it fr
   CHECK(h.Step("g", "step2").waiting == "every worker offering agent \"gpu\" is busy");
   h.Finish(d1, Exit(0));
   REQUIRE(h.Dispatches().size() == 1);
-  CHECK(h.Dispatches()[0].spec->id == "step2");
+  CHECK(h.Dispatches()[0].spec.id == "step2");
   CHECK(h.Dispatches()[0].worker == "gpu1");
 }
 
@@ -633,7 +633,7 @@ TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core]
     for (uint32_t i = 0; i < r->steps.size(); ++i) {
       if (r->steps[i].state == StepState::kRunning) {
         const auto& a = r->steps[i].attempts.back();
-        running.push_back({{sum.id, i, a.attempt}, a.worker, std::nullopt, nullptr});
+        running.push_back({{sum.id, i, a.attempt}, a.worker, std::nullopt, {}});
       }
     }
   }
@@ -653,6 +653,33 @@ TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core]
   CHECK(h.core.Summary("big")->count(StepState::kCompleted) == 200000);
   CHECK(h.core.Summary("big")->state == GroupState::kCompleted);
 }
+
+TEST_CASE("a dispatch holds its own step: actions stay valid after the group is forgotten", "[core]") {
+  SchedulerOptions o = Quiet();
+  o.retention = 1s;
+  Harness h(o);
+  h.Join("w", 1);
+  common::GroupSpec g;
+  g.id = "g";
+  common::StepSpec step;
+  step.id = "s";
+  step.argv = {"echo", std::string(100, 'x')};
+  step.env = {{"K", "V"}};
+  step.cwd = "/tmp";
+  g.steps.push_back(step);
+  REQUIRE(h.Submit(g).ok());
+  const std::vector<Action> kept = h.out;
+  h.Finish(h.DispatchOf("s"), Exit(0));
+  h.Advance(2s);
+  REQUIRE(h.core.group_count() == 0);
+  const auto* d = std::get_if<Dispatch>(&kept.at(0));
+  REQUIRE(d);
+  CHECK(d->spec.id == "s");
+  CHECK(d->spec.argv == step.argv);
+  CHECK(d->spec.env == step.env);
+  CHECK(d->spec.cwd == "/tmp");
+}
+
 
 }  // namespace
 }  // namespace cohort::testing
