@@ -52,6 +52,10 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
       s->Tick(now, out);
       return Status::Ok();
     }
+    Status operator()(LoopStalled& e) {
+      s->Stalled(e.busy, now);
+      return Status::Ok();
+    }
     Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out); }
     Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out); }
   };
@@ -567,11 +571,19 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
 
 Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out) {
   if (j.name.empty()) return Status::InvalidArgument("name: a worker needs a name");
+  Worker* w = FindWorker(j.name);
+  // An instance of 0 (none given) matches no live one: otherwise any
+  // authorized worker could take a live worker's name, and its steps, by
+  // leaving the field out.
+  if (w && !j.same_connection && ((w->instance != 0 && w->instance != j.instance) || w->user_id != j.user_id)) {
+    // Two processes with one name would take each other's steps away in
+    // turn; the first keeps the name while it lives.
+    return Status::AlreadyExists("worker name " + Quote(j.name) + " is in use by another live worker");
+  }
   if (j.slots < 1) {
     return Status::InvalidArgument("slots: worker " + Quote(j.name) + " must offer at least 1 slot, got " +
                                    std::to_string(j.slots));
   }
-  Worker* w = FindWorker(j.name);
   if (!w) {
     auto owned = std::make_unique<Worker>();
     w = owned.get();
@@ -583,6 +595,8 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     UnindexWorker(w);
     for (const std::string& a : w->agents) --agent_workers_[a];
   }
+  w->instance = j.instance;
+  w->user_id = j.user_id;
   w->slots = j.slots;
   w->agents = j.agents;
   std::sort(w->agents.begin(), w->agents.end());
@@ -641,6 +655,8 @@ void Scheduler::GraceWorkers(Time until) {
     }
   }
 }
+
+void Scheduler::Stalled(Duration busy, Time now) { GraceWorkers(now + busy + ExpiryWindow()); }
 
 Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {
   Worker* w = FindWorker(name);

@@ -92,11 +92,17 @@ class Scheduler {
 
   common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
                         std::string* assigned_id = nullptr);
+  // AlreadyExists when a live worker holds the name and the join comes from
+  // another connection with another instance or key (see WorkerJoined).
   common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
   common::Status Heartbeat(std::string_view worker, common::Time now);
-  // The caller was busy and read nothing for a while: no worker may expire
-  // before `until` because of it (workers that stopped hearing from us may
-  // be reconnecting). Later expiries are kept.
+  // The caller read nothing for `busy`: workers that stopped hearing from it
+  // are registering again, at intervals that doubled meanwhile (up to about
+  // the stall's length), so each gets that long again plus a full expiry
+  // window from `now`.
+  void Stalled(common::Duration busy, common::Time now);
+  // No worker may expire before `until`; later expiries are kept. Stalled()
+  // is the event's rule; this is the mechanism under it.
   void GraceWorkers(common::Time until);
   common::Status Lose(std::string_view worker, std::string_view reason, common::Time now,
                       std::vector<Action>* out);

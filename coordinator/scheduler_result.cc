@@ -77,7 +77,7 @@ std::vector<common::GroupSummary> Scheduler::Groups() const {
 std::vector<WorkerView> Scheduler::Workers() const {
   std::vector<WorkerView> out;
   for (const auto& [name, w] : workers_) {
-    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat});
+    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat, w->user_id});
   }
   return out;
 }

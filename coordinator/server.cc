@@ -158,13 +158,10 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
     // a while), so the drained flag below is true of now, not of before.
     const bool workers_drained = DrainWorkers(env, now);
     if (const auto busy = now - turn_start; busy > std::chrono::milliseconds(options_.heartbeat_ms)) {
-      // We read nothing and sent no heartbeats meanwhile: workers that took
-      // us for gone are registering again, at intervals that doubled while
-      // we were silent (up to about the stall's length). None may be
-      // declared lost for our own stall: each gets that long again plus a
-      // full liveness period from now.
+      // We read nothing and sent no heartbeats meanwhile; how much grace that
+      // earns the workers is the core's rule.
       LogWarn("busy").Kv("ms", std::chrono::duration_cast<std::chrono::milliseconds>(busy).count());
-      core_.GraceWorkers(now + busy + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness);
+      core_.Handle(LoopStalled{busy}, now, &actions_);
       next_heartbeat_ = now;
     }
     // After a stall, heartbeats may still be queued: timers wait until every
@@ -310,26 +307,25 @@ void Server::Forget(const std::string& worker) {
   if (it == route_of_.end()) return;
   worker_at_.erase(it->second);
   route_of_.erase(it);
-  instance_of_.erase(worker);
-  key_of_.erase(worker);
 }
 
 void Server::RevokeWorkers(Time now) {
-  std::vector<std::string> revoked;
-  for (const auto& [worker, key] : key_of_) {
-    if (!zap_->Admits(kWorkerDomain, key)) revoked.push_back(worker);
-  }
-  for (const std::string& worker : revoked) {
-    const std::string& user = key_of_[worker];
-    LogWarn("worker_revoked").Kv("worker", worker).Kv("key_name", UserIdName(user)).Kv("key", UserIdKey(user));
-    auto route = route_of_.find(worker);
+  // Which keys are admitted is the allowlist's answer (ZapHandler); the core
+  // hears of each revoked worker as an ordinary loss.
+  for (const WorkerView& w : core_.Workers()) {
+    if (zap_->Admits(kWorkerDomain, w.user_id)) continue;
+    LogWarn("worker_revoked")
+        .Kv("worker", w.name)
+        .Kv("key_name", UserIdName(w.user_id))
+        .Kv("key", UserIdKey(w.user_id));
+    auto route = route_of_.find(w.name);
     if (route != route_of_.end()) {
       common::ReregisterMsg bye;
       bye.reason = "this worker's key is no longer authorized";
       common::SendMessage(workers_, route->second, bye);
     }
-    core_.Lose(worker, "its key was removed from the allowlist or replaced", now, &actions_);
-    Forget(worker);
+    core_.Lose(w.name, "its key was removed from the allowlist or replaced", now, &actions_);
+    Forget(w.name);
   }
   Apply(now);
 }
@@ -395,35 +391,22 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
       return;
     }
     auto holder = route_of_.find(reg->name);
-    if (holder != route_of_.end() && holder->second != env.route) {
-      auto inst = instance_of_.find(reg->name);
-      const uint64_t known = inst == instance_of_.end() ? 0 : inst->second;
-      auto key = key_of_.find(reg->name);
-      const bool other_key = zap_ && key != key_of_.end() && key->second != env.user;
-      // An instance of 0 (none given) matches no live one: otherwise any
-      // authorized worker could take a live worker's name, and its steps,
-      // by leaving the field out.
-      if ((known != 0 && known != reg->instance) || other_key) {
-        // Two processes with one name would take each other's steps away in
-        // turn; the first keeps the name while it lives.
-        BadMessage("worker", Status::AlreadyExists("worker name \"" + reg->name +
-                                                   "\" is in use by another live worker"), now);
-        common::ReregisterMsg refuse;
-        refuse.reason = "the name \"" + reg->name +
-                        "\" is in use by another live worker; give every worker a unique --name";
-        common::SendMessage(workers_, env.route, refuse);
-        return;
-      }
-    }
     WorkerJoined j;
     j.name = reg->name;
     j.slots = reg->slots;
     j.agents = reg->agents;
     for (const auto& a : reg->running) j.running.push_back({a.group, a.step, a.attempt});
     j.same_connection = holder != route_of_.end() && holder->second == env.route;
-    Status s = core_.Join(j, now, &actions_);
-    if (!s.ok()) {
+    j.instance = reg->instance;
+    if (zap_) j.user_id = env.user;
+    if (Status s = core_.Handle(std::move(j), now, &actions_); !s.ok()) {
       BadMessage("worker", s, now);
+      if (s.code() == Status::Code::kAlreadyExists) {
+        common::ReregisterMsg refuse;
+        refuse.reason = "the name \"" + reg->name +
+                        "\" is in use by another live worker; give every worker a unique --name";
+        common::SendMessage(workers_, env.route, refuse);
+      }
       return;
     }
     if (holder != route_of_.end() && holder->second != env.route) {
@@ -432,8 +415,6 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     }
     route_of_[reg->name] = env.route;
     worker_at_[env.route] = reg->name;
-    instance_of_[reg->name] = reg->instance;
-    if (zap_) key_of_[reg->name] = env.user;
     LogInfo("worker_joined")
         .Kv("worker", reg->name)
         .Kv("slots", reg->slots)

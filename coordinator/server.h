@@ -105,8 +105,6 @@ class Server {
   std::vector<Action> actions_;
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
-  std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
-  std::unordered_map<std::string, std::string> key_of_;     // worker name -> its User-Id, NAME|KEY (CURVE)
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   size_t waiter_count_ = 0;
   common::Time next_waiter_sweep_{};
