@@ -26,6 +26,10 @@
 // Each event costs O(log n) in steps, groups and workers, amortized; cancelling
 // a whole group touches each of its unfinished steps once.
 //
+// The code is split by what it handles: scheduler.cc groups, steps and
+// attempts; scheduler_workers.cc workers; scheduler_timers.cc timers;
+// scheduler_placement.cc placement; scheduler_result.cc the queries.
+//
 // Thread contract: not thread-safe; one event loop owns it.
 #ifndef COHORT_COORDINATOR_SCHEDULER_H_
 #define COHORT_COORDINATOR_SCHEDULER_H_
@@ -138,11 +142,15 @@ class Scheduler {
   Group* FindGroup(std::string_view id) const;
   Worker* FindWorker(std::string_view name) const;
 
-  // Timers.
+  // Timers (scheduler_timers.cc).
   void AddTimer(const Timer& t, std::optional<Timer>* slot);
   common::Duration ExpiryWindow() const { return options_.heartbeat_interval * options_.liveness; }
   void ClearTimer(std::optional<Timer>* slot);
   void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
+  void FireWorkerExpiry(const Timer& t, common::Time now, std::vector<Action>* out);
+  // Sends again the cancels of `g` not yet confirmed; past the grace, their
+  // workers are declared lost.
+  void ResendCancels(Group* g, common::Time now, std::vector<Action>* out);
   // The core's own decision that a worker is gone (`name` is a copy: Lose
   // destroys the worker record).
   void ExpireWorker(std::string name, const std::string& reason, common::Time now, std::vector<Action>* out);
