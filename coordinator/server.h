@@ -98,7 +98,6 @@ class Server {
   void Apply(common::Time now);
   void Carry(Action& action, common::Time now);
   void SendDispatch(Dispatch& d, common::Time now);
-  void AnswerWaiters(const GroupFinished& f);
 
   // Clients (server_clients.cc).
   void OnClient(const common::Envelope& env, common::Time now);
@@ -107,6 +106,7 @@ class Server {
   void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
   std::string ResultBody(std::string_view group) const;
+  void AnswerWaiters(const GroupFinished& f);
   // Forgets the WAITs of clients that have disconnected (see server_clients.cc).
   void SweepWaiters(common::Time now);
   bool ClientGone(const std::string& route);
