@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   }
   std::deque<Dispatch> running;
   for (auto& a : out) {
-    if (auto* d = std::get_if<Dispatch>(&a)) running.push_back(*d);
+    if (auto* d = std::get_if<Dispatch>(&a)) running.push_back(std::move(*d));
   }
   // Join's actions were cleared between workers; collect the placed attempts.
   for (const auto& s : core.Groups()) {
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   size_t done = 0;
   auto t1 = std::chrono::steady_clock::now();
   while (!running.empty()) {
-    Dispatch d = running.front();
+    Dispatch d = std::move(running.front());
     running.pop_front();
     out.clear();
     cohort::common::AttemptOutcome ok;
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     core.Finished({d.ref, d.worker, ok}, now, &out);
     ++done;
     for (auto& a : out) {
-      if (auto* nd = std::get_if<Dispatch>(&a)) running.push_back(*nd);
+      if (auto* nd = std::get_if<Dispatch>(&a)) running.push_back(std::move(*nd));
     }
   }
   auto t2 = std::chrono::steady_clock::now();

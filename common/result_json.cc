@@ -9,11 +9,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-Json TimeOrNull(const std::optional<Time>& t, const WallClock& clock) {
-  if (!t) return nullptr;
-  return FormatUnixMs(clock.ToUnixMs(*t));
-}
-
 // Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 characters) at p. The date comes
 // from Howard Hinnant's civil_from_days: gmtime_r and snprintf cost 4,000
 // instructions per timestamp, and a result document holds five per step.
@@ -133,6 +128,42 @@ void WriteStep(JsonWriter& w, const StepResult& s, const WallClock& clock) {
   w.EndObject();
 }
 
+// The summaries below write their keys in the order nlohmann::json sorts an
+// object's keys, so the text is byte for byte what clients received when it
+// was built as an nlohmann tree (tests/unit/result_json_test.cc compares).
+
+void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) {
+  auto count = [&](StepState k) -> JsonWriter& { return w.Key(StepStateName(k)).UInt(s.count(k)); };
+  w.BeginObject();
+  count(StepState::kCancelled);
+  count(StepState::kCompleted);
+  count(StepState::kFailed);
+  w.Key("finished_at");
+  WriteTimeOrNull(w, s.finished_at, clock);
+  w.Key("group").String(s.id);
+  count(StepState::kPending);
+  count(StepState::kRetrying);
+  count(StepState::kRunning);
+  w.Key("state").String(GroupStateName(s.state));
+  w.Key("submitted_at");
+  WriteTime(w, s.submitted_at, clock);
+  w.Key("total").UInt(s.total);
+  w.EndObject();
+}
+
+void WriteWorker(JsonWriter& w, const WorkerSummary& s, const WallClock& clock) {
+  w.BeginObject();
+  w.Key("agents").BeginArray();
+  for (const std::string& a : s.agents) w.String(a);
+  w.EndArray();
+  w.Key("last_heartbeat");
+  WriteTime(w, s.last_heartbeat, clock);
+  w.Key("name").String(s.name);
+  w.Key("running").Int(s.running);
+  w.Key("slots").Int(s.slots);
+  w.EndObject();
+}
+
 }  // namespace
 
 std::string FormatUnixMs(int64_t unix_ms) {
@@ -178,16 +209,36 @@ std::string GroupResultJson(const GroupResult& r, const WallClock& clock) {
   return out;
 }
 
-Json GroupSummaryToJson(const GroupSummary& s, const WallClock& clock) {
-  Json j{{"group", s.id},
-         {"state", std::string(GroupStateName(s.state))},
-         {"total", s.total},
-         {"submitted_at", FormatUnixMs(clock.ToUnixMs(s.submitted_at))},
-         {"finished_at", TimeOrNull(s.finished_at, clock)}};
-  for (int k = 0; k < kStepStateCount; ++k) {
-    j[std::string(StepStateName(static_cast<StepState>(k)))] = s.counts[k];
-  }
-  return j;
+std::string GroupSummaryJson(const GroupSummary& summary, const WallClock& clock) {
+  std::string out;
+  JsonWriter w(&out);
+  WriteSummary(w, summary, clock);
+  return out;
+}
+
+std::string GroupListJson(const std::vector<GroupSummary>& groups, const WallClock& clock) {
+  std::string out;
+  out.reserve(groups.size() * 256);
+  JsonWriter w(&out);
+  w.BeginArray();
+  for (const GroupSummary& s : groups) WriteSummary(w, s, clock);
+  w.EndArray();
+  return out;
+}
+
+std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginArray();
+  for (const WorkerSummary& s : workers) WriteWorker(w, s, clock);
+  w.EndArray();
+  return out;
+}
+
+std::string SubmittedJson(std::string_view group) {
+  std::string out;
+  JsonWriter(&out).BeginObject().Key("group").String(group).EndObject();
+  return out;
 }
 
 namespace {

@@ -1,13 +1,18 @@
-// The result document: a group's result as JSON, the body of STATUS and WAIT
-// replies and the output of `cohort ... --json`. Every key is always present;
-// what is not known is null. Times are ISO-8601 UTC strings with
-// milliseconds. Bytes of output tails that are not valid UTF-8 are replaced
-// with U+FFFD when the document is written.
+// The JSON documents the coordinator sends its clients, each written straight
+// to text with JsonWriter: the result document (a group's result, the body of
+// STATUS and WAIT replies and the output of `cohort ... --json`), the group
+// summary and the group list, the worker list and the reply to SUBMIT. Every
+// key is always present; what is not known is null. Times are ISO-8601 UTC
+// strings with milliseconds. Bytes of strings that are not valid UTF-8 are
+// replaced with U+FFFD when the document is written. Also the bounded parser
+// and the serializer the CLI uses for the documents it reads and writes.
+// Stateless functions; safe from any thread.
 #ifndef COHORT_COMMON_RESULT_JSON_H_
 #define COHORT_COMMON_RESULT_JSON_H_
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,7 +29,25 @@ std::string FormatUnixMs(int64_t unix_ms);
 // common/json_writer.h): a 10,000-step document is built on the
 // coordinator's loop when a group ends.
 std::string GroupResultJson(const GroupResult& result, const WallClock& clock);
-nlohmann::json GroupSummaryToJson(const GroupSummary& summary, const WallClock& clock);
+
+// The group summary: one group's counts without its steps, the body of a
+// brief STATUS and the progress line of `cohort wait`.
+std::string GroupSummaryJson(const GroupSummary& summary, const WallClock& clock);
+// The reply to GROUPS: every group held, as an array of summaries.
+std::string GroupListJson(const std::vector<GroupSummary>& groups, const WallClock& clock);
+
+// One live worker as the WORKERS reply lists it.
+struct WorkerSummary {
+  std::string name;
+  int64_t slots = 0;
+  int64_t running = 0;
+  std::vector<std::string> agents;
+  Time last_heartbeat{};
+};
+std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock);
+
+// The reply to SUBMIT: {"group":"<id>"}.
+std::string SubmittedJson(std::string_view group);
 
 // Parses JSON without throwing and without letting nesting run deeper than
 // kMaxJsonDepth: serializing or walking a hostile 200,000-level document

@@ -19,12 +19,6 @@ Status ClientLimits::CheckSubmit(const std::string& client) const {
                                     " (--max-groups-per-client): wait for one to finish");
 }
 
-Status ClientLimits::CheckSteps(size_t steps) const {
-  if (max_steps_ == 0 || steps <= max_steps_) return Status::Ok();
-  return Status::FailedPrecondition("the group has " + std::to_string(steps) + " steps; the limit is " +
-                                    std::to_string(max_steps_) + " (--max-steps-per-group)");
-}
-
 void ClientLimits::Admitted(const std::string& client, const std::string& group) {
   if (max_groups_ == 0) return;  // nothing to count against
   if (owner_.emplace(group, client).second) ++in_flight_[client];

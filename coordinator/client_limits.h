@@ -2,7 +2,7 @@
 // in flight (submitted and not yet finished) and steps per group. A client is
 // the name its CURVE key has in the clients' allowlist; without CURVE every
 // client is the same anonymous one. The server checks the groups in flight
-// before it parses a submission and the step count before it schedules one,
+// before it parses a submission, and the spec reader stops at max_steps(),
 // so a refused group never reaches the core. 0 means no limit.
 //
 // Pure: no sockets, no clock. Thread contract: one thread.
@@ -25,8 +25,6 @@ class ClientLimits {
 
   // FailedPrecondition naming the limit if `client` may not submit now.
   common::Status CheckSubmit(const std::string& client) const;
-  // FailedPrecondition naming the limit if a group of `steps` is too big.
-  common::Status CheckSteps(size_t steps) const;
   // The most steps a group may have (0 in the options: no per-client limit).
   size_t max_steps() const { return max_steps_ == 0 ? common::kMaxStepsPerGroup : max_steps_; }
   // `group` of `client` is now in flight.

@@ -44,6 +44,14 @@ struct WorkerJoined {
   // attempts sent to it since its first REGISTER are legitimately missing
   // from `running`, so none is declared lost (stale ones are still stopped).
   bool same_connection = false;
+  // Who the worker is beyond its name: the process instance it gives (0 =
+  // none) and, with CURVE, the User-Id of the key it connected with ("" without
+  // CURVE). A join under a live worker's name from another connection is
+  // refused (AlreadyExists) if the keys differ or the live worker gave an
+  // instance this one does not repeat, so two processes sharing a name
+  // cannot take each other's steps away in turn.
+  uint64_t instance = 0;
+  std::string user_id;
 };
 struct WorkerHeartbeat {
   std::string name;
@@ -62,6 +70,11 @@ struct StepFinished {
   common::AttemptOutcome outcome;
 };
 struct Tick {};
+// The caller read nothing for `busy` (a long loop turn): workers may have
+// taken it for gone and be registering again, so none may expire for that.
+struct LoopStalled {
+  common::Duration busy{};
+};
 struct CancelGroup {
   std::string group;
 };
@@ -71,17 +84,19 @@ struct CancelStep {
 };
 
 using Event = std::variant<SubmitGroup, WorkerJoined, WorkerHeartbeat, WorkerLost, StepStarted,
-                           StepFinished, Tick, CancelGroup, CancelStep>;
+                           StepFinished, Tick, LoopStalled, CancelGroup, CancelStep>;
 
 // ---- Actions --------------------------------------------------------------
 
-// Send this attempt to this worker. `spec` points into the core's copy of the
-// group and stays valid until the next event is handled.
+// Send this attempt to this worker. The action holds its own copy of the
+// step, so a list of actions stays valid whatever the core handles after it;
+// the caller moves the copy into the message it sends, which it had to copy
+// anyway.
 struct Dispatch {
   AttemptRef ref;
   std::string worker;
   std::optional<common::Duration> timeout;
-  const common::StepSpec* spec = nullptr;
+  common::StepSpec spec;
 };
 // Publish "cancel every step of this group" to all workers.
 struct BroadcastCancel {
@@ -114,6 +129,7 @@ struct WorkerView {
   int64_t running = 0;
   std::vector<std::string> agents;
   common::Time last_heartbeat{};
+  std::string user_id;  // as joined: the CURVE User-Id (NAME|KEY), "" without CURVE
 };
 
 }  // namespace cohort::coordinator

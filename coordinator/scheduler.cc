@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "coordinator/scheduler_text.h"
+
 namespace cohort::coordinator {
 
 using common::AttemptStatus;
@@ -14,18 +16,11 @@ using common::GroupState;
 using common::Status;
 using common::StepState;
 using common::Time;
+using internal::Quote;
+using internal::SecondsText;
 using internal::TimerKind;
 
 namespace {
-
-std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-std::string SecondsText(Duration d) {
-  double s = common::DurationToSeconds(d);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", s);
-  return std::string(buf) + "s";
-}
 
 std::string SignalText(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -52,6 +47,10 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
       s->Tick(now, out);
       return Status::Ok();
     }
+    Status operator()(LoopStalled& e) {
+      s->Stalled(e.busy, now);
+      return Status::Ok();
+    }
     Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out); }
     Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out); }
   };
@@ -66,140 +65,6 @@ internal::Group* Scheduler::FindGroup(std::string_view id) const {
 internal::Worker* Scheduler::FindWorker(std::string_view name) const {
   auto it = workers_.find(name);
   return it == workers_.end() ? nullptr : it->second.get();
-}
-
-// ---- Timers ---------------------------------------------------------------
-
-void Scheduler::AddTimer(const Timer& t, std::optional<Timer>* slot) {
-  ClearTimer(slot);
-  timers_.insert(t);
-  *slot = t;
-}
-
-void Scheduler::ClearTimer(std::optional<Timer>* slot) {
-  if (*slot) {
-    timers_.erase(**slot);
-    slot->reset();
-  }
-}
-
-std::optional<Time> Scheduler::NextDeadline() const {
-  if (timers_.empty()) return std::nullopt;
-  return timers_.begin()->at;
-}
-
-void Scheduler::Tick(Time now, std::vector<Action>* out) {
-  while (!timers_.empty() && timers_.begin()->at <= now) {
-    Timer t = *timers_.begin();
-    FireTimer(t, now, out);
-    timers_.erase(t);  // a no-op when the handler cleared its own slot
-  }
-  Pump(now, out);
-}
-
-void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
-  if (t.kind == TimerKind::kWorkerExpiry) {
-    auto it = workers_by_seq_.find(t.a);
-    if (it == workers_by_seq_.end() || it->second->expiry != t) return;
-    Worker* w = it->second;
-    w->expiry.reset();
-    // Heartbeats only move last_heartbeat; the timer catches up here, once
-    // per window, instead of being moved on every message.
-    if (const Time due = w->last_heartbeat + ExpiryWindow(); due > now) {
-      AddTimer({due, TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
-      return;
-    }
-    ExpireWorker(w->name, "no heartbeat for " + SecondsText(ExpiryWindow()), now, out);
-    return;
-  }
-  auto git = groups_by_seq_.find(t.a);
-  if (git == groups_by_seq_.end()) return;
-  Group* g = git->second;
-  switch (t.kind) {
-    case TimerKind::kGroupDeadline: {
-      if (g->deadline_timer != t) return;
-      g->deadline_timer.reset();
-      if (g->finished || g->stopping) return;
-      g->errors.push_back({"", "group deadline of " +
-                                   SecondsText(common::SecondsToDuration(*g->spec.deadline_s)) +
-                                   " exceeded"});
-      StopGroup(g, GroupState::kFailed, now, out);
-      return;
-    }
-    case TimerKind::kAttemptBackstop: {
-      StepRt& st = g->steps[t.b];
-      if (st.timer != t) return;
-      st.timer.reset();
-      // The worker enforces timeouts; one that has not reported past the
-      // grace is broken or cut off. Declaring it lost frees its slots
-      // honestly (nothing is assumed stopped while it may still run) and
-      // fences its late reports; its attempts retry elsewhere.
-      auto wit = workers_by_seq_.find(st.worker);
-      if (wit == workers_by_seq_.end()) return;
-      ExpireWorker(wit->second->name,
-                   "no report of step " + Quote(g->spec.steps[t.b].id) + " attempt " + std::to_string(t.c) +
-                       " within its timeout plus " + SecondsText(options_.backstop_grace),
-                   now, out);
-      return;
-    }
-    case TimerKind::kBackoff: {
-      StepRt& st = g->steps[t.b];
-      if (st.timer != t) return;
-      st.timer.reset();
-      g->backoff.erase(t.b);
-      g->retry_ready[g->spec.steps[t.b].agent].push_back(t.b);
-      ++g->retry_ready_count;
-      Enqueue(g);
-      return;
-    }
-    case TimerKind::kCancelResend: {
-      if (g->resend_timer != t) return;
-      g->resend_timer.reset();
-      std::vector<uint32_t> overdue;
-      bool any = false;
-      for (uint32_t i : g->active) {
-        StepRt& st = g->steps[i];
-        if (!st.cancel_requested) continue;
-        if (now - st.cancel_at >= options_.backstop_grace) {
-          overdue.push_back(i);
-          continue;
-        }
-        any = true;
-        auto wit = workers_by_seq_.find(st.worker);
-        if (wit != workers_by_seq_.end()) {
-          out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size())},
-                                       wit->second->name});
-        }
-      }
-      // A worker that stays alive but never confirms a cancel must not hold
-      // the group open for ever, nor may its slot be reused while the step
-      // may still run: past the grace the worker is declared lost.
-      for (uint32_t i : overdue) {
-        StepRt& st = g->steps[i];
-        if (!st.attempt_active) continue;  // already closed with its worker
-        auto wit = workers_by_seq_.find(st.worker);
-        if (wit == workers_by_seq_.end()) continue;
-        ExpireWorker(wit->second->name,
-                     "did not confirm the cancel of step " + Quote(g->spec.steps[i].id) + " within " +
-                         SecondsText(options_.backstop_grace),
-                     now, out);
-      }
-      if (any) AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
-      return;
-    }
-    case TimerKind::kRetention: {
-      if (g->retention_timer != t) return;
-      Forget(g);
-      return;
-    }
-    case TimerKind::kWorkerExpiry:
-      return;
-  }
-}
-
-void Scheduler::ExpireWorker(std::string name, const std::string& reason, Time now, std::vector<Action>* out) {
-  out->push_back(WorkerExpired{name, reason});
-  Lose(name, reason, now, out);
 }
 
 // ---- Groups ---------------------------------------------------------------
@@ -559,105 +424,6 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
   rec.stdout_tail = o.stdout_tail;
   rec.stderr_tail = o.stderr_tail;
   Decide(g, e.ref.step, status, error, now, out);
-  Pump(now, out);
-  return Status::Ok();
-}
-
-// ---- Workers --------------------------------------------------------------
-
-Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out) {
-  if (j.name.empty()) return Status::InvalidArgument("name: a worker needs a name");
-  if (j.slots < 1) {
-    return Status::InvalidArgument("slots: worker " + Quote(j.name) + " must offer at least 1 slot, got " +
-                                   std::to_string(j.slots));
-  }
-  Worker* w = FindWorker(j.name);
-  if (!w) {
-    auto owned = std::make_unique<Worker>();
-    w = owned.get();
-    w->seq = next_worker_seq_++;
-    w->name = j.name;
-    workers_by_seq_[w->seq] = w;
-    workers_.emplace(j.name, std::move(owned));
-  } else {
-    UnindexWorker(w);
-    for (const std::string& a : w->agents) --agent_workers_[a];
-  }
-  w->slots = j.slots;
-  w->agents = j.agents;
-  std::sort(w->agents.begin(), w->agents.end());
-  w->agents.erase(std::unique(w->agents.begin(), w->agents.end()), w->agents.end());
-  for (const std::string& a : w->agents) ++agent_workers_[a];
-  w->last_heartbeat = now;
-  AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
-
-  // Reconcile with what the worker says it runs. The worker is unindexed
-  // here, so its slot count can be set directly.
-  w->running -= static_cast<int64_t>(w->stale.size());
-  w->stale.clear();
-  std::set<internal::AttemptKey> confirmed;
-  for (const AttemptRef& ref : j.running) {
-    Group* g = FindGroup(ref.group);
-    const StepRt* st = g && ref.step < g->steps.size() ? &g->steps[ref.step] : nullptr;
-    if (st && st->attempt_active && st->worker == w->seq && st->attempts.size() == ref.attempt) {
-      confirmed.insert({g->seq, ref.step, ref.attempt});
-    } else {
-      ++stale_reports_;
-      out->push_back(CancelAttempt{ref, w->name});
-      if (w->stale.insert({ref.group, ref.step, ref.attempt}).second) ++w->running;
-    }
-  }
-  std::vector<internal::AttemptKey> missing;
-  for (const auto& key : w->attempts) {
-    if (!confirmed.count(key) && !j.same_connection) missing.push_back(key);
-  }
-  for (const auto& key : missing) {
-    Group* g = groups_by_seq_.at(key.group);
-    LoseAttempt(g, key.step, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
-  }
-  IndexWorker(w);
-  WakeFor(w);
-  Pump(now, out);
-  return Status::Ok();
-}
-
-Status Scheduler::Heartbeat(std::string_view name, Time now) {
-  Worker* w = FindWorker(name);
-  if (!w) return Status::NotFound("unknown worker " + Quote(name) + "; it must register first");
-  w->last_heartbeat = now;
-  // Every worker message lands here (two per step): an erase and an insert
-  // in timers_ each time cost more than the rest of the heartbeat. FireTimer
-  // re-arms from last_heartbeat instead.
-  if (!w->expiry) AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
-  return Status::Ok();
-}
-
-void Scheduler::GraceWorkers(Time until) {
-  for (auto& [name, w] : workers_) {
-    if (w->expiry && w->expiry->at < until) {
-      Timer t = *w->expiry;
-      t.at = until;
-      AddTimer(t, &w->expiry);
-    }
-  }
-}
-
-Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {
-  Worker* w = FindWorker(name);
-  if (!w) return Status::NotFound("unknown worker " + Quote(name));
-  UnindexWorker(w);
-  for (const std::string& a : w->agents) --agent_workers_[a];
-  ClearTimer(&w->expiry);
-  std::vector<internal::AttemptKey> held(w->attempts.begin(), w->attempts.end());
-  std::string why = "worker " + Quote(w->name) + " lost: " + std::string(reason);
-  // Detach first, so closing the attempts does not touch the worker's slots.
-  workers_by_seq_.erase(w->seq);
-  std::unique_ptr<Worker> gone = std::move(workers_.find(name)->second);
-  workers_.erase(workers_.find(name));
-  for (const auto& key : held) {
-    Group* g = groups_by_seq_.at(key.group);
-    LoseAttempt(g, key.step, why, now, out);
-  }
   Pump(now, out);
   return Status::Ok();
 }

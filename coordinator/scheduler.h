@@ -26,6 +26,10 @@
 // Each event costs O(log n) in steps, groups and workers, amortized; cancelling
 // a whole group touches each of its unfinished steps once.
 //
+// The code is split by what it handles: scheduler.cc groups, steps and
+// attempts; scheduler_workers.cc workers; scheduler_timers.cc timers;
+// scheduler_placement.cc placement; scheduler_result.cc the queries.
+//
 // Thread contract: not thread-safe; one event loop owns it.
 #ifndef COHORT_COORDINATOR_SCHEDULER_H_
 #define COHORT_COORDINATOR_SCHEDULER_H_
@@ -92,11 +96,17 @@ class Scheduler {
 
   common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
                         std::string* assigned_id = nullptr);
+  // AlreadyExists when a live worker holds the name and the join comes from
+  // another connection with another instance or key (see WorkerJoined).
   common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
   common::Status Heartbeat(std::string_view worker, common::Time now);
-  // The caller was busy and read nothing for a while: no worker may expire
-  // before `until` because of it (workers that stopped hearing from us may
-  // be reconnecting). Later expiries are kept.
+  // The caller read nothing for `busy`: workers that stopped hearing from it
+  // are registering again, at intervals that doubled meanwhile (up to about
+  // the stall's length), so each gets that long again plus a full expiry
+  // window from `now`.
+  void Stalled(common::Duration busy, common::Time now);
+  // No worker may expire before `until`; later expiries are kept. Stalled()
+  // is the event's rule; this is the mechanism under it.
   void GraceWorkers(common::Time until);
   common::Status Lose(std::string_view worker, std::string_view reason, common::Time now,
                       std::vector<Action>* out);
@@ -118,7 +128,6 @@ class Scheduler {
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;
-  const common::StepSpec* FindStep(std::string_view group, uint32_t step) const;
   size_t group_count() const { return groups_.size(); }
   size_t step_count() const { return steps_held_; }
   uint64_t stale_reports() const { return stale_reports_; }
@@ -133,11 +142,15 @@ class Scheduler {
   Group* FindGroup(std::string_view id) const;
   Worker* FindWorker(std::string_view name) const;
 
-  // Timers.
+  // Timers (scheduler_timers.cc).
   void AddTimer(const Timer& t, std::optional<Timer>* slot);
   common::Duration ExpiryWindow() const { return options_.heartbeat_interval * options_.liveness; }
   void ClearTimer(std::optional<Timer>* slot);
   void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
+  void FireWorkerExpiry(const Timer& t, common::Time now, std::vector<Action>* out);
+  // Sends again the cancels of `g` not yet confirmed; past the grace, their
+  // workers are declared lost.
+  void ResendCancels(Group* g, common::Time now, std::vector<Action>* out);
   // The core's own decision that a worker is gone (`name` is a copy: Lose
   // destroys the worker record).
   void ExpireWorker(std::string name, const std::string& reason, common::Time now, std::vector<Action>* out);

@@ -166,7 +166,7 @@ void Scheduler::DispatchTo(Group* g, uint32_t i, Worker* w, Time now, std::vecto
               attempt},
              &st.timer);
   }
-  out->push_back(Dispatch{{g->spec.id, i, attempt}, w->name, timeout, &g->spec.steps[i]});
+  out->push_back(Dispatch{{g->spec.id, i, attempt}, w->name, timeout, g->spec.steps[i]});
 }
 
 // ---- The free-worker index --------------------------------------------------

@@ -77,15 +77,9 @@ std::vector<common::GroupSummary> Scheduler::Groups() const {
 std::vector<WorkerView> Scheduler::Workers() const {
   std::vector<WorkerView> out;
   for (const auto& [name, w] : workers_) {
-    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat});
+    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat, w->user_id});
   }
   return out;
-}
-
-const common::StepSpec* Scheduler::FindStep(std::string_view group, uint32_t step) const {
-  const Group* g = FindGroup(group);
-  if (!g || step >= g->spec.steps.size()) return nullptr;
-  return &g->spec.steps[step];
 }
 
 }  // namespace cohort::coordinator

@@ -109,6 +109,8 @@ struct AttemptKey {
 struct Worker {
   uint64_t seq = 0;
   std::string name;
+  uint64_t instance = 0;  // as joined; see WorkerJoined
+  std::string user_id;
   int64_t slots = 0;
   int64_t running = 0;  // attempts occupying a slot
   std::vector<std::string> agents;  // sorted, unique

@@ -3,8 +3,14 @@
 // worker names and their ZeroMQ routes, and the clients waiting on groups.
 // Each iteration polls with a timeout that ends at the nearest deadline (the
 // core's next timer or the next heartbeat to send), decodes what arrived,
-// hands it to the core with the current time, and carries out the actions.
-// Nothing here decides policy; that is the core's job.
+// hands it to the core as an event with the current time, and carries out
+// the actions. Nothing here decides scheduling policy, worker identity or
+// liveness; that is the core's job. What stays here is I/O and access: the
+// ZAP allowlists (ZapHandler) admit keys, and the loop measures its own
+// stalls and reports them to the core.
+//
+// server.cc holds the loop and the actions, server_clients.cc the client
+// requests and WAITs, server_workers.cc the worker messages and routes.
 //
 // Thread contract: one thread calls Bind() then Run().
 #ifndef COHORT_COORDINATOR_SERVER_H_
@@ -72,25 +78,50 @@ class Server {
     std::string route;
     uint64_t req;
   };
+  // What a poll found readable.
+  struct Ready {
+    bool stop = false;
+    bool reload = false;
+    bool zap = false;
+  };
 
-  void OnClient(const common::Envelope& env, common::Time now);
-  void OnWorker(const common::Envelope& env, common::Time now);
+  // The loop (server.cc). Wait polls until a socket is readable or the next
+  // deadline is due; false if polling failed.
+  bool Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready);
+  void Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env);
   // Handles up to one batch of worker messages; true if none is left.
   bool DrainWorkers(common::Envelope& env, common::Time now);
+  void ServeClients(common::Envelope& env, common::Time now);
+  void BadMessage(std::string_view socket, const common::Status& why, common::Time now);
+  common::Time NextWake() const;
+
+  // Actions (server.cc).
   void Apply(common::Time now);
   void Carry(Action& action, common::Time now);
+  void SendDispatch(Dispatch& d, common::Time now);
+
+  // Clients (server_clients.cc).
+  void OnClient(const common::Envelope& env, common::Time now);
+  void OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
+                common::Time now);
+  void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
-  void SendToWorker(const std::string& worker, const common::Message& msg);
-  void SendHeartbeats(common::Time now);
-  // Forgets the WAITs of clients that have disconnected (see server.cc).
+  std::string ResultBody(std::string_view group) const;
+  void AnswerWaiters(const GroupFinished& f);
+  // Forgets the WAITs of clients that have disconnected (see server_clients.cc).
   void SweepWaiters(common::Time now);
   bool ClientGone(const std::string& route);
+
+  // Workers (server_workers.cc).
+  void OnWorker(const common::Envelope& env, common::Time now);
+  void OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, common::Time now);
+  void OnReport(const std::string& name, const common::Message& msg, common::Time now);
+  void Refuse(const std::string& route, std::string reason);
+  void SendToWorker(const std::string& worker, const common::Message& msg);
+  void SendHeartbeats(common::Time now);
   void Forget(const std::string& worker);
   // After a reload: workers whose key left the allowlist are lost.
   void RevokeWorkers(common::Time now);
-  std::string ResultBody(std::string_view group) const;
-  bool BadMessage(std::string_view socket, const common::Status& why, common::Time now);
-  common::Time NextWake() const;
 
   ServerOptions options_;
   zmq::context_t context_;
@@ -106,14 +137,11 @@ class Server {
   std::vector<Action> actions_;
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
-  std::unordered_map<std::string, uint64_t> instance_of_;   // worker name -> process instance
-  std::unordered_map<std::string, std::string> key_of_;     // worker name -> its User-Id, NAME|KEY (CURVE)
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   size_t waiter_count_ = 0;
   common::Time next_waiter_sweep_{};
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
-  uint64_t bad_messages_ = 0;
   bool trim_memory_ = false;  // a big request was handled: give its memory back
 };
 

@@ -14,8 +14,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/codec.h"
 #include "common/messages.h"
 #include "common/result.h"
@@ -26,7 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace cohort::common;  // NOLINT: a tool that names every message type
-using Json = nlohmann::json;
 
 std::vector<std::pair<std::string, Message>> Messages() {
   RunMsg run;
@@ -135,15 +132,12 @@ std::vector<std::pair<std::string, std::string>> Replies() {
   StepResult lint{"lint", StepState::kCancelled, "cancelled: step test failed", "", {}};
   r.steps = {test, lint};
   GroupSummary s{"build-42", GroupState::kRunning, 5, {1, 2, 1, 1, 0, 0}, At(1), std::nullopt};
-  const Json summary = GroupSummaryToJson(s, clock);
-  const Json workers = Json::array({Json{{"name", "w1"}, {"slots", 4}, {"running", 1},
-                                          {"agents", Json::array({"linux", "gpu"})},
-                                          {"last_heartbeat", FormatUnixMs(1764156723123)}}});
+  WorkerSummary w1{"w1", 4, 1, {"linux", "gpu"}, At(0)};
   return {{"result.json", GroupResultJson(r, clock)},
-          {"summary.json", DumpJson(summary)},
-          {"groups.json", DumpJson(Json::array({summary}))},
-          {"workers.json", DumpJson(workers)},
-          {"submitted.json", R"({"group": "build-42"})"}};
+          {"summary.json", GroupSummaryJson(s, clock)},
+          {"groups.json", GroupListJson({s}, clock)},
+          {"workers.json", WorkerListJson({w1}, clock)},
+          {"submitted.json", SubmittedJson("build-42")}};
 }
 
 void Write(const fs::path& path, const std::string& bytes) {

@@ -1,6 +1,7 @@
-// The result document and the JSON writer under it: timestamps against the C
-// library's calendar, string escaping against nlohmann::json's, and a whole
-// document read back field by field.
+// The documents the coordinator writes and the JSON writer under them:
+// timestamps against the C library's calendar, string escaping against
+// nlohmann::json's, a whole result document read back field by field, and the
+// summaries and lists byte for byte against the nlohmann trees they replaced.
 #include <ctime>
 #include <random>
 #include <string>
@@ -158,6 +159,61 @@ TEST_CASE("a result document reads back with every field", "[json]") {
   CHECK(sb["started_at"].is_null());
   CHECK(sb["history"].empty());
   CHECK(sb["error"] == "exited with code 3");
+}
+
+
+namespace {
+
+// The documents as the coordinator built them before JsonWriter wrote them:
+// the form the CLI's parser was written against.
+Json SummaryTree(const common::GroupSummary& s, const common::WallClock& clock) {
+  Json j{{"group", s.id},
+         {"state", std::string(common::GroupStateName(s.state))},
+         {"total", s.total},
+         {"submitted_at", common::FormatUnixMs(clock.ToUnixMs(s.submitted_at))},
+         {"finished_at", s.finished_at ? Json(common::FormatUnixMs(clock.ToUnixMs(*s.finished_at))) : Json()}};
+  for (int k = 0; k < common::kStepStateCount; ++k) {
+    j[std::string(common::StepStateName(static_cast<common::StepState>(k)))] = s.counts[k];
+  }
+  return j;
+}
+
+Json WorkerTree(const common::WorkerSummary& w, const common::WallClock& clock) {
+  return {{"name", w.name},
+          {"slots", w.slots},
+          {"running", w.running},
+          {"agents", w.agents},
+          {"last_heartbeat", common::FormatUnixMs(clock.ToUnixMs(w.last_heartbeat))}};
+}
+
+}  // namespace
+
+TEST_CASE("summaries and lists are written byte for byte as the nlohmann trees were", "[json]") {
+  const common::Time t0{};
+  const common::WallClock clock(t0, 1'795'000'000'000);
+  common::GroupSummary running{"g-1 \"quoted\" caf\xC3\xA9", common::GroupState::kRunning, 21,
+                               {1, 2, 3, 4, 5, 6}, t0 + 5ms, std::nullopt};
+  common::GroupSummary done{"g2", common::GroupState::kFailed, 2, {0, 0, 0, 1, 1, 0}, t0, t0 + 1500ms};
+  for (const auto& s : {running, done}) {
+    const std::string text = common::GroupSummaryJson(s, clock);
+    CHECK(text == common::DumpJson(SummaryTree(s, clock)));
+    CHECK(Json::parse(text) == SummaryTree(s, clock));
+  }
+  CHECK(common::GroupListJson({}, clock) == common::DumpJson(Json::array()));
+  CHECK(common::GroupListJson({running, done}, clock) ==
+        common::DumpJson(Json::array({SummaryTree(running, clock), SummaryTree(done, clock)})));
+
+  common::WorkerSummary gpu{"w1", 4, 1, {"gpu", "linux"}, t0 + 250ms};
+  common::WorkerSummary plain{"w\n2", 1, 0, {}, t0};
+  CHECK(common::WorkerListJson({}, clock) == common::DumpJson(Json::array()));
+  const std::string workers = common::WorkerListJson({gpu, plain}, clock);
+  CHECK(workers == common::DumpJson(Json::array({WorkerTree(gpu, clock), WorkerTree(plain, clock)})));
+  const Json parsed = Json::parse(workers);
+  CHECK(parsed[0]["slots"].is_number_integer());
+  CHECK(parsed[1]["agents"].is_array());
+
+  CHECK(common::SubmittedJson("g7") == common::DumpJson(Json{{"group", "g7"}}));
+  CHECK(common::SubmittedJson("bad\xFFid") == common::DumpJson(Json{{"group", "bad\xFFid"}}));
 }
 
 }  // namespace cohort::testing

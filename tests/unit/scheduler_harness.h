@@ -107,7 +107,7 @@ class Harness {
   // The dispatch of step `id` among the last actions; fails the test if absent.
   coordinator::Dispatch DispatchOf(const std::string& step_id) const {
     for (const auto& d : Dispatches()) {
-      if (d.spec->id == step_id) return d;
+      if (d.spec.id == step_id) return d;
     }
     FAIL("no dispatch of " << step_id);
     return {};

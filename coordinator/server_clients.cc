@@ -1,0 +1,202 @@
+// The client side of the Server: requests on the client ROUTER (submit,
+// status, wait, cancel, lists), their replies, and the WAITs held until a
+// group ends or its client goes away.
+#include <algorithm>
+
+#include "common/codec.h"
+#include "common/group_spec.h"
+#include "common/result_json.h"
+#include "coordinator/server.h"
+
+namespace cohort::coordinator {
+
+using common::LogInfo;
+using common::Status;
+using common::Time;
+
+namespace {
+
+// Steps detailed in a STATUS or WAIT reply; the rest are counted.
+constexpr size_t kMaxDetailedSteps = 10000;
+// WAITs held at once, over all clients (about 100 bytes each); past it a WAIT
+// is refused and the client polls with STATUS instead.
+constexpr size_t kMaxWaiters = 100000;
+
+std::optional<uint64_t> RequestId(const common::Message& m) {
+  return std::visit(
+      [](const auto& msg) -> std::optional<uint64_t> {
+        if constexpr (requires { msg.req; }) {
+          return msg.req;
+        } else {
+          return std::nullopt;
+        }
+      },
+      m);
+}
+
+}  // namespace
+
+void Server::Reply(const std::string& route, uint64_t req, const Status& status, std::string body) {
+  common::ReplyMsg reply;
+  reply.req = req;
+  reply.code = status.code();
+  reply.error = status.ok() ? "" : status.message();
+  reply.body = std::move(body);
+  common::SendMessage(clients_, route, reply);
+}
+
+std::string Server::ResultBody(std::string_view group) const {
+  // A document for a million steps would take seconds to build on this loop
+  // and exceed a message; the steps that matter most are detailed, all are
+  // counted.
+  auto r = core_.Result(group, kMaxDetailedSteps);
+  if (!r) return "";
+  return common::GroupResultJson(*r, wall_);
+}
+
+void Server::OnClient(const common::Envelope& env, Time now) {
+  common::Message msg;
+  if (Status s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+    BadMessage("client", s, now);
+    return;
+  }
+  std::optional<uint64_t> req = RequestId(msg);
+  if (!req) {
+    BadMessage("client", Status::Corruption(std::string(common::CommandName(msg)) + " is not a client request"),
+               now);
+    return;
+  }
+  // Limits and logs go by the key's name; admission by the key itself.
+  const std::string client = UserIdName(env.user);
+  if (zap_ && !zap_->Admits(kClientDomain, env.user)) {
+    // Connected before a reload removed or replaced its key.
+    Reply(env.route, *req, Status::FailedPrecondition("key \"" + client + "\" is no longer authorized"), "");
+    return;
+  }
+  if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
+    OnSubmit(env.route, *req, client, *m, now);
+  } else if (auto* m = std::get_if<common::StatusMsg>(&msg); m && m->brief) {
+    auto sum = core_.Summary(m->group);
+    if (!sum) {
+      Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
+    } else {
+      Reply(env.route, *req, Status::Ok(), common::GroupSummaryJson(*sum, wall_));
+    }
+  } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
+    std::string body = ResultBody(m->group);
+    // Decided before the call: its arguments may be evaluated in any order.
+    Status found = body.empty() ? Status::NotFound("no group \"" + m->group + "\"") : Status::Ok();
+    Reply(env.route, *req, found, std::move(body));
+  } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
+    OnWait(env.route, *req, *m);
+  } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
+    Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_)
+                               : core_.CancelStepById(m->group, m->step, now, &actions_);
+    LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
+    Reply(env.route, *req, s, "");
+  } else if (std::holds_alternative<common::GroupsMsg>(msg)) {
+    Reply(env.route, *req, Status::Ok(), common::GroupListJson(core_.Groups(), wall_));
+  } else if (std::holds_alternative<common::WorkersMsg>(msg)) {
+    std::vector<common::WorkerSummary> list;
+    for (WorkerView& w : core_.Workers()) {
+      list.push_back({std::move(w.name), w.slots, w.running, std::move(w.agents), w.last_heartbeat});
+    }
+    Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_));
+  } else {
+    Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");
+  }
+}
+
+void Server::OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
+                      Time now) {
+  common::GroupSpec spec;
+  // The client's share is checked before its spec is parsed or scheduled.
+  Status s = limits_.CheckSubmit(client);
+  // The step limit is enforced while reading, which stops past it: a refused
+  // huge group costs no more than an allowed one.
+  if (s.ok()) s = common::ParseGroupSpecJson(m.spec, &spec, limits_.max_steps(), "--max-steps-per-group");
+  std::string id;
+  if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
+  if (!s.ok()) {
+    LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
+    Reply(route, req, s, "");
+    return;
+  }
+  limits_.Admitted(client, id);
+  auto sum = core_.Summary(id);
+  LogInfo("group_submitted").Kv("group", id).Kv("client", client).Kv("steps", sum ? sum->total : 0);
+  Reply(route, req, s, common::SubmittedJson(id));
+}
+
+void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m) {
+  auto sum = core_.Summary(m.group);
+  if (!sum) {
+    Reply(route, req, Status::NotFound("no group \"" + m.group + "\""), "");
+  } else if (sum->state != common::GroupState::kRunning) {
+    Reply(route, req, Status::Ok(), ResultBody(m.group));
+  } else if (waiter_count_ >= kMaxWaiters) {
+    Reply(route, req,
+          Status::Unavailable("too many clients are waiting (" + std::to_string(kMaxWaiters) + "); poll group \"" +
+                              m.group + "\" with STATUS instead"),
+          "");
+  } else {
+    waiters_[m.group].push_back({route, req});
+    ++waiter_count_;
+  }
+}
+
+void Server::AnswerWaiters(const GroupFinished& f) {
+  auto it = waiters_.find(f.group);
+  if (it == waiters_.end()) return;
+  std::string body = ResultBody(f.group);
+  // Empty only with --retention 0, when the group is already forgotten.
+  Status found = body.empty() ? Status::NotFound("group \"" + f.group + "\" finished " +
+                                                 std::string(common::GroupStateName(f.state)) +
+                                                 " and is no longer retained")
+                              : Status::Ok();
+  for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
+  waiter_count_ -= it->second.size();
+  waiters_.erase(it);
+}
+
+// A client that disconnects says nothing on a ROUTER, and its WAITs would be
+// held until their groups end, which may be never. Every liveness interval
+// each client holding a WAIT is sent a HEARTBEAT (clients ignore it): with
+// ROUTER_MANDATORY, a route that is gone fails at once, and its WAITs are
+// forgotten. A live client whose queue is full is kept.
+bool Server::ClientGone(const std::string& route) {
+  try {
+    std::vector<std::string> frames = common::Encode(common::HeartbeatMsg{});
+    if (!clients_.send(zmq::buffer(route), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+    for (size_t i = 0; i < frames.size(); ++i) {
+      auto flags = zmq::send_flags::dontwait;
+      if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
+      clients_.send(zmq::buffer(frames[i]), flags);
+    }
+    return false;
+  } catch (const zmq::error_t& e) {
+    return e.num() == EHOSTUNREACH;
+  }
+}
+
+void Server::SweepWaiters(Time now) {
+  next_waiter_sweep_ = now + std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness;
+  if (waiters_.empty()) return;
+  std::unordered_map<std::string, bool> gone;  // route -> gone, one probe per client
+  size_t dropped = 0;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    auto& list = it->second;
+    const size_t before = list.size();
+    std::erase_if(list, [&](const Waiter& w) {
+      auto [at, fresh] = gone.try_emplace(w.route, false);
+      if (fresh) at->second = ClientGone(w.route);
+      return at->second;
+    });
+    dropped += before - list.size();
+    it = list.empty() ? waiters_.erase(it) : std::next(it);
+  }
+  waiter_count_ -= dropped;
+  if (dropped > 0) LogInfo("waiters_gone").Kv("dropped", dropped).Kv("waiting", waiter_count_);
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,162 @@
+// The worker side of the Server: messages on the worker ROUTER turned into
+// core events, the map between worker names and their routes, heartbeats,
+// and the revocation of workers whose key left the allowlist.
+#include "common/codec.h"
+#include "coordinator/server.h"
+
+namespace cohort::coordinator {
+
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+using common::Status;
+using common::Time;
+
+namespace {
+
+constexpr const char* kKeyRevoked = "this worker's key is no longer authorized";
+
+}  // namespace
+
+void Server::SendToWorker(const std::string& worker, const common::Message& msg) {
+  auto it = route_of_.find(worker);
+  if (it == route_of_.end()) return;  // lost; its attempts are already decided
+  if (!common::SendMessage(workers_, it->second, msg)) {
+    LogWarn("send_failed").Kv("worker", worker).Kv("command", common::CommandName(msg));
+  }
+}
+
+void Server::Refuse(const std::string& route, std::string reason) {
+  common::ReregisterMsg refuse;
+  refuse.reason = std::move(reason);
+  common::SendMessage(workers_, route, refuse);
+}
+
+void Server::Forget(const std::string& worker) {
+  auto it = route_of_.find(worker);
+  if (it == route_of_.end()) return;
+  worker_at_.erase(it->second);
+  route_of_.erase(it);
+}
+
+void Server::RevokeWorkers(Time now) {
+  // Which keys are admitted is the allowlist's answer (ZapHandler); the core
+  // hears of each revoked worker as an ordinary loss.
+  for (const WorkerView& w : core_.Workers()) {
+    if (zap_->Admits(kWorkerDomain, w.user_id)) continue;
+    LogWarn("worker_revoked")
+        .Kv("worker", w.name)
+        .Kv("key_name", UserIdName(w.user_id))
+        .Kv("key", UserIdKey(w.user_id));
+    auto route = route_of_.find(w.name);
+    if (route != route_of_.end()) Refuse(route->second, kKeyRevoked);
+    core_.Lose(w.name, "its key was removed from the allowlist or replaced", now, &actions_);
+    Forget(w.name);
+  }
+  Apply(now);
+}
+
+void Server::SendHeartbeats(Time now) {
+  for (const auto& [name, route] : route_of_) common::SendMessage(workers_, route, common::HeartbeatMsg{});
+  next_heartbeat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
+}
+
+void Server::OnWorker(const common::Envelope& env, Time now) {
+  common::Message msg;
+  if (Status s = common::DecodeEnvelope(env, &msg); !s.ok()) {
+    BadMessage("worker", s, now);
+    return;
+  }
+  if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
+    OnRegister(env, *reg, now);
+    return;
+  }
+  auto who = worker_at_.find(env.route);
+  if (who == worker_at_.end()) {
+    if (!std::holds_alternative<common::ByeMsg>(msg)) Refuse(env.route, "unknown worker; register again");
+    return;
+  }
+  const std::string name = who->second;
+  // Any message from a worker counts as a heartbeat.
+  if (Status s = core_.Heartbeat(name, now); !s.ok()) {
+    Forget(name);
+    Refuse(env.route, s.message());
+    return;
+  }
+  OnReport(name, msg, now);
+}
+
+void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, Time now) {
+  if (zap_ && !zap_->Admits(kWorkerDomain, env.user)) {
+    BadMessage("worker", Status::FailedPrecondition("key \"" + UserIdName(env.user) + "\" is no longer authorized"),
+               now);
+    Refuse(env.route, kKeyRevoked);
+    return;
+  }
+  auto holder = route_of_.find(reg.name);
+  WorkerJoined j;
+  j.name = reg.name;
+  j.slots = reg.slots;
+  j.agents = reg.agents;
+  for (const auto& a : reg.running) j.running.push_back({a.group, a.step, a.attempt});
+  j.same_connection = holder != route_of_.end() && holder->second == env.route;
+  j.instance = reg.instance;
+  if (zap_) j.user_id = env.user;
+  if (Status s = core_.Handle(std::move(j), now, &actions_); !s.ok()) {
+    BadMessage("worker", s, now);
+    if (s.code() == Status::Code::kAlreadyExists) {
+      Refuse(env.route, "the name \"" + reg.name +
+                            "\" is in use by another live worker; give every worker a unique --name");
+    }
+    return;
+  }
+  if (holder != route_of_.end() && holder->second != env.route) {
+    LogInfo("worker_reconnected").Kv("worker", reg.name);
+    worker_at_.erase(holder->second);
+  }
+  route_of_[reg.name] = env.route;
+  worker_at_[env.route] = reg.name;
+  LogInfo("worker_joined")
+      .Kv("worker", reg.name)
+      .Kv("slots", reg.slots)
+      .Kv("running", reg.running.size())
+      .Kv("version", reg.version);
+  common::WelcomeMsg welcome;
+  welcome.heartbeat_ms = static_cast<uint32_t>(options_.heartbeat_ms);
+  welcome.liveness = static_cast<uint32_t>(options_.liveness);
+  welcome.cancel_endpoint = bound_cancel_;
+  // Order matters: WELCOME first, then whatever Join placed on it.
+  common::SendMessage(workers_, env.route, welcome);
+}
+
+void Server::OnReport(const std::string& name, const common::Message& msg, Time now) {
+  if (auto* m = std::get_if<common::StartedMsg>(&msg)) {
+    core_.Started({{m->id.group, m->id.step, m->id.attempt}, name}, now, &actions_);
+  } else if (auto* m = std::get_if<common::FinishedMsg>(&msg)) {
+    common::AttemptOutcome o;
+    o.exit_code = m->exit_code;
+    o.signal = m->signal;
+    o.timed_out = m->timed_out;
+    o.cancelled = m->cancelled;
+    o.error = m->error;
+    o.stdout_tail = m->stdout_tail;
+    o.stderr_tail = m->stderr_tail;
+    LogDebug("step_finished")
+        .Kv("group", m->id.group)
+        .Kv("step", m->id.step)
+        .Kv("attempt", m->id.attempt)
+        .Kv("worker", name)
+        .Kv("exit_code", m->exit_code.value_or(-1))
+        .Kv("signal", m->signal.value_or(0));
+    core_.Finished({{m->id.group, m->id.step, m->id.attempt}, name, std::move(o)}, now, &actions_);
+  } else if (std::holds_alternative<common::ByeMsg>(msg)) {
+    LogInfo("worker_left").Kv("worker", name);
+    core_.Lose(name, "worker shut down", now, &actions_);
+    Forget(name);
+  } else if (!std::holds_alternative<common::HeartbeatMsg>(msg)) {
+    BadMessage("worker",
+               Status::Corruption(std::string(common::CommandName(msg)) + " is not a worker message"), now);
+  }
+}
+
+}  // namespace cohort::coordinator
