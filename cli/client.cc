@@ -28,7 +28,11 @@ Status Client::Unreachable() const {
     return Status::Unavailable("the coordinator at " + endpoint_ + " refused your key (" + monitor_->detail() +
                                "): is your public key in its --authorized-clients directory?");
   }
-  if (monitor_ && (monitor_->outcome() == Outcome::kFailed || monitor_->outcome() == Outcome::kMismatch)) {
+  // Without keys of our own, a connection closed mid-handshake is no sign of
+  // a CURVE server (that shows as a mismatch): the coordinator went away, and
+  // the answer is the one for an unreachable coordinator below.
+  const Outcome o = monitor_ ? monitor_->outcome() : Outcome::kNone;
+  if (o == Outcome::kFailed || o == Outcome::kMismatch || (o == Outcome::kClosed && curve_)) {
     return Status::Unavailable("the handshake with the coordinator at " + endpoint_ + " failed (" +
                                monitor_->detail() + "): " +
                                (curve_ ? "is --coordinator-key the public key of the coordinator at this address?"

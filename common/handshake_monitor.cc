@@ -70,7 +70,7 @@ bool HandshakeMonitor::Drain() {
           }
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-          outcome_ = Outcome::kFailed;
+          outcome_ = Outcome::kClosed;
           detail_ = std::string("connection closed during the handshake (") + zmq_strerror(static_cast<int>(value)) +
                     ")";
           break;

@@ -24,7 +24,11 @@ class HandshakeMonitor {
     kSucceeded,  // the last handshake succeeded
     kRefused,    // the coordinator's ZAP handler refused our key
     kMismatch,   // one side uses CURVE and the other does not
-    kFailed,     // the handshake broke off, e.g. for a wrong server key
+    kFailed,     // a protocol error in the handshake
+    // The peer closed the connection during the handshake: a CURVE server
+    // does that to a client holding the wrong server key, but so does a
+    // coordinator that is stopping or was killed.
+    kClosed,
   };
 
   HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched);

@@ -80,7 +80,8 @@ void LogHandshake(const common::HandshakeMonitor& m, const WorkerOptions& o) {
         .Kv("key", o.curve ? o.curve->own.public_z85 : "")
         .Kv("detail", m.detail())
         .Kv("hint", "add this worker's public key file to the coordinator's authorized-workers directory");
-  } else if (m.outcome() == Outcome::kFailed || m.outcome() == Outcome::kMismatch) {
+  } else if (m.outcome() == Outcome::kFailed || m.outcome() == Outcome::kMismatch ||
+             m.outcome() == Outcome::kClosed) {
     common::LogError("handshake_failed")
         .Kv("coordinator", o.coordinator)
         .Kv("detail", m.detail())
