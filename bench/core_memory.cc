@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     w.name = "w" + std::to_string(i);
     w.slots = 8;
     out.clear();
-    core.Join(w, now, &out);
+    if (!core.Join(w, now, &out).ok()) return 1;
   }
   std::deque<Dispatch> running;
   for (auto& a : out) {
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     out.clear();
     cohort::common::AttemptOutcome ok;
     ok.exit_code = 0;
-    core.Finished({d.ref, d.worker, ok}, now, &out);
+    if (!core.Finished({d.ref, d.worker, ok}, now, &out).ok()) return 1;
     ++done;
     for (auto& a : out) {
       if (auto* nd = std::get_if<Dispatch>(&a)) running.push_back(std::move(*nd));

@@ -1,7 +1,9 @@
 // Status is the small error value every fallible cohort call returns instead
 // of throwing: a code plus a human-readable message that names what was wrong
 // (a field, a step, a peer). It is a plain value, cheap to copy when OK, and
-// safe to use from any thread. Library exceptions are caught at the nearest
+// safe to use from any thread. It is [[nodiscard]]: a call site that has
+// nothing to do with an error says so with IgnoreError() and a comment that
+// says why. Library exceptions are caught at the nearest
 // wrapper (codec, event loop, main) and turned into a Status there, so none
 // crosses the scheduling core.
 #ifndef COHORT_COMMON_STATUS_H_
@@ -13,7 +15,7 @@
 
 namespace cohort::common {
 
-class Status {
+class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk = 0,
@@ -47,6 +49,9 @@ class Status {
 
   // "InvalidArgument: steps[1] (id \"b\"): ..." for logs; "OK" when ok.
   std::string ToString() const;
+
+  // Drops this status on purpose (the caller states why next to the call).
+  void IgnoreError() const {}
 
  private:
   Status(Code code, std::string msg) : code_(code), message_(std::move(msg)) {}

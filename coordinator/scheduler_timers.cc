@@ -153,7 +153,8 @@ void Scheduler::ResendCancels(Group* g, Time now, std::vector<Action>* out) {
 
 void Scheduler::ExpireWorker(std::string name, const std::string& reason, Time now, std::vector<Action>* out) {
   out->push_back(WorkerExpired{name, reason});
-  Lose(name, reason, now, out);
+  // Only a known worker's timer fires, so Lose cannot miss it.
+  Lose(name, reason, now, out).IgnoreError();
 }
 
 void Scheduler::GraceWorkers(Time until) {

@@ -143,7 +143,8 @@ void Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
     // We read nothing and sent no heartbeats meanwhile; how much grace that
     // earns the workers is the core's rule.
     LogWarn("busy").Kv("ms", std::chrono::duration_cast<std::chrono::milliseconds>(busy).count());
-    core_.Handle(LoopStalled{busy}, now, &actions_);
+    // A stall is news, not a request: the core has nothing to refuse.
+    core_.Handle(LoopStalled{busy}, now, &actions_).IgnoreError();
     next_heartbeat_ = now;
   }
   // After a stall, heartbeats may still be queued: timers wait until every
@@ -252,7 +253,8 @@ void Server::SendDispatch(Dispatch& d, Time now) {
     // instead of waiting for ever on a worker that dropped it.
     common::AttemptOutcome o;
     o.error = "cannot send the step to a worker: " + s.message();
-    core_.Finished({d.ref, d.worker, std::move(o)}, now, &actions_);
+    // The dispatch was just made, so the attempt is current and its worker known.
+    core_.Finished({d.ref, d.worker, std::move(o)}, now, &actions_).IgnoreError();
     return;
   }
   SendToWorker(d.worker, msg);

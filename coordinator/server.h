@@ -116,6 +116,7 @@ class Server {
   void OnWorker(const common::Envelope& env, common::Time now);
   void OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, common::Time now);
   void OnReport(const std::string& name, const common::Message& msg, common::Time now);
+  void NoteRefusedReport(const common::Status& s, const common::Message& msg);
   void Refuse(const std::string& route, std::string reason);
   void SendToWorker(const std::string& worker, const common::Message& msg);
   void SendHeartbeats(common::Time now);

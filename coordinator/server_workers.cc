@@ -50,7 +50,8 @@ void Server::RevokeWorkers(Time now) {
         .Kv("key", UserIdKey(w.user_id));
     auto route = route_of_.find(w.name);
     if (route != route_of_.end()) Refuse(route->second, kKeyRevoked);
-    core_.Lose(w.name, "its key was removed from the allowlist or replaced", now, &actions_);
+    // w comes from the core's own list of live workers.
+    core_.Lose(w.name, "its key was removed from the allowlist or replaced", now, &actions_).IgnoreError();
     Forget(w.name);
   }
   Apply(now);
@@ -129,9 +130,17 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   common::SendMessage(workers_, env.route, welcome);
 }
 
+// A report the core refuses names an attempt it no longer knows (its group
+// was forgotten, its worker lost it): expected after losses and restarts,
+// so it is noted at debug level, not warned about.
+void Server::NoteRefusedReport(const Status& s, const common::Message& msg) {
+  if (s.ok()) return;
+  LogDebug("report_refused").Kv("command", common::CommandName(msg)).Kv("reason", s.message());
+}
+
 void Server::OnReport(const std::string& name, const common::Message& msg, Time now) {
   if (auto* m = std::get_if<common::StartedMsg>(&msg)) {
-    core_.Started({{m->id.group, m->id.step, m->id.attempt}, name}, now, &actions_);
+    NoteRefusedReport(core_.Started({{m->id.group, m->id.step, m->id.attempt}, name}, now, &actions_), msg);
   } else if (auto* m = std::get_if<common::FinishedMsg>(&msg)) {
     common::AttemptOutcome o;
     o.exit_code = m->exit_code;
@@ -148,10 +157,12 @@ void Server::OnReport(const std::string& name, const common::Message& msg, Time 
         .Kv("worker", name)
         .Kv("exit_code", m->exit_code.value_or(-1))
         .Kv("signal", m->signal.value_or(0));
-    core_.Finished({{m->id.group, m->id.step, m->id.attempt}, name, std::move(o)}, now, &actions_);
+    NoteRefusedReport(core_.Finished({{m->id.group, m->id.step, m->id.attempt}, name, std::move(o)}, now, &actions_),
+                      msg);
   } else if (std::holds_alternative<common::ByeMsg>(msg)) {
     LogInfo("worker_left").Kv("worker", name);
-    core_.Lose(name, "worker shut down", now, &actions_);
+    // `name` is registered (its route was found), so the core knows it.
+    core_.Lose(name, "worker shut down", now, &actions_).IgnoreError();
     Forget(name);
   } else if (!std::holds_alternative<common::HeartbeatMsg>(msg)) {
     BadMessage("worker",

@@ -92,8 +92,10 @@ TEST_CASE("the event stream decides everything: the same events give the same ac
           if (s.state != StepState::kRunning) continue;
           const auto& a = s.attempts.back();
           h.out.clear();
-          h.core.Finished({{r->id, i, a.attempt}, a.worker, Exit((i + a.attempt) % 3 == 0 ? 1 : 0)}, h.now,
-                          &h.out);
+          REQUIRE(h.core
+                      .Finished({{r->id, i, a.attempt}, a.worker, Exit((i + a.attempt) % 3 == 0 ? 1 : 0)}, h.now,
+                                &h.out)
+                      .ok());
           record();
         }
       }

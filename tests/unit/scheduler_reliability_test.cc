@@ -97,7 +97,7 @@ TEST_CASE("a grace after the daemon was busy delays expiries and never advances 
   CHECK(h.Step("g", "step1").attempts.at(0).status == common::AttemptStatus::kWorkerLost);
 
   h.Join("v", 1);
-  h.core.Heartbeat("v", h.now);
+  REQUIRE(h.core.Heartbeat("v", h.now).ok());
   h.core.GraceWorkers(h.now + 1s);  // shorter than its own expiry: kept
   h.Advance(2900ms);
   CHECK(h.Of<coordinator::WorkerExpired>().empty());
