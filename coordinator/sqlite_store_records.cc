@@ -1,0 +1,330 @@
+// SqliteStore: each record kind applied to its rows, and the rows folded
+// back into LoadedState.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <unordered_map>
+
+#include "coordinator/sqlite_store.h"
+
+namespace cohort::coordinator {
+
+using common::Status;
+using schema::Dml;
+
+// ---- Apply ---------------------------------------------------------------------------
+
+Status SqliteStore::Apply(const Record& record) {
+  return std::visit([this](const auto& r) { return Apply(r); }, record);
+}
+
+Status SqliteStore::RunChanging(Dml which, const std::string& missing) {
+  Status s = db_->Run(&Sql(which), "writing");
+  if (s.ok() && db_->Changes() == 0) return Status::FailedPrecondition(missing);
+  return s;
+}
+
+Status SqliteStore::Apply(const GroupAccepted& r) {
+  Statement& raise = Sql(Dml::kRaiseMaxSubmission);
+  raise.BindInt(1, static_cast<int64_t>(r.submission));
+  Status s = db_->Run(&raise, "raising max_submission");
+  if (!s.ok()) return s;
+  if (db_->Changes() == 0) {
+    std::string max;
+    Statement& select = Sql(Dml::kSelectMaxSubmission);
+    if (select.Step() == SQLITE_ROW) max = select.Text(0);
+    select.Reset();
+    return Status::FailedPrecondition("submission " + std::to_string(r.submission) +
+                                      " was given out already (the highest so far is " + max + ")");
+  }
+  Statement& st = Sql(Dml::kAcceptGroup);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  st.BindText(2, r.group_id);
+  st.BindText(3, r.spec_json);
+  st.BindText(4, r.client);
+  st.BindInt(5, r.submitted_unix_ms);
+  st.BindInt(6, static_cast<int64_t>(r.step_count));
+  return db_->Run(&st, "writing");
+}
+
+Status SqliteStore::Apply(const AttemptStarted& r) {
+  Statement& st = Sql(Dml::kStartAttempt);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  st.BindInt(2, r.step);
+  st.BindInt(3, r.attempt);
+  st.BindText(4, r.worker);
+  st.BindInt(5, r.dispatched_unix_ms);
+  return RunChanging(Dml::kStartAttempt, "no such group, or no such step in it");
+}
+
+Status SqliteStore::Apply(const AttemptEnded& r) {
+  Statement& st = Sql(Dml::kEndAttempt);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  st.BindInt(2, r.step);
+  st.BindInt(3, r.attempt);
+  st.BindInt(4, r.ended_unix_ms);
+  st.BindText(5, common::AttemptStatusName(r.status));
+  r.exit_code ? st.BindInt(6, *r.exit_code) : st.BindNull(6);
+  r.signal ? st.BindInt(7, *r.signal) : st.BindNull(7);
+  st.BindInt(8, r.timed_out ? 1 : 0);
+  st.BindInt(9, r.cancelled ? 1 : 0);
+  st.BindText(10, r.error);
+  st.BindBytes(11, r.stdout_tail);
+  st.BindBytes(12, r.stderr_tail);
+  st.BindInt(13, static_cast<int64_t>(r.stdout_bytes));
+  st.BindInt(14, static_cast<int64_t>(r.stderr_bytes));
+  return RunChanging(Dml::kEndAttempt, "no such attempt was started, or it has ended already");
+}
+
+Status SqliteStore::Apply(const StepEnded& r) {
+  Statement& st = Sql(Dml::kEndStep);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  st.BindInt(2, r.step);
+  st.BindText(3, common::StepStateName(r.state));
+  st.BindText(4, r.error);
+  st.BindInt(5, r.unix_ms);
+  return RunChanging(Dml::kEndStep, "no such group, or no such step in it");
+}
+
+Status SqliteStore::Apply(const CancelRequested& r) {
+  Statement& st = Sql(Dml::kRequestCancel);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  r.step ? st.BindInt(2, *r.step) : st.BindNull(2);
+  st.BindText(3, r.who);
+  st.BindInt(4, r.unix_ms);
+  return RunChanging(Dml::kRequestCancel, "no such group, or no such step in it");
+}
+
+Status SqliteStore::Apply(const GroupEnded& r) {
+  Statement& st = Sql(Dml::kEndGroup);
+  st.BindInt(1, static_cast<int64_t>(r.submission));
+  st.BindText(2, common::GroupStateName(r.state));
+  st.BindInt(3, r.unix_ms);
+  return RunChanging(Dml::kEndGroup, "no such group");
+}
+
+Status SqliteStore::Apply(const GroupForgotten& r) {
+  // Children first: their rows refer to the group's.
+  for (Dml which : {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels}) {
+    Sql(which).BindInt(1, static_cast<int64_t>(r.submission));
+    Status s = db_->Run(&Sql(which), "deleting");
+    if (!s.ok()) return s;
+  }
+  Sql(Dml::kForgetGroup).BindInt(1, static_cast<int64_t>(r.submission));
+  return RunChanging(Dml::kForgetGroup, "no such group");
+}
+
+// ---- Load -----------------------------------------------------------------------------
+
+// Reads one table at a time, in key order, into groups indexed by
+// submission. Steps are gathered in ordered maps first (attempts and step
+// ends arrive from separate tables) and flattened at the end.
+class SqliteStore::Loader {
+ public:
+  Loader(SqliteStore* store, LoadedState* out) : store_(store), out_(out) {}
+
+  Status Run() {
+    out_->groups.clear();
+    out_->max_submission = 0;
+    Status s = Groups();
+    if (s.ok()) s = Attempts();
+    if (s.ok()) s = StepEnds();
+    if (s.ok()) s = Cancels();
+    if (s.ok()) s = MaxSubmission();
+    if (!s.ok()) return s;
+    for (size_t i = 0; i < out_->groups.size(); ++i) {
+      for (auto& [index, step] : steps_[i]) out_->groups[i].steps.push_back(std::move(step));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // Calls fn() for each row of `which`; the statement is reset either way.
+  template <typename Fn>
+  Status ForEachRow(Dml which, Fn fn) {
+    Statement& st = store_->Sql(which);
+    Status s;
+    int rc;
+    while (s.ok() && (rc = st.Step()) == SQLITE_ROW) s = fn(st);
+    if (s.ok() && rc != SQLITE_DONE) s = store_->db_->Error(rc, "loading the state");
+    st.Reset();
+    return s;
+  }
+
+  Status Bad(const std::string& what) const {
+    return Status::Corruption(store_->db_->path() + " is not a cohort state database or is damaged (" + what +
+                              "); restore it from a backup (docs/OPERATIONS.md) or move it away");
+  }
+
+  template <typename T>
+  static bool Fits(int64_t v, T* out) {
+    using Limits = std::numeric_limits<T>;
+    if constexpr (Limits::is_signed) {
+      if (v < static_cast<int64_t>(Limits::min()) || v > static_cast<int64_t>(Limits::max())) return false;
+    } else {
+      if (v < 0 || static_cast<uint64_t>(v) > static_cast<uint64_t>(Limits::max())) return false;
+    }
+    *out = static_cast<T>(v);
+    return true;
+  }
+
+  Status Groups() {
+    return ForEachRow(Dml::kLoadGroups, [this](const Statement& st) {
+      LoadedGroup g;
+      GroupAccepted& a = g.accepted;
+      if (!Fits(st.Int(0), &a.submission) || a.submission == 0 || !Fits(st.Int(5), &a.step_count)) {
+        return Bad("submissions row " + std::to_string(st.Int(0)) + " has a bad submission or step count");
+      }
+      a.group_id = st.Text(1);
+      a.spec_json = st.Text(2);
+      a.client = st.Text(3);
+      a.submitted_unix_ms = st.Int(4);
+      if (!st.IsNull(6)) {
+        GroupEnded e{a.submission, {}, st.Int(7)};
+        if (!schema::ParseGroupState(st.Text(6), &e.state) || e.state == common::GroupState::kRunning) {
+          return Bad("submission " + std::to_string(a.submission) + " has end state \"" + st.Text(6) + "\"");
+        }
+        g.ended = e;
+      }
+      index_[a.submission] = out_->groups.size();
+      out_->groups.push_back(std::move(g));
+      steps_.emplace_back();
+      return Status::Ok();
+    });
+  }
+
+  // Where a child row's group is in out_->groups, after checking that the
+  // group exists and holds the step.
+  Status Locate(const char* table, int64_t submission, int64_t step, size_t* group, uint32_t* index) {
+    const std::string row = std::string(table) + " row (submission " + std::to_string(submission) + ", step " +
+                            std::to_string(step) + ")";
+    auto it = index_.find(static_cast<uint64_t>(submission));
+    if (submission <= 0 || it == index_.end()) return Bad(row + " belongs to no group");
+    if (!Fits(step, index) || *index >= out_->groups[it->second].accepted.step_count) {
+      return Bad(row + " is past the group's step count");
+    }
+    *group = it->second;
+    return Status::Ok();
+  }
+
+  Status StepOf(const char* table, int64_t submission, int64_t step, LoadedStep** out) {
+    size_t group = 0;
+    uint32_t index = 0;
+    Status s = Locate(table, submission, step, &group, &index);
+    if (!s.ok()) return s;
+    LoadedStep& found = steps_[group][index];
+    found.step = index;
+    *out = &found;
+    return Status::Ok();
+  }
+
+  Status Attempts() {
+    return ForEachRow(Dml::kLoadAttempts, [this](const Statement& st) {
+      LoadedStep* step = nullptr;
+      Status s = StepOf("attempts", st.Int(0), st.Int(1), &step);
+      if (!s.ok()) return s;
+      LoadedAttempt a;
+      a.started = {static_cast<uint64_t>(st.Int(0)), step->step, 0, st.Text(3), st.Int(4)};
+      if (!Fits(st.Int(2), &a.started.attempt)) return Bad("attempt number " + std::to_string(st.Int(2)));
+      if (!st.IsNull(5)) {
+        s = Ended(st, a.started, &a.ended.emplace());
+        if (!s.ok()) return s;
+      }
+      step->attempts.push_back(std::move(a));
+      return Status::Ok();
+    });
+  }
+
+  Status Ended(const Statement& st, const AttemptStarted& started, AttemptEnded* e) {
+    const std::string what = "attempt (submission " + std::to_string(started.submission) + ", step " +
+                             std::to_string(started.step) + ", attempt " + std::to_string(started.attempt) + ")";
+    e->submission = started.submission;
+    e->step = started.step;
+    e->attempt = started.attempt;
+    e->ended_unix_ms = st.Int(5);
+    if (!schema::ParseAttemptStatus(st.Text(6), &e->status) || e->status == common::AttemptStatus::kRunning) {
+      return Bad(what + " has status \"" + st.Text(6) + "\"");
+    }
+    int v = 0;
+    if (!st.IsNull(7)) {
+      if (!Fits(st.Int(7), &v)) return Bad(what + " has exit code " + std::to_string(st.Int(7)));
+      e->exit_code = v;
+    }
+    if (!st.IsNull(8)) {
+      if (!Fits(st.Int(8), &v)) return Bad(what + " has signal " + std::to_string(st.Int(8)));
+      e->signal = v;
+    }
+    e->timed_out = st.Int(9) != 0;
+    e->cancelled = st.Int(10) != 0;
+    e->error = st.Text(11);
+    e->stdout_tail = st.Bytes(12);
+    e->stderr_tail = st.Bytes(13);
+    if (!Fits(st.Int(14), &e->stdout_bytes) || !Fits(st.Int(15), &e->stderr_bytes)) {
+      return Bad(what + " has a negative byte count");
+    }
+    return Status::Ok();
+  }
+
+  Status StepEnds() {
+    return ForEachRow(Dml::kLoadStepEnds, [this](const Statement& st) {
+      LoadedStep* step = nullptr;
+      Status s = StepOf("step_ends", st.Int(0), st.Int(1), &step);
+      if (!s.ok()) return s;
+      StepEnded e{static_cast<uint64_t>(st.Int(0)), step->step, {}, st.Text(3), st.Int(4)};
+      if (!schema::ParseStepState(st.Text(2), &e.state) || !common::IsFinal(e.state)) {
+        return Bad("step_ends row (submission " + std::to_string(e.submission) + ", step " +
+                   std::to_string(e.step) + ") has state \"" + st.Text(2) + "\"");
+      }
+      step->ended = std::move(e);
+      return Status::Ok();
+    });
+  }
+
+  Status Cancels() {
+    return ForEachRow(Dml::kLoadCancels, [this](const Statement& st) {
+      CancelRequested c{static_cast<uint64_t>(st.Int(0)), std::nullopt, st.Text(3), st.Int(4)};
+      size_t group = 0;
+      uint32_t index = 0;
+      if (!st.IsNull(2)) {
+        Status s = Locate("cancels", st.Int(0), st.Int(2), &group, &index);
+        if (!s.ok()) return s;
+        c.step = index;
+      } else if (auto it = index_.find(c.submission); it != index_.end()) {
+        group = it->second;
+      } else {
+        return Bad("cancels row of submission " + std::to_string(st.Int(0)) + " belongs to no group");
+      }
+      out_->groups[group].cancels.push_back(std::move(c));
+      return Status::Ok();
+    });
+  }
+
+  // The counter, and never below a group still held (a counter lost to a
+  // hand edit must not let a submission be given out twice).
+  Status MaxSubmission() {
+    Status s = ForEachRow(Dml::kSelectMaxSubmission, [this](const Statement& st) {
+      if (!Fits(st.Int(0), &out_->max_submission)) return Bad("max_submission " + std::to_string(st.Int(0)));
+      return Status::Ok();
+    });
+    if (!out_->groups.empty()) {
+      out_->max_submission = std::max(out_->max_submission, out_->groups.back().accepted.submission);
+    }
+    return s;
+  }
+
+  SqliteStore* store_;
+  LoadedState* out_;
+  std::unordered_map<uint64_t, size_t> index_;              // submission -> position in out_->groups
+  std::vector<std::map<uint32_t, LoadedStep>> steps_;      // per group, by step index
+};
+
+Status SqliteStore::Load(LoadedState* out) {
+  LoadedState loaded;
+  Status s = Loader(this, &loaded).Run();
+  if (s.ok()) *out = std::move(loaded);
+  return s;
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,211 @@
+#include "coordinator/store_schema.h"
+
+#include <variant>
+
+namespace cohort::coordinator::schema {
+
+using common::Status;
+
+std::string ForDialect(std::string_view sql, Dialect dialect) {
+  constexpr std::string_view kBytes = "{bytes}";
+  const std::string_view type = dialect == Dialect::kSqlite ? "BLOB" : "BYTEA";
+  std::string out;
+  out.reserve(sql.size());
+  for (size_t at = 0;;) {
+    size_t hit = sql.find(kBytes, at);
+    if (hit == std::string_view::npos) {
+      out.append(sql.substr(at));
+      return out;
+    }
+    out.append(sql.substr(at, hit - at));
+    out.append(type);
+    at = hit + kBytes.size();
+  }
+}
+
+const char kCreateVersionTable[] = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+const char kSelectVersion[] = "SELECT version FROM schema_version";
+const char kDeleteVersion[] = "DELETE FROM schema_version";
+const char kInsertVersion[] = "INSERT INTO schema_version (version) VALUES ($1)";
+
+// Version 1. One row per accepted group (submissions), per attempt, per
+// ended step and per cancel request; every child row names its submission,
+// so forgetting a group is four deletes by primary-key prefix. Integers are
+// BIGINT throughout (SQLite stores them in as few bytes as they need);
+// flags are 0/1 integers, because SQLite has no boolean to share.
+const std::vector<std::string_view> kVersion1 = {
+    // Counters that outlive the rows they count: max_submission.
+    "CREATE TABLE counters ("
+    " name TEXT PRIMARY KEY,"
+    " value BIGINT NOT NULL)",
+
+    "CREATE TABLE submissions ("
+    " submission BIGINT PRIMARY KEY,"
+    " group_id TEXT NOT NULL,"
+    " spec_json TEXT NOT NULL,"
+    " client TEXT NOT NULL,"
+    " submitted_unix_ms BIGINT NOT NULL,"
+    " step_count BIGINT NOT NULL,"
+    " end_state TEXT,"  // NULL while the group runs
+    " ended_unix_ms BIGINT)",
+
+    // The end columns are NULL until the attempt ends (ended_unix_ms says).
+    "CREATE TABLE attempts ("
+    " submission BIGINT NOT NULL REFERENCES submissions (submission),"
+    " step BIGINT NOT NULL,"
+    " attempt BIGINT NOT NULL,"
+    " worker TEXT NOT NULL,"
+    " dispatched_unix_ms BIGINT NOT NULL,"
+    " ended_unix_ms BIGINT,"
+    " status TEXT,"
+    " exit_code BIGINT,"
+    " exit_signal BIGINT,"
+    " timed_out INTEGER,"
+    " cancelled INTEGER,"
+    " error TEXT,"
+    " stdout_tail {bytes},"
+    " stderr_tail {bytes},"
+    " stdout_bytes BIGINT,"
+    " stderr_bytes BIGINT,"
+    " PRIMARY KEY (submission, step, attempt))",
+
+    "CREATE TABLE step_ends ("
+    " submission BIGINT NOT NULL REFERENCES submissions (submission),"
+    " step BIGINT NOT NULL,"
+    " state TEXT NOT NULL,"
+    " error TEXT NOT NULL,"
+    " unix_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (submission, step))",
+
+    // seq orders a group's requests; the insert computes it (no sequences,
+    // which the two engines spell differently).
+    "CREATE TABLE cancels ("
+    " submission BIGINT NOT NULL REFERENCES submissions (submission),"
+    " seq BIGINT NOT NULL,"
+    " step BIGINT,"  // NULL: the whole group
+    " requested_by TEXT NOT NULL,"
+    " unix_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (submission, seq))",
+};
+
+const std::vector<std::vector<std::string_view>>& Migrations() {
+  static const std::vector<std::vector<std::string_view>> kAll = {kVersion1};
+  return kAll;
+}
+
+std::string NewerVersionMessage(const std::string& db, int64_t found) {
+  return db + ": schema version " + std::to_string(found) +
+         " is newer than this cohort-coordinator supports (" + std::to_string(SupportedVersion()) +
+         "): upgrade cohort-coordinator, or start with another --state-dir";
+}
+
+namespace {
+
+// The inserts that must name an existing group read it with INSERT ...
+// SELECT: one statement both checks the group (and that the step is within
+// it) and writes, and inserts nothing otherwise. Parameters in a select list
+// carry a CAST so PostgreSQL knows their types.
+constexpr std::string_view kDml[kDmlCount] = {
+    // kAcceptGroup
+    "INSERT INTO submissions (submission, group_id, spec_json, client, submitted_unix_ms, step_count)"
+    " VALUES ($1, $2, $3, $4, $5, $6)",
+    // kRaiseMaxSubmission: changes nothing unless $1 is above the stored value.
+    "INSERT INTO counters (name, value) VALUES ('max_submission', $1)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE counters.value < excluded.value",
+    // kSelectMaxSubmission
+    "SELECT value FROM counters WHERE name = 'max_submission'",
+    // kStartAttempt
+    "INSERT INTO attempts (submission, step, attempt, worker, dispatched_unix_ms)"
+    " SELECT CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS TEXT),"
+    " CAST($5 AS BIGINT) FROM submissions WHERE submission = $1 AND step_count > $2",
+    // kEndAttempt: only an attempt that started and has not ended.
+    "UPDATE attempts SET ended_unix_ms = $4, status = $5, exit_code = $6, exit_signal = $7,"
+    " timed_out = $8, cancelled = $9, error = $10, stdout_tail = $11, stderr_tail = $12,"
+    " stdout_bytes = $13, stderr_bytes = $14"
+    " WHERE submission = $1 AND step = $2 AND attempt = $3 AND ended_unix_ms IS NULL",
+    // kEndStep
+    "INSERT INTO step_ends (submission, step, state, error, unix_ms)"
+    " SELECT CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT),"
+    " CAST($5 AS BIGINT) FROM submissions WHERE submission = $1 AND step_count > $2",
+    // kRequestCancel
+    "INSERT INTO cancels (submission, seq, step, requested_by, unix_ms)"
+    " SELECT CAST($1 AS BIGINT),"
+    " (SELECT COALESCE(MAX(c.seq), 0) + 1 FROM cancels c WHERE c.submission = $1),"
+    " CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT)"
+    " FROM submissions WHERE submission = $1 AND ($2 IS NULL OR step_count > $2)",
+    // kEndGroup
+    "UPDATE submissions SET end_state = $2, ended_unix_ms = $3 WHERE submission = $1",
+    // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetGroup
+    "DELETE FROM attempts WHERE submission = $1",
+    "DELETE FROM step_ends WHERE submission = $1",
+    "DELETE FROM cancels WHERE submission = $1",
+    "DELETE FROM submissions WHERE submission = $1",
+    // kLoadGroups
+    "SELECT submission, group_id, spec_json, client, submitted_unix_ms, step_count, end_state,"
+    " ended_unix_ms FROM submissions ORDER BY submission",
+    // kLoadAttempts
+    "SELECT submission, step, attempt, worker, dispatched_unix_ms, ended_unix_ms, status, exit_code,"
+    " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes"
+    " FROM attempts ORDER BY submission, step, attempt",
+    // kLoadStepEnds
+    "SELECT submission, step, state, error, unix_ms FROM step_ends ORDER BY submission, step",
+    // kLoadCancels
+    "SELECT submission, seq, step, requested_by, unix_ms FROM cancels ORDER BY submission, seq",
+};
+
+template <typename Enum, typename NameFn>
+bool ParseByName(std::string_view name, int count, NameFn name_of, Enum* out) {
+  for (int i = 0; i < count; ++i) {
+    if (name_of(static_cast<Enum>(i)) == name) {
+      *out = static_cast<Enum>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+Status Refuse(const Record& record, const std::string& why) {
+  return Status::InvalidArgument(Describe(record) + ": " + why);
+}
+
+Status CheckUnsigned(const Record& record, const char* field, uint64_t value) {
+  if (value <= kMaxStoredUnsigned) return Status::Ok();
+  return Refuse(record, std::string(field) + " " + std::to_string(value) + " is past the largest storable (" +
+                            std::to_string(kMaxStoredUnsigned) + ")");
+}
+
+}  // namespace
+
+std::string_view DmlText(Dml which) { return kDml[static_cast<int>(which)]; }
+
+bool ParseAttemptStatus(std::string_view name, common::AttemptStatus* out) {
+  return ParseByName(name, 6, common::AttemptStatusName, out);
+}
+bool ParseStepState(std::string_view name, common::StepState* out) {
+  return ParseByName(name, common::kStepStateCount, common::StepStateName, out);
+}
+bool ParseGroupState(std::string_view name, common::GroupState* out) {
+  return ParseByName(name, 4, common::GroupStateName, out);
+}
+
+Status CheckRecord(const Record& record) {
+  const uint64_t submission = std::visit([](const auto& r) { return r.submission; }, record);
+  if (submission == 0) return Refuse(record, "submission 0 is never given out");
+  Status s = CheckUnsigned(record, "submission", submission);
+  if (!s.ok()) return s;
+  if (const auto* g = std::get_if<GroupAccepted>(&record)) return CheckUnsigned(record, "step_count", g->step_count);
+  if (const auto* a = std::get_if<AttemptEnded>(&record)) {
+    if (a->status == common::AttemptStatus::kRunning) return Refuse(record, "an ended attempt cannot be running");
+    s = CheckUnsigned(record, "stdout_bytes", a->stdout_bytes);
+    return s.ok() ? CheckUnsigned(record, "stderr_bytes", a->stderr_bytes) : s;
+  }
+  if (const auto* st = std::get_if<StepEnded>(&record); st && !common::IsFinal(st->state)) {
+    return Refuse(record, "state " + std::string(common::StepStateName(st->state)) + " is not final");
+  }
+  if (const auto* ge = std::get_if<GroupEnded>(&record); ge && ge->state == common::GroupState::kRunning) {
+    return Refuse(record, "an ended group cannot be running");
+  }
+  return Status::Ok();
+}
+
+}  // namespace cohort::coordinator::schema

@@ -1,0 +1,89 @@
+// The state store's schema, its migrations and its statements, written once
+// for every Store implementation: the SQL here runs unchanged on SQLite 3.40
+// and PostgreSQL 15. The one type the two spell differently (raw bytes:
+// BLOB, BYTEA) is written {bytes} and filled in by ForDialect; nothing else
+// differs. Statements take their parameters as $1, $2, ... (both engines
+// accept that spelling) and an implementation binds them by name, so a
+// parameter may appear more than once and in any order.
+//
+// Also here: how record fields map to columns that need an encoding (the
+// state enums are stored by their names, so the file reads well in sqlite3
+// and survives a reordering of the enums) and the checks every record passes
+// before any implementation writes it.
+//
+// Plain functions and constants; safe from any thread.
+#ifndef COHORT_COORDINATOR_STORE_SCHEMA_H_
+#define COHORT_COORDINATOR_STORE_SCHEMA_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/status.h"
+#include "coordinator/store.h"
+
+namespace cohort::coordinator::schema {
+
+enum class Dialect { kSqlite, kPostgres };
+
+// Replaces {bytes} with the dialect's raw-bytes type.
+std::string ForDialect(std::string_view sql, Dialect dialect);
+
+// ---- Versions and migrations -------------------------------------------------
+
+// Bookkeeping every version has: one row, the version the tables are at.
+// An empty table (or none) is version 0, a new database.
+extern const char kCreateVersionTable[];
+extern const char kSelectVersion[];
+extern const char kDeleteVersion[];
+extern const char kInsertVersion[];  // $1: the version
+
+// Migration i (1-based) takes a database from version i-1 to i. An
+// implementation runs each, with the version update, in one transaction.
+// Entries are never edited once released: a change is a new migration.
+const std::vector<std::vector<std::string_view>>& Migrations();
+inline int SupportedVersion() { return static_cast<int>(Migrations().size()); }
+
+// The refusal of a database written by a newer cohort-coordinator.
+std::string NewerVersionMessage(const std::string& db, int64_t found);
+
+// ---- Statements, indexed by Dml -------------------------------------------------
+
+enum class Dml : int {
+  kAcceptGroup,      // GroupAccepted
+  kRaiseMaxSubmission,
+  kSelectMaxSubmission,
+  kStartAttempt,     // AttemptStarted
+  kEndAttempt,       // AttemptEnded
+  kEndStep,          // StepEnded
+  kRequestCancel,    // CancelRequested
+  kEndGroup,         // GroupEnded
+  kForgetAttempts,   // GroupForgotten: the four deletes, groups last
+  kForgetStepEnds,
+  kForgetCancels,
+  kForgetGroup,
+  kLoadGroups,
+  kLoadAttempts,
+  kLoadStepEnds,
+  kLoadCancels,
+  kCount,
+};
+constexpr int kDmlCount = static_cast<int>(Dml::kCount);
+std::string_view DmlText(Dml which);
+
+// ---- Encodings ---------------------------------------------------------------------
+
+// Names as common/result.h spells them; Parse* return false for an unknown one.
+bool ParseAttemptStatus(std::string_view name, common::AttemptStatus* out);
+bool ParseStepState(std::string_view name, common::StepState* out);
+bool ParseGroupState(std::string_view name, common::GroupState* out);
+
+// InvalidArgument when a record can never be stored: submission 0, an
+// unsigned value past kMaxStoredUnsigned, a state that is not final.
+common::Status CheckRecord(const Record& record);
+
+}  // namespace cohort::coordinator::schema
+
+#endif  // COHORT_COORDINATOR_STORE_SCHEMA_H_
