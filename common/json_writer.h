@@ -1,9 +1,8 @@
 // JsonWriter appends JSON text to a string as values are given, with no
-// document tree in between. It exists for the coordinator's result
-// documents: built as an nlohmann::json tree, a 10,000-step result cost
-// about 100,000 instructions per step (a node and a std::map per object,
-// copies out of initializer lists, then a second walk to serialize); written
-// straight out it costs a few thousand.
+// document tree in between: every document the coordinator sends (results,
+// summaries, group and worker lists) is written with it, on the event loop,
+// where a tree (a node and a map per object, then a second walk to
+// serialize) would cost many times more per step (docs/BENCHMARKS.md).
 //
 // Output reads back as nlohmann::json::dump() would write it: strings are
 // escaped the same way. Each byte that is not part of valid UTF-8 becomes

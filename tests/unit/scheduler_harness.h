@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "coordinator/scheduler.h"
+#include "tests/unit/actions_of.h"
 
 namespace cohort::testing {
 
@@ -95,11 +96,7 @@ class Harness {
 
   template <typename T>
   std::vector<T> Of() const {
-    std::vector<T> r;
-    for (const Action& a : out) {
-      if (const T* t = std::get_if<T>(&a)) r.push_back(*t);
-    }
-    return r;
+    return testing::ActionsOf<T>(out);
   }
 
   std::vector<coordinator::Dispatch> Dispatches() const { return Of<coordinator::Dispatch>(); }

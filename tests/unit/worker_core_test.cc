@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "worker/worker_core.h"
+#include "tests/unit/actions_of.h"
 
 namespace cohort::testing {
 namespace {
@@ -94,11 +95,7 @@ class Harness {
 
   template <typename T>
   std::vector<T> Of() const {
-    std::vector<T> r;
-    for (const Action& a : out) {
-      if (const T* t = std::get_if<T>(&a)) r.push_back(*t);
-    }
-    return r;
+    return testing::ActionsOf<T>(out);
   }
   // The messages of type T the last call sent to the coordinator.
   template <typename T>
