@@ -119,6 +119,13 @@ bool BytesPerStep(const std::string& dir, int groups, int steps) {
 
 int main(int argc, char** argv) {
   std::string root;
+  if (argc > 1 && argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: store_bench [DIR [GROUPS [STEPS]]]\n"
+                         "  commits to SQLite state stores under DIR (default: a temporary directory,\n"
+                         "  removed after) and prints records/s per sync mode and batch, then the\n"
+                         "  bytes per finished step for GROUPS groups of STEPS steps (1000, 10)\n");
+    return 2;
+  }
   if (argc > 1) {
     root = argv[1];
   } else {
