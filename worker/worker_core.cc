@@ -135,6 +135,9 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   register_every_ = heartbeat();
   if (w.heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w.heartbeat_ms);
   if (w.liveness > 0) liveness_ = static_cast<int>(w.liveness);
+  // While unregistered the next REGISTER may have been a backoff away; from
+  // now on the coordinator counts our silence by its heartbeat.
+  next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat());
   std::string endpoint = ReachableEndpoint(w.cancel_endpoint, options_.coordinator);
   if (subscribed_ != endpoint) {
     out->push_back(Subscribe{endpoint});

@@ -158,13 +158,32 @@ TEST_CASE("a welcome resets the registration backoff", "[worker]") {
   CHECK(h.now - silent_at == 8s);
 }
 
+TEST_CASE("a worker welcomed after a long outage heartbeats within one interval", "[worker]") {
+  // While unregistered the next REGISTER may be up to max_reconnect_backoff
+  // away; once welcomed, the coordinator expects a message every heartbeat
+  // and would declare a silent worker lost after heartbeat x liveness.
+  Harness h;
+  h.Connect();
+  RegisterTimes(h, 20s);  // backoff at its 8 s cap: the next REGISTER is seconds away
+  h.now += 100ms;
+  h.Welcome(500, 3);
+  CHECK(h.core.NextDeadline() <= h.now + 500ms);
+  size_t heartbeats = 0;
+  for (int i = 0; i < 5; ++i) {
+    h.Advance(100ms);
+    heartbeats += h.Sent<common::HeartbeatMsg>().size();
+  }
+  CHECK(heartbeats == 1);
+  CHECK(h.core.registered());
+}
+
 TEST_CASE("the coordinator's liveness is learned from its welcome", "[worker]") {
   Harness h;
   h.Connect();
   h.Welcome(200, 2);
   CHECK(h.core.heartbeat_ms() == 200);
   CHECK(h.core.liveness() == 2);
-  CHECK(h.core.NextDeadline() == h.now + 400ms);  // before the next heartbeat is due
+  CHECK(h.core.NextDeadline() == h.now + 200ms);  // the next heartbeat, at the interval just learned
   h.Advance(399ms);
   CHECK(h.core.registered());
   h.Advance(1ms);
