@@ -163,6 +163,10 @@ Status LoadPublicKey(const std::string& path, std::string* public_z85) {
   if (Status s = ReadKeyFile(path, false, &text); !s.ok()) return s;
   CurveKeyPair keys;
   if (Status s = ParseCertificate(text, path, &keys); !s.ok()) return s;
+  // A secret key file given as a public one: its halves must still agree.
+  if (!keys.secret_z85.empty()) {
+    if (Status s = CheckKeyPair(keys, path); !s.ok()) return s;
+  }
   *public_z85 = keys.public_z85;
   return Status::Ok();
 }

@@ -128,9 +128,9 @@ void WriteStep(JsonWriter& w, const StepResult& s, const WallClock& clock) {
   w.EndObject();
 }
 
-// The summaries below write their keys in the order nlohmann::json sorts an
-// object's keys, so the text is byte for byte what clients received when it
-// was built as an nlohmann tree (tests/unit/result_json_test.cc compares).
+// The summaries below write their keys in sorted order, as nlohmann::json
+// writes an object, so clients that compare documents as text see one form
+// (tests/unit/result_json_test.cc checks it against nlohmann's).
 
 void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) {
   auto count = [&](StepState k) -> JsonWriter& { return w.Key(StepStateName(k)).UInt(s.count(k)); };

@@ -253,7 +253,8 @@ void Server::SendDispatch(Dispatch& d, Time now) {
     // instead of waiting for ever on a worker that dropped it.
     common::AttemptOutcome o;
     o.error = "cannot send the step to a worker: " + s.message();
-    // The dispatch was just made, so the attempt is current and its worker known.
+    // The attempt may already be over (its worker expired earlier in this
+    // batch of actions); then there is nothing left to fail.
     core_.Finished({d.ref, d.worker, std::move(o)}, now, &actions_).IgnoreError();
     return;
   }

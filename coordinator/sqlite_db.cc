@@ -93,9 +93,16 @@ Status SqliteDb::Prepare(std::string_view sql, Statement* out) {
 
 Status SqliteDb::Prepare(std::string_view sql, std::string_view doing, Statement* out) {
   Statement s;
+  const char* tail = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                              &s.stmt_, nullptr);
+                              &s.stmt_, &tail);
   if (rc != SQLITE_OK) return Error(rc, doing);
+  // One statement per Prepare: SQLite would silently skip the rest.
+  for (; tail != nullptr && tail < sql.data() + sql.size(); ++tail) {
+    if (*tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != ';') {
+      return Status::InvalidArgument(std::string(doing) + ": more than one statement");
+    }
+  }
   const int count = sqlite3_bind_parameter_count(s.stmt_);
   s.index_.assign(count + 1, 0);
   for (int n = 1; n <= count; ++n) {
@@ -107,7 +114,7 @@ Status SqliteDb::Prepare(std::string_view sql, std::string_view doing, Statement
 }
 
 Status SqliteDb::Run(Statement* statement, std::string_view doing) {
-  int rc;
+  int rc = SQLITE_OK;
   do {
     rc = statement->Step();
   } while (rc == SQLITE_ROW);

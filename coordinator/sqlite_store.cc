@@ -177,7 +177,9 @@ Status SqliteStore::Migrate() {
   }
   if (s.ok()) s = db_->Exec("COMMIT", "committing the schema upgrade");
   if (!s.ok() && db_->InTransaction()) {
-    (void)db_->Exec("ROLLBACK", "rolling back the schema upgrade");
+    // The upgrade's own error is the one to report; a failed rollback leaves
+    // the transaction to be rolled back when the connection closes.
+    db_->Exec("ROLLBACK", "rolling back the schema upgrade").IgnoreError();
   }
   return s;
 }

@@ -102,7 +102,7 @@ Status SqliteStore::Apply(const GroupEnded& r) {
   st.BindInt(1, static_cast<int64_t>(r.submission));
   st.BindText(2, common::GroupStateName(r.state));
   st.BindInt(3, r.unix_ms);
-  return RunChanging(Dml::kEndGroup, "no such group");
+  return RunChanging(Dml::kEndGroup, "no such group, or it has ended already");
 }
 
 Status SqliteStore::Apply(const GroupForgotten& r) {
@@ -146,7 +146,7 @@ class SqliteStore::Loader {
   Status ForEachRow(Dml which, Fn fn) {
     Statement& st = store_->Sql(which);
     Status s;
-    int rc;
+    int rc = SQLITE_DONE;
     while (s.ok() && (rc = st.Step()) == SQLITE_ROW) s = fn(st);
     if (s.ok() && rc != SQLITE_DONE) s = store_->db_->Error(rc, "loading the state");
     st.Reset();

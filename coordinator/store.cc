@@ -1,5 +1,7 @@
 #include "coordinator/store.h"
 
+#include "common/quote.h"
+
 namespace cohort::coordinator {
 
 namespace {
@@ -18,7 +20,7 @@ std::string Key(const char* kind, uint64_t submission, uint32_t step, uint32_t a
 
 struct Describer {
   std::string operator()(const GroupAccepted& r) const {
-    return Key("GroupAccepted", r.submission) + " group=" + r.group_id;
+    return Key("GroupAccepted", r.submission) + " group=" + common::Quote(r.group_id);
   }
   std::string operator()(const AttemptStarted& r) const {
     return Key("AttemptStarted", r.submission, r.step, r.attempt);

@@ -134,7 +134,7 @@ constexpr std::string_view kDml[kDmlCount] = {
     " CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT)"
     " FROM submissions WHERE submission = $1 AND ($2 IS NULL OR step_count > $2)",
     // kEndGroup
-    "UPDATE submissions SET end_state = $2, ended_unix_ms = $3 WHERE submission = $1",
+    "UPDATE submissions SET end_state = $2, ended_unix_ms = $3 WHERE submission = $1 AND end_state IS NULL",
     // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetGroup
     "DELETE FROM attempts WHERE submission = $1",
     "DELETE FROM step_ends WHERE submission = $1",

@@ -1,12 +1,12 @@
-// DefaultBaseEnv (declared in run_types.h) reads the passwd database, so it
-// lives with the runner rather than with the pure value types.
+// DefaultBaseEnv (runner_options.h): reads the passwd database, so it lives
+// with the runner, not with the pure value types of run_types.h.
 #include <pwd.h>
 #include <unistd.h>
 
 #include <string>
 #include <vector>
 
-#include "worker/run_types.h"
+#include "worker/runner_options.h"
 
 namespace cohort::worker {
 namespace {

@@ -1,5 +1,6 @@
-// The values that cross the step runner's API: what to run (RunRequest), how
-// the runner behaves (RunnerOptions) and what happened (RunResult). They are
+// The values that cross the step runner's API: what to run (RunRequest) and
+// what happened (RunResult); how the runner behaves is in runner_options.h.
+// They are
 // plain copyable data with no behaviour beyond formatting, shared by the
 // runner and its spawn path, and safe to hand between threads.
 #ifndef COHORT_WORKER_RUN_TYPES_H_
@@ -43,34 +44,6 @@ struct RunRequest {
   std::optional<common::Duration> timeout;
 };
 
-// The clean environment steps start from. Nothing of the worker's own
-// environment leaks into steps, so a step behaves the same whoever started the
-// worker: PATH=/usr/local/bin:/usr/bin:/bin, HOME=<home directory of the
-// worker's effective user in the passwd database, or "/">, LANG=C.UTF-8.
-EnvVars DefaultBaseEnv();
-
-struct RunnerOptions {
-  // Bytes of stdout and of stderr kept per attempt (the last ones).
-  size_t tail_bytes = 64 * 1024;
-  // Between SIGTERM to the process group and SIGKILL to it.
-  common::Duration kill_grace = std::chrono::seconds(5);
-  // After SIGKILL, how long to wait for the group to empty before reporting
-  // anyway. Only a process stuck in uninterruptible sleep, or a zombie whose
-  // parent escaped the group and does not reap it, can outlast a SIGKILL.
-  common::Duration give_up_after_kill = std::chrono::seconds(10);
-  EnvVars base_env = DefaultBaseEnv();
-  // The interpreter for RunRequest::shell.
-  std::string shell = "/bin/sh";
-  // When set, each step drops to this user before it execs: supplementary
-  // groups, then gid, then uid (real, effective and saved), so it cannot
-  // regain the worker's privileges. Needs a worker that may setuid (root).
-  struct Credentials {
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-  };
-  std::optional<Credentials> run_as;
-};
 
 struct RunResult {
   enum class Kind {

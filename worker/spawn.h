@@ -20,7 +20,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "worker/run_types.h"
+#include "worker/runner_options.h"
 #include "worker/unique_fd.h"
 
 namespace cohort::worker {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/run_types.h"
+#include "worker/runner_options.h"
 
 namespace cohort::worker {
 

@@ -111,7 +111,7 @@ struct StepRunner::Step {
 StepRunner::StepRunner(RunnerOptions options)
     : options_(std::move(options)), spawner_(std::make_unique<Spawner>()), read_buffer_(kReadChunk) {
   // Best effort here; BecomeSubreaper() is public so main() can report.
-  (void)BecomeSubreaper();
+  BecomeSubreaper().IgnoreError();
 }
 
 StepRunner::~StepRunner() {

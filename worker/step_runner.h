@@ -35,7 +35,7 @@
 
 #include "common/status.h"
 #include "common/time.h"
-#include "worker/run_types.h"
+#include "worker/runner_options.h"
 
 namespace cohort::worker {
 

@@ -63,7 +63,7 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
   // Results the coordinator may have missed are reported as still running,
   // then sent again once it welcomes us, so none is lost across a reconnect.
-  for (const Unconfirmed& u : unconfirmed_) reg.running.push_back(u.msg.id);
+  for (const Unconfirmed& u : unconfirmed_) reg.running.push_back(u.id());
   const size_t running = reg.running.size();
   out->push_back(SendToCoordinator{std::move(reg)});
   next_heartbeat_ = now + heartbeat();
@@ -265,7 +265,7 @@ void WorkerCore::OnCancelAttempt(const common::AttemptId& id, Time, std::vector<
   }
   // Already over: the coordinator may have missed the report; send it again.
   for (const Unconfirmed& u : unconfirmed_) {
-    if (u.msg.id == id) out->push_back(SendToCoordinator{u.msg});
+    if (u.id() == id) out->push_back(SendToCoordinator{u.msg});
   }
 }
 
@@ -297,8 +297,9 @@ void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
 }
 
 void WorkerCore::SendFinished(common::FinishedMsg f, Time now, std::vector<Action>* out) {
-  unconfirmed_.push_back({f, now});
-  out->push_back(SendToCoordinator{std::move(f)});
+  auto msg = std::make_shared<const common::Message>(std::move(f));
+  unconfirmed_.push_back({msg, now});
+  out->push_back(SendToCoordinator{std::move(msg)});
 }
 
 void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out) {

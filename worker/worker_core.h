@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -65,9 +66,13 @@ enum class StartFailure {
 
 // ---- Actions ----------------------------------------------------------------
 
-// Send this to the coordinator on the worker's DEALER.
+// Send this to the coordinator on the worker's DEALER. Shared with the
+// core's own copy of an unconfirmed result: resending every kept result
+// after an outage copies none of their output tails.
 struct SendToCoordinator {
-  common::Message msg;
+  explicit SendToCoordinator(common::Message m) : msg(std::make_shared<const common::Message>(std::move(m))) {}
+  explicit SendToCoordinator(std::shared_ptr<const common::Message> m) : msg(std::move(m)) {}
+  std::shared_ptr<const common::Message> msg;  // never null
 };
 // (Re)create the SUB for CANCEL_GROUP broadcasts, connected to `endpoint`.
 struct Subscribe {
@@ -143,8 +148,9 @@ class WorkerCore {
   // was last sent (the coordinator has acted on it by then), so a reconnect,
   // after an outage of any length, does not lose it.
   struct Unconfirmed {
-    common::FinishedMsg msg;
+    std::shared_ptr<const common::Message> msg;  // a FinishedMsg
     common::Time sent_at;
+    const common::AttemptId& id() const { return std::get<common::FinishedMsg>(*msg).id; }
   };
   using AttemptKey = std::tuple<std::string, uint32_t, uint32_t>;
 

@@ -149,7 +149,7 @@ void WorkerLoop::Subscribe(const std::string& endpoint) {
 void WorkerLoop::Execute(const std::vector<Action>& actions, Time now) {
   for (const Action& action : actions) {
     if (auto* s = std::get_if<SendToCoordinator>(&action)) {
-      Send(s->msg);
+      Send(*s->msg);
     } else if (auto* sub = std::get_if<worker::Subscribe>(&action)) {
       Subscribe(sub->endpoint);
     } else if (auto* start = std::get_if<StartStep>(&action)) {

@@ -127,6 +127,8 @@ TEST_CASE("certificates from CZMQ parse and broken ones are refused with the rea
   REQUIRE(::chmod(sec.c_str(), 0600) == 0);
   CurveKeyPair loaded;
   CHECK(LoadSecretKey(sec, &loaded).message() == sec + ": curve/public-key does not belong to curve/secret-key");
+  std::string public_half;
+  CHECK(LoadPublicKey(sec, &public_half).message() == sec + ": curve/public-key does not belong to curve/secret-key");
   // One character outside the Z85 alphabet, or a group past 32 bits, is not a key.
   std::string bad = k.public_z85;
   bad[7] = '~';

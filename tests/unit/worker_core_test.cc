@@ -102,7 +102,7 @@ class Harness {
   std::vector<T> Sent() const {
     std::vector<T> r;
     for (const auto& s : Of<worker::SendToCoordinator>()) {
-      if (const T* t = std::get_if<T>(&s.msg)) r.push_back(*t);
+      if (const T* t = std::get_if<T>(s.msg.get())) r.push_back(*t);
     }
     return r;
   }
@@ -428,7 +428,7 @@ TEST_CASE("shutting down says goodbye before it stops the steps", "[worker]") {
   std::vector<std::string> order;
   for (const Action& act : h.out) {
     if (auto* s = std::get_if<worker::SendToCoordinator>(&act)) {
-      order.push_back(std::holds_alternative<common::ByeMsg>(s->msg) ? "bye" : "send");
+      order.push_back(std::holds_alternative<common::ByeMsg>(*s->msg) ? "bye" : "send");
     } else if (auto* c = std::get_if<worker::CancelStep>(&act)) {
       order.push_back("cancel " + std::to_string(c->key == a ? 0 : c->key == b ? 1 : -1));
     } else if (auto* w = std::get_if<worker::AwaitSteps>(&act)) {
