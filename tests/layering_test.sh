@@ -6,6 +6,9 @@
 #     the compiler's own dependency files, holds no ZeroMQ header and none
 #     of cohort's files in it reads a clock.
 # Usage: layering_test.sh SOURCE_DIR BUILD_DIR PROBE_TARGET... -- PURE_OBJECT...
+# The dependency files are the OBJECT.d that CMake's Makefile generator keeps
+# (the default, and what scripts/test uses); Ninja keeps them in .ninja_deps
+# instead, and this test then fails saying which file it could not find.
 set -euo pipefail
 src=$1 build=$2
 shift 2
