@@ -9,11 +9,6 @@
 namespace cohort::testing {
 namespace {
 
-using common::GroupState;
-using common::StepState;
-using coordinator::CancelAttempt;
-using coordinator::Dispatch;
-
 TEST_CASE("events from strangers and bad submissions are refused and change nothing", "[core]") {
   Harness h;
   CHECK(h.core.Heartbeat("ghost", h.now).code() == common::Status::Code::kNotFound);

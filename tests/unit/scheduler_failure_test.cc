@@ -4,10 +4,7 @@
 namespace cohort::testing {
 namespace {
 
-using common::GroupState;
-using common::StepState;
 using coordinator::BroadcastCancel;
-using coordinator::CancelAttempt;
 
 TEST_CASE("seed scenario: step2 fails - step1 and step3 end cancelled - error names step2", "[core][failfast]") {
   Harness h;

@@ -13,8 +13,12 @@
 
 namespace cohort::testing {
 
+using common::GroupState;
+using common::StepState;
 using coordinator::Action;
 using coordinator::AttemptRef;
+using coordinator::CancelAttempt;
+using coordinator::Dispatch;
 using coordinator::Scheduler;
 using coordinator::SchedulerOptions;
 using namespace std::chrono_literals;

@@ -10,11 +10,6 @@
 namespace cohort::testing {
 namespace {
 
-using common::GroupState;
-using common::StepState;
-using coordinator::CancelAttempt;
-using coordinator::Dispatch;
-
 TEST_CASE("at most max_parallel steps run - started in submission order", "[core][concurrency]") {
   Harness h;
   h.Join("w1", 10);

@@ -5,11 +5,6 @@
 namespace cohort::testing {
 namespace {
 
-using common::GroupState;
-using common::StepState;
-using coordinator::CancelAttempt;
-using coordinator::Dispatch;
-
 TEST_CASE("a worker missing its heartbeats is declared lost", "[core][workers]") {
   SchedulerOptions o;
   o.heartbeat_interval = 1s;
