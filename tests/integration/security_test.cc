@@ -192,6 +192,18 @@ TEST_CASE("a worker with an unknown key never receives a step", "[security]") {
   CHECK(rogue->Log().find("event=finished") == std::string::npos);
 }
 
+TEST_CASE("a client without keys is told the coordinator requires CURVE", "[security]") {
+  SecureCluster s;
+  s.Start();
+  // A CURVE server answers a client without keys with a mechanism mismatch,
+  // which the CLI names, not with a closed connection.
+  RunOutput r = s.CliAs({}, {"groups", "--connect-timeout", "5"});
+  INFO(r.err);
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("security mismatch: one side uses CURVE, the other does not") != std::string::npos);
+  CHECK(r.err.find("does it require CURVE keys? see --coordinator-key") != std::string::npos);
+}
+
 TEST_CASE("a client key cannot register as a worker and a worker key cannot submit", "[security]") {
   SecureCluster s;
   s.Start();
