@@ -146,8 +146,8 @@ void WorkerLoop::Subscribe(const std::string& endpoint) {
   }
 }
 
-void WorkerLoop::Execute(const std::vector<Action>& actions, Time now) {
-  for (const Action& action : actions) {
+void WorkerLoop::Execute(std::vector<Action>& actions, Time now) {
+  for (Action& action : actions) {
     if (auto* s = std::get_if<SendToCoordinator>(&action)) {
       Send(*s->msg);
     } else if (auto* sub = std::get_if<worker::Subscribe>(&action)) {
@@ -165,8 +165,9 @@ void WorkerLoop::Execute(const std::vector<Action>& actions, Time now) {
   }
 }
 
-void WorkerLoop::StartOne(const StartStep& start, Time now) {
-  RunRequest req = start.request;
+void WorkerLoop::StartOne(StartStep& start, Time now) {
+  // Checked and started in place: argv and env are not copied again.
+  RunRequest& req = start.request;
   std::vector<Action> actions;
   // Started at Clock::now(): the timeout runs from this step's own start,
   // not from when the loop woke, or later steps of a burst would lose the

@@ -69,8 +69,9 @@ class WorkerLoop {
   void Subscribe(const std::string& endpoint);
   // Carries out `actions` in order, feeding the outcome of each StartStep
   // back to the core before the next one.
-  void Execute(const std::vector<Action>& actions, common::Time now);
-  void StartOne(const StartStep& start, common::Time now);
+  // Carries out `actions` in order; a StartStep's request is used up.
+  void Execute(std::vector<Action>& actions, common::Time now);
+  void StartOne(StartStep& start, common::Time now);
   void Send(const common::Message& msg);
   void ReadCoordinator(common::Time now);
   void ReadBroadcasts(common::Time now);
