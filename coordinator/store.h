@@ -76,6 +76,7 @@ struct AttemptEnded {
   uint32_t step = 0;
   uint32_t attempt = 0;
   int64_t ended_unix_ms = 0;
+  std::optional<int64_t> started_unix_ms;  // when the worker said it started, if it did
   common::AttemptStatus status = common::AttemptStatus::kFailed;  // never kRunning
   std::optional<int> exit_code;
   std::optional<int> signal;
@@ -111,6 +112,30 @@ struct CancelRequested {
   friend bool operator==(const CancelRequested&, const CancelRequested&) = default;
 };
 
+// The group started to stop: nothing new starts, running attempts are being
+// cancelled, and `state` (cancelled or failed) is the state it ends in. Once
+// per group; a restored group goes on stopping.
+struct GroupStopped {
+  uint64_t submission = 0;
+  common::GroupState state = common::GroupState::kFailed;  // kCancelled or kFailed
+  int64_t unix_ms = 0;
+
+  friend bool operator==(const GroupStopped&, const GroupStopped&) = default;
+};
+
+// An entry of the group's error list (what a result reports as `errors`),
+// `seq` its position from 0. `step_id` is "" for an error of the whole group
+// (its deadline).
+struct ErrorAdded {
+  uint64_t submission = 0;
+  uint32_t seq = 0;
+  std::string step_id;
+  std::string error;
+  int64_t unix_ms = 0;
+
+  friend bool operator==(const ErrorAdded&, const ErrorAdded&) = default;
+};
+
 // The group reached its final state.
 struct GroupEnded {
   uint64_t submission = 0;
@@ -129,7 +154,7 @@ struct GroupForgotten {
 };
 
 using Record = std::variant<GroupAccepted, AttemptStarted, AttemptEnded, StepEnded, CancelRequested,
-                            GroupEnded, GroupForgotten>;
+                            GroupStopped, ErrorAdded, GroupEnded, GroupForgotten>;
 
 // "AttemptEnded submission=7 step=2 attempt=1", for error messages.
 std::string Describe(const Record& record);
@@ -157,6 +182,8 @@ struct LoadedGroup {
   GroupAccepted accepted;
   std::vector<LoadedStep> steps;         // ascending step index
   std::vector<CancelRequested> cancels;  // in the order they were committed
+  std::vector<ErrorAdded> errors;        // ascending seq
+  std::optional<GroupStopped> stopped;   // absent: not stopping
   std::optional<GroupEnded> ended;       // absent: still running
 
   friend bool operator==(const LoadedGroup&, const LoadedGroup&) = default;
