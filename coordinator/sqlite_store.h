@@ -66,11 +66,17 @@ class SqliteStore : public Store {
   common::Status Apply(const AttemptEnded& r);
   common::Status Apply(const StepEnded& r);
   common::Status Apply(const CancelRequested& r);
+  common::Status Apply(const GroupStopped& r);
+  common::Status Apply(const ErrorAdded& r);
   common::Status Apply(const GroupEnded& r);
   common::Status Apply(const GroupForgotten& r);
   // Runs `which` and fails with FailedPrecondition (`missing`) if it
   // changed no row.
   common::Status RunChanging(schema::Dml which, const std::string& missing);
+  // Runs kStopGroup or kEndGroup, which set a state and its time on the
+  // group's row once.
+  common::Status SetGroupState(schema::Dml which, uint64_t submission, common::GroupState state,
+                               int64_t unix_ms, const std::string& missing);
 
   // Folds the tables into a LoadedState (sqlite_store_records.cc).
   class Loader;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "coordinator/sqlite_store.h"
@@ -75,6 +76,7 @@ Status SqliteStore::Apply(const AttemptEnded& r) {
   st.BindBytes(12, r.stderr_tail);
   st.BindInt(13, static_cast<int64_t>(r.stdout_bytes));
   st.BindInt(14, static_cast<int64_t>(r.stderr_bytes));
+  r.started_unix_ms ? st.BindInt(15, *r.started_unix_ms) : st.BindNull(15);
   return RunChanging(Dml::kEndAttempt, "no such attempt was started, or it has ended already");
 }
 
@@ -97,17 +99,41 @@ Status SqliteStore::Apply(const CancelRequested& r) {
   return RunChanging(Dml::kRequestCancel, "no such group, or no such step in it");
 }
 
-Status SqliteStore::Apply(const GroupEnded& r) {
-  Statement& st = Sql(Dml::kEndGroup);
+Status SqliteStore::SetGroupState(Dml which, uint64_t submission, common::GroupState state, int64_t unix_ms,
+                                  const std::string& missing) {
+  Statement& st = Sql(which);
+  st.BindInt(1, static_cast<int64_t>(submission));
+  st.BindText(2, common::GroupStateName(state));
+  st.BindInt(3, unix_ms);
+  return RunChanging(which, missing);
+}
+
+// A group stops once: a second GroupStopped, or one after GroupEnded, does
+// not fit what is stored (the core asking twice is its bug, and the first
+// stop's state is the one the group ends in), so it fails the batch the way
+// a second GroupEnded does.
+Status SqliteStore::Apply(const GroupStopped& r) {
+  return SetGroupState(Dml::kStopGroup, r.submission, r.state, r.unix_ms,
+                       "no such group, or it is stopping or has ended already");
+}
+
+Status SqliteStore::Apply(const ErrorAdded& r) {
+  Statement& st = Sql(Dml::kAddError);
   st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindText(2, common::GroupStateName(r.state));
-  st.BindInt(3, r.unix_ms);
-  return RunChanging(Dml::kEndGroup, "no such group, or it has ended already");
+  st.BindInt(2, r.seq);
+  st.BindText(3, r.step_id);
+  st.BindText(4, r.error);
+  st.BindInt(5, r.unix_ms);
+  return RunChanging(Dml::kAddError, "no such group");
+}
+
+Status SqliteStore::Apply(const GroupEnded& r) {
+  return SetGroupState(Dml::kEndGroup, r.submission, r.state, r.unix_ms, "no such group, or it has ended already");
 }
 
 Status SqliteStore::Apply(const GroupForgotten& r) {
   // Children first: their rows refer to the group's.
-  for (Dml which : {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels}) {
+  for (Dml which : {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels, Dml::kForgetErrors}) {
     Sql(which).BindInt(1, static_cast<int64_t>(r.submission));
     Status s = db_->Run(&Sql(which), "deleting");
     if (!s.ok()) return s;
@@ -132,6 +158,7 @@ class SqliteStore::Loader {
     if (s.ok()) s = Attempts();
     if (s.ok()) s = StepEnds();
     if (s.ok()) s = Cancels();
+    if (s.ok()) s = Errors();
     if (s.ok()) s = MaxSubmission();
     if (!s.ok()) return s;
     for (size_t i = 0; i < out_->groups.size(); ++i) {
@@ -181,13 +208,9 @@ class SqliteStore::Loader {
       a.spec_json = st.Text(2);
       a.client = st.Text(3);
       a.submitted_unix_ms = st.Int(4);
-      if (!st.IsNull(6)) {
-        GroupEnded e{a.submission, {}, st.Int(7)};
-        if (!schema::ParseGroupState(st.Text(6), &e.state) || e.state == common::GroupState::kRunning) {
-          return Bad("submission " + std::to_string(a.submission) + " has end state \"" + st.Text(6) + "\"");
-        }
-        g.ended = e;
-      }
+      Status s = StateAt(st, 6, "stop_state", schema::IsStopState, a.submission, &g.stopped);
+      if (s.ok()) s = StateAt(st, 8, "end_state", IsEndState, a.submission, &g.ended);
+      if (!s.ok()) return s;
       index_[a.submission] = out_->groups.size();
       out_->groups.push_back(std::move(g));
       steps_.emplace_back();
@@ -195,17 +218,41 @@ class SqliteStore::Loader {
     });
   }
 
+  static bool IsEndState(common::GroupState state) { return state != common::GroupState::kRunning; }
+
+  // A group state column of submissions (stop_state, end_state) at `column`,
+  // its time in the next: absent while NULL, and set with both or neither.
+  template <typename Mark>
+  Status StateAt(const Statement& st, int column, const char* name, bool (*allowed)(common::GroupState),
+                 uint64_t submission, std::optional<Mark>* out) {
+    if (st.IsNull(column)) return Status::Ok();
+    const std::string what = "submissions row " + std::to_string(submission) + " has " + name + " \"" +
+                             st.Text(column) + "\"";
+    Mark mark{submission, {}, st.Int(column + 1)};
+    if (!schema::ParseGroupState(st.Text(column), &mark.state) || !allowed(mark.state)) return Bad(what);
+    if (st.IsNull(column + 1)) return Bad(what + " but no time");
+    *out = mark;
+    return Status::Ok();
+  }
+
+  // Where the group of a child table's `row` is in out_->groups.
+  Status GroupOf(const std::string& row, int64_t submission, size_t* group) {
+    auto it = index_.find(static_cast<uint64_t>(submission));
+    if (submission <= 0 || it == index_.end()) return Bad(row + " belongs to no group");
+    *group = it->second;
+    return Status::Ok();
+  }
+
   // Where a child row's group is in out_->groups, after checking that the
   // group exists and holds the step.
   Status Locate(const char* table, int64_t submission, int64_t step, size_t* group, uint32_t* index) {
     const std::string row = std::string(table) + " row (submission " + std::to_string(submission) + ", step " +
                             std::to_string(step) + ")";
-    auto it = index_.find(static_cast<uint64_t>(submission));
-    if (submission <= 0 || it == index_.end()) return Bad(row + " belongs to no group");
-    if (!Fits(step, index) || *index >= out_->groups[it->second].accepted.step_count) {
+    Status s = GroupOf(row, submission, group);
+    if (!s.ok()) return s;
+    if (!Fits(step, index) || *index >= out_->groups[*group].accepted.step_count) {
       return Bad(row + " is past the group's step count");
     }
-    *group = it->second;
     return Status::Ok();
   }
 
@@ -244,6 +291,7 @@ class SqliteStore::Loader {
     e->step = started.step;
     e->attempt = started.attempt;
     e->ended_unix_ms = st.Int(5);
+    if (!st.IsNull(16)) e->started_unix_ms = st.Int(16);
     if (!schema::ParseAttemptStatus(st.Text(6), &e->status) || e->status == common::AttemptStatus::kRunning) {
       return Bad(what + " has status \"" + st.Text(6) + "\"");
     }
@@ -287,18 +335,33 @@ class SqliteStore::Loader {
       CancelRequested c{static_cast<uint64_t>(st.Int(0)), std::nullopt, st.Text(3), st.Int(4)};
       size_t group = 0;
       uint32_t index = 0;
-      if (!st.IsNull(2)) {
-        Status s = Locate("cancels", st.Int(0), st.Int(2), &group, &index);
-        if (!s.ok()) return s;
-        c.step = index;
-      } else if (auto it = index_.find(c.submission); it != index_.end()) {
-        group = it->second;
-      } else {
-        return Bad("cancels row of submission " + std::to_string(st.Int(0)) + " belongs to no group");
-      }
+      Status s = st.IsNull(2) ? GroupOf(KeyedRow("cancels", st), st.Int(0), &group)
+                              : Locate("cancels", st.Int(0), st.Int(2), &group, &index);
+      if (!s.ok()) return s;
+      if (!st.IsNull(2)) c.step = index;
       out_->groups[group].cancels.push_back(std::move(c));
       return Status::Ok();
     });
+  }
+
+  Status Errors() {
+    return ForEachRow(Dml::kLoadErrors, [this](const Statement& st) {
+      const std::string row = KeyedRow("group_errors", st);
+      size_t group = 0;
+      Status s = GroupOf(row, st.Int(0), &group);
+      if (!s.ok()) return s;
+      ErrorAdded e{static_cast<uint64_t>(st.Int(0)), 0, st.Text(2), st.Text(3), st.Int(4)};
+      if (!Fits(st.Int(1), &e.seq)) return Bad(row + " has a seq no error list reaches");
+      out_->groups[group].errors.push_back(std::move(e));
+      return Status::Ok();
+    });
+  }
+
+  // "cancels row (submission 7, seq 2)", for a table keyed (submission, seq)
+  // in its first two columns.
+  static std::string KeyedRow(const char* table, const Statement& st) {
+    return std::string(table) + " row (submission " + std::to_string(st.Int(0)) + ", seq " +
+           std::to_string(st.Int(1)) + ")";
   }
 
   // The counter, and never below a group still held (a counter lost to a

@@ -29,10 +29,11 @@ const char kDeleteVersion[] = "DELETE FROM schema_version";
 const char kInsertVersion[] = "INSERT INTO schema_version (version) VALUES ($1)";
 
 // Version 1. One row per accepted group (submissions), per attempt, per
-// ended step and per cancel request; every child row names its submission,
-// so forgetting a group is four deletes by primary-key prefix. Integers are
-// BIGINT throughout (SQLite stores them in as few bytes as they need);
-// flags are 0/1 integers, because SQLite has no boolean to share.
+// ended step, per cancel request and per entry of a group's error list;
+// every child row names its submission, so forgetting a group is five
+// deletes by primary-key prefix. Integers are BIGINT throughout (SQLite
+// stores them in as few bytes as they need); flags are 0/1 integers,
+// because SQLite has no boolean to share.
 const std::vector<std::string_view> kVersion1 = {
     // Counters that outlive the rows they count: max_submission.
     "CREATE TABLE counters ("
@@ -46,10 +47,14 @@ const std::vector<std::string_view> kVersion1 = {
     " client TEXT NOT NULL,"
     " submitted_unix_ms BIGINT NOT NULL,"
     " step_count BIGINT NOT NULL,"
+    " stop_state TEXT,"  // NULL while the group is not stopping: the state it will end in
+    " stopped_unix_ms BIGINT,"
     " end_state TEXT,"  // NULL while the group runs
     " ended_unix_ms BIGINT)",
 
-    // The end columns are NULL until the attempt ends (ended_unix_ms says).
+    // The end columns are NULL until the attempt ends (ended_unix_ms says);
+    // started_unix_ms, known only from the end, stays NULL when the worker
+    // never said the attempt started.
     "CREATE TABLE attempts ("
     " submission BIGINT NOT NULL REFERENCES submissions (submission),"
     " step BIGINT NOT NULL,"
@@ -57,6 +62,7 @@ const std::vector<std::string_view> kVersion1 = {
     " worker TEXT NOT NULL,"
     " dispatched_unix_ms BIGINT NOT NULL,"
     " ended_unix_ms BIGINT,"
+    " started_unix_ms BIGINT,"
     " status TEXT,"
     " exit_code BIGINT,"
     " exit_signal BIGINT,"
@@ -84,6 +90,16 @@ const std::vector<std::string_view> kVersion1 = {
     " seq BIGINT NOT NULL,"
     " step BIGINT,"  // NULL: the whole group
     " requested_by TEXT NOT NULL,"
+    " unix_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (submission, seq))",
+
+    // seq is the entry's position in the group's list, given by the core
+    // (a restored group goes on numbering after its last entry).
+    "CREATE TABLE group_errors ("
+    " submission BIGINT NOT NULL REFERENCES submissions (submission),"
+    " seq BIGINT NOT NULL,"
+    " step_id TEXT NOT NULL,"  // "": an error of the whole group
+    " error TEXT NOT NULL,"
     " unix_ms BIGINT NOT NULL,"
     " PRIMARY KEY (submission, seq))",
 };
@@ -121,7 +137,7 @@ constexpr std::string_view kDml[kDmlCount] = {
     // kEndAttempt: only an attempt that started and has not ended.
     "UPDATE attempts SET ended_unix_ms = $4, status = $5, exit_code = $6, exit_signal = $7,"
     " timed_out = $8, cancelled = $9, error = $10, stdout_tail = $11, stderr_tail = $12,"
-    " stdout_bytes = $13, stderr_bytes = $14"
+    " stdout_bytes = $13, stderr_bytes = $14, started_unix_ms = $15"
     " WHERE submission = $1 AND step = $2 AND attempt = $3 AND ended_unix_ms IS NULL",
     // kEndStep
     "INSERT INTO step_ends (submission, step, state, error, unix_ms)"
@@ -133,24 +149,35 @@ constexpr std::string_view kDml[kDmlCount] = {
     " (SELECT COALESCE(MAX(c.seq), 0) + 1 FROM cancels c WHERE c.submission = $1),"
     " CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT)"
     " FROM submissions WHERE submission = $1 AND ($2 IS NULL OR step_count > $2)",
+    // kStopGroup: once, and only before the group ended (a group that ends
+    // without stopping never stops afterwards).
+    "UPDATE submissions SET stop_state = $2, stopped_unix_ms = $3"
+    " WHERE submission = $1 AND stop_state IS NULL AND end_state IS NULL",
+    // kAddError: the primary key refuses a seq the group has already.
+    "INSERT INTO group_errors (submission, seq, step_id, error, unix_ms)"
+    " SELECT CAST($1 AS BIGINT), CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS TEXT),"
+    " CAST($5 AS BIGINT) FROM submissions WHERE submission = $1",
     // kEndGroup
     "UPDATE submissions SET end_state = $2, ended_unix_ms = $3 WHERE submission = $1 AND end_state IS NULL",
-    // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetGroup
+    // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetErrors, kForgetGroup
     "DELETE FROM attempts WHERE submission = $1",
     "DELETE FROM step_ends WHERE submission = $1",
     "DELETE FROM cancels WHERE submission = $1",
+    "DELETE FROM group_errors WHERE submission = $1",
     "DELETE FROM submissions WHERE submission = $1",
     // kLoadGroups
-    "SELECT submission, group_id, spec_json, client, submitted_unix_ms, step_count, end_state,"
-    " ended_unix_ms FROM submissions ORDER BY submission",
+    "SELECT submission, group_id, spec_json, client, submitted_unix_ms, step_count, stop_state,"
+    " stopped_unix_ms, end_state, ended_unix_ms FROM submissions ORDER BY submission",
     // kLoadAttempts
     "SELECT submission, step, attempt, worker, dispatched_unix_ms, ended_unix_ms, status, exit_code,"
-    " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes"
-    " FROM attempts ORDER BY submission, step, attempt",
+    " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes,"
+    " started_unix_ms FROM attempts ORDER BY submission, step, attempt",
     // kLoadStepEnds
     "SELECT submission, step, state, error, unix_ms FROM step_ends ORDER BY submission, step",
     // kLoadCancels
     "SELECT submission, seq, step, requested_by, unix_ms FROM cancels ORDER BY submission, seq",
+    // kLoadErrors
+    "SELECT submission, seq, step_id, error, unix_ms FROM group_errors ORDER BY submission, seq",
 };
 
 template <typename Enum, typename NameFn>
@@ -188,6 +215,10 @@ bool ParseGroupState(std::string_view name, common::GroupState* out) {
   return ParseByName(name, 4, common::GroupStateName, out);
 }
 
+bool IsStopState(common::GroupState state) {
+  return state == common::GroupState::kCancelled || state == common::GroupState::kFailed;
+}
+
 Status CheckRecord(const Record& record) {
   const uint64_t submission = std::visit([](const auto& r) { return r.submission; }, record);
   if (submission == 0) return Refuse(record, "submission 0 is never given out");
@@ -205,6 +236,11 @@ Status CheckRecord(const Record& record) {
   if (const auto* ge = std::get_if<GroupEnded>(&record); ge && ge->state == common::GroupState::kRunning) {
     return Refuse(record, "an ended group cannot be running");
   }
+  if (const auto* gs = std::get_if<GroupStopped>(&record); gs && !IsStopState(gs->state)) {
+    return Refuse(record, "a group stops to end cancelled or failed, not " +
+                              std::string(common::GroupStateName(gs->state)));
+  }
+  // ErrorAdded needs no check of its own: a uint32_t seq always fits a BIGINT.
   return Status::Ok();
 }
 

@@ -59,15 +59,19 @@ enum class Dml : int {
   kEndAttempt,       // AttemptEnded
   kEndStep,          // StepEnded
   kRequestCancel,    // CancelRequested
+  kStopGroup,        // GroupStopped
+  kAddError,         // ErrorAdded
   kEndGroup,         // GroupEnded
-  kForgetAttempts,   // GroupForgotten: the four deletes, groups last
+  kForgetAttempts,   // GroupForgotten: the five deletes, groups last
   kForgetStepEnds,
   kForgetCancels,
+  kForgetErrors,
   kForgetGroup,
   kLoadGroups,
   kLoadAttempts,
   kLoadStepEnds,
   kLoadCancels,
+  kLoadErrors,
   kCount,
 };
 constexpr int kDmlCount = static_cast<int>(Dml::kCount);
@@ -80,8 +84,13 @@ bool ParseAttemptStatus(std::string_view name, common::AttemptStatus* out);
 bool ParseStepState(std::string_view name, common::StepState* out);
 bool ParseGroupState(std::string_view name, common::GroupState* out);
 
+// Whether a group may stop to end in `state` (GroupStopped): cancelled or
+// failed.
+bool IsStopState(common::GroupState state);
+
 // InvalidArgument when a record can never be stored: submission 0, an
-// unsigned value past kMaxStoredUnsigned, a state that is not final.
+// unsigned value past kMaxStoredUnsigned, a state that is not final, a
+// GroupStopped state that is not a stop state.
 common::Status CheckRecord(const Record& record);
 
 }  // namespace cohort::coordinator::schema

@@ -1,7 +1,9 @@
 // The state store on real SQLite files in a temporary directory: records
-// round-trip through a reopen, batches are all or nothing, forgotten groups
-// leave no rows, submissions are never given out twice, and every file the
-// store cannot use is refused with a message that says what to do.
+// round-trip through a reopen, batches are all or nothing, a group stops
+// once and keeps its errors in order, forgotten groups leave no rows,
+// submissions are never given out twice, rows that contradict each other
+// fail Load, and every file the store cannot use is refused with a message
+// that says what to do.
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -31,9 +34,11 @@ using common::StepState;
 using coordinator::AttemptEnded;
 using coordinator::AttemptStarted;
 using coordinator::CancelRequested;
+using coordinator::ErrorAdded;
 using coordinator::GroupAccepted;
 using coordinator::GroupEnded;
 using coordinator::GroupForgotten;
+using coordinator::GroupStopped;
 using coordinator::LoadedState;
 using coordinator::Record;
 using coordinator::SqliteStore;
@@ -77,6 +82,7 @@ AttemptEnded Ended(uint64_t submission, uint32_t step, uint32_t attempt) {
   e.step = step;
   e.attempt = attempt;
   e.ended_unix_ms = 1700000001000;
+  e.started_unix_ms = 1700000000500;
   e.status = AttemptStatus::kSucceeded;
   e.exit_code = 0;
   e.stdout_tail = "ok\n";
@@ -106,6 +112,13 @@ struct RawDb {
   }
 };
 
+ErrorAdded Error(uint64_t submission, uint32_t seq, std::string step_id = "a") {
+  return {submission, seq, std::move(step_id), "error " + std::to_string(seq), 1700000002000 + seq};
+}
+
+// The round trip below commits every kind: a new one must be added there.
+static_assert(std::variant_size_v<Record> == 9);
+
 TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store]") {
   TempDir d;
   GroupAccepted g = Group(7, 4);
@@ -117,6 +130,7 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   full.step = 3;
   full.attempt = UINT32_MAX;
   full.ended_unix_ms = -1;
+  full.started_unix_ms = INT64_MIN;
   full.status = AttemptStatus::kTimedOut;
   full.exit_code = INT_MIN;
   full.signal = INT_MAX;
@@ -132,16 +146,23 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   bare.submission = 7;
   bare.status = AttemptStatus::kWorkerLost;
   bare.attempt = 1;
+  AttemptEnded started_zero = bare;  // 0 is a time, not "unknown"
+  started_zero.step = 3;
+  started_zero.started_unix_ms = 0;
   AttemptStarted running{7, 0, 2, "node2-1", 5};
   StepEnded step_end{7, 3, StepState::kFailed, "exit 1", 42};
   StepEnded pending_cancelled{7, 1, StepState::kCancelled, "", 43};
   CancelRequested whole{7, std::nullopt, "bob", 44};
   CancelRequested one{7, 2u, "", 45};
-  GroupEnded group_end{7, GroupState::kCancelled, 46};
+  GroupStopped stopped{7, GroupState::kCancelled, 46};
+  ErrorAdded step_error{7, 0, "a", "exit 1\n\"quoted\" é", INT64_MIN};
+  ErrorAdded deadline{7, 1, "", "the group's deadline passed", INT64_MAX};
+  GroupEnded group_end{7, GroupState::kCancelled, 47};
   {
     auto store = OpenOk(d.path);
     REQUIRE_OK(store->Commit({g, started, full, bare_start, bare, running}));
-    REQUIRE_OK(store->Commit({step_end, pending_cancelled, whole, one, group_end}));
+    REQUIRE_OK(store->Commit({AttemptStarted{7, 3, 1, "node1-1", 6}, started_zero}));
+    REQUIRE_OK(store->Commit({step_end, pending_cancelled, whole, one, stopped, step_error, deadline, group_end}));
   }
   LoadedState state = Reopened(d.path);
   REQUIRE(state.max_submission == 7);
@@ -149,6 +170,8 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   const coordinator::LoadedGroup& lg = state.groups[0];
   CHECK(lg.accepted == g);
   CHECK(lg.ended == group_end);
+  CHECK(lg.stopped == stopped);
+  CHECK(lg.errors == std::vector<ErrorAdded>{step_error, deadline});
   CHECK(lg.cancels == std::vector<CancelRequested>{whole, one});
   // Only steps 0, 1 and 3 have anything: step 2 (cancel asked) is still pending.
   REQUIRE(lg.steps.size() == 3);
@@ -163,9 +186,10 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   CHECK(lg.steps[1].attempts.empty());
   CHECK(lg.steps[1].ended == pending_cancelled);
   CHECK(lg.steps[2].step == 3);
-  REQUIRE(lg.steps[2].attempts.size() == 1);
-  CHECK(lg.steps[2].attempts[0].started == started);
-  CHECK(lg.steps[2].attempts[0].ended == full);
+  REQUIRE(lg.steps[2].attempts.size() == 2);
+  CHECK(lg.steps[2].attempts[0].ended == started_zero);
+  CHECK(lg.steps[2].attempts[1].started == started);
+  CHECK(lg.steps[2].attempts[1].ended == full);
   CHECK(lg.steps[2].ended == step_end);
 }
 
@@ -266,14 +290,21 @@ TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
       batch.emplace_back(StepEnded{sub, 0, StepState::kCompleted, "", 2});
       batch.emplace_back(CancelRequested{sub, std::nullopt, "bob", 3});
       batch.emplace_back(CancelRequested{sub, 1u, "bob", 4});
-      batch.emplace_back(GroupEnded{sub, GroupState::kCancelled, 5});
+      batch.emplace_back(GroupStopped{sub, GroupState::kCancelled, 5});
+      batch.emplace_back(Error(sub, 0));
+      batch.emplace_back(Error(sub, 1, ""));
+      batch.emplace_back(GroupEnded{sub, GroupState::kCancelled, 6});
     }
     REQUIRE_OK(store->Commit(batch));
     REQUIRE_OK(store->Commit({GroupForgotten{1}}));
     CHECK(store->Commit({GroupForgotten{1}}).code() == Status::Code::kFailedPrecondition);
+    // Its rows are gone, its submission is not: it is not given out again.
+    Status s = store->Commit({Group(1)});
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::Contains("given out already"));
   }
   RawDb raw(d.path + "/cohort.db");
-  for (const char* table : {"submissions", "attempts", "step_ends", "cancels"}) {
+  for (const char* table : {"submissions", "attempts", "step_ends", "cancels", "group_errors"}) {
     INFO(table);
     CHECK(raw.Count(std::string(table) + " WHERE submission = 1") == 0);
     CHECK(raw.Count(std::string(table) + " WHERE submission = 2") > 0);
@@ -281,6 +312,112 @@ TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
   LoadedState state = Reopened(d.path);
   REQUIRE(state.groups.size() == 1);
   CHECK(state.groups[0].accepted.submission == 2);
+  CHECK(state.groups[0].errors.size() == 2);
+  CHECK(state.max_submission == 2);
+}
+
+TEST_CASE("Store: a group stops once: a second GroupStopped, or one after its end, fails the whole batch",
+          "[unit][store]") {
+  TempDir d;
+  auto store = OpenOk(d.path);
+  const GroupStopped first{1, GroupState::kFailed, 10};
+  REQUIRE_OK(store->Commit({Group(1), Group(2), first}));
+  REQUIRE_OK(store->Commit({GroupEnded{2, GroupState::kCompleted, 11}}));
+  const LoadedState before = LoadOk(store.get());
+  REQUIRE(before.groups.size() == 2);
+  CHECK(before.groups[0].stopped == first);
+  CHECK_FALSE(before.groups[1].stopped);
+
+  SECTION("stopped again in a later batch") {
+    Status s = store->Commit({Error(1, 0), GroupStopped{1, GroupState::kCancelled, 12}});
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::Contains("GroupStopped submission=1 (record 2 of 2)") &&
+                                Catch::Contains("it is stopping or has ended already") &&
+                                Catch::Contains("nothing of the batch was written"));
+  }
+  SECTION("stopped twice in one batch") {
+    Status s = store->Commit({Group(3), GroupStopped{3, GroupState::kCancelled, 12},
+                              GroupStopped{3, GroupState::kCancelled, 13}});
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::Contains("GroupStopped submission=3 (record 3 of 3)"));
+  }
+  SECTION("stopped after it ended") {
+    CHECK(store->Commit({GroupStopped{2, GroupState::kFailed, 12}}).code() == Status::Code::kFailedPrecondition);
+  }
+  SECTION("an unknown group") {
+    CHECK(store->Commit({GroupStopped{9, GroupState::kFailed, 12}}).code() == Status::Code::kFailedPrecondition);
+  }
+  // The first stop, and the state it chose, stand; nothing else was kept.
+  CHECK(LoadOk(store.get()) == before);
+  store.reset();
+  CHECK(Reopened(d.path) == before);
+}
+
+TEST_CASE("Store: a GroupStopped neither cancelled nor failed is refused before anything is written",
+          "[unit][store]") {
+  TempDir d;
+  auto store = OpenOk(d.path);
+  REQUIRE_OK(store->Commit({Group(1)}));
+  const LoadedState before = LoadOk(store.get());
+  for (GroupState state : {GroupState::kRunning, GroupState::kCompleted}) {
+    Status s = store->Commit({Group(2), GroupStopped{1, state, 5}});
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(s.message(), Catch::StartsWith("GroupStopped submission=1: ") &&
+                                Catch::Contains(std::string(common::GroupStateName(state))));
+  }
+  CHECK(store->Commit({GroupStopped{0, GroupState::kFailed, 5}}).code() == Status::Code::kInvalidArgument);
+  CHECK(LoadOk(store.get()) == before);
+  REQUIRE_OK(store->Commit({Group(2), GroupStopped{1, GroupState::kCancelled, 5}}));
+}
+
+TEST_CASE("Store: errors come back in seq order, and a seq the group has already is refused", "[unit][store]") {
+  TempDir d;
+  {
+    auto store = OpenOk(d.path);
+    // Interleaved with another group's, and over several batches.
+    REQUIRE_OK(store->Commit({Group(1), Group(2), Error(1, 0), Error(2, 0, "")}));
+    REQUIRE_OK(store->Commit({Error(1, 1, "b")}));
+    REQUIRE_OK(store->Commit({Error(2, 1), Error(1, 2, "")}));
+
+    Status s = store->Commit({Error(1, 3), Error(1, 1, "c")});
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::StartsWith("ErrorAdded submission=1 ") &&
+                                Catch::Contains("(record 2 of 2)") && Catch::Contains("UNIQUE"));
+    s = store->Commit({Error(5, 0)});
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(s.message(), Catch::Contains("no such group"));
+  }
+  LoadedState state = Reopened(d.path);
+  REQUIRE(state.groups.size() == 2);
+  CHECK(state.groups[0].errors == std::vector<ErrorAdded>{Error(1, 0), Error(1, 1, "b"), Error(1, 2, "")});
+  CHECK(state.groups[1].errors == std::vector<ErrorAdded>{Error(2, 0, ""), Error(2, 1)});
+  CHECK_FALSE(state.groups[1].stopped);
+}
+
+TEST_CASE("Store: rows that contradict each other fail Load with Corruption, naming the row", "[unit][store]") {
+  struct Damage {
+    const char* sql;    // what a hand edit in sqlite3 did (foreign keys are off there by default)
+    const char* named;  // in the refusal
+  };
+  const Damage cases[] = {
+      {"UPDATE submissions SET stop_state = 'paused'", "submissions row 1 has stop_state \"paused\""},
+      {"UPDATE submissions SET stop_state = 'completed'", "submissions row 1 has stop_state \"completed\""},
+      {"UPDATE submissions SET stopped_unix_ms = NULL", "submissions row 1 has stop_state \"failed\" but no time"},
+      {"UPDATE group_errors SET submission = 4", "group_errors row (submission 4, seq 0) belongs to no group"},
+      {"UPDATE group_errors SET seq = -1", "group_errors row (submission 1, seq -1) has a seq"},
+  };
+  for (const Damage& damage : cases) {
+    INFO(damage.sql);
+    TempDir d;
+    REQUIRE_OK(OpenOk(d.path)->Commit({Group(1), GroupStopped{1, GroupState::kFailed, 5}, Error(1, 0)}));
+    RawDb(d.path + "/cohort.db").Exec(std::string("PRAGMA foreign_keys = OFF; ") + damage.sql);
+    auto store = OpenOk(d.path);
+    LoadedState state;
+    Status s = store->Load(&state);
+    CHECK(s.code() == Status::Code::kCorruption);
+    CHECK_THAT(s.message(), Catch::Contains(damage.named));
+    CHECK(state == LoadedState{});
+  }
 }
 
 TEST_CASE("Store: a submission is never given out twice, across forgetting and reopening", "[unit][store]") {
