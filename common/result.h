@@ -51,6 +51,8 @@ struct AttemptOutcome {
   std::string error;             // e.g. a spawn failure: "cannot start \"x\": No such file or directory"
   std::string stdout_tail;
   std::string stderr_tail;
+  uint64_t stdout_bytes = 0;  // everything written, before tailing
+  uint64_t stderr_bytes = 0;
 };
 
 struct AttemptRecord {
@@ -82,6 +84,7 @@ struct GroupError {
 
 struct GroupResult {
   std::string id;
+  uint64_t submission = 0;  // the coordinator's number for this acceptance of the id (docs/PROTOCOL.md)
   GroupState state = GroupState::kRunning;
   std::optional<GroupError> cause;  // the first error, when there is one
   std::vector<GroupError> errors;   // every failed step, in the order they failed
@@ -101,6 +104,7 @@ struct GroupSummary {
   size_t counts[kStepStateCount] = {};
   Time submitted_at{};
   std::optional<Time> finished_at;
+  uint64_t submission = 0;  // see GroupResult
 
   size_t count(StepState s) const { return counts[static_cast<int>(s)]; }
 };

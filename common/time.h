@@ -37,6 +37,9 @@ class WallClock {
   int64_t ToUnixMs(Time t) const {
     return unix_ms_ref_ + std::chrono::duration_cast<std::chrono::milliseconds>(t - steady_ref_).count();
   }
+  // The inverse, for a wall-clock time read back from storage: a time
+  // before this process started maps to a Time before the reference.
+  Time FromUnixMs(int64_t unix_ms) const { return steady_ref_ + std::chrono::milliseconds(unix_ms - unix_ms_ref_); }
 
  private:
   Time steady_ref_;

@@ -18,11 +18,14 @@
 namespace cohort::coordinator {
 
 // Names one attempt of one step: what dispatches carry and workers echo back.
+// `submission` tells this acceptance of the group id from any other (the id
+// may be submitted again once the group is forgotten, even across restarts);
 // `attempt` is the fencing token: only the current attempt's reports count.
 struct AttemptRef {
   std::string group;
   uint32_t step = 0;  // index in the group's steps, submission order
   uint32_t attempt = 0;
+  uint64_t submission = 0;  // >= 1; 0 names nothing
 
   friend bool operator==(const AttemptRef&, const AttemptRef&) = default;
 };
@@ -31,6 +34,10 @@ struct AttemptRef {
 
 struct SubmitGroup {
   common::GroupSpec spec;
+  // Kept only in the journal (GroupAccepted): the spec as sent, which a
+  // restarted core parses again, and who sent it.
+  std::string spec_json;
+  std::string client;
 };
 struct WorkerJoined {
   std::string name;
@@ -77,10 +84,12 @@ struct LoopStalled {
 };
 struct CancelGroup {
   std::string group;
+  std::string who;  // for the journal: the client that asked
 };
 struct CancelStep {
   std::string group;
   std::string step_id;
+  std::string who;
 };
 
 using Event = std::variant<SubmitGroup, WorkerJoined, WorkerHeartbeat, WorkerLost, StepStarted,
@@ -101,6 +110,7 @@ struct Dispatch {
 // Publish "cancel every step of this group" to all workers.
 struct BroadcastCancel {
   std::string group;
+  uint64_t submission = 0;
 };
 // Tell one worker to stop one attempt (direct, in case it missed a broadcast,
 // or because the attempt is stale).
@@ -111,6 +121,7 @@ struct CancelAttempt {
 struct GroupFinished {
   std::string group;
   common::GroupState state = common::GroupState::kRunning;
+  uint64_t submission = 0;
 };
 // The core declared a worker lost on its own (no heartbeat in time, or no
 // report of an attempt or a cancel within the grace); the daemon forgets its

@@ -37,7 +37,7 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
     Scheduler* s;
     Time now;
     std::vector<Action>* out;
-    Status operator()(SubmitGroup& e) { return s->Submit(std::move(e.spec), now, out); }
+    Status operator()(SubmitGroup& e) { return s->Submit(std::move(e), now, out); }
     Status operator()(WorkerJoined& e) { return s->Join(e, now, out); }
     Status operator()(WorkerHeartbeat& e) { return s->Heartbeat(e.name, now); }
     Status operator()(WorkerLost& e) { return s->Lose(e.name, e.reason, now, out); }
@@ -51,8 +51,8 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
       s->Stalled(e.busy, now);
       return Status::Ok();
     }
-    Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out); }
-    Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out); }
+    Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out, e.who); }
+    Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out, e.who); }
   };
   return std::visit(Visitor{this, now, out}, event);
 }
@@ -69,8 +69,50 @@ internal::Worker* Scheduler::FindWorker(std::string_view name) const {
 
 // ---- Groups ---------------------------------------------------------------
 
-Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* out,
-                         std::string* assigned_id) {
+void Scheduler::TakeJournal(std::vector<Record>* out) {
+  if (out->empty()) {
+    out->swap(journal_);
+  } else {
+    std::move(journal_.begin(), journal_.end(), std::back_inserter(*out));
+  }
+  journal_.clear();
+}
+
+void Scheduler::AddError(Group* g, std::string step_id, std::string error) {
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<ErrorAdded>, g->submission, static_cast<uint32_t>(g->errors.size()),
+                          step_id, error, UnixMs(event_time_));
+  }
+  g->errors.push_back({std::move(step_id), std::move(error)});
+}
+
+void Scheduler::JournalAttemptEnd(const Group& g, uint32_t i, const common::AttemptOutcome* o) {
+  if (!options_.journal) return;
+  const common::AttemptRecord& rec = g.steps[i].attempts.back();
+  AttemptEnded e;
+  e.submission = g.submission;
+  e.step = i;
+  e.attempt = rec.attempt;
+  e.ended_unix_ms = UnixMs(rec.finished_at.value_or(event_time_));
+  if (rec.started_at) e.started_unix_ms = UnixMs(*rec.started_at);
+  e.status = rec.status;
+  e.exit_code = rec.exit_code;
+  e.signal = rec.signal;
+  e.error = rec.error;
+  e.stdout_tail = rec.stdout_tail;
+  e.stderr_tail = rec.stderr_tail;
+  if (o) {
+    e.timed_out = o->timed_out;
+    e.cancelled = o->cancelled;
+    e.stdout_bytes = o->stdout_bytes;
+    e.stderr_bytes = o->stderr_bytes;
+  }
+  journal_.emplace_back(std::move(e));
+}
+
+Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std::string* assigned_id) {
+  event_time_ = now;
+  common::GroupSpec& spec = e.spec;
   if (Status s = common::ValidateGroupSpec(spec); !s.ok()) return s;
   if (spec.id.empty()) {
     uint64_t n = next_group_seq_;
@@ -92,6 +134,7 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
   auto owned = std::make_unique<Group>();
   Group* g = owned.get();
   g->seq = next_group_seq_++;
+  g->submission = next_submission_++;
   g->spec = std::move(spec);
   g->submitted_at = now;
   const size_t n = g->spec.steps.size();
@@ -109,6 +152,10 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
              &g->deadline_timer);
   }
   if (assigned_id) *assigned_id = g->spec.id;
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<GroupAccepted>, g->submission, g->spec.id, std::move(e.spec_json),
+                          std::move(e.client), UnixMs(now), static_cast<uint64_t>(n));
+  }
   groups_by_seq_[g->seq] = g;
   groups_.emplace(g->spec.id, std::move(owned));
   steps_held_ += n;
@@ -117,12 +164,17 @@ Status Scheduler::Submit(common::GroupSpec spec, Time now, std::vector<Action>* 
   return Status::Ok();
 }
 
-Status Scheduler::CancelGroupById(std::string_view id, Time now, std::vector<Action>* out) {
+Status Scheduler::CancelGroupById(std::string_view id, Time now, std::vector<Action>* out, std::string_view who) {
+  event_time_ = now;
   Group* g = FindGroup(id);
   if (!g) return Status::NotFound("no group " + Quote(id));
   if (g->finished) {
     return Status::FailedPrecondition("group " + Quote(id) + " has already finished " +
                                       std::string(common::GroupStateName(g->state)));
+  }
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<CancelRequested>, g->submission, std::nullopt, std::string(who),
+                          UnixMs(now));
   }
   if (g->stopping) return Status::Ok();  // already being stopped; the first reason stands
   StopGroup(g, GroupState::kCancelled, now, out);
@@ -131,7 +183,8 @@ Status Scheduler::CancelGroupById(std::string_view id, Time now, std::vector<Act
 }
 
 Status Scheduler::CancelStepById(std::string_view id, std::string_view step_id, Time now,
-                                 std::vector<Action>* out) {
+                                 std::vector<Action>* out, std::string_view who) {
+  event_time_ = now;
   Group* g = FindGroup(id);
   if (!g) return Status::NotFound("no group " + Quote(id));
   auto it = g->index.find(step_id);
@@ -141,6 +194,10 @@ Status Scheduler::CancelStepById(std::string_view id, std::string_view step_id, 
   if (common::IsFinal(st.state)) {
     return Status::FailedPrecondition("step " + Quote(step_id) + " has already " +
                                       std::string(common::StepStateName(st.state)));
+  }
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<CancelRequested>, g->submission, std::optional<uint32_t>(i),
+                          std::string(who), UnixMs(now));
   }
   if (st.attempt_active) {
     if (!st.cancel_requested) RequestAttemptCancel(g, i, now, out);
@@ -156,14 +213,10 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
   if (g->stopping || g->finished) return;
   g->stopping = true;
   g->stop_state = final_state;
-  std::string why;
-  if (final_state == GroupState::kCancelled) {
-    why = "cancelled by user";
-  } else if (!g->errors.empty() && !g->errors.front().step.empty()) {
-    why = "cancelled because step " + Quote(g->errors.front().step) + " failed";
-  } else {
-    why = "cancelled because the group failed: " + (g->errors.empty() ? "" : g->errors.front().error);
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<GroupStopped>, g->submission, final_state, UnixMs(now));
   }
+  const std::string why = StopReason(*g);
   for (auto& [agent, queue] : g->pending) {
     for (uint32_t i : queue) {
       if (g->steps[i].state == StepState::kPending) CancelPendingOrBackoff(g, i, why);
@@ -180,7 +233,7 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
     CancelPendingOrBackoff(g, i, why);
   }
   if (!g->active.empty()) {
-    out->push_back(BroadcastCancel{g->spec.id});
+    out->push_back(BroadcastCancel{g->spec.id, g->submission});
     for (uint32_t i : g->active) {
       g->steps[i].error = why;
       RequestAttemptCancel(g, i, now, out);
@@ -188,6 +241,14 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
   }
   ClearTimer(&g->deadline_timer);
   MaybeFinish(g, now, out);
+}
+
+std::string Scheduler::StopReason(const Group& g) {
+  if (g.stop_state == GroupState::kCancelled) return "cancelled by user";
+  if (!g.errors.empty() && !g.errors.front().step.empty()) {
+    return "cancelled because step " + Quote(g.errors.front().step) + " failed";
+  }
+  return "cancelled because the group failed: " + (g.errors.empty() ? "" : g.errors.front().error);
 }
 
 void Scheduler::CancelPendingOrBackoff(Group* g, uint32_t i, std::string why) {
@@ -218,7 +279,7 @@ void Scheduler::RequestAttemptCancel(Group* g, uint32_t i, Time now, std::vector
   st.cancel_at = now;
   auto wit = workers_by_seq_.find(st.worker);
   std::string worker = wit != workers_by_seq_.end() ? wit->second->name : st.attempts.back().worker;
-  out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size())}, worker});
+  out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size()), g->submission}, worker});
   if (!g->resend_timer) {
     AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
   }
@@ -239,11 +300,13 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   finished_seqs_.push_back(g->seq);
   g->pending.clear();
   g->retry_ready.clear();
-  out->push_back(GroupFinished{g->spec.id, g->state});
+  if (options_.journal) journal_.emplace_back(std::in_place_type<GroupEnded>, g->submission, g->state, UnixMs(now));
+  out->push_back(GroupFinished{g->spec.id, g->state, g->submission});
 }
 
 void Scheduler::Forget(Group* g) {
   ClearTimer(&g->retention_timer);
+  if (options_.journal) journal_.emplace_back(std::in_place_type<GroupForgotten>, g->submission);
   steps_held_ -= g->steps.size();
   groups_by_seq_.erase(g->seq);
   groups_.erase(g->spec.id);  // destroys g
@@ -264,6 +327,9 @@ void Scheduler::SetState(Group* g, uint32_t i, StepState s) {
   --g->counts[static_cast<int>(st.state)];
   ++g->counts[static_cast<int>(s)];
   st.state = s;
+  if (options_.journal && common::IsFinal(s)) {
+    journal_.emplace_back(std::in_place_type<StepEnded>, g->submission, i, s, st.error, UnixMs(event_time_));
+  }
 }
 
 void Scheduler::ReleaseSlot(Group* g, uint32_t i) {
@@ -352,18 +418,21 @@ void Scheduler::FailStep(Group* g, uint32_t i, std::string error, Time now, std:
   st.error = error;
   SetState(g, i, StepState::kFailed);
   ReleaseSlot(g, i);
-  g->errors.push_back({g->spec.steps[i].id, std::move(error)});
+  AddError(g, g->spec.steps[i].id, std::move(error));
   if (g->spec.on_failure == common::OnFailure::kCancel) StopGroup(g, GroupState::kFailed, now, out);
 }
 
 void Scheduler::LoseAttempt(Group* g, uint32_t i, const std::string& why, Time now, std::vector<Action>* out) {
   CloseAttempt(g, i, AttemptStatus::kWorkerLost, now);
   g->steps[i].attempts.back().error = why;
+  JournalAttemptEnd(*g, i, nullptr);
   Decide(g, i, AttemptStatus::kWorkerLost, why, now, out);
 }
 
 Status Scheduler::Started(const StepStarted& e, Time now, std::vector<Action>* out) {
+  event_time_ = now;
   Group* g = FindGroup(e.ref.group);
+  if (g && g->submission != e.ref.submission) g = nullptr;
   StepRt* st = g && e.ref.step < g->steps.size() ? &g->steps[e.ref.step] : nullptr;
   if (!st || !st->attempt_active || st->attempts.size() != e.ref.attempt ||
       st->attempts.back().worker != e.worker) {
@@ -377,13 +446,15 @@ Status Scheduler::Started(const StepStarted& e, Time now, std::vector<Action>* o
 }
 
 Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>* out) {
+  event_time_ = now;
   Group* g = FindGroup(e.ref.group);
+  if (g && g->submission != e.ref.submission) g = nullptr;
   StepRt* st = g && e.ref.step < g->steps.size() ? &g->steps[e.ref.step] : nullptr;
   if (!st || !st->attempt_active || st->attempts.size() != e.ref.attempt ||
       st->attempts.back().worker != e.worker) {
     ++stale_reports_;  // a late report for an attempt already decided: ignored
     // ... except that a stale attempt's slot is free again.
-    if (Worker* w = FindWorker(e.worker); w && w->stale.erase({e.ref.group, e.ref.step, e.ref.attempt})) {
+    if (Worker* w = FindWorker(e.worker); w && w->stale.erase({e.ref.submission, e.ref.step, e.ref.attempt})) {
       AdjustRunning(w, -1);
       Pump(now, out);
     }
@@ -423,6 +494,7 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
   rec.error = error;
   rec.stdout_tail = o.stdout_tail;
   rec.stderr_tail = o.stderr_tail;
+  JournalAttemptEnd(*g, e.ref.step, &o);
   Decide(g, e.ref.step, status, error, now, out);
   Pump(now, out);
   return Status::Ok();

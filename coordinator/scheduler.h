@@ -28,7 +28,13 @@
 //
 // The code is split by what it handles: scheduler.cc groups, steps and
 // attempts; scheduler_workers.cc workers; scheduler_timers.cc timers;
-// scheduler_placement.cc placement; scheduler_result.cc the queries.
+// scheduler_placement.cc placement; scheduler_result.cc the queries;
+// scheduler_restore.cc the restore from a store and the reattach.
+//
+// With SchedulerOptions::journal, every change that must survive a restart
+// is also written as a Record (coordinator/store.h) to a journal the caller
+// takes after each batch of events and commits before anything that
+// followed those events leaves the process.
 //
 // Thread contract: not thread-safe; one event loop owns it.
 #ifndef COHORT_COORDINATOR_SCHEDULER_H_
@@ -50,6 +56,7 @@
 #include "common/status.h"
 #include "coordinator/core_types.h"
 #include "coordinator/scheduler_state.h"
+#include "coordinator/store.h"
 
 namespace cohort::coordinator {
 
@@ -80,6 +87,17 @@ struct SchedulerOptions {
   // different for every coordinator run, so a group submitted after a
   // restart never takes an id that workers still associate with another.
   std::string id_prefix = "g";
+  // Maps the core's Time to the wall-clock times of journal records and
+  // back when restoring.
+  common::WallClock wall{common::Time{}, 0};
+  // Whether the core writes a journal of Records (coordinator/store.h) for
+  // its caller to commit; off when nothing is stored, so nothing is built.
+  bool journal = false;
+  // After Restore, how long a worker has to register again and claim the
+  // attempts the store had as running on it; those nobody claims are then
+  // lost with their worker. It must exceed the workers' longest reconnect
+  // interval, or a live step is run twice.
+  common::Duration reattach_window = std::chrono::seconds(60);
 };
 
 class Scheduler {
@@ -94,8 +112,28 @@ class Scheduler {
   // changed nothing; its message is meant for the peer that sent it.
   common::Status Handle(Event event, common::Time now, std::vector<Action>* out);
 
-  common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
+  // Rebuilds the groups a store kept (scheduler_restore.cc). Only into a
+  // new core, before any other event. Timers come back at their stored
+  // wall-clock times, so one that passed while the coordinator was down
+  // fires at the next Tick; attempts that were running wait up to the
+  // reattach window for their worker to claim them. Submissions continue
+  // above state.max_submission. Corruption naming the group when a stored
+  // group cannot be rebuilt (its spec no longer parses), and nothing is
+  // restored then.
+  common::Status Restore(const LoadedState& state, common::Time now, std::vector<Action>* out);
+
+  // Appends the journal written since the last call to *out and clears it.
+  // The caller commits these before it lets any action or reply that
+  // followed them leave the process.
+  void TakeJournal(std::vector<Record>* out);
+  bool journal_empty() const { return journal_.empty(); }
+
+  common::Status Submit(SubmitGroup e, common::Time now, std::vector<Action>* out,
                         std::string* assigned_id = nullptr);
+  common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
+                        std::string* assigned_id = nullptr) {
+    return Submit(SubmitGroup{std::move(spec), "", ""}, now, out, assigned_id);
+  }
   // AlreadyExists when a live worker holds the name and the join comes from
   // another connection with another instance or key (see WorkerJoined).
   common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
@@ -113,9 +151,11 @@ class Scheduler {
   common::Status Started(const StepStarted& e, common::Time now, std::vector<Action>* out);
   common::Status Finished(const StepFinished& e, common::Time now, std::vector<Action>* out);
   void Tick(common::Time now, std::vector<Action>* out);
-  common::Status CancelGroupById(std::string_view group, common::Time now, std::vector<Action>* out);
+  // `who` asked (a client's key name, or ""), for the journal.
+  common::Status CancelGroupById(std::string_view group, common::Time now, std::vector<Action>* out,
+                                 std::string_view who = "");
   common::Status CancelStepById(std::string_view group, std::string_view step_id, common::Time now,
-                                std::vector<Action>* out);
+                                std::vector<Action>* out, std::string_view who = "");
 
   // When Tick() must next be called; nullopt when nothing is timed.
   std::optional<common::Time> NextDeadline() const;
@@ -129,6 +169,8 @@ class Scheduler {
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;
   size_t group_count() const { return groups_.size(); }
+  // Restored attempts still waiting for their worker to claim them.
+  size_t unclaimed_attempts() const { return unclaimed_count_; }
   size_t step_count() const { return steps_held_; }
   uint64_t stale_reports() const { return stale_reports_; }
 
@@ -155,6 +197,21 @@ class Scheduler {
   // destroys the worker record).
   void ExpireWorker(std::string name, const std::string& reason, common::Time now, std::vector<Action>* out);
 
+  // Journal (scheduler.cc).
+  int64_t UnixMs(common::Time t) const { return options_.wall.ToUnixMs(t); }
+  void JournalAttemptEnd(const Group& g, uint32_t step, const common::AttemptOutcome* outcome);
+  void AddError(Group* g, std::string step_id, std::string error);
+
+  // Restore (scheduler_restore.cc).
+  common::Status RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, common::Time now);
+  void RestoreStep(Group* g, const LoadedStep& ls, bool cancel_asked, common::Time now);
+  // A worker that joined claims the restored attempts it lists; the rest
+  // of those recorded on its name are lost.
+  void ClaimRestored(Worker* w, const std::vector<AttemptRef>& running, common::Time now,
+                     std::vector<Action>* out);
+  void LoseUnclaimed(common::Time now, std::vector<Action>* out);
+  void ArmBackstop(Group* g, uint32_t step, common::Time now);
+
   // Step bookkeeping.
   void SetState(Group* g, uint32_t step, common::StepState s);
   void ReleaseSlot(Group* g, uint32_t step);
@@ -165,6 +222,8 @@ class Scheduler {
   void CancelPendingOrBackoff(Group* g, uint32_t step, std::string why);
   void RequestAttemptCancel(Group* g, uint32_t step, common::Time now, std::vector<Action>* out);
   void StopGroup(Group* g, common::GroupState final_state, common::Time now, std::vector<Action>* out);
+  // What a step stopped with its group is told: the cancel, or the first error.
+  static std::string StopReason(const Group& g);
   void MaybeFinish(Group* g, common::Time now, std::vector<Action>* out);
   void Forget(Group* g);
   // Forgets finished groups, oldest first, until `steps` more steps and one
@@ -213,6 +272,15 @@ class Scheduler {
   std::unordered_map<std::string, std::deque<uint64_t>> parked_;
 
   std::set<Timer> timers_;
+
+  std::vector<Record> journal_;
+  common::Time event_time_{};      // the `now` of the event being handled, for records
+  uint64_t next_submission_ = 1;
+  // Restored attempts that were running, by the worker they ran on, until
+  // it claims them or the reattach window ends.
+  std::map<std::string, std::set<internal::AttemptKey>, std::less<>> unclaimed_;
+  size_t unclaimed_count_ = 0;
+  std::optional<Timer> reattach_timer_;
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)

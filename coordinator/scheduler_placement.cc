@@ -156,17 +156,28 @@ void Scheduler::DispatchTo(Group* g, uint32_t i, Worker* w, Time now, std::vecto
   g->active.insert(i);
   w->attempts.insert({g->seq, i, attempt});
   AdjustRunning(w, +1);
+  if (options_.journal) {
+    journal_.emplace_back(std::in_place_type<AttemptStarted>, g->submission, i, attempt, w->name, UnixMs(now));
+  }
 
   std::optional<common::Duration> timeout;
   if (std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[i])) {
     timeout = common::SecondsToDuration(*t);
-    // The worker enforces the timeout; this is the backstop for a worker
-    // that never reports.
-    AddTimer({now + *timeout + options_.backstop_grace, internal::TimerKind::kAttemptBackstop, g->seq, i,
-              attempt},
-             &st.timer);
   }
-  out->push_back(Dispatch{{g->spec.id, i, attempt}, w->name, timeout, g->spec.steps[i]});
+  ArmBackstop(g, i, now);
+  out->push_back(Dispatch{{g->spec.id, i, attempt, g->submission}, w->name, timeout, g->spec.steps[i]});
+}
+
+void Scheduler::ArmBackstop(Group* g, uint32_t i, Time at_least) {
+  // The worker enforces the timeout; this is the backstop for a worker that
+  // never reports. A restored attempt's worker gets at least the grace from
+  // its return to report what happened while the coordinator was away.
+  std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[i]);
+  if (!t) return;
+  StepRt& st = g->steps[i];
+  const common::AttemptRecord& rec = st.attempts.back();
+  const Time at = std::max(rec.dispatched_at + common::SecondsToDuration(*t) + options_.backstop_grace, at_least);
+  AddTimer({at, internal::TimerKind::kAttemptBackstop, g->seq, i, rec.attempt}, &st.timer);
 }
 
 // ---- The free-worker index --------------------------------------------------

@@ -26,6 +26,7 @@ std::optional<common::GroupResult> Scheduler::Result(std::string_view id, size_t
   }
   common::GroupResult r;
   r.id = g->spec.id;
+  r.submission = g->submission;
   r.state = g->state;
   r.errors = g->errors;
   if (!r.errors.empty()) r.cause = r.errors.front();
@@ -55,6 +56,7 @@ std::optional<common::GroupSummary> Scheduler::Summary(std::string_view id) cons
   if (!g) return std::nullopt;
   common::GroupSummary s;
   s.id = g->spec.id;
+  s.submission = g->submission;
   s.state = g->state;
   s.total = g->steps.size();
   for (int k = 0; k < common::kStepStateCount; ++k) s.counts[k] = g->counts[k];

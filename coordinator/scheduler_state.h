@@ -29,6 +29,7 @@ enum class TimerKind : uint8_t {
   kWorkerExpiry,     // a = worker
   kCancelResend,     // a = group
   kRetention,        // a = group
+  kReattach,         // the restored attempts' reattach window ends
 };
 
 struct Timer {
@@ -54,6 +55,7 @@ struct StepRt {
 
 struct Group {
   uint64_t seq = 0;
+  uint64_t submission = 0;  // see AttemptRef
   common::GroupSpec spec;
   common::Time submitted_at{};
   std::optional<common::Time> finished_at;
@@ -119,7 +121,7 @@ struct Worker {
   std::set<AttemptKey> attempts;
   // Attempts it runs that are no longer current (it said so when it joined):
   // they were told to stop and hold a slot until it reports them over.
-  std::set<std::tuple<std::string, uint32_t, uint32_t>> stale;
+  std::set<std::tuple<uint64_t, uint32_t, uint32_t>> stale;  // submission, step, attempt
   bool indexed = false;
   FreeKey key;  // its key in the free sets while indexed
 

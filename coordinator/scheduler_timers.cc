@@ -35,6 +35,7 @@ std::optional<Time> Scheduler::NextDeadline() const {
 }
 
 void Scheduler::Tick(Time now, std::vector<Action>* out) {
+  event_time_ = now;
   while (!timers_.empty() && timers_.begin()->at <= now) {
     Timer t = *timers_.begin();
     FireTimer(t, now, out);
@@ -48,6 +49,12 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
     FireWorkerExpiry(t, now, out);
     return;
   }
+  if (t.kind == TimerKind::kReattach) {
+    if (reattach_timer_ != t) return;
+    reattach_timer_.reset();
+    LoseUnclaimed(now, out);
+    return;
+  }
   auto git = groups_by_seq_.find(t.a);
   if (git == groups_by_seq_.end()) return;
   Group* g = git->second;
@@ -56,9 +63,8 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       if (g->deadline_timer != t) return;
       g->deadline_timer.reset();
       if (g->finished || g->stopping) return;
-      g->errors.push_back({"", "group deadline of " +
-                                   SecondsText(common::SecondsToDuration(*g->spec.deadline_s)) +
-                                   " exceeded"});
+      AddError(g, "", "group deadline of " + SecondsText(common::SecondsToDuration(*g->spec.deadline_s)) +
+                          " exceeded");
       StopGroup(g, GroupState::kFailed, now, out);
       return;
     }
@@ -100,6 +106,7 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       return;
     }
     case TimerKind::kWorkerExpiry:
+    case TimerKind::kReattach:
       return;
   }
 }
@@ -131,7 +138,7 @@ void Scheduler::ResendCancels(Group* g, Time now, std::vector<Action>* out) {
     any = true;
     auto wit = workers_by_seq_.find(st.worker);
     if (wit != workers_by_seq_.end()) {
-      out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size())},
+      out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size()), g->submission},
                                    wit->second->name});
     }
   }

@@ -13,6 +13,7 @@ using internal::Quote;
 using internal::TimerKind;
 
 Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out) {
+  event_time_ = now;
   if (j.name.empty()) return Status::InvalidArgument("name: a worker needs a name");
   Worker* w = FindWorker(j.name);
   // An instance of 0 (none given) matches no live one: otherwise any
@@ -53,15 +54,18 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   w->running -= static_cast<int64_t>(w->stale.size());
   w->stale.clear();
   std::set<internal::AttemptKey> confirmed;
+  // Restored attempts it claims become its own before the check below.
+  ClaimRestored(w, j.running, now, out);
   for (const AttemptRef& ref : j.running) {
     Group* g = FindGroup(ref.group);
+    if (g && g->submission != ref.submission) g = nullptr;
     const StepRt* st = g && ref.step < g->steps.size() ? &g->steps[ref.step] : nullptr;
     if (st && st->attempt_active && st->worker == w->seq && st->attempts.size() == ref.attempt) {
       confirmed.insert({g->seq, ref.step, ref.attempt});
     } else {
       ++stale_reports_;
       out->push_back(CancelAttempt{ref, w->name});
-      if (w->stale.insert({ref.group, ref.step, ref.attempt}).second) ++w->running;
+      if (w->stale.insert({ref.submission, ref.step, ref.attempt}).second) ++w->running;
     }
   }
   std::vector<internal::AttemptKey> missing;
@@ -90,6 +94,7 @@ Status Scheduler::Heartbeat(std::string_view name, Time now) {
 }
 
 Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {
+  event_time_ = now;
   Worker* w = FindWorker(name);
   if (!w) return Status::NotFound("unknown worker " + Quote(name));
   UnindexWorker(w);

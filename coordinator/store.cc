@@ -33,7 +33,9 @@ struct Describer {
     return r.step ? Key("CancelRequested", r.submission, *r.step) : Key("CancelRequested", r.submission);
   }
   std::string operator()(const GroupStopped& r) const { return Key("GroupStopped", r.submission); }
-  std::string operator()(const ErrorAdded& r) const { return Key("ErrorAdded", r.submission, r.seq); }
+  std::string operator()(const ErrorAdded& r) const {
+    return Key("ErrorAdded", r.submission) + " seq=" + std::to_string(r.seq);
+  }
   std::string operator()(const GroupEnded& r) const { return Key("GroupEnded", r.submission); }
   std::string operator()(const GroupForgotten& r) const { return Key("GroupForgotten", r.submission); }
 };

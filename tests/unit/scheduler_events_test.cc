@@ -31,7 +31,7 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   stray.worker = "w";
   stray.outcome = Exit(0);
   REQUIRE(h.core.Finished(stray, h.now, &h.out).ok());
-  stray.ref = {"g", 99, 1};
+  stray.ref = {"g", 99, 1, 1};
   REQUIRE(h.core.Finished(stray, h.now, &h.out).ok());
   CHECK(h.core.stale_reports() == 2);
 }
@@ -88,7 +88,7 @@ TEST_CASE("the event stream decides everything: the same events give the same ac
           const auto& a = s.attempts.back();
           h.out.clear();
           REQUIRE(h.core
-                      .Finished({{r->id, i, a.attempt}, a.worker, Exit((i + a.attempt) % 3 == 0 ? 1 : 0)}, h.now,
+                      .Finished({{r->id, i, a.attempt, r->submission}, a.worker, Exit((i + a.attempt) % 3 == 0 ? 1 : 0)}, h.now,
                                 &h.out)
                       .ok());
           record();
@@ -131,10 +131,10 @@ TEST_CASE("Handle() feeds journaled events exactly as the direct calls do", "[co
   w.slots = 2;
   both([&] { return direct.core.Join(w, direct.now, &direct.out); }, w);
   both([&] { return direct.core.Submit(MakeGroup("g", 3), direct.now, &direct.out); },
-       coordinator::SubmitGroup{MakeGroup("g", 3)});
-  coordinator::StepFinished failed{{"g", 0, 1}, "w1", Exit(1)};
+       coordinator::SubmitGroup{MakeGroup("g", 3), "", ""});
+  coordinator::StepFinished failed{{"g", 0, 1, 1}, "w1", Exit(1)};
   both([&] { return direct.core.Finished(failed, direct.now, &direct.out); }, failed);
-  coordinator::StepFinished stopped{{"g", 1, 1}, "w1", Cancelled()};
+  coordinator::StepFinished stopped{{"g", 1, 1, 1}, "w1", Cancelled()};
   both([&] { return direct.core.Finished(stopped, direct.now, &direct.out); }, stopped);
   CHECK(replayed.State("g") == GroupState::kFailed);
   CHECK(describe(out) == "Fg");
@@ -159,7 +159,7 @@ TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core]
     for (uint32_t i = 0; i < r->steps.size(); ++i) {
       if (r->steps[i].state == StepState::kRunning) {
         const auto& a = r->steps[i].attempts.back();
-        running.push_back({{sum.id, i, a.attempt}, a.worker, std::nullopt, {}});
+        running.push_back({{sum.id, i, a.attempt, sum.submission}, a.worker, std::nullopt, {}});
       }
     }
   }

@@ -114,9 +114,10 @@ TEST_CASE("groups waiting for a labelled worker are woken one per freed slot - o
   }
   REQUIRE(h.core.Result("a")->steps[0].state == StepState::kRunning);
   std::string previous = "a";
+  uint64_t submission = 1;  // a, b, c, d were submitted in this order
   for (std::string next : {"b", "c", "d"}) {
     coordinator::Dispatch d;
-    d.ref = {previous, 0, 1};
+    d.ref = {previous, 0, 1, submission++};
     d.worker = "gpu1";
     h.Finish(d, Exit(0));
     auto ds = h.Dispatches();
