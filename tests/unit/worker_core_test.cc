@@ -60,14 +60,14 @@ class Harness {
     w.cancel_endpoint = "tcp://0.0.0.0:5702";
     From(w);
   }
-  void Broadcast(std::string group) {
+  void Broadcast(std::string group, uint64_t submission = 1) {
     out.clear();
-    core.OnBroadcast(common::CancelGroupMsg{std::move(group)}, now, &out);
+    core.OnBroadcast(common::CancelGroupMsg{std::move(group), submission}, now, &out);
   }
-  // Sends RUN g/step/attempt; if the core asks to start it, reports it
-  // started and returns its runner key (0 if the core did not ask).
-  uint64_t Run(const std::string& group, uint32_t step = 0, uint32_t attempt = 1) {
-    From(RunOf(group, step, attempt));
+  // Sends RUN g/step/attempt of `submission`; if the core asks to start it,
+  // reports it started and returns its runner key (0 if the core did not ask).
+  uint64_t Run(const std::string& group, uint32_t step = 0, uint32_t attempt = 1, uint64_t submission = 1) {
+    From(RunOf(group, step, attempt, submission));
     auto starts = Of<worker::StartStep>();
     if (starts.empty()) return 0;
     REQUIRE(starts.size() == 1);
@@ -85,9 +85,9 @@ class Harness {
     core.StepEnded(r, now, &out);
   }
 
-  static common::RunMsg RunOf(const std::string& group, uint32_t step, uint32_t attempt) {
+  static common::RunMsg RunOf(const std::string& group, uint32_t step, uint32_t attempt, uint64_t submission = 1) {
     common::RunMsg run;
-    run.id = {group, step, attempt};
+    run.id = {group, step, attempt, submission};
     run.step_id = "s" + std::to_string(step);
     run.shell = "true";
     return run;
@@ -234,11 +234,11 @@ TEST_CASE("a coordinator that comes back gets what runs and every unconfirmed re
   h.Advance(1s);
   auto regs = h.Sent<common::RegisterMsg>();
   REQUIRE(regs.size() == 1);
-  CHECK(regs[0].running == std::vector<AttemptId>{{"g", 0, 1}, {"g", 1, 1}});
+  CHECK(regs[0].running == std::vector<AttemptId>{{"g", 0, 1, 1}, {"g", 1, 1, 1}});
   h.Welcome();
   auto again = h.Sent<FinishedMsg>();
   REQUIRE(again.size() == 1);
-  CHECK(again[0].id == AttemptId{"g", 1, 1});
+  CHECK(again[0].id == AttemptId{"g", 1, 1, 1});
   CHECK(h.Noticed("registered"));
   // A new coordinator may reuse group ids: the cancel seen before is forgotten.
   h.From(Harness::RunOf("gone", 0, 1));
@@ -252,7 +252,7 @@ TEST_CASE("a result is held for the keep window of registered time, and resent o
   h.End(h.Run("g"));
   REQUIRE(h.core.unconfirmed() == 1);
   // A cancel for the finished attempt: the report may have been lost.
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
   REQUIRE(h.Sent<FinishedMsg>().size() == 1);
   CHECK(h.Of<worker::CancelStep>().empty());
   // Unregistered time does not count: an outage of any length loses nothing.
@@ -269,7 +269,7 @@ TEST_CASE("a result is held for the keep window of registered time, and resent o
   CHECK(h.core.unconfirmed() == 1);  // 2 x liveness x heartbeat = 6 s, not yet past
   h.Advance(1ms);
   CHECK(h.core.unconfirmed() == 0);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
   CHECK(h.out.empty());
 }
 
@@ -278,11 +278,11 @@ TEST_CASE("a cancel stops an attempt held and does nothing for one unknown", "[w
   h.Connect();
   h.Welcome();
   const uint64_t key = h.Run("g", 3, 2);
-  h.From(common::CancelAttemptMsg{{"g", 3, 2}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 2, 1}});
   auto cancels = h.Of<worker::CancelStep>();
   REQUIRE(cancels.size() == 1);
   CHECK(cancels[0].key == key);
-  h.From(common::CancelAttemptMsg{{"g", 3, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 1, 1}});
   CHECK(h.out.empty());
 }
 
@@ -295,7 +295,7 @@ TEST_CASE("a RUN past the slots is refused with a result, not run", "[worker]") 
   CHECK(h.Run("g", 2) == 0);
   auto f = h.Sent<FinishedMsg>();
   REQUIRE(f.size() == 1);
-  CHECK(f[0].id == AttemptId{"g", 2, 1});
+  CHECK(f[0].id == AttemptId{"g", 2, 1, 1});
   CHECK(f[0].error == "worker w1 refused the step: it already runs 2 steps, all of its 2 slots");
   CHECK_FALSE(f[0].cancelled);
   CHECK(h.Noticed("run_refused"));
@@ -326,13 +326,77 @@ TEST_CASE("a RUN for a group heard cancelled is refused as cancelled", "[worker]
   CHECK(h.Sent<FinishedMsg>()[0].cancelled);
 }
 
+TEST_CASE("a group id submitted again after a cancel runs: the cancel named the old submission",
+          "[worker][!shouldfail]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t old = h.Run("build", 0, 1, 1);
+  h.Broadcast("build", 1);
+  REQUIRE(h.Of<worker::CancelStep>().size() == 1);
+  h.End(old);
+  // The user submits "build" again: the coordinator's submission 2.
+  const uint64_t fresh = h.Run("build", 0, 1, 2);
+  CHECK(fresh != 0);
+  CHECK(h.Sent<FinishedMsg>().empty());
+  // A late copy of the old cancel stops nothing of the new group...
+  h.Broadcast("build", 1);
+  CHECK(h.Of<worker::CancelStep>().empty());
+  // ... and a RUN of the old one racing its cancel is still refused.
+  CHECK(h.Run("build", 1, 1, 1) == 0);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].cancelled);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build", 1, 1, 1});
+}
+
+TEST_CASE("a result of an earlier submission is never taken for the new attempt of the same name",
+          "[worker][!shouldfail]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  h.End(h.Run("build-42", 0, 1, 1));
+  REQUIRE(h.core.unconfirmed() == 1);
+  // "build-42" is submitted again, and its step 0 attempt 1 lands here.
+  const uint64_t fresh = h.Run("build-42", 0, 1, 2);
+  REQUIRE(fresh != 0);
+  CHECK(h.Sent<FinishedMsg>().empty());
+  // A cancel of the old attempt gets the old result again, and stops nothing.
+  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 1}});
+  CHECK(h.Of<worker::CancelStep>().empty());
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build-42", 0, 1, 1});
+  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 2}});
+  REQUIRE(h.Of<worker::CancelStep>().size() == 1);
+  CHECK(h.Of<worker::CancelStep>()[0].key == fresh);
+  h.End(fresh, 3);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build-42", 0, 1, 2});
+  CHECK(h.Sent<FinishedMsg>()[0].exit_code == 3);
+}
+
+TEST_CASE("an attempt still stopping does not block the same name in a new submission", "[worker][!shouldfail]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t old = h.Run("build-42", 0, 1, 1);
+  h.Broadcast("build-42", 1);  // its process takes a while to die
+  const uint64_t fresh = h.Run("build-42", 0, 1, 2);
+  CHECK(fresh != 0);
+  CHECK_FALSE(h.Noticed("run_collision"));
+  CHECK(h.core.running() == 2);
+  h.End(old);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build-42", 0, 1, 1});
+  CHECK(h.core.running() == 1);
+}
+
 TEST_CASE("the memory of cancelled groups is bounded, oldest forgotten first", "[worker]") {
   Harness h;
   h.Connect();
   h.Welcome();
-  for (int i = 0; i <= 10000; ++i) h.Broadcast("g" + std::to_string(i));
-  CHECK(h.Run("g0") != 0);
-  CHECK(h.Run("g1") == 0);
+  for (int i = 0; i <= 10000; ++i) h.Broadcast("g" + std::to_string(i), i + 1);
+  CHECK(h.Run("g0", 0, 1, 1) != 0);
+  CHECK(h.Run("g1", 0, 1, 2) == 0);
   REQUIRE(h.Sent<FinishedMsg>().size() == 1);
   CHECK(h.Sent<FinishedMsg>()[0].cancelled);
 }
@@ -348,7 +412,7 @@ TEST_CASE("a RUN with the id of an attempt still held is refused, the held one k
   CHECK(f[0].error == "worker w1 still runs an attempt with the same id from before a coordinator restart");
   CHECK(h.Noticed("run_collision"));
   CHECK(h.core.running() == 1);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
   REQUIRE(h.Of<worker::CancelStep>().size() == 1);
   CHECK(h.Of<worker::CancelStep>()[0].key == key);
 }
@@ -375,7 +439,7 @@ TEST_CASE("a step is started with the worker's variables, and reported started",
   h.out.clear();
   h.core.StepStarted(r.key, h.now, &h.out);
   REQUIRE(h.Sent<common::StartedMsg>().size() == 1);
-  CHECK(h.Sent<common::StartedMsg>()[0].id == AttemptId{"g", 4, 2});
+  CHECK(h.Sent<common::StartedMsg>()[0].id == AttemptId{"g", 4, 2, 1});
 }
 
 TEST_CASE("a step refused by the policy or not started fails with a result and frees its slot", "[worker]") {
