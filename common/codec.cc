@@ -111,12 +111,14 @@ class Writer {
     }
     return *this;
   }
-  // The three fields of an AttemptId, inline in the enclosing map.
-  Writer& Id(const AttemptId& id) { return Str("group", id.group).U("step", id.step).U("attempt", id.attempt); }
+  // The four fields of an AttemptId, inline in the enclosing map.
+  Writer& Id(const AttemptId& id) {
+    return Str("group", id.group).U("step", id.step).U("attempt", id.attempt).U("submission", id.submission);
+  }
   Writer& Attempts(std::string_view key, const std::vector<AttemptId>& ids) {
     Raw(key);
     pk_.pack_array(Clamp(ids.size()));
-    for (uint32_t i = 0; i < Clamp(ids.size()); ++i) Map(3).Id(ids[i]);
+    for (uint32_t i = 0; i < Clamp(ids.size()); ++i) Map(4).Id(ids[i]);
     return *this;
   }
 
@@ -154,20 +156,23 @@ template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
 }
 template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg&) { w.Map(0); }
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
-  w.Map(9).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env)
+  w.Map(10).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env)
       .Str("cwd", m.cwd).U("timeout_ms", m.timeout_ms);
 }
-template <typename S> void Pack(Writer<S>& w, const StartedMsg& m) { w.Map(3).Id(m.id); }
+template <typename S> void Pack(Writer<S>& w, const StartedMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const FinishedMsg& m) {
-  w.Map(15).Id(m.id).OptInt("exit_code", m.exit_code).OptInt("signal", m.signal).Bool("timed_out", m.timed_out)
+  w.Map(16).Id(m.id).OptInt("exit_code", m.exit_code).OptInt("signal", m.signal).Bool("timed_out", m.timed_out)
       .Bool("cancelled", m.cancelled).Bool("escalated", m.escalated).Text("error", m.error)
       .Bin("stdout", m.stdout_tail).Bin("stderr", m.stderr_tail).U("stdout_bytes", m.stdout_bytes)
       .U("stderr_bytes", m.stderr_bytes).I("started_ms", m.started_ms).I("finished_ms", m.finished_ms);
 }
-template <typename S> void Pack(Writer<S>& w, const CancelAttemptMsg& m) { w.Map(3).Id(m.id); }
+template <typename S> void Pack(Writer<S>& w, const CancelAttemptMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const ReregisterMsg& m) { w.Map(1).Text("reason", m.reason); }
 template <typename S> void Pack(Writer<S>& w, const ByeMsg&) { w.Map(0); }
-template <typename S> void Pack(Writer<S>& w, const CancelGroupMsg& m) { w.Map(1).Str("group", m.group); }
+template <typename S> void Pack(Writer<S>& w, const CancelGroupMsg& m) {
+  w.Map(2).Str("group", m.group).U("submission", m.submission);
+}
+template <typename S> void Pack(Writer<S>& w, const ConfirmMsg& m) { w.Map(1).Attempts("ids", m.ids); }
 
 size_t EncodedBodyBytes(const Message& msg) {
   CountingSink counter;

@@ -214,10 +214,13 @@ class Fields {
     }
     return *this;
   }
-  // group, step and attempt, inline in this map.
-  Fields& Id(AttemptId* out) { return Str("group", &out->group).Int("step", &out->step).Int("attempt", &out->attempt); }
+  // group, step, attempt and submission, inline in this map.
+  Fields& Id(AttemptId* out) {
+    return Str("group", &out->group).Int("step", &out->step).Int("attempt", &out->attempt)
+        .Int("submission", &out->submission);
+  }
   Fields& Attempts(std::string_view key, std::vector<AttemptId>* out) {
-    static constexpr char kWhat[] = "an array of {group, step, attempt} maps";
+    static constexpr char kWhat[] = "an array of {group, step, attempt, submission} maps";
     const msgpack::object* v = List(key, kWhat, out);
     for (uint32_t i = 0; v != nullptr && i < v->via.array.size; ++i) {
       const msgpack::object& e = v->via.array.ptr[i];
@@ -320,7 +323,7 @@ class Fields {
   uint32_t size_;
   uint32_t cursor_ = 0;
   uint32_t matched_ = 0;
-  std::array<std::string_view, 16> asked_;  // FINISHED reads the most: 15
+  std::array<std::string_view, 20> asked_;  // FINISHED reads the most: 16
   size_t asked_count_ = 0;
   std::string error_;
 };
@@ -360,7 +363,8 @@ void Read(Fields& f, FinishedMsg* m) {
 void Read(Fields& f, CancelAttemptMsg* m) { f.Id(&m->id); }
 void Read(Fields& f, ReregisterMsg* m) { f.Text("reason", &m->reason); }
 void Read(Fields&, ByeMsg*) {}
-void Read(Fields& f, CancelGroupMsg* m) { f.Str("group", &m->group); }
+void Read(Fields& f, CancelGroupMsg* m) { f.Str("group", &m->group).Int("submission", &m->submission); }
+void Read(Fields& f, ConfirmMsg* m) { f.Attempts("ids", &m->ids); }
 
 // Reads Message's alternative number `index`, then applies its value rules.
 template <size_t I = 0>
@@ -388,13 +392,25 @@ constexpr size_t kCancelRequest = IndexIn<CancelRequestMsg>(static_cast<const Me
 constexpr size_t kCancelAttempt = IndexIn<CancelAttemptMsg>(static_cast<const Message*>(nullptr));
 static_assert(kCommandNames[kCancelRequest] == "CANCEL" && kCommandNames[kCancelAttempt] == "CANCEL");
 
+// Another version of cohort ("cohort/" and a number) gets an answer an
+// operator can act on; anything else is not cohort at all.
+std::string ProtocolError(std::string_view got) {
+  constexpr std::string_view kName = "cohort/";
+  const std::string_view version = got.substr(std::min(got.size(), kName.size()));
+  const bool numbered = got.starts_with(kName) && !version.empty() && version.size() <= 9 &&
+                        std::all_of(version.begin(), version.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (numbered) {
+    return "peer speaks protocol " + std::string(got) + ", this build speaks " + kProtocol +
+           ": upgrade the older of the two";
+  }
+  return "unsupported protocol " + Quote(got) + " (expected \"" + kProtocol + "\")";
+}
+
 Status DecodeUnchecked(std::span<const std::string_view> frames, Message* out) {
   if (frames.size() != kFrameCount) {
     return Status::Corruption("expected 3 frames (protocol, command, body), got " + std::to_string(frames.size()));
   }
-  if (frames[0] != kProtocol) {
-    return Status::Corruption("unsupported protocol " + Quote(frames[0]) + " (expected \"" + kProtocol + "\")");
-  }
+  if (frames[0] != kProtocol) return Status::Corruption(ProtocolError(frames[0]));
   const std::string_view command = frames[1];
   const auto* known = std::find(std::begin(kCommandNames), std::end(kCommandNames), command);
   if (known == std::end(kCommandNames)) return Status::Corruption("unknown command " + Quote(command));

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "common/codec.h"
 #include "common/messages.h"
@@ -27,8 +28,8 @@ namespace cohort::common::codec_internal {
 
 // Indexed by Message's alternatives, in order.
 inline constexpr std::string_view kCommandNames[] = {
-    "SUBMIT",    "STATUS", "WAIT",    "CANCEL",   "GROUPS", "WORKERS",    "REPLY", "REGISTER",    "WELCOME",
-    "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP"};
+    "SUBMIT",    "STATUS", "WAIT",    "CANCEL",   "GROUPS", "WORKERS",    "REPLY", "REGISTER",     "WELCOME",
+    "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP", "CONFIRM"};
 static_assert(std::size(kCommandNames) == std::variant_size_v<Message>);
 
 inline constexpr size_t kNone = std::string_view::npos;
@@ -129,6 +130,19 @@ class Checker {
   Checker& Rule(bool holds, Where w, const char* what) {
     return holds ? *this : Fail(FieldError(command_, w, what));
   }
+  // Every submission is numbered from 1, so 0 can only be a sender that
+  // never filled it in.
+  Checker& Submission(uint64_t v, Where w) { return Rule(v >= 1, w, "must be at least 1, got 0"); }
+  // An AttemptId inline in the body (`list` empty), or entry `i` of `list`.
+  Checker& Id(const AttemptId& id, std::string_view list = {}, size_t i = kNone) {
+    if (list.empty()) return Name(id.group, "group").Submission(id.submission, "submission");
+    return Name(id.group, {list, i, ".group"}).Submission(id.submission, {list, i, ".submission"});
+  }
+  Checker& Ids(const std::vector<AttemptId>& ids, std::string_view list) {
+    Count(ids.size(), Where(list));
+    for (size_t i = 0; i < ids.size(); ++i) Id(ids[i], list, i);
+    return *this;
+  }
   Status status() const { return error_.empty() ? Status::Ok() : Status::Corruption(error_); }
 
  private:
@@ -166,16 +180,14 @@ inline void Check(Checker& c, const ReplyMsg& m) {
 inline void Check(Checker& c, const RegisterMsg& m) {
   c.Name(m.name, "name").Rule(m.slots >= 1, "slots", "must be at least 1, got 0").Count(m.agents.size(), "agents");
   for (size_t i = 0; i < m.agents.size(); ++i) c.Name(m.agents[i], {"agents", i});
-  c.Count(m.running.size(), "running");
-  for (size_t i = 0; i < m.running.size(); ++i) c.Name(m.running[i].group, {"running", i, ".group"});
-  c.Name(m.version, "version");
+  c.Ids(m.running, "running").Name(m.version, "version");
 }
 inline void Check(Checker& c, const WelcomeMsg& m) {
   c.Rule(m.heartbeat_ms >= 1, "heartbeat_ms", "must be at least 1, got 0");
   c.Rule(m.liveness >= 1, "liveness", "must be at least 1, got 0").String(m.cancel_endpoint, "cancel_endpoint");
 }
 inline void Check(Checker& c, const RunMsg& m) {
-  c.Name(m.id.group, "group").Name(m.step_id, "step_id").Count(m.argv.size(), "argv");
+  c.Id(m.id).Name(m.step_id, "step_id").Count(m.argv.size(), "argv");
   for (size_t i = 0; i < m.argv.size(); ++i) c.String(m.argv[i], {"argv", i});
   c.String(m.shell, "shell").Count(m.env.size(), "env");
   for (size_t i = 0; i < m.env.size(); ++i) {
@@ -183,13 +195,16 @@ inline void Check(Checker& c, const RunMsg& m) {
   }
   c.String(m.cwd, "cwd");
 }
-inline void Check(Checker& c, const StartedMsg& m) { c.Name(m.id.group, "group"); }
+inline void Check(Checker& c, const StartedMsg& m) { c.Id(m.id); }
 inline void Check(Checker& c, const FinishedMsg& m) {
-  c.Name(m.id.group, "group").Text(m.error, "error").Output(m.stdout_tail, "stdout").Output(m.stderr_tail, "stderr");
+  c.Id(m.id).Text(m.error, "error").Output(m.stdout_tail, "stdout").Output(m.stderr_tail, "stderr");
 }
-inline void Check(Checker& c, const CancelAttemptMsg& m) { c.Name(m.id.group, "group"); }
+inline void Check(Checker& c, const CancelAttemptMsg& m) { c.Id(m.id); }
 inline void Check(Checker& c, const ReregisterMsg& m) { c.Text(m.reason, "reason"); }
-inline void Check(Checker& c, const CancelGroupMsg& m) { c.Name(m.group, "group"); }
+inline void Check(Checker& c, const CancelGroupMsg& m) {
+  c.Name(m.group, "group").Submission(m.submission, "submission");
+}
+inline void Check(Checker& c, const ConfirmMsg& m) { c.Ids(m.ids, "ids"); }
 
 }  // namespace cohort::common::codec_internal
 

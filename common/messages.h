@@ -7,7 +7,7 @@
 //   client -> coordinator   SUBMIT STATUS WAIT CANCEL GROUPS WORKERS (each with a req id)
 //   coordinator -> client   REPLY (echoing req)
 //   worker -> coordinator   REGISTER STARTED FINISHED HEARTBEAT BYE
-//   coordinator -> worker   WELCOME RUN CANCEL HEARTBEAT REREGISTER
+//   coordinator -> worker   WELCOME RUN CANCEL HEARTBEAT REREGISTER CONFIRM
 //   coordinator PUB -> SUB  CANCEL_GROUP
 // CANCEL is one command name with two bodies: a client's (CancelRequestMsg,
 // with req) and the coordinator's to a worker (CancelAttemptMsg, without).
@@ -30,11 +30,17 @@ namespace cohort::common {
 
 // One attempt of one step: the unit a worker runs. The attempt number is the
 // fencing token: the coordinator ignores reports for an attempt that is not
-// the step's current one.
+// the step's current one. A group id can be submitted again once the old
+// group is forgotten, so (submission, step, attempt) is what names an
+// attempt; the group id is carried for logs and error messages.
 struct AttemptId {
   std::string group;
   uint32_t step = 0;     // index of the step in the group's spec
   uint32_t attempt = 0;  // 1-based
+  // The coordinator's number for one acceptance of the group: >= 1 on the
+  // wire, never reused, not even across a coordinator restart. Last, so that
+  // {group, step, attempt} still initialises the rest.
+  uint64_t submission = 0;
   bool operator==(const AttemptId&) const = default;
 };
 
@@ -170,16 +176,28 @@ struct ByeMsg {
   bool operator==(const ByeMsg&) const = default;
 };
 
+// The coordinator has durably recorded these attempts' results (or refused
+// them as stale): the worker may forget them. Until then it keeps each
+// result and sends it again.
+struct ConfirmMsg {
+  std::vector<AttemptId> ids;  // at most kMaxArgs
+  bool operator==(const ConfirmMsg&) const = default;
+};
+
 // ---- Coordinator PUB -> worker SUB -------------------------------------------
 
+// Stop every attempt of one submission of the group.
 struct CancelGroupMsg {
   std::string group;
+  uint64_t submission = 0;  // as in AttemptId; what a worker matches on
   bool operator==(const CancelGroupMsg&) const = default;
 };
 
+// New messages go last: the index of each alternative is its number in the
+// fuzz corpus (fuzz/make_seeds.cc).
 using Message = std::variant<SubmitMsg, StatusMsg, WaitMsg, CancelRequestMsg, GroupsMsg, WorkersMsg, ReplyMsg,
                              RegisterMsg, WelcomeMsg, HeartbeatMsg, RunMsg, StartedMsg, FinishedMsg,
-                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg>;
+                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg, ConfirmMsg>;
 
 }  // namespace cohort::common
 

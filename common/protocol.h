@@ -1,4 +1,4 @@
-// The constants of cohort's wire protocol, version 1: the protocol frame
+// The constants of cohort's wire protocol, version 2: the protocol frame
 // every message starts with, the size limits every receiver enforces, and the
 // default endpoints and heartbeat settings. docs/PROTOCOL.md is the full
 // description; the codec (common/codec.h) is the one place that applies the
@@ -21,9 +21,10 @@ namespace cohort::common {
 
 // Frame 1 of every message: the protocol's name and version. A receiver
 // drops (and logs) a message carrying anything else, so two versions never
-// misread each other. Also the prefix workers subscribe to on the cancel
+// misread each other; the log names both versions when the peer speaks
+// another "cohort/N". Also the prefix workers subscribe to on the cancel
 // endpoint.
-inline constexpr char kProtocol[] = "cohort/1";
+inline constexpr char kProtocol[] = "cohort/2";
 
 // Every message is exactly this many frames: protocol, command, body.
 inline constexpr size_t kFrameCount = 3;
@@ -44,7 +45,8 @@ inline constexpr size_t kMaxDocumentBytes = kMaxMessageBytes - (2u << 20);  // 6
 // valid spec holds fits.
 inline constexpr size_t kMaxNameBytes = 256;
 
-// Entries of one list: argv, env, a worker's agents, a worker's running list.
+// Entries of one list: argv, env, a worker's agents, a worker's running list,
+// the attempts of one CONFIRM.
 inline constexpr size_t kMaxArgs = 65536;
 
 // One argv entry, env key or value, shell command, cwd, error message,
@@ -61,7 +63,7 @@ inline constexpr size_t kMaxOutputBytes = 16u << 20;  // 16 MiB
 // every array plus twice the pairs of every map: each costs the unpacker 16
 // bytes, so a body can never cost more than ~16 MiB of unpacked objects
 // however it is crafted (the largest legal body, a REGISTER with kMaxArgs
-// agents and kMaxArgs running attempts, holds ~525,000).
+// agents and kMaxArgs running attempts, holds ~655,000).
 inline constexpr size_t kMaxBodyDepth = 16;
 inline constexpr size_t kMaxBodyValues = 1u << 20;
 

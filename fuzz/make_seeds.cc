@@ -27,18 +27,18 @@ using namespace cohort::common;  // NOLINT: a tool that names every message type
 
 std::vector<std::pair<std::string, Message>> Messages() {
   RunMsg run;
-  run.id = {"build-42", 3, 1};
+  run.id = {"build-42", 3, 1, 7};
   run.step_id = "test";
   run.argv = {"make", "-j4", "test"};
   run.env = {{"CC", "clang"}, {"V", "1"}};
   run.cwd = "/src";
   run.timeout_ms = 60000;
   RunMsg shell_run;
-  shell_run.id = {"build-42", 4, 2};
+  shell_run.id = {"build-42", 4, 2, 7};
   shell_run.step_id = "lint";
   shell_run.shell = "ruff check . && echo ok";
   FinishedMsg fin;
-  fin.id = {"build-42", 3, 1};
+  fin.id = {"build-42", 3, 1, 7};
   fin.exit_code = 2;
   fin.error = "exited with code 2";
   fin.stdout_tail = "ok 1\nnot ok 2\n";
@@ -48,11 +48,11 @@ std::vector<std::pair<std::string, Message>> Messages() {
   fin.started_ms = 1764156723123;
   fin.finished_ms = 1764156729456;
   FinishedMsg killed;
-  killed.id = {"g", 0, 2};
+  killed.id = {"g", 0, 2, 8};
   killed.signal = 9;
   killed.timed_out = true;
   killed.escalated = true;
-  RegisterMsg reg{"w1", 4, {"linux", "gpu"}, {{"build-42", 3, 1}, {"g", 0, 2}}, "0.1.0", 0x9e3779b97f4a7c15u};
+  RegisterMsg reg{"w1", 4, {"linux", "gpu"}, {{"build-42", 3, 1, 7}, {"g", 0, 2, 8}}, "0.1.0", 0x9e3779b97f4a7c15u};
   return {
       {"submit", SubmitMsg{1, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"}},
       {"status", StatusMsg{7, "build-42"}},
@@ -68,13 +68,14 @@ std::vector<std::pair<std::string, Message>> Messages() {
       {"heartbeat", HeartbeatMsg{}},
       {"run", run},
       {"run_shell", shell_run},
-      {"started", StartedMsg{{"build-42", 3, 1}}},
+      {"started", StartedMsg{{"build-42", 3, 1, 7}}},
       {"finished", fin},
       {"finished_killed", killed},
-      {"cancel_attempt", CancelAttemptMsg{{"build-42", 3, 1}}},
+      {"cancel_attempt", CancelAttemptMsg{{"build-42", 3, 1, 7}}},
       {"reregister", ReregisterMsg{"unknown worker; register again"}},
       {"bye", ByeMsg{}},
-      {"cancel_group", CancelGroupMsg{"build-42"}},
+      {"cancel_group", CancelGroupMsg{"build-42", 7}},
+      {"confirm", ConfirmMsg{{{"build-42", 3, 1, 7}, {"g", 0, 2, 8}}}},
   };
 }
 

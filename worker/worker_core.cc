@@ -22,6 +22,14 @@ std::string Ms(common::Duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
 
+// How a log line names an attempt; `step` is the step's id when known.
+std::vector<std::pair<std::string, std::string>> Named(const common::AttemptId& id, std::string step) {
+  return {{"group", id.group},
+          {"submission", std::to_string(id.submission)},
+          {"step", std::move(step)},
+          {"attempt", std::to_string(id.attempt)}};
+}
+
 }  // namespace
 
 std::string ReachableEndpoint(const std::string& advertised, const std::string& coordinator) {
@@ -44,7 +52,12 @@ WorkerCore::WorkerCore(WorkerCoreOptions options)
     : options_(std::move(options)),
       heartbeat_ms_(options_.heartbeat_ms),
       liveness_(options_.liveness),
-      register_every_(std::chrono::milliseconds(options_.heartbeat_ms)) {}
+      register_every_(std::chrono::milliseconds(options_.heartbeat_ms)) {
+  // A REGISTER listing more than kMaxArgs attempts would be refused, and the
+  // worker never registered.
+  const size_t slots = std::min(static_cast<size_t>(std::max<int64_t>(options_.slots, 0)), common::kMaxArgs - 1);
+  options_.max_unconfirmed = std::min(options_.max_unconfirmed, common::kMaxArgs - slots);
+}
 
 void WorkerCore::Connect(Time now, std::vector<Action>* out) {
   registered_ = false;
@@ -61,9 +74,10 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   reg.instance = options_.instance;
   last_register_ = now;
   for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
-  // Results the coordinator may have missed are reported as still running,
-  // then sent again once it welcomes us, so none is lost across a reconnect.
-  for (const Unconfirmed& u : unconfirmed_) reg.running.push_back(u.id());
+  // Results not yet confirmed are reported as still running, so that the
+  // coordinator does not declare them lost with us, then sent again once it
+  // welcomes us.
+  for (const auto& [seq, u] : unconfirmed_) reg.running.push_back(u.id());
   const size_t running = reg.running.size();
   out->push_back(SendToCoordinator{std::move(reg)});
   next_heartbeat_ = now + heartbeat();
@@ -77,17 +91,11 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
 Time WorkerCore::NextDeadline() const {
   Time until = next_heartbeat_;
   if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
+  if (registered_ && !sends_.empty()) until = std::min(until, sends_.front().first + heartbeat() * liveness_);
   return until;
 }
 
 void WorkerCore::Tick(Time now, std::vector<Action>* out) {
-  // Drop results the coordinator has had long enough to act on: only while
-  // registered, so an outage of any length loses none (they are re-sent,
-  // with a fresh sent_at, once it welcomes us back).
-  const auto keep = heartbeat() * liveness_ * 2;
-  while (registered_ && !unconfirmed_.empty() && now - unconfirmed_.front().sent_at > keep) {
-    unconfirmed_.pop_front();
-  }
   if (registered_ && now - last_heard_ >= heartbeat() * liveness_) {
     // The coordinator restarted, is gone, or is busy. The socket is kept:
     // ZeroMQ re-establishes a broken connection by itself (with backoff),
@@ -97,6 +105,8 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
                         {{"coordinator", options_.coordinator}, {"silent_ms", Ms(now - last_heard_)}}));
     registered_ = false;
   }
+  // Unregistered, results wait for the WELCOME, which sends them all.
+  if (registered_) ResendDue(now, out);
   if (now < next_heartbeat_) return;
   if (registered_) {
     out->push_back(SendToCoordinator{common::HeartbeatMsg{}});
@@ -119,14 +129,16 @@ void WorkerCore::OnCoordinator(const common::Message& msg, Time now, std::vector
   } else if (auto* c = std::get_if<common::CancelAttemptMsg>(&msg)) {
     OnCancelAttempt(c->id, now, out);
   } else if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) {
-    OnCancelGroup(g->group, now, out);
+    OnCancelGroup(*g, now, out);
   } else if (auto* r = std::get_if<common::ReregisterMsg>(&msg)) {
     OnReregister(*r, now, out);
+  } else if (auto* c = std::get_if<common::ConfirmMsg>(&msg)) {
+    OnConfirm(*c);
   }
 }
 
 void WorkerCore::OnBroadcast(const common::Message& msg, Time now, std::vector<Action>* out) {
-  if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) OnCancelGroup(g->group, now, out);
+  if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) OnCancelGroup(*g, now, out);
 }
 
 void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Action>* out) {
@@ -144,23 +156,31 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
     subscribed_ = endpoint;
   }
   if (!first) return;
-  // Cancels seen before guard against a RUN racing its group's cancel in one
-  // coordinator's life; after a reconnect the coordinator may be a new one
-  // that reuses group ids, so the memory starts afresh.
-  cancelled_groups_.clear();
+  // The memory of cancels guards against a RUN racing its group's broadcast,
+  // which cannot outlast a registration: the coordinator places nothing of a
+  // cancelled group, and what it sent before reaches us ahead of its
+  // WELCOME. Starting afresh spares a coordinator that lost its store (and
+  // numbers submissions from 1 again) refusals of its new groups.
+  cancelled_.clear();
   cancelled_order_.clear();
   out->push_back(Note(Notice::Level::kInfo, "registered",
                       {{"heartbeat_ms", std::to_string(heartbeat_ms_)},
                        {"liveness", std::to_string(liveness_)},
                        {"cancel", endpoint}}));
-  for (Unconfirmed& u : unconfirmed_) {
-    out->push_back(SendToCoordinator{u.msg});
-    u.sent_at = now;
-  }
+  // Results the coordinator may have missed while we were apart; their
+  // resend schedule starts afresh from here.
+  sends_.clear();
+  for (const auto& [seq, u] : unconfirmed_) SendResult(seq, now, out);
 }
 
 void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>* out) {
-  if (cancelled_groups_.count(run.id.group)) {
+  if (ResendResults(KeyOf(run.id), now, out)) {
+    // This very attempt ran here already: the answer is its result, not a
+    // second run under the same fencing token.
+    out->push_back(Note(Notice::Level::kInfo, "run_repeated", Named(run.id, run.step_id)));
+    return;
+  }
+  if (cancelled_.count(run.id.submission)) {
     common::FinishedMsg f;
     f.id = run.id;
     f.cancelled = true;
@@ -169,11 +189,11 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
     SendFinished(std::move(f), now, out);
     return;
   }
-  if (key_of_.count({run.id.group, run.id.step, run.id.attempt})) {
-    // Only a coordinator that restarted and reused an id can send this: the
-    // process running under that id belongs to the old one. Refuse loudly.
-    out->push_back(Note(Notice::Level::kWarn, "run_collision",
-                        {{"group", run.id.group}, {"step", run.step_id}, {"attempt", std::to_string(run.id.attempt)}}));
+  if (key_of_.count(KeyOf(run.id))) {
+    // Only a coordinator that restarted and reused a submission can send
+    // this: the process running under that id belongs to the old one.
+    // Refuse loudly.
+    out->push_back(Note(Notice::Level::kWarn, "run_collision", Named(run.id, run.step_id)));
     FailRun(run.id, "still runs an attempt with the same id from before a coordinator restart", now, out);
     return;
   }
@@ -205,7 +225,7 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
   // Held before the loop reports the outcome, so a later RUN counts this slot;
   // a step that does not start is released then.
   attempts_[req.key] = {run.id, run.step_id};
-  key_of_[{run.id.group, run.id.step, run.id.attempt}] = req.key;
+  key_of_[KeyOf(run.id)] = req.key;
   out->push_back(StartStep{std::move(req)});
 }
 
@@ -213,8 +233,7 @@ void WorkerCore::StepStarted(uint64_t key, Time, std::vector<Action>* out) {
   auto it = attempts_.find(key);
   if (it == attempts_.end()) return;
   const Attempt& a = it->second;
-  out->push_back(Note(Notice::Level::kDebug, "started",
-                      {{"group", a.id.group}, {"step", a.step_id}, {"attempt", std::to_string(a.id.attempt)}}));
+  out->push_back(Note(Notice::Level::kDebug, "started", Named(a.id, a.step_id)));
   out->push_back(SendToCoordinator{common::StartedMsg{a.id}});
 }
 
@@ -246,38 +265,43 @@ void WorkerCore::StepEnded(const RunResult& r, Time now, std::vector<Action>* ou
   f.stderr_bytes = r.stderr_bytes;
   f.started_ms = options_.wall.ToUnixMs(r.start);
   f.finished_ms = options_.wall.ToUnixMs(r.end);
-  out->push_back(Note(Notice::Level::kInfo, "finished",
-                      {{"group", a.id.group},
-                       {"step", a.step_id},
-                       {"attempt", std::to_string(a.id.attempt)},
-                       {"result", r.Summary()}}));
+  auto fields = Named(a.id, a.step_id);
+  fields.emplace_back("result", r.Summary());
+  out->push_back(Note(Notice::Level::kInfo, "finished", std::move(fields)));
   SendFinished(std::move(f), now, out);
 }
 
-void WorkerCore::OnCancelAttempt(const common::AttemptId& id, Time, std::vector<Action>* out) {
-  auto it = key_of_.find({id.group, id.step, id.attempt});
+void WorkerCore::OnCancelAttempt(const common::AttemptId& id, Time now, std::vector<Action>* out) {
+  auto it = key_of_.find(KeyOf(id));
   if (it != key_of_.end()) {
-    out->push_back(Note(Notice::Level::kInfo, "cancel",
-                        {{"group", id.group}, {"step", std::to_string(id.step)},
-                         {"attempt", std::to_string(id.attempt)}}));
+    out->push_back(Note(Notice::Level::kInfo, "cancel", Named(id, std::to_string(id.step))));
     out->emplace_back(std::in_place_type<CancelStep>, it->second);
     return;
   }
   // Already over: the coordinator may have missed the report; send it again.
-  for (const Unconfirmed& u : unconfirmed_) {
-    if (u.id() == id) out->push_back(SendToCoordinator{u.msg});
-  }
+  ResendResults(KeyOf(id), now, out);
 }
 
-void WorkerCore::OnCancelGroup(const std::string& group, Time, std::vector<Action>* out) {
-  RememberCancelled(group);
+void WorkerCore::OnCancelGroup(const common::CancelGroupMsg& g, Time, std::vector<Action>* out) {
+  RememberCancelled(g.submission);
   int n = 0;
-  for (auto it = key_of_.lower_bound({group, 0, 0}); it != key_of_.end() && std::get<0>(it->first) == group;
-       ++it) {
+  for (auto it = key_of_.lower_bound({g.submission, 0, 0});
+       it != key_of_.end() && std::get<0>(it->first) == g.submission; ++it) {
     out->emplace_back(std::in_place_type<CancelStep>, it->second);
     ++n;
   }
-  out->push_back(Note(Notice::Level::kInfo, "group_cancelled", {{"group", group}, {"running", std::to_string(n)}}));
+  out->push_back(Note(Notice::Level::kInfo, "group_cancelled",
+                      {{"group", g.group},
+                       {"submission", std::to_string(g.submission)},
+                       {"running", std::to_string(n)}}));
+}
+
+void WorkerCore::OnConfirm(const common::ConfirmMsg& c) {
+  for (const common::AttemptId& id : c.ids) {
+    for (auto it = results_of_.find(KeyOf(id)); it != results_of_.end(); it = results_of_.find(KeyOf(id))) {
+      ForgetResult(it->second);
+    }
+  }
 }
 
 void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vector<Action>* out) {
@@ -297,9 +321,67 @@ void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
 }
 
 void WorkerCore::SendFinished(common::FinishedMsg f, Time now, std::vector<Action>* out) {
-  auto msg = std::make_shared<const common::Message>(std::move(f));
-  unconfirmed_.push_back({msg, now});
-  out->push_back(SendToCoordinator{std::move(msg)});
+  const size_t bytes = f.stdout_tail.size() + f.stderr_tail.size() + f.error.size();
+  const AttemptKey key = KeyOf(f.id);
+  const uint64_t seq = next_result_++;
+  unconfirmed_.emplace(seq, Unconfirmed{std::make_shared<const common::Message>(std::move(f)), now, bytes});
+  results_of_.emplace(key, seq);
+  unconfirmed_bytes_ += bytes;
+  SendResult(seq, now, out);
+  DropPastBounds(out);
+}
+
+void WorkerCore::SendResult(uint64_t seq, Time now, std::vector<Action>* out) {
+  Unconfirmed& u = unconfirmed_.at(seq);
+  u.sent_at = now;
+  if (registered_) sends_.emplace_back(now, seq);
+  out->push_back(SendToCoordinator{u.msg});
+}
+
+bool WorkerCore::ResendResults(const AttemptKey& key, Time now, std::vector<Action>* out) {
+  auto [it, end] = results_of_.equal_range(key);
+  if (it == end) return false;
+  for (; it != end; ++it) SendResult(it->second, now, out);
+  return true;
+}
+
+void WorkerCore::ResendDue(Time now, std::vector<Action>* out) {
+  const auto every = heartbeat() * liveness_;
+  size_t resent = 0;
+  while (!sends_.empty() && now - sends_.front().first >= every) {
+    const auto [at, seq] = sends_.front();
+    sends_.pop_front();
+    auto it = unconfirmed_.find(seq);
+    if (it == unconfirmed_.end() || it->second.sent_at != at) continue;  // confirmed, or sent since
+    SendResult(seq, now, out);
+    ++resent;
+  }
+  if (resent > 0) {
+    out->push_back(Note(Notice::Level::kDebug, "results_resent",
+                        {{"resent", std::to_string(resent)}, {"unconfirmed", std::to_string(unconfirmed_.size())}}));
+  }
+}
+
+void WorkerCore::DropPastBounds(std::vector<Action>* out) {
+  while (unconfirmed_.size() > 1 && (unconfirmed_.size() > options_.max_unconfirmed ||
+                                     unconfirmed_bytes_ > options_.max_unconfirmed_bytes)) {
+    const auto& [seq, oldest] = *unconfirmed_.begin();
+    auto fields = Named(oldest.id(), std::to_string(oldest.id().step));
+    fields.emplace_back("unconfirmed", std::to_string(unconfirmed_.size()));
+    fields.emplace_back("unconfirmed_bytes", std::to_string(unconfirmed_bytes_));
+    out->push_back(Note(Notice::Level::kWarn, "unconfirmed_dropped", std::move(fields)));
+    ForgetResult(seq);
+  }
+}
+
+void WorkerCore::ForgetResult(uint64_t seq) {
+  auto it = unconfirmed_.find(seq);
+  if (it == unconfirmed_.end()) return;
+  auto [r, end] = results_of_.equal_range(KeyOf(it->second.id()));
+  while (r != end && r->second != seq) ++r;
+  if (r != end) results_of_.erase(r);
+  unconfirmed_bytes_ -= it->second.bytes;
+  unconfirmed_.erase(it);
 }
 
 void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out) {
@@ -310,11 +392,11 @@ void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Ti
   SendFinished(std::move(f), now, out);
 }
 
-void WorkerCore::RememberCancelled(const std::string& group) {
-  if (!cancelled_groups_.insert(group).second) return;
-  cancelled_order_.push_back(group);
+void WorkerCore::RememberCancelled(uint64_t submission) {
+  if (!cancelled_.insert(submission).second) return;
+  cancelled_order_.push_back(submission);
   if (cancelled_order_.size() > kMaxRememberedCancels) {
-    cancelled_groups_.erase(cancelled_order_.front());
+    cancelled_.erase(cancelled_order_.front());
     cancelled_order_.pop_front();
   }
 }
@@ -324,7 +406,7 @@ bool WorkerCore::Release(uint64_t key, Attempt* attempt) {
   if (it == attempts_.end()) return false;
   *attempt = std::move(it->second);
   attempts_.erase(it);
-  key_of_.erase({attempt->id.group, attempt->id.step, attempt->id.attempt});
+  key_of_.erase(KeyOf(attempt->id));
   return true;
 }
 

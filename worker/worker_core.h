@@ -2,8 +2,10 @@
 // side of the protocol with the coordinator. It owns the registration state
 // and its backoff, the coordinator's liveness (the Paranoid Pirate pattern of
 // the ZeroMQ guide: any message counts as a heartbeat), the attempts the
-// worker holds by runner key, the results not yet confirmed and their
-// resends, and the memory of cancelled groups.
+// worker holds by runner key, the results the coordinator has not yet
+// confirmed and their resends, and the memory of cancelled submissions.
+// Attempts are named by (submission, step, attempt): a group id can be
+// submitted again, a submission number cannot.
 //
 // It has no sockets, reads no clock, starts no process and writes no log:
 // each call takes an event plus `now` and appends the actions the caller must
@@ -52,6 +54,16 @@ struct WorkerCoreOptions {
   // less often, up to this.
   common::Duration max_reconnect_backoff = std::chrono::seconds(30);
   common::Duration kill_grace = std::chrono::seconds(5);
+  // A result is kept until a CONFIRM names its attempt, so that neither a
+  // reconnect nor a coordinator that failed to record it loses it. At most
+  // max_unconfirmed results are kept, holding at most max_unconfirmed_bytes
+  // of output tails and error text; past either bound the oldest is dropped,
+  // with a warning naming its attempt, and is lost unless the coordinator
+  // recorded it. The newest is always kept. The REGISTER running list holds
+  // the running attempts and every kept result, so max_unconfirmed is cut to
+  // kMaxArgs - slots.
+  size_t max_unconfirmed = 10000;
+  size_t max_unconfirmed_bytes = size_t{64} << 20;
   // Maps `now` to the Unix milliseconds of a FINISHED that reports a step
   // that never ran.
   common::WallClock wall{common::Time{}, 0};
@@ -124,7 +136,8 @@ class WorkerCore {
   // A started step has ended (the runner's result for its key).
   void StepEnded(const RunResult& result, common::Time now, std::vector<Action>* out);
   // Heartbeats, registration retries, the coordinator's silence, and the
-  // results the coordinator has had long enough to act on.
+  // results to send again: while registered, each one the coordinator has
+  // not confirmed within liveness x heartbeat of its last send.
   void Tick(common::Time now, std::vector<Action>* out);
   // The worker is stopping; after the actions, the loop closes its sockets.
   void Shutdown(common::Time now, std::vector<Action>* out);
@@ -137,6 +150,7 @@ class WorkerCore {
   int liveness() const { return liveness_; }
   size_t running() const { return attempts_.size(); }
   size_t unconfirmed() const { return unconfirmed_.size(); }
+  size_t unconfirmed_bytes() const { return unconfirmed_bytes_; }
   const WorkerCoreOptions& options() const { return options_; }
 
  private:
@@ -144,28 +158,37 @@ class WorkerCore {
     common::AttemptId id;
     std::string step_id;
   };
-  // A result kept for 2 x liveness x heartbeat of registered time after it
-  // was last sent (the coordinator has acted on it by then), so a reconnect,
-  // after an outage of any length, does not lose it.
+  // A result sent and not yet confirmed.
   struct Unconfirmed {
     std::shared_ptr<const common::Message> msg;  // a FinishedMsg
-    common::Time sent_at;
+    common::Time sent_at;                        // when last sent
+    size_t bytes = 0;                            // counted against max_unconfirmed_bytes
     const common::AttemptId& id() const { return std::get<common::FinishedMsg>(*msg).id; }
   };
-  using AttemptKey = std::tuple<std::string, uint32_t, uint32_t>;
+  // (submission, step, attempt).
+  using AttemptKey = std::tuple<uint64_t, uint32_t, uint32_t>;
+  static AttemptKey KeyOf(const common::AttemptId& id) { return {id.submission, id.step, id.attempt}; }
 
   common::Duration heartbeat() const { return std::chrono::milliseconds(heartbeat_ms_); }
   void SendRegister(common::Time now, std::vector<Action>* out);
   void OnWelcome(const common::WelcomeMsg& w, common::Time now, std::vector<Action>* out);
   void OnRun(const common::RunMsg& run, common::Time now, std::vector<Action>* out);
   void OnCancelAttempt(const common::AttemptId& id, common::Time now, std::vector<Action>* out);
-  void OnCancelGroup(const std::string& group, common::Time now, std::vector<Action>* out);
+  void OnCancelGroup(const common::CancelGroupMsg& g, common::Time now, std::vector<Action>* out);
   void OnReregister(const common::ReregisterMsg& r, common::Time now, std::vector<Action>* out);
-  // Sends a FINISHED and keeps it until the coordinator has had time to act.
+  void OnConfirm(const common::ConfirmMsg& c);
+  // Sends a FINISHED and keeps it until the coordinator confirms it.
   void SendFinished(common::FinishedMsg f, common::Time now, std::vector<Action>* out);
   // Reports a step that never started: "worker NAME <why>".
   void FailRun(const common::AttemptId& id, const std::string& why, common::Time now, std::vector<Action>* out);
-  void RememberCancelled(const std::string& group);
+  // Sends the kept result number `seq` (again).
+  void SendResult(uint64_t seq, common::Time now, std::vector<Action>* out);
+  // Sends every kept result of the attempt again; false if there is none.
+  bool ResendResults(const AttemptKey& key, common::Time now, std::vector<Action>* out);
+  void ResendDue(common::Time now, std::vector<Action>* out);
+  void DropPastBounds(std::vector<Action>* out);
+  void ForgetResult(uint64_t seq);
+  void RememberCancelled(uint64_t submission);
   // Forgets the attempt under `key`; false if none.
   bool Release(uint64_t key, Attempt* attempt);
 
@@ -173,10 +196,20 @@ class WorkerCore {
   uint64_t next_key_ = 1;
   std::map<uint64_t, Attempt> attempts_;  // runner key -> attempt
   std::map<AttemptKey, uint64_t> key_of_;
-  std::deque<Unconfirmed> unconfirmed_;
-  std::set<std::string> cancelled_groups_;
-  std::deque<std::string> cancelled_order_;  // bounds the set above
-  std::optional<std::string> subscribed_;    // the cancel endpoint subscribed to
+  // Kept results by number, in the order they were first sent.
+  std::map<uint64_t, Unconfirmed> unconfirmed_;
+  uint64_t next_result_ = 1;
+  size_t unconfirmed_bytes_ = 0;
+  // The numbers of each attempt's results: usually one, two when a RUN
+  // refused as a duplicate reported on an attempt that then finished.
+  std::multimap<AttemptKey, uint64_t> results_of_;
+  // (time, result number) of each send while registered, in time order:
+  // the resend schedule. An entry whose result was confirmed or sent again
+  // since is skipped.
+  std::deque<std::pair<common::Time, uint64_t>> sends_;
+  std::set<uint64_t> cancelled_;           // submissions heard cancelled
+  std::deque<uint64_t> cancelled_order_;   // bounds the set above
+  std::optional<std::string> subscribed_;  // the cancel endpoint subscribed to
 
   bool registered_ = false;
   int heartbeat_ms_;

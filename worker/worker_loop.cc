@@ -58,6 +58,8 @@ WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o) {
   c.liveness = o.liveness;
   c.max_reconnect_backoff = o.max_reconnect_backoff;
   c.kill_grace = o.kill_grace;
+  c.max_unconfirmed = o.max_unconfirmed;
+  c.max_unconfirmed_bytes = o.max_unconfirmed_bytes;
   c.wall = common::ReadWallClock();
   return c;
 }

@@ -44,6 +44,10 @@ struct WorkerOptions {
   int liveness = common::kDefaultLiveness;
   common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
   size_t tail_bytes = 64 * 1024;
+  // Results kept until the coordinator confirms them: the bounds of
+  // WorkerCoreOptions.
+  size_t max_unconfirmed = WorkerCoreOptions{}.max_unconfirmed;
+  size_t max_unconfirmed_bytes = WorkerCoreOptions{}.max_unconfirmed_bytes;
   // CURVE toward the coordinator (both sockets); none on loopback demos.
   std::optional<common::PeerCurve> curve;
   // Steps drop to this user; nullopt runs them as the worker's own.

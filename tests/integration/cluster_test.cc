@@ -233,13 +233,13 @@ TEST_CASE("garbage on every port leaves the coordinator serving", "[e2e][hostile
     s.set(zmq::sockopt::linger, 0);
     s.connect("tcp://127.0.0.1:" + std::to_string(c.port(port_index)));
     s.send(zmq::str_buffer("hello"), zmq::send_flags::none);
-    s.send(zmq::str_buffer("cohort/1"), zmq::send_flags::sndmore);
+    s.send(zmq::str_buffer("cohort/2"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("SUBMIT"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("\xc1\xc1\xc1"), zmq::send_flags::none);
     s.send(zmq::str_buffer("cohort/9"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("RUN"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("\x80"), zmq::send_flags::none);
-    s.send(zmq::str_buffer("cohort/1"), zmq::send_flags::sndmore);
+    s.send(zmq::str_buffer("cohort/2"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("FINISHED"), zmq::send_flags::sndmore);
     s.send(zmq::str_buffer("\x81\xa5group\x01"), zmq::send_flags::none);
   }

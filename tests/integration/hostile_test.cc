@@ -73,31 +73,31 @@ std::string StepsJson(size_t n) {
 // Messages the codec refuses: each is dropped and logged, never answered.
 void SendBadFrames(Peer& p) {
   // Truncated multipart messages, and one with too many frames.
-  ExpectDropped(p, {"cohort/1"});
-  ExpectDropped(p, {"cohort/1", "GROUPS"});
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\x81\xa3req\x4d", "", "", "", "", "", "", ""});
+  ExpectDropped(p, {"cohort/2"});
+  ExpectDropped(p, {"cohort/2", "GROUPS"});
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\x81\xa3req\x4d", "", "", "", "", "", "", ""});
   ExpectDropped(p, {""});
   // Wrong protocol versions and commands.
-  ExpectDropped(p, {"cohort/2", "GROUPS", "\x81\xa3req\x4d"});
+  ExpectDropped(p, {"cohort/1", "GROUPS", "\x81\xa3req\x4d"});
   ExpectDropped(p, {"COHORT/1", "GROUPS", "\x81\xa3req\x4d"});
-  ExpectDropped(p, {"cohort/1", "DESTROY", "\x81\xa3req\x4d"});
-  ExpectDropped(p, {"cohort/1", "groups", "\x81\xa3req\x4d"});
+  ExpectDropped(p, {"cohort/2", "DESTROY", "\x81\xa3req\x4d"});
+  ExpectDropped(p, {"cohort/2", "groups", "\x81\xa3req\x4d"});
   // Valid frames, bodies of the wrong shape or types.
-  ExpectDropped(p, {"cohort/1", "STATUS", "\x82\xa3req\x4d\xa5group\x05"});      // group: int
-  ExpectDropped(p, {"cohort/1", "SUBMIT", "\x82\xa3req\x4d\xa4spec\x05"});       // spec: int
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\x81\xa3req\xa2no"});                 // req: str
-  ExpectDropped(p, {"cohort/1", "GROUPS", std::string("\x81\xa3req\xcb", 6) + std::string("\x40\0\0\0\0\0\0\0", 8)});
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\x92\x01\x02"});                      // an array body
-  ExpectDropped(p, {"cohort/1", "GROUPS", std::string("\x81\xa3req\x4d\xc0", 7)});  // bytes after the map
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\x82\xa3req"});                       // cut short
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\xdf\xff\xff\xff\xff"});              // 4 billion pairs promised
-  ExpectDropped(p, {"cohort/1", "GROUPS", "\x81\xa1x" + std::string(100000, '\x91') + std::string(1, '\0')});
-  ExpectDropped(p, {"cohort/1", "WAIT", "\x81\xa3req\x4d"});                     // a field missing
-  ExpectDropped(p, {"cohort/1", "STATUS", "\x82\xa3req\x4d\xa5group\xa3\xff\xfe\xfd"});  // not UTF-8
+  ExpectDropped(p, {"cohort/2", "STATUS", "\x82\xa3req\x4d\xa5group\x05"});      // group: int
+  ExpectDropped(p, {"cohort/2", "SUBMIT", "\x82\xa3req\x4d\xa4spec\x05"});       // spec: int
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\x81\xa3req\xa2no"});                 // req: str
+  ExpectDropped(p, {"cohort/2", "GROUPS", std::string("\x81\xa3req\xcb", 6) + std::string("\x40\0\0\0\0\0\0\0", 8)});
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\x92\x01\x02"});                      // an array body
+  ExpectDropped(p, {"cohort/2", "GROUPS", std::string("\x81\xa3req\x4d\xc0", 7)});  // bytes after the map
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\x82\xa3req"});                       // cut short
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\xdf\xff\xff\xff\xff"});              // 4 billion pairs promised
+  ExpectDropped(p, {"cohort/2", "GROUPS", "\x81\xa1x" + std::string(100000, '\x91') + std::string(1, '\0')});
+  ExpectDropped(p, {"cohort/2", "WAIT", "\x81\xa3req\x4d"});                     // a field missing
+  ExpectDropped(p, {"cohort/2", "STATUS", "\x82\xa3req\x4d\xa5group\xa3\xff\xfe\xfd"});  // not UTF-8
   // A worker's message on the client port.
   ExpectDropped(p, common::Encode(common::HeartbeatMsg{}));
   common::StartedMsg started;
-  started.id = {"g", 0, 1};
+  started.id = {"g", 0, 1, 1};
   ExpectDropped(p, common::Encode(started));
   // A group name over kMaxNameBytes, a 1 MB one.
   common::StatusMsg long_name;
@@ -161,10 +161,10 @@ TEST_CASE("bad client requests are refused with an error or dropped and the coor
     // A frame over ZMQ_MAXMSGSIZE: ZeroMQ drops the connection before
     // buffering it, so it costs the coordinator nothing.
     Peer rude(c.client_endpoint());
-    rude.SendFrames({"cohort/1", "SUBMIT", std::string(common::kMaxMessageBytes + 1, 'x')});
+    rude.SendFrames({"cohort/2", "SUBMIT", std::string(common::kMaxMessageBytes + 1, 'x')});
     REQUIRE_FALSE(rude.Receive(500ms));
   }
-  ExpectDropped(p, {"cohort/1"});
+  ExpectDropped(p, {"cohort/2"});
 
   // Through all of that: still serving groups, the worker was never lost.
   RunOutput r = c.Cli({"submit", "--wait", "--json", "--", "echo", "still-serving"});
@@ -247,14 +247,14 @@ TEST_CASE("bad worker messages are dropped or answered with REREGISTER and real 
   Peer rogue(worker_ep);
   // Unregistered: results and starts for groups it was never given.
   common::FinishedMsg fin;
-  fin.id = {"nosuch", 0, 1};
+  fin.id = {"nosuch", 0, 1, 1};
   fin.exit_code = 0;
   rogue.Send(fin);
   auto m = rogue.Receive(10s);
   REQUIRE(m);
   CHECK(std::holds_alternative<common::ReregisterMsg>(*m));
   // REGISTERs that break the rules: no slots, a 1 MB name, a wrong version.
-  rogue.SendFrames({"cohort/1", "REGISTER", "\x80"});
+  rogue.SendFrames({"cohort/2", "REGISTER", "\x80"});
   common::RegisterMsg reg;
   reg.name = "rogue";
   reg.slots = 0;
@@ -262,15 +262,15 @@ TEST_CASE("bad worker messages are dropped or answered with REREGISTER and real 
   reg.slots = 1;
   reg.name = std::string(1 << 20, 'n');
   rogue.Send(reg);
-  std::vector<std::string> v2 = common::Encode(common::RegisterMsg{"rogue", 1, {}, {}, "x", 1});
-  v2[0] = "cohort/2";
-  rogue.SendFrames(v2);
+  std::vector<std::string> v1 = common::Encode(common::RegisterMsg{"rogue", 1, {}, {}, "x", 1});
+  v1[0] = "cohort/1";
+  rogue.SendFrames(v1);
   // None of them registered it.
   CHECK_FALSE(rogue.Receive(500ms));
   // Registered, claiming to run a thousand attempts of groups that do not exist.
   reg.name = "rogue";
   reg.instance = 42;
-  for (uint32_t i = 0; i < 1000; ++i) reg.running.push_back({"ghost", i, 1});
+  for (uint32_t i = 0; i < 1000; ++i) reg.running.push_back({"ghost", i, 1, 1});
   rogue.Send(reg);
   int cancels = 0;
   bool welcomed = false;
@@ -282,7 +282,7 @@ TEST_CASE("bad worker messages are dropped or answered with REREGISTER and real 
   CHECK(welcomed);
   CHECK(cancels == 1000);  // each told to stop
   // Reports for attempts it does not hold are fenced, not believed.
-  fin.id = {"ghost", 5, 1};
+  fin.id = {"ghost", 5, 1, 1};
   rogue.Send(fin);
   rogue.Send(common::ByeMsg{});
   // The real worker runs a group start to end.
@@ -345,16 +345,16 @@ TEST_CASE("a worker refuses RUNs beyond its slots and survives garbage from its 
   coord.Send(welcome, route);
 
   // Garbage first: each is dropped, the worker stays.
-  coord.SendFrames({route, "cohort/1"});
-  coord.SendFrames({route, "cohort/2", "RUN", "\x80"});
-  coord.SendFrames({route, "cohort/1", "RUN", "\x81\xa5group\x05"});
-  coord.SendFrames({route, "cohort/1", "RUN", "\xdf\xff\xff\xff\xff"});
-  coord.SendFrames({route, "cohort/1", "SUBMIT", "\x80"});
+  coord.SendFrames({route, "cohort/2"});
+  coord.SendFrames({route, "cohort/1", "RUN", "\x80"});
+  coord.SendFrames({route, "cohort/2", "RUN", "\x81\xa5group\x05"});
+  coord.SendFrames({route, "cohort/2", "RUN", "\xdf\xff\xff\xff\xff"});
+  coord.SendFrames({route, "cohort/2", "SUBMIT", "\x80"});
   coord.SendFrames({route, std::string(1000, 'x')});
 
   auto run = [&](uint32_t step) {
     common::RunMsg r;
-    r.id = {"g", step, 1};
+    r.id = {"g", step, 1, 1};
     r.step_id = "s" + std::to_string(step);
     r.argv = {"sleep", "30"};  // one process per step, so they can be counted
     r.env = {{"COHORT_TEST_MARK", marker}};
@@ -379,7 +379,7 @@ TEST_CASE("a worker refuses RUNs beyond its slots and survives garbage from its 
   CHECK(WaitUntil([&] { return ProcessesWith(marker).size() == 2; }, 10s));
   // A cancel frees a slot; then a RUN is taken again.
   common::CancelAttemptMsg cancel;
-  cancel.id = {"g", 0, 1};
+  cancel.id = {"g", 0, 1, 1};
   coord.Send(cancel, route);
   std::optional<common::FinishedMsg> done;
   while (!done) {

@@ -23,7 +23,8 @@ using namespace codec_testing;
 // ---- Fields --------------------------------------------------------------------
 
 const std::vector<std::string_view> kUnsignedFields = {
-    "req", "step", "attempt", "slots", "heartbeat_ms", "liveness", "timeout_ms", "stdout_bytes", "stderr_bytes"};
+    "req",          "step",          "attempt", "submission", "slots", "heartbeat_ms", "liveness", "timeout_ms",
+    "stdout_bytes", "stderr_bytes"};
 
 bool IsUnsigned(std::string_view key) {
   for (auto k : kUnsignedFields) {
@@ -89,7 +90,7 @@ TEST_CASE("every field of every message is required (but one) and typed", "[code
 }
 
 TEST_CASE("integers out of a field's range are Corruption", "[codec]") {
-  Body started = Body::Parse(Encode(StartedMsg{{"g", 1, 1}})[2]);
+  Body started = Body::Parse(Encode(StartedMsg{{"g", 1, 1, 1}})[2]);
   RequireCorruption(DecodeBody("STARTED", started.With("step", Mp().Uint(1ull << 32).bytes()).Bytes()),
                     {"STARTED", "field \"step\"", "from 0 to 4294967295", "got 4294967296"});
   Message out;
@@ -98,7 +99,9 @@ TEST_CASE("integers out of a field's range are Corruption", "[codec]") {
   // Any msgpack width is accepted for a value in range, e.g. uint64 for 1.
   REQUIRE(DecodeBody("STARTED", started.With("step", std::string("\xcf\0\0\0\0\0\0\0\x01", 9)).Bytes(), &out).ok());
   CHECK(std::get<StartedMsg>(out).id.step == 1);
-  Body fin = Body::Parse(Encode(FinishedMsg{})[2]);
+  FinishedMsg zero;
+  zero.id.submission = 1;
+  Body fin = Body::Parse(Encode(zero)[2]);
   RequireCorruption(DecodeBody("FINISHED", fin.With("started_ms", Mp().Uint(1ull << 63).bytes()).Bytes()),
                     {"FINISHED", "field \"started_ms\"", "got 9223372036854775808"});
   REQUIRE(DecodeBody("FINISHED", fin.With("exit_code", Mp().Int(-1).bytes()).Bytes(), &out).ok());
@@ -121,7 +124,8 @@ TEST_CASE("list fields check their entries", "[codec]") {
   Body reg = Body::Parse(Encode(RegisterMsg{"w", 1, {}, {}, ""})[2]);
   RequireCorruption(DecodeBody("REGISTER", reg.With("running", Mp().Array(1).Str("g").bytes()).Bytes()),
                     {"REGISTER", "\"running\"", "entry 0 is a string"});
-  std::string entry = Mp().Map(3).Str("group").Str("g").Str("step").Uint(0).Str("attempt").Uint(1).bytes();
+  std::string entry =
+      Mp().Map(4).Str("group").Str("g").Str("step").Uint(0).Str("attempt").Uint(1).Str("submission").Uint(1).bytes();
   std::string bad_entry = Mp().Map(2).Str("group").Str("g").Str("step").Uint(0).bytes();
   RequireCorruption(
       DecodeBody("REGISTER", reg.With("running", Mp().Array(2).Raw(entry).Raw(bad_entry).bytes()).Bytes()),
@@ -130,10 +134,10 @@ TEST_CASE("list fields check their entries", "[codec]") {
   RequireCorruption(DecodeBody("REGISTER", reg.With("running", Mp().Array(1).Raw(typo).bytes()).Bytes()),
                     {"REGISTER: field \"running[0].step\"", "got -2"});
   Message out;
-  std::string extra =
-      Mp().Map(4).Str("group").Str("g").Str("zz").Nil().Str("step").Uint(0).Str("attempt").Uint(1).bytes();
+  std::string extra = Mp().Map(5).Str("group").Str("g").Str("zz").Nil().Str("step").Uint(0).Str("attempt").Uint(1)
+                          .Str("submission").Uint(4).bytes();
   REQUIRE(DecodeBody("REGISTER", reg.With("running", Mp().Array(1).Raw(extra).bytes()).Bytes(), &out).ok());
-  CHECK(std::get<RegisterMsg>(out).running == std::vector<AttemptId>{{"g", 0, 1}});
+  CHECK(std::get<RegisterMsg>(out).running == std::vector<AttemptId>{{"g", 0, 1, 4}});
   // instance is optional (older workers send none) but typed when present.
   RegisterMsg with_instance{"w", 1, {}, {}, "", 42};
   Body inst = Body::Parse(Encode(with_instance)[2]);
@@ -168,6 +172,54 @@ TEST_CASE("value rules: slots and heartbeat settings are at least 1", "[codec]")
                     {"WELCOME", "\"liveness\"", "at least 1"});
 }
 
+TEST_CASE("value rules: every attempt names its submission, from 1", "[codec]") {
+  const std::string zero = Mp().Uint(0).bytes();
+  const std::string rule = "must be at least 1, got 0";
+  for (const Message& m : Samples()) {
+    const std::string command(CommandName(m));
+    const Body body = Body::Parse(Encode(m)[2]);
+    const bool inline_id = std::holds_alternative<RunMsg>(m) || std::holds_alternative<StartedMsg>(m) ||
+                           std::holds_alternative<FinishedMsg>(m) || std::holds_alternative<CancelAttemptMsg>(m) ||
+                           std::holds_alternative<CancelGroupMsg>(m);
+    if (!inline_id) continue;
+    INFO(command);
+    RequireCorruption(DecodeBody(command, body.With("submission", zero).Bytes()),
+                      {command + ": field \"submission\" " + rule});
+    // A cohort/1 body has none.
+    RequireCorruption(DecodeBody(command, body.Without("submission").Bytes()),
+                      {command + ": missing required field \"submission\""});
+  }
+  RunMsg run;
+  run.id = {"g", 0, 1};
+  RequireCorruption(ValidateMessage(run), {"RUN: field \"submission\" " + rule});
+  RequireCorruption(ValidateMessage(CancelGroupMsg{"g"}), {"CANCEL_GROUP: field \"submission\" " + rule});
+  RequireCorruption(ValidateMessage(RegisterMsg{"w", 1, {}, {{"g", 0, 1, 1}, {"g", 1, 1}}, ""}),
+                    {"REGISTER: field \"running[1].submission\" " + rule});
+  RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {}, {{"g", 0, 1, 0}}, ""})[2]),
+                    {"REGISTER: field \"running[0].submission\" " + rule});
+  RequireCorruption(DecodeBody("CONFIRM", Encode(ConfirmMsg{{{"g", 0, 1, 1}, {"g", 0, 1, 0}}})[2]),
+                    {"CONFIRM: field \"ids[1].submission\" " + rule});
+  const std::string old_entry = Mp().Map(3).Str("group").Str("g").Str("step").Uint(0).Str("attempt").Uint(1).bytes();
+  RequireCorruption(DecodeBody("CONFIRM", Mp().Map(1).Str("ids").Array(1).Raw(old_entry).bytes()),
+                    {"CONFIRM: missing required field \"ids[0].submission\""});
+}
+
+TEST_CASE("CONFIRM checks its list of attempts", "[codec]") {
+  Message out;
+  REQUIRE(DecodeBody("CONFIRM", Mp().Map(1).Str("ids").Array(0).bytes(), &out).ok());
+  CHECK(std::get<ConfirmMsg>(out) == ConfirmMsg{});
+  RequireCorruption(DecodeBody("CONFIRM", Mp().Map(0).bytes()), {"CONFIRM: missing required field \"ids\""});
+  RequireCorruption(DecodeBody("CONFIRM", Mp().Map(1).Str("ids").Map(0).bytes()),
+                    {"CONFIRM: field \"ids\" must be an array of {group, step, attempt, submission} maps, got a map"});
+  RequireCorruption(DecodeBody("CONFIRM", Mp().Map(1).Str("ids").Array(1).Uint(7).bytes()),
+                    {"CONFIRM", "\"ids\"", "entry 0 is an integer"});
+  const std::string typo = Mp().Map(4).Str("group").Str("g").Str("step").Uint(0).Str("attempt").Str("1")
+                               .Str("submission").Uint(1).bytes();
+  RequireCorruption(DecodeBody("CONFIRM", Mp().Map(1).Str("ids").Array(1).Raw(typo).bytes()),
+                    {"CONFIRM: field \"ids[0].attempt\" must be an unsigned integer, got a string"});
+  RequireCorruption(ValidateMessage(ConfirmMsg{{{"g\xff", 0, 1, 1}}}), {"CONFIRM", "\"ids[0].group\"", "UTF-8"});
+}
+
 // ---- Limits --------------------------------------------------------------------
 
 TEST_CASE("names longer than kMaxNameBytes are Corruption", "[codec]") {
@@ -184,19 +236,23 @@ TEST_CASE("names longer than kMaxNameBytes are Corruption", "[codec]") {
                     {"REGISTER", "\"name\"", limit});
   RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {"a", over}, {}, ""})[2]),
                     {"REGISTER", "\"agents[1]\"", limit});
-  RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {}, {{"g", 0, 1}, {over, 0, 1}}, ""})[2]),
+  RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {}, {{"g", 0, 1, 1}, {over, 0, 1, 1}}, ""})[2]),
                     {"REGISTER", "\"running[1].group\"", limit});
+  RequireCorruption(DecodeBody("CONFIRM", Encode(ConfirmMsg{{{"g", 0, 1, 1}, {over, 0, 1, 1}}})[2]),
+                    {"CONFIRM", "\"ids[1].group\"", limit});
   RunMsg run;
+  run.id.submission = 1;
   run.step_id = std::string(1'000'000, 's');  // a 1 MB step id
   RequireCorruption(DecodeBody("RUN", Encode(run)[2]), {"RUN: field \"step_id\" is 1000000 bytes", limit});
   RequireCorruption(ValidateMessage(run), {"RUN: field \"step_id\" is 1000000 bytes", limit});
   FinishedMsg fin;
-  fin.id = {over, 0, 1};
+  fin.id = {over, 0, 1, 1};
   RequireCorruption(DecodeBody("FINISHED", Encode(fin)[2]), {"FINISHED", "\"group\"", limit});
 }
 
 TEST_CASE("lists and strings over their limits are Corruption", "[codec]") {
   RunMsg run;
+  run.id.submission = 1;
   run.argv.assign(kMaxArgs, "x");
   CHECK(RoundTrip(run) == Message(run));
   run.argv.push_back("x");
@@ -219,9 +275,16 @@ TEST_CASE("lists and strings over their limits are Corruption", "[codec]") {
   RegisterMsg reg{"w", 1, std::vector<std::string>(kMaxArgs + 1, "a"), {}, ""};
   RequireCorruption(DecodeBody("REGISTER", Encode(reg)[2]), {"REGISTER", "\"agents\"", "kMaxArgs"});
   reg.agents.clear();
-  reg.running.assign(kMaxArgs + 1, AttemptId{"g", 0, 1});
+  reg.running.assign(kMaxArgs + 1, AttemptId{"g", 0, 1, 1});
   RequireCorruption(DecodeBody("REGISTER", Encode(reg)[2]), {"REGISTER", "\"running\"", "kMaxArgs"});
+  ConfirmMsg confirm{std::vector<AttemptId>(kMaxArgs, AttemptId{"g", 0, 1, 1})};
+  CHECK(RoundTrip(confirm) == Message(confirm));
+  confirm.ids.emplace_back();
+  RequireCorruption(DecodeBody("CONFIRM", Encode(confirm)[2]),
+                    {"CONFIRM: field \"ids\" has 65537 entries, over the limit of 65536 (kMaxArgs)"});
+  RequireCorruption(ValidateMessage(confirm), {"CONFIRM: field \"ids\" has 65537 entries"});
   FinishedMsg fin;
+  fin.id.submission = 1;
   fin.error = std::string(kMaxStringBytes + 1, 'e');
   RequireCorruption(DecodeBody("FINISHED", Encode(fin)[2]), {"FINISHED", "\"error\"", "kMaxStringBytes"});
   fin.error.clear();
@@ -246,6 +309,7 @@ TEST_CASE("documents and whole messages over their limits are Corruption", "[cod
                     {"SUBMIT: body is 67108865 bytes, over the limit of 67108864 (kMaxMessageBytes)"});
   // Fields each within their limits can still add up to too much.
   RunMsg big;
+  big.id.submission = 1;
   big.argv.assign(65, std::string(kMaxStringBytes, 'x'));
   Message run = std::move(big);
   RequireCorruption(ValidateMessage(run), {"RUN: body would be", "kMaxMessageBytes"});

@@ -55,14 +55,19 @@ TEST_CASE("command names follow the protocol", "[codec]") {
   CHECK(CommandName(ReregisterMsg{}) == "REREGISTER");
   CHECK(CommandName(ByeMsg{}) == "BYE");
   CHECK(CommandName(CancelGroupMsg{}) == "CANCEL_GROUP");
+  CHECK(CommandName(ConfirmMsg{}) == "CONFIRM");
 }
 
 TEST_CASE("bodies are the documented msgpack bytes", "[codec]") {
   CHECK(Encode(HeartbeatMsg{})[2] == "\x80");
   CHECK(Encode(ByeMsg{})[2] == "\x80");
   CHECK(Encode(StatusMsg{300, "g"})[2] == Mp().Map(2).Str("req").Uint(300).Str("group").Str("g").bytes());
-  CHECK(Encode(CancelAttemptMsg{{"g", 1, 2}})[2] ==
-        Mp().Map(3).Str("group").Str("g").Str("step").Uint(1).Str("attempt").Uint(2).bytes());
+  const std::string id = Mp().Str("group").Str("g").Str("step").Uint(1).Str("attempt").Uint(2).Str("submission")
+                             .Uint(300).bytes();
+  CHECK(Encode(CancelAttemptMsg{{"g", 1, 2, 300}})[2] == Mp().Map(4).Raw(id).bytes());
+  CHECK(Encode(CancelGroupMsg{"g", 300})[2] == Mp().Map(2).Str("group").Str("g").Str("submission").Uint(300).bytes());
+  CHECK(Encode(ConfirmMsg{{{"g", 1, 2, 300}, {"g", 1, 2, 300}}})[2] ==
+        Mp().Map(1).Str("ids").Array(2).Map(4).Raw(id).Map(4).Raw(id).bytes());
   CHECK(Encode(ReplyMsg{1, Status::Code::kFailedPrecondition, "e", "{}"})[2] ==
         Mp().Map(4).Str("req").Uint(1).Str("code").Str("failed_precondition").Str("error").Str("e").Str("body")
             .Str("{}").bytes());
@@ -70,7 +75,7 @@ TEST_CASE("bodies are the documented msgpack bytes", "[codec]") {
   FinishedMsg fin;
   fin.stdout_tail = "ab";
   Body body = Body::Parse(Encode(fin)[2]);
-  REQUIRE(body.fields.size() == 15);
+  REQUIRE(body.fields.size() == 16);
   CHECK(body.Bytes() == Encode(fin)[2]);  // taking it apart and back loses nothing
   for (const auto& [key, value] : body.fields) {
     if (key == "stdout") CHECK(value == std::string("\xc4\x02" "ab"));
@@ -100,6 +105,7 @@ TEST_CASE("REPLY codes map to their wire names and back", "[codec]") {
 
 TEST_CASE("output may be sent as str - and free text is repaired to UTF-8", "[codec]") {
   FinishedMsg fin;
+  fin.id.submission = 1;
   fin.error = std::string("bad \xff byte");
   Body body = Body::Parse(Encode(fin)[2]);
   // The encoder repairs error text, one byte for one.
@@ -127,9 +133,10 @@ TEST_CASE("CANCEL is told apart by its req field", "[codec]") {
   REQUIRE(DecodeBody("CANCEL", Mp().Map(3).Str("req").Uint(9).Str("group").Str("g").Str("step").Str("s").bytes(),
                      &out).ok());
   CHECK(std::get<CancelRequestMsg>(out) == CancelRequestMsg{9, "g", "s"});
-  REQUIRE(DecodeBody("CANCEL", Mp().Map(3).Str("group").Str("g").Str("step").Uint(2).Str("attempt").Uint(5).bytes(),
+  REQUIRE(DecodeBody("CANCEL", Mp().Map(4).Str("group").Str("g").Str("step").Uint(2).Str("attempt").Uint(5)
+                                   .Str("submission").Uint(6).bytes(),
                      &out).ok());
-  CHECK(std::get<CancelAttemptMsg>(out) == CancelAttemptMsg{{"g", 2, 5}});
+  CHECK(std::get<CancelAttemptMsg>(out) == CancelAttemptMsg{{"g", 2, 5, 6}});
   RequireCorruption(DecodeBody("CANCEL", Mp().Map(1).Str("group").Str("g").bytes()),
                     {"CANCEL", "\"req\"", "\"attempt\""});
   // A client's cancel with an integer step is a client's cancel gone wrong.
@@ -147,8 +154,16 @@ TEST_CASE("framing errors are Corruption", "[codec]") {
   RequireCorruption(DecodeFrames({good[0]}, &out), {"got 1"});
   RequireCorruption(DecodeFrames({good[0], good[1]}, &out), {"got 2"});
   RequireCorruption(DecodeFrames({good[0], good[1], good[2], ""}, &out), {"got 4"});
-  RequireCorruption(DecodeFrames({"cohort/2", good[1], good[2]}, &out), {"unsupported protocol", "cohort/2"});
-  RequireCorruption(DecodeFrames({"", good[1], good[2]}, &out), {"unsupported protocol"});
+  // Another version of the protocol is named, with what to do about it.
+  CHECK(DecodeFrames({"cohort/1", good[1], good[2]}, &out).message() ==
+        "peer speaks protocol cohort/1, this build speaks cohort/2: upgrade the older of the two");
+  RequireCorruption(DecodeFrames({"cohort/3", good[1], good[2]}, &out),
+                    {"peer speaks protocol cohort/3, this build speaks cohort/2"});
+  // Anything else is not cohort at all.
+  for (const char* other : {"", "cohort/", "cohort/2x", "cohort/-1", "COHORT/2", "cohort/1234567890", "zmq/2"}) {
+    RequireCorruption(DecodeFrames({other, good[1], good[2]}, &out),
+                      {"unsupported protocol", "(expected \"cohort/2\")"});
+  }
   // Hostile bytes are escaped and cut in the message, never copied raw.
   Status junk = DecodeFrames({std::string("\0\x1b[2J", 5) + std::string(500, 'x'), good[1], good[2]}, &out);
   RequireCorruption(junk, {"unsupported protocol", "\\x00\\x1b[2J", "..."});

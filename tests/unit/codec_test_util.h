@@ -200,7 +200,7 @@ inline std::string Binary() {
 inline std::vector<Message> Samples() {
   const std::string max_name(kMaxNameBytes, 'n');
   RunMsg run;
-  run.id = {"grp-ü-組", 7, 3};
+  run.id = {"grp-ü-組", 7, 3, 12};
   run.step_id = "build \xF0\x9F\x9A\x80";
   run.argv = {"/bin/echo", "", "a b", "ünïcödé", std::string(300, 'x')};
   run.shell = "";
@@ -208,11 +208,11 @@ inline std::vector<Message> Samples() {
   run.cwd = "/tmp/work dir";
   run.timeout_ms = UINT64_MAX;
   RunMsg shell_run;
-  shell_run.id = {max_name, UINT32_MAX, 1};
+  shell_run.id = {max_name, UINT32_MAX, 1, UINT64_MAX};
   shell_run.step_id = max_name;
   shell_run.shell = "echo hi | tr a-z A-Z; exit 3";
   FinishedMsg fin;
-  fin.id = {"g", 0, 1};
+  fin.id = {"g", 0, 1, 1};
   fin.exit_code = std::nullopt;
   fin.signal = 9;
   fin.timed_out = true;
@@ -226,7 +226,7 @@ inline std::vector<Message> Samples() {
   fin.started_ms = INT64_MIN;
   fin.finished_ms = INT64_MAX;
   FinishedMsg ok_fin;
-  ok_fin.id = {"g", 1, 2};
+  ok_fin.id = {"g", 1, 2, 300};
   ok_fin.exit_code = INT_MIN;
   ok_fin.signal = std::nullopt;
   ok_fin.cancelled = true;
@@ -240,7 +240,7 @@ inline std::vector<Message> Samples() {
   reg.name = "worker-1.example.com";
   reg.slots = 64;
   reg.agents = {"gpu", "linux-x86_64", max_name};
-  reg.running = {{"g1", 0, 1}, {"g2", 4294967295u, 4294967295u}, {"", 0, 0}};
+  reg.running = {{"g1", 0, 1, 1}, {"g2", 4294967295u, 4294967295u, UINT64_MAX}, {"", 0, 0, 2}};
   reg.version = "0.1.0";
   reg.instance = 0x9e3779b97f4a7c15u;
   return {
@@ -261,14 +261,17 @@ inline std::vector<Message> Samples() {
       HeartbeatMsg{},
       run,
       shell_run,
-      StartedMsg{{"g", 3, 2}},
+      StartedMsg{{"g", 3, 2, 5}},
       fin,
       ok_fin,
-      CancelAttemptMsg{{"g", 12, 4}},
+      CancelAttemptMsg{{"g", 12, 4, 70000}},
       ReregisterMsg{"unknown worker; register again"},
       ReregisterMsg{""},
       ByeMsg{},
-      CancelGroupMsg{"g"},
+      CancelGroupMsg{"g", 9},
+      CancelGroupMsg{max_name, UINT64_MAX},
+      ConfirmMsg{{{"g", 0, 1, 1}, {"grp-ü-組", 7, 3, 12}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
+      ConfirmMsg{},
   };
 }
 

@@ -1,118 +1,16 @@
 // The worker's decisions (worker/worker_core.h), driven by a fake clock:
-// registration and its backoff, the coordinator's liveness, results held until
-// confirmed, refused RUNs, cancels, REREGISTER and the shutdown order.
+// registration and its backoff, the coordinator's liveness, refused RUNs,
+// cancels, REREGISTER and the shutdown order. Results and their
+// confirmation are in worker_core_results_test.cc.
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
-#include "worker/worker_core.h"
-#include "tests/unit/actions_of.h"
+#include "tests/unit/worker_core_harness.h"
 
-namespace cohort::testing {
+namespace cohort::testing::worker_core {
 namespace {
-
-using namespace std::chrono_literals;
-using common::AttemptId;
-using common::FinishedMsg;
-using common::Message;
-using worker::Action;
-using worker::WorkerCore;
-using worker::WorkerCoreOptions;
-
-WorkerCoreOptions Options() {
-  WorkerCoreOptions o;
-  o.coordinator = "tcp://coord.example:5701";
-  o.name = "w1";
-  o.slots = 2;
-  o.heartbeat_ms = 1000;
-  o.liveness = 3;
-  o.max_reconnect_backoff = 8s;
-  o.kill_grace = 5s;
-  return o;
-}
-
-class Harness {
- public:
-  explicit Harness(WorkerCoreOptions o = Options()) : core(std::move(o)) {}
-
-  WorkerCore core;
-  common::Time now{};  // the fake clock
-  std::vector<Action> out;  // actions of the last call only
-
-  void Connect() {
-    out.clear();
-    core.Connect(now, &out);
-  }
-  void Advance(common::Duration d) {
-    now += d;
-    out.clear();
-    core.Tick(now, &out);
-  }
-  void From(Message msg) {
-    out.clear();
-    core.OnCoordinator(msg, now, &out);
-  }
-  void Welcome(uint32_t heartbeat_ms = 1000, uint32_t liveness = 3) {
-    common::WelcomeMsg w;
-    w.heartbeat_ms = heartbeat_ms;
-    w.liveness = liveness;
-    w.cancel_endpoint = "tcp://0.0.0.0:5702";
-    From(w);
-  }
-  void Broadcast(std::string group) {
-    out.clear();
-    core.OnBroadcast(common::CancelGroupMsg{std::move(group)}, now, &out);
-  }
-  // Sends RUN g/step/attempt; if the core asks to start it, reports it
-  // started and returns its runner key (0 if the core did not ask).
-  uint64_t Run(const std::string& group, uint32_t step = 0, uint32_t attempt = 1) {
-    From(RunOf(group, step, attempt));
-    auto starts = Of<worker::StartStep>();
-    if (starts.empty()) return 0;
-    REQUIRE(starts.size() == 1);
-    out.clear();
-    core.StepStarted(starts[0].request.key, now, &out);
-    return starts[0].request.key;
-  }
-  void End(uint64_t key, int exit_code = 0) {
-    worker::RunResult r;
-    r.key = key;
-    r.kind = worker::RunResult::Kind::kExited;
-    r.exit_code = exit_code;
-    r.start = r.end = now;
-    out.clear();
-    core.StepEnded(r, now, &out);
-  }
-
-  static common::RunMsg RunOf(const std::string& group, uint32_t step, uint32_t attempt) {
-    common::RunMsg run;
-    run.id = {group, step, attempt};
-    run.step_id = "s" + std::to_string(step);
-    run.shell = "true";
-    return run;
-  }
-
-  template <typename T>
-  std::vector<T> Of() const {
-    return testing::ActionsOf<T>(out);
-  }
-  // The messages of type T the last call sent to the coordinator.
-  template <typename T>
-  std::vector<T> Sent() const {
-    std::vector<T> r;
-    for (const auto& s : Of<worker::SendToCoordinator>()) {
-      if (const T* t = std::get_if<T>(s.msg.get())) r.push_back(*t);
-    }
-    return r;
-  }
-  bool Noticed(const std::string& event) const {
-    for (const auto& n : Of<worker::Notice>()) {
-      if (n.event == event) return true;
-    }
-    return false;
-  }
-};
 
 // Advances the clock in 100 ms ticks for `total` and returns the times (from
 // the start) at which a REGISTER went out.
@@ -220,69 +118,16 @@ TEST_CASE("the cancel endpoint is subscribed once, at the coordinator's host", "
   CHECK(worker::ReachableEndpoint("ipc:///tmp/c", "tcp://coord:5701") == "ipc:///tmp/c");
 }
 
-TEST_CASE("a coordinator that comes back gets what runs and every unconfirmed result again", "[worker]") {
-  Harness h;
-  h.Connect();
-  h.Welcome();
-  const uint64_t running = h.Run("g", 0);
-  REQUIRE(running != 0);
-  h.End(h.Run("g", 1));
-  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
-  h.Broadcast("gone");
-  h.Advance(3s);  // silent
-  REQUIRE_FALSE(h.core.registered());
-  h.Advance(1s);
-  auto regs = h.Sent<common::RegisterMsg>();
-  REQUIRE(regs.size() == 1);
-  CHECK(regs[0].running == std::vector<AttemptId>{{"g", 0, 1}, {"g", 1, 1}});
-  h.Welcome();
-  auto again = h.Sent<FinishedMsg>();
-  REQUIRE(again.size() == 1);
-  CHECK(again[0].id == AttemptId{"g", 1, 1});
-  CHECK(h.Noticed("registered"));
-  // A new coordinator may reuse group ids: the cancel seen before is forgotten.
-  h.From(Harness::RunOf("gone", 0, 1));
-  CHECK(h.Of<worker::StartStep>().size() == 1);
-}
-
-TEST_CASE("a result is held for the keep window of registered time, and resent on cancel", "[worker]") {
-  Harness h;
-  h.Connect();
-  h.Welcome();
-  h.End(h.Run("g"));
-  REQUIRE(h.core.unconfirmed() == 1);
-  // A cancel for the finished attempt: the report may have been lost.
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
-  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
-  CHECK(h.Of<worker::CancelStep>().empty());
-  // Unregistered time does not count: an outage of any length loses nothing.
-  h.From(common::ReregisterMsg{"unknown worker"});
-  h.Advance(100s);
-  CHECK(h.core.unconfirmed() == 1);
-  h.Welcome();
-  REQUIRE(h.Sent<FinishedMsg>().size() == 1);  // resent, window restarts
-  for (int i = 0; i < 3; ++i) {
-    h.Advance(2s);
-    h.From(common::HeartbeatMsg{});
-  }
-  h.Advance(0s);
-  CHECK(h.core.unconfirmed() == 1);  // 2 x liveness x heartbeat = 6 s, not yet past
-  h.Advance(1ms);
-  CHECK(h.core.unconfirmed() == 0);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
-  CHECK(h.out.empty());
-}
-
 TEST_CASE("a cancel stops an attempt held and does nothing for one unknown", "[worker]") {
   Harness h;
   h.Connect();
   h.Welcome();
   const uint64_t key = h.Run("g", 3, 2);
-  h.From(common::CancelAttemptMsg{{"g", 3, 2}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 2, 1}});
   auto cancels = h.Of<worker::CancelStep>();
   REQUIRE(cancels.size() == 1);
   CHECK(cancels[0].key == key);
-  h.From(common::CancelAttemptMsg{{"g", 3, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 1, 1}});
   CHECK(h.out.empty());
 }
 
@@ -295,7 +140,7 @@ TEST_CASE("a RUN past the slots is refused with a result, not run", "[worker]") 
   CHECK(h.Run("g", 2) == 0);
   auto f = h.Sent<FinishedMsg>();
   REQUIRE(f.size() == 1);
-  CHECK(f[0].id == AttemptId{"g", 2, 1});
+  CHECK(f[0].id == AttemptId{"g", 2, 1, 1});
   CHECK(f[0].error == "worker w1 refused the step: it already runs 2 steps, all of its 2 slots");
   CHECK_FALSE(f[0].cancelled);
   CHECK(h.Noticed("run_refused"));
@@ -326,13 +171,51 @@ TEST_CASE("a RUN for a group heard cancelled is refused as cancelled", "[worker]
   CHECK(h.Sent<FinishedMsg>()[0].cancelled);
 }
 
+TEST_CASE("a group id submitted again after a cancel runs: the cancel named the old submission", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t old = h.Run("build", 0, 1, 1);
+  h.Broadcast("build", 1);
+  REQUIRE(h.Of<worker::CancelStep>().size() == 1);
+  h.End(old);
+  // The user submits "build" again: the coordinator's submission 2.
+  const uint64_t fresh = h.Run("build", 0, 1, 2);
+  CHECK(fresh != 0);
+  CHECK(h.Sent<FinishedMsg>().empty());
+  // A late copy of the old cancel stops nothing of the new group...
+  h.Broadcast("build", 1);
+  CHECK(h.Of<worker::CancelStep>().empty());
+  // ... and a RUN of the old one racing its cancel is still refused.
+  CHECK(h.Run("build", 1, 1, 1) == 0);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].cancelled);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build", 1, 1, 1});
+}
+
+TEST_CASE("an attempt still stopping does not block the same name in a new submission", "[worker]") {
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const uint64_t old = h.Run("build-42", 0, 1, 1);
+  h.Broadcast("build-42", 1);  // its process takes a while to die
+  const uint64_t fresh = h.Run("build-42", 0, 1, 2);
+  CHECK(fresh != 0);
+  CHECK_FALSE(h.Noticed("run_collision"));
+  CHECK(h.core.running() == 2);
+  h.End(old);
+  REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+  CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build-42", 0, 1, 1});
+  CHECK(h.core.running() == 1);
+}
+
 TEST_CASE("the memory of cancelled groups is bounded, oldest forgotten first", "[worker]") {
   Harness h;
   h.Connect();
   h.Welcome();
-  for (int i = 0; i <= 10000; ++i) h.Broadcast("g" + std::to_string(i));
-  CHECK(h.Run("g0") != 0);
-  CHECK(h.Run("g1") == 0);
+  for (int i = 0; i <= 10000; ++i) h.Broadcast("g" + std::to_string(i), i + 1);
+  CHECK(h.Run("g0", 0, 1, 1) != 0);
+  CHECK(h.Run("g1", 0, 1, 2) == 0);
   REQUIRE(h.Sent<FinishedMsg>().size() == 1);
   CHECK(h.Sent<FinishedMsg>()[0].cancelled);
 }
@@ -348,7 +231,7 @@ TEST_CASE("a RUN with the id of an attempt still held is refused, the held one k
   CHECK(f[0].error == "worker w1 still runs an attempt with the same id from before a coordinator restart");
   CHECK(h.Noticed("run_collision"));
   CHECK(h.core.running() == 1);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
   REQUIRE(h.Of<worker::CancelStep>().size() == 1);
   CHECK(h.Of<worker::CancelStep>()[0].key == key);
 }
@@ -375,7 +258,7 @@ TEST_CASE("a step is started with the worker's variables, and reported started",
   h.out.clear();
   h.core.StepStarted(r.key, h.now, &h.out);
   REQUIRE(h.Sent<common::StartedMsg>().size() == 1);
-  CHECK(h.Sent<common::StartedMsg>()[0].id == AttemptId{"g", 4, 2});
+  CHECK(h.Sent<common::StartedMsg>()[0].id == AttemptId{"g", 4, 2, 1});
 }
 
 TEST_CASE("a step refused by the policy or not started fails with a result and frees its slot", "[worker]") {
@@ -455,4 +338,4 @@ TEST_CASE("a finished step is reported once, with its outcome", "[worker]") {
 }
 
 }  // namespace
-}  // namespace cohort::testing
+}  // namespace cohort::testing::worker_core
