@@ -51,6 +51,12 @@ void FormatUnixMsTo(int64_t unix_ms, char* p) {
 
 constexpr size_t kTimestampChars = 24;
 
+// The time between two shown times, from the milliseconds shown: a result
+// read back from the store (which keeps milliseconds) reads the same.
+double ShownSeconds(Time from, Time to, const WallClock& clock) {
+  return static_cast<double>(clock.ToUnixMs(to) - clock.ToUnixMs(from)) / 1000.0;
+}
+
 void WriteTime(JsonWriter& w, Time t, const WallClock& clock) {
   char buf[kTimestampChars];
   FormatUnixMsTo(clock.ToUnixMs(t), buf);
@@ -114,7 +120,7 @@ void WriteStep(JsonWriter& w, const StepResult& s, const WallClock& clock) {
   if (has_finished) WriteTime(w, **finished, clock);
   else w.Null();
   w.Key("duration_s");
-  if (has_started && has_finished) w.Double(DurationToSeconds(**finished - **started));
+  if (has_started && has_finished) w.Double(ShownSeconds(**started, **finished, clock));
   else w.Null();
   w.Key("stdout");
   if (last) w.String(last->stdout_tail);
@@ -191,7 +197,7 @@ std::string GroupResultJson(const GroupResult& r, const WallClock& clock) {
   w.Key("finished_at");
   WriteTimeOrNull(w, r.finished_at, clock);
   w.Key("duration_s");
-  if (r.finished_at) w.Double(DurationToSeconds(*r.finished_at - r.submitted_at));
+  if (r.finished_at) w.Double(ShownSeconds(r.submitted_at, *r.finished_at, clock));
   else w.Null();
   size_t total = 0;
   w.Key("counts").BeginObject();

@@ -1,6 +1,12 @@
 // cohort-coordinator: accepts groups from clients, schedules their steps on
 // workers, and cancels the rest of a group when one of its steps fails.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <random>
 
@@ -9,6 +15,7 @@
 #include "common/options.h"
 #include "common/secure_options.h"
 #include "coordinator/server.h"
+#include "coordinator/sqlite_store.h"
 
 namespace {
 
@@ -22,13 +29,17 @@ constexpr const char* kUsage =
     "rest of a group as soon as one step fails for good. With no options it serves\n"
     "one machine on 127.0.0.1 ports 5700-5702. Logs one line per event to stderr.\n"
     "Binding a non-loopback address needs CURVE keys (--curve-secret-key and the\n"
-    "allowlists) or --insecure. SIGHUP rereads the allowlists.";
+    "allowlists) or --insecure. SIGHUP rereads the allowlists.\n\n"
+    "Every accepted group and every result is kept in a SQLite database under\n"
+    "--state-dir, so a restart (or a crash) loses nothing and running steps go on:\n"
+    "their workers claim them again when they reconnect (docs/OPERATIONS.md).";
 
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   ServerOptions server;
-  double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1;
+  double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, reattach_s = 60;
   std::string log_level = "info", secret_key_file;
+  std::string state_dir, store = "sqlite", sync = "normal";
   bool insecure = false;
   size_t max_groups = ServerOptions{}.scheduler.max_groups, max_steps = ServerOptions{}.scheduler.max_steps;
 };
@@ -61,6 +72,21 @@ po::options_description OptionTable(Flags* f) {
        "steps held at most over all groups (about 1 KiB each), with the same rule")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
+  po::options_description state("State (docs/OPERATIONS.md)");
+  state.add_options()
+      ("state-dir", po::value(&f->state_dir)->value_name("DIR"),
+       "where groups and results are kept (cohort.db, locked while this runs); default /var/lib/cohort for "
+       "root or a systemd service ($STATE_DIRECTORY), else $XDG_STATE_HOME/cohort or ~/.local/state/cohort")
+      ("store", po::value(&f->store)->default_value(f->store)->value_name("KIND"),
+       "sqlite (durable, in --state-dir) or memory (nothing survives a restart: for throwaway use and "
+       "benchmarks)")
+      ("sync", po::value(&f->sync)->default_value(f->sync)->value_name("MODE"),
+       "normal: what was acknowledged survives a crash of this process; full: also a power loss, at a cost "
+       "in throughput (docs/BENCHMARKS.md)")
+      ("reattach-window", po::value(&f->reattach_s)->default_value(f->reattach_s)->value_name("S"),
+       "after a restart, seconds a worker has to reconnect and claim the steps it was running; unclaimed "
+       "ones are then retried as lost. Keep it above the workers' longest reconnect interval (30 s)");
+  opts.add(state);
   po::options_description security("Security (docs/SECURITY.md)");
   security.add_options()
       ("curve-secret-key", po::value(&f->secret_key_file)->value_name("FILE"),
@@ -88,9 +114,21 @@ po::options_description OptionTable(Flags* f) {
 int CheckFlags(Flags* f) {
   ServerOptions& o = f->server;
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(f->backstop_s > 0) || !(f->retention_s >= 0) || !(f->cancel_resend_s > 0) ||
-      f->max_groups < 1 || f->max_steps < 1) {
-    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups and "
-                 "--max-steps must be positive, --retention non-negative\n";
+      f->max_groups < 1 || f->max_steps < 1 || !(f->reattach_s > 0)) {
+    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
+                 "--max-steps and --reattach-window must be positive, --retention non-negative\n";
+    return 2;
+  }
+  if (f->store != "sqlite" && f->store != "memory") {
+    std::cerr << "cohort-coordinator: --store: unknown kind \"" << f->store << "\" (sqlite or memory)\n";
+    return 2;
+  }
+  if (f->sync != "normal" && f->sync != "full") {
+    std::cerr << "cohort-coordinator: --sync: unknown mode \"" << f->sync << "\" (normal or full)\n";
+    return 2;
+  }
+  if (f->store == "memory" && !f->state_dir.empty()) {
+    std::cerr << "cohort-coordinator: --state-dir has no use with --store memory\n";
     return 2;
   }
   if (!f->secret_key_file.empty()) {
@@ -136,11 +174,53 @@ void FinishSchedulerOptions(Flags* f) {
   o.scheduler.cancel_resend = cohort::common::SecondsToDuration(f->cancel_resend_s);
   o.scheduler.max_groups = f->max_groups;
   o.scheduler.max_steps = f->max_steps;
+  o.scheduler.reattach_window = cohort::common::SecondsToDuration(f->reattach_s);
   o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
                      static_cast<uint64_t>(std::random_device{}());
   char prefix[16];
   std::snprintf(prefix, sizeof prefix, "g%04x.", static_cast<unsigned>(o.scheduler.seed & 0xffff));
   o.scheduler.id_prefix = prefix;
+}
+
+// The state directory when none is given: systemd's StateDirectory= when it
+// set one, the system's for root, the XDG one otherwise. "" when no home is
+// known. Parents of the XDG default are created (0700), as XDG asks.
+std::string DefaultStateDir() {
+  if (const char* d = std::getenv("STATE_DIRECTORY"); d && *d) {
+    std::string first(d);
+    return first.substr(0, first.find(':'));  // systemd lists several with ':'
+  }
+  if (geteuid() == 0) return "/var/lib/cohort";
+  std::string base;
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x == '/') {
+    base = x;
+  } else if (const char* h = std::getenv("HOME"); h && *h == '/') {
+    base = std::string(h) + "/.local/state";
+  } else {
+    return "";
+  }
+  for (size_t at = 1; at <= base.size(); ++at) {
+    if (at == base.size() || base[at] == '/') ::mkdir(base.substr(0, at).c_str(), 0700);
+  }
+  return base + "/cohort";
+}
+
+// Opens the store the flags ask for into the server's options; the exit
+// code and a line on stderr when it cannot be opened, -1 when it is.
+int OpenStore(Flags* f) {
+  if (f->store == "memory") return -1;
+  std::string dir = f->state_dir.empty() ? DefaultStateDir() : f->state_dir;
+  if (dir.empty()) {
+    std::cerr << "cohort-coordinator: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
+    return 2;
+  }
+  auto sync = f->sync == "full" ? cohort::coordinator::SyncMode::kFull : cohort::coordinator::SyncMode::kNormal;
+  if (auto s = cohort::coordinator::SqliteStore::Open(dir, sync, &f->server.store); !s.ok()) {
+    std::cerr << "cohort-coordinator: " << s.message() << "\n";
+    return 1;
+  }
+  f->server.store_description = "sqlite " + dir + "/cohort.db sync=" + f->sync;
+  return -1;
 }
 
 }  // namespace
@@ -154,18 +234,19 @@ int main(int argc, char** argv) {
   cohort::common::HardenProcess();
   if (rc = CheckFlags(&f); rc >= 0) return rc;
   FinishSchedulerOptions(&f);
-  const ServerOptions& o = f.server;
+  if (rc = OpenStore(&f); rc >= 0) return rc;
+  const bool curve = f.server.curve.has_value();
 
   cohort::common::StopSignal stop;
   cohort::common::RaiseOnTermination(&stop);
   cohort::common::StopSignal reload;
   cohort::common::RaiseOnHangup(&reload);
-  cohort::coordinator::Server server(o);
+  cohort::coordinator::Server server(std::move(f.server));
   if (auto s = server.Bind(); !s.ok() || !stop.valid()) {
     std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";
     return 1;
   }
-  if (!o.curve) {
+  if (!curve) {
     cohort::common::LogWarn("no_authentication")
         .Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
   }

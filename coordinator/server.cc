@@ -36,6 +36,8 @@ Server::Server(ServerOptions options)
         SchedulerOptions s = options_.scheduler;
         s.heartbeat_interval = std::chrono::milliseconds(options_.heartbeat_ms);
         s.liveness = options_.liveness;
+        s.journal = options_.store != nullptr;
+        s.wall = common::ReadWallClock();
         return s;
       }()),
       limits_(options_.max_groups_per_client, options_.max_steps_per_group),
@@ -49,6 +51,9 @@ Server::Server(ServerOptions options)
 Server::~Server() = default;
 
 Status Server::Bind() {
+  // Before any peer can connect: a worker registering must find the
+  // restored attempts it claims.
+  if (Status s = Restore(Clock::now()); !s.ok()) return s;
   if (options_.curve) {
     // The handler must answer before the first peer can handshake.
     zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
@@ -72,7 +77,7 @@ Status Server::Bind() {
 }
 
 Time Server::NextWake() const {
-  Time until = std::min(next_heartbeat_, next_waiter_sweep_);
+  Time until = std::min({next_heartbeat_, next_waiter_sweep_, next_store_retry_});
   if (auto d = core_.NextDeadline()) until = std::min(until, *d);
   return until;
 }
@@ -88,7 +93,7 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
       LogInfo("stopping").Kv("groups", core_.group_count());
       return 0;
     }
-    Turn(ready, reload, env);
+    if (!Turn(ready, reload, env)) return 1;
   }
 }
 
@@ -119,7 +124,7 @@ bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Re
   return true;
 }
 
-void Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env) {
+bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env) {
   Time now = Clock::now();
   const Time turn_start = now;
   if (ready.reload && reload->Consume()) {
@@ -152,8 +157,11 @@ void Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   // lost because the coordinator was busy. The next poll returns at once.
   if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained) core_.Tick(now, &actions_);
   Apply(now);
+  // One commit for everything this turn did, then its replies and messages.
+  if (!Flush(now)) return false;
   if (now >= next_heartbeat_) SendHeartbeats(now);
   if (now >= next_waiter_sweep_) SweepWaiters(now);
+  return true;
 }
 
 bool Server::DrainWorkers(common::Envelope& env, Time now) {
@@ -208,11 +216,12 @@ void Server::Carry(Action& a, Time now) {
     LogInfo("group_cancel_broadcast").Kv("group", c->group);
     common::CancelGroupMsg msg;
     msg.group = c->group;
-    common::SendMessage(cancels_, std::nullopt, msg);
+    msg.submission = c->submission;
+    Send(cancels_, std::nullopt, std::move(msg));
   } else if (auto* c = std::get_if<CancelAttempt>(&a)) {
     common::CancelAttemptMsg msg;
-    msg.id = {c->ref.group, c->ref.step, c->ref.attempt};
-    SendToWorker(c->worker, msg);
+    msg.id = {c->ref.group, c->ref.step, c->ref.attempt, c->ref.submission};
+    SendToWorker(c->worker, std::move(msg));
   } else if (auto* f = std::get_if<GroupFinished>(&a)) {
     limits_.Ended(f->group);
     auto sum = core_.Summary(f->group);
@@ -233,7 +242,7 @@ void Server::SendDispatch(Dispatch& d, Time now) {
   // temporary variant.
   common::Message msg{std::in_place_type<common::RunMsg>};
   common::RunMsg& run = std::get<common::RunMsg>(msg);
-  run.id = {d.ref.group, d.ref.step, d.ref.attempt};
+  run.id = {d.ref.group, d.ref.step, d.ref.attempt, d.ref.submission};
   run.step_id = std::move(d.spec.id);
   run.argv = std::move(d.spec.argv);
   run.shell = std::move(d.spec.shell);
@@ -258,7 +267,7 @@ void Server::SendDispatch(Dispatch& d, Time now) {
     core_.Finished({d.ref, d.worker, std::move(o)}, now, &actions_).IgnoreError();
     return;
   }
-  SendToWorker(d.worker, msg);
+  SendToWorker(d.worker, std::move(msg));
 }
 
 }  // namespace cohort::coordinator

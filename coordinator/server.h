@@ -9,8 +9,19 @@
 // ZAP allowlists (ZapHandler) admit keys, and the loop measures its own
 // stalls and reports them to the core.
 //
-// server.cc holds the loop and the actions, server_clients.cc the client
-// requests and WAITs, server_workers.cc the worker messages and routes.
+// With a store, nothing leaves the process before the records it follows
+// are committed: the core journals each change, and every reply, RUN,
+// cancel and CONFIRM a loop turn produces waits in an outbox until the
+// turn's journal is committed in one transaction (group commit). A client
+// that was told "ok" and a worker whose result was confirmed can rely on it
+// whatever crashes next. When a commit fails for want of space the outbox is
+// held, the journal is tried again each second, and submissions are refused
+// meanwhile; any other store error stops the daemon, which restarts from
+// what was committed.
+//
+// server.cc holds the loop and the actions, server_store.cc the store and the
+// outbox, server_clients.cc the client requests and WAITs, server_workers.cc
+// the worker messages and routes.
 //
 // Thread contract: one thread calls Bind() then Run().
 #ifndef COHORT_COORDINATOR_SERVER_H_
@@ -37,6 +48,7 @@
 #include "common/transport.h"
 #include "coordinator/client_limits.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/store.h"
 #include "coordinator/zap_handler.h"
 
 namespace cohort::coordinator {
@@ -54,6 +66,10 @@ struct ServerOptions {
   std::string authorized_clients, authorized_workers;
   size_t max_groups_per_client = 0;  // 0 = no limit
   size_t max_steps_per_group = 0;
+  // Where groups and results are kept across restarts; null keeps them in
+  // memory only (--store memory).
+  std::unique_ptr<Store> store;
+  std::string store_description = "memory";  // for the log: "sqlite /var/lib/cohort/cohort.db"
 };
 
 class Server {
@@ -63,7 +79,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds all three sockets; Unavailable naming the endpoint on failure.
+  // Restores what the store kept, then binds all three sockets; the store's
+  // error, or Unavailable naming the endpoint, on failure.
   common::Status Bind();
   // Serves until `stop` is raised; rereads the allowlists whenever `reload`
   // is raised. Returns the process exit code.
@@ -88,12 +105,26 @@ class Server {
   // The loop (server.cc). Wait polls until a socket is readable or the next
   // deadline is due; false if polling failed.
   bool Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready);
-  void Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env);
+  // False when the store failed in a way only a restart can mend.
+  bool Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env);
   // Handles up to one batch of worker messages; true if none is left.
   bool DrainWorkers(common::Envelope& env, common::Time now);
   void ServeClients(common::Envelope& env, common::Time now);
   void BadMessage(std::string_view socket, const common::Status& why, common::Time now);
   common::Time NextWake() const;
+
+  // The store and the outbox (server_store.cc).
+  common::Status Restore(common::Time now);
+  // Sends now without a store; otherwise once the journal is committed.
+  void Send(zmq::socket_t& socket, std::optional<std::string> route, common::Message msg);
+  // The worker at `route` reported this result: confirm it once committed.
+  void ConfirmLater(const std::string& route, const common::AttemptId& id);
+  // Commits the journal, then sends what waited for it; false on an error a
+  // retry cannot mend.
+  bool Flush(common::Time now);
+  void SendHeld();
+  // Why submissions are refused now ("" when they are not).
+  std::string StoreTrouble() const;
 
   // Actions (server.cc).
   void Apply(common::Time now);
@@ -115,14 +146,21 @@ class Server {
   // Workers (server_workers.cc).
   void OnWorker(const common::Envelope& env, common::Time now);
   void OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, common::Time now);
-  void OnReport(const std::string& name, const common::Message& msg, common::Time now);
+  void OnReport(const std::string& name, const std::string& route, const common::Message& msg, common::Time now);
   void NoteRefusedReport(const common::Status& s, const common::Message& msg);
   void Refuse(const std::string& route, std::string reason);
-  void SendToWorker(const std::string& worker, const common::Message& msg);
+  void SendToWorker(const std::string& worker, common::Message msg);
   void SendHeartbeats(common::Time now);
   void Forget(const std::string& worker);
   // After a reload: workers whose key left the allowlist are lost.
   void RevokeWorkers(common::Time now);
+
+  // A message held until the journal before it is committed.
+  struct Outgoing {
+    zmq::socket_t* socket;
+    std::optional<std::string> route;
+    common::Message msg;
+  };
 
   ServerOptions options_;
   zmq::context_t context_;
@@ -144,6 +182,14 @@ class Server {
   common::Time next_heartbeat_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   bool trim_memory_ = false;  // a big request was handled: give its memory back
+
+  std::vector<Record> unsaved_;  // journal taken from the core, not yet committed
+  std::vector<Outgoing> outbox_;
+  std::vector<std::pair<std::string, std::vector<common::AttemptId>>> confirms_;  // route -> results
+  std::unordered_map<std::string, size_t> confirm_at_;  // route -> index in confirms_
+  std::optional<common::Status> store_error_;  // the last commit's failure, while it lasts
+  common::Time next_store_retry_ = common::Time::max();
+  common::RateLimiter store_log_{1, std::chrono::seconds(10)};
 };
 
 }  // namespace cohort::coordinator

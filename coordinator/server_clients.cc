@@ -42,7 +42,7 @@ void Server::Reply(const std::string& route, uint64_t req, const Status& status,
   reply.code = status.code();
   reply.error = status.ok() ? "" : status.message();
   reply.body = std::move(body);
-  common::SendMessage(clients_, route, reply);
+  Send(clients_, route, std::move(reply));
 }
 
 std::string Server::ResultBody(std::string_view group) const {
@@ -90,8 +90,8 @@ void Server::OnClient(const common::Envelope& env, Time now) {
   } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
     OnWait(env.route, *req, *m);
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
-    Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_)
-                               : core_.CancelStepById(m->group, m->step, now, &actions_);
+    Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_, client)
+                               : core_.CancelStepById(m->group, m->step, now, &actions_, client);
     LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
     Reply(env.route, *req, s, "");
   } else if (std::holds_alternative<common::GroupsMsg>(msg)) {
@@ -109,14 +109,22 @@ void Server::OnClient(const common::Envelope& env, Time now) {
 
 void Server::OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
                       Time now) {
-  common::GroupSpec spec;
+  SubmitGroup e;
+  // Refused up front while the store cannot be written: the group could be
+  // accepted but never acknowledged.
+  const std::string trouble = StoreTrouble();
+  Status s = trouble.empty() ? Status::Ok() : Status::Unavailable(trouble);
   // The client's share is checked before its spec is parsed or scheduled.
-  Status s = limits_.CheckSubmit(client);
+  if (s.ok()) s = limits_.CheckSubmit(client);
   // The step limit is enforced while reading, which stops past it: a refused
   // huge group costs no more than an allowed one.
-  if (s.ok()) s = common::ParseGroupSpecJson(m.spec, &spec, limits_.max_steps(), "--max-steps-per-group");
+  if (s.ok()) s = common::ParseGroupSpecJson(m.spec, &e.spec, limits_.max_steps(), "--max-steps-per-group");
   std::string id;
-  if (s.ok()) s = core_.Submit(std::move(spec), now, &actions_, &id);
+  if (s.ok() && options_.store) {
+    e.spec_json = m.spec;
+    e.client = client;
+  }
+  if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id);
   if (!s.ok()) {
     LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
     Reply(route, req, s, "");
@@ -140,7 +148,13 @@ void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMs
                               m.group + "\" with STATUS instead"),
           "");
   } else {
-    waiters_[m.group].push_back({route, req});
+    // A client repeats its WAIT when it cannot tell whether this coordinator
+    // holds it (it restarted, or the connection dropped): hold it once.
+    std::vector<Waiter>& list = waiters_[m.group];
+    for (const Waiter& w : list) {
+      if (w.route == route && w.req == req) return;
+    }
+    list.push_back({route, req});
     ++waiter_count_;
   }
 }

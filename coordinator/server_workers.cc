@@ -18,18 +18,16 @@ constexpr const char* kKeyRevoked = "this worker's key is no longer authorized";
 
 }  // namespace
 
-void Server::SendToWorker(const std::string& worker, const common::Message& msg) {
+void Server::SendToWorker(const std::string& worker, common::Message msg) {
   auto it = route_of_.find(worker);
   if (it == route_of_.end()) return;  // lost; its attempts are already decided
-  if (!common::SendMessage(workers_, it->second, msg)) {
-    LogWarn("send_failed").Kv("worker", worker).Kv("command", common::CommandName(msg));
-  }
+  Send(workers_, it->second, std::move(msg));
 }
 
 void Server::Refuse(const std::string& route, std::string reason) {
   common::ReregisterMsg refuse;
   refuse.reason = std::move(reason);
-  common::SendMessage(workers_, route, refuse);
+  Send(workers_, route, std::move(refuse));
 }
 
 void Server::Forget(const std::string& worker) {
@@ -84,7 +82,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     Refuse(env.route, s.message());
     return;
   }
-  OnReport(name, msg, now);
+  OnReport(name, env.route, msg, now);
 }
 
 void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, Time now) {
@@ -99,7 +97,7 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   j.name = reg.name;
   j.slots = reg.slots;
   j.agents = reg.agents;
-  for (const auto& a : reg.running) j.running.push_back({a.group, a.step, a.attempt});
+  for (const auto& a : reg.running) j.running.push_back({a.group, a.step, a.attempt, a.submission});
   j.same_connection = holder != route_of_.end() && holder->second == env.route;
   j.instance = reg.instance;
   if (zap_) j.user_id = env.user;
@@ -127,7 +125,7 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   welcome.liveness = static_cast<uint32_t>(options_.liveness);
   welcome.cancel_endpoint = bound_cancel_;
   // Order matters: WELCOME first, then whatever Join placed on it.
-  common::SendMessage(workers_, env.route, welcome);
+  Send(workers_, env.route, std::move(welcome));
 }
 
 // A report the core refuses names an attempt it no longer knows (its group
@@ -138,9 +136,10 @@ void Server::NoteRefusedReport(const Status& s, const common::Message& msg) {
   LogDebug("report_refused").Kv("command", common::CommandName(msg)).Kv("reason", s.message());
 }
 
-void Server::OnReport(const std::string& name, const common::Message& msg, Time now) {
+void Server::OnReport(const std::string& name, const std::string& route, const common::Message& msg, Time now) {
   if (auto* m = std::get_if<common::StartedMsg>(&msg)) {
-    NoteRefusedReport(core_.Started({{m->id.group, m->id.step, m->id.attempt}, name}, now, &actions_), msg);
+    NoteRefusedReport(
+        core_.Started({{m->id.group, m->id.step, m->id.attempt, m->id.submission}, name}, now, &actions_), msg);
   } else if (auto* m = std::get_if<common::FinishedMsg>(&msg)) {
     common::AttemptOutcome o;
     o.exit_code = m->exit_code;
@@ -150,6 +149,8 @@ void Server::OnReport(const std::string& name, const common::Message& msg, Time 
     o.error = m->error;
     o.stdout_tail = m->stdout_tail;
     o.stderr_tail = m->stderr_tail;
+    o.stdout_bytes = m->stdout_bytes;
+    o.stderr_bytes = m->stderr_bytes;
     LogDebug("step_finished")
         .Kv("group", m->id.group)
         .Kv("step", m->id.step)
@@ -157,8 +158,12 @@ void Server::OnReport(const std::string& name, const common::Message& msg, Time 
         .Kv("worker", name)
         .Kv("exit_code", m->exit_code.value_or(-1))
         .Kv("signal", m->signal.value_or(0));
-    NoteRefusedReport(core_.Finished({{m->id.group, m->id.step, m->id.attempt}, name, std::move(o)}, now, &actions_),
+    NoteRefusedReport(core_.Finished({{m->id.group, m->id.step, m->id.attempt, m->id.submission}, name, std::move(o)},
+                                     now, &actions_),
                       msg);
+    // Confirmed whether it counted or not (a stale report too), so the
+    // worker forgets it; with a store, only once this turn is committed.
+    ConfirmLater(route, m->id);
   } else if (std::holds_alternative<common::ByeMsg>(msg)) {
     LogInfo("worker_left").Kv("worker", name);
     // `name` is registered (its route was found), so the core knows it.

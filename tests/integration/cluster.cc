@@ -226,6 +226,13 @@ void Cluster::StartCoordinator(std::vector<std::string> extra) {
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-coordinator", "--client-endpoint", client_,
                                    "--worker-endpoint", worker_ep_, "--cancel-endpoint", cancel_,
                                    "--heartbeat-ms", std::to_string(heartbeat_ms_), "--log-level", "debug"};
+  // Its state in the cluster's directory, so a restart finds it again and
+  // no test touches the system's /var/lib/cohort.
+  auto given = [&](const char* flag) { return std::find(extra.begin(), extra.end(), flag) != extra.end(); };
+  if (!given("--store") && !given("--state-dir")) {
+    argv.push_back("--state-dir");
+    argv.push_back(dir_ + "/coordinator-state");
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   coordinator_ = std::make_unique<Daemon>(argv, dir_ + "/coordinator.log");
   // Ready when it answers.

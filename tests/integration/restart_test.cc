@@ -1,7 +1,9 @@
-// Coordinator restarts. A restarted coordinator has forgotten every group
-// (it keeps them in memory only); nobody may be left hanging: workers
-// re-register and stop the steps of groups it no longer knows, a client
-// waiting on a group gets an error naming it, and new groups run.
+// Coordinator restarts with --store memory, and worker restarts. A
+// coordinator that keeps nothing has forgotten every group when it comes
+// back; nobody may be left hanging: workers re-register and stop the steps
+// of groups it no longer knows, a client waiting on a group gets an error
+// naming it, and new groups run. (durable_test.cc has the default store,
+// where a restart loses nothing.)
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -33,10 +35,11 @@ std::string Trapping(const std::string& dir, const std::string& name) {
   return "trap 'echo term > " + dir + "/" + name + ".term; exit 143' TERM; sleep 60 & wait";
 }
 
-TEST_CASE("after a coordinator restart waiters get an error naming the group and workers stop orphaned steps",
+TEST_CASE("after a restart of a coordinator that keeps nothing, waiters get an error naming the group and "
+          "workers stop orphaned steps",
           "[e2e][restart]") {
   Cluster c;
-  c.StartCoordinator();
+  c.StartCoordinator({"--store", "memory"});
   c.StartWorker("w1", 2);
   c.StartWorker("w2", 2);
   const std::string m = c.Marker();
@@ -54,7 +57,7 @@ TEST_CASE("after a coordinator restart waiters get an error naming the group and
   c.coordinator().Kill(SIGKILL);
   c.coordinator().Wait(5s);
   const auto down = Clock::now();
-  c.StartCoordinator();  // the same ports, an empty memory
+  c.StartCoordinator({"--store", "memory"});  // the same ports, an empty memory
 
   // The waiting client learns the group is gone, by name, instead of hanging.
   REQUIRE(waiting.wait_for(30s) == std::future_status::ready);

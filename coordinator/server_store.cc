@@ -1,0 +1,124 @@
+// The Server's store: the restore at start, the group commit of each loop
+// turn's journal, and the outbox of messages that wait for it.
+#include "common/codec.h"
+#include "coordinator/server.h"
+
+namespace cohort::coordinator {
+
+using common::LogError;
+using common::LogInfo;
+using common::LogWarn;
+using common::Status;
+using common::Time;
+
+namespace {
+
+// How often a commit that failed for want of space is tried again.
+constexpr auto kStoreRetry = std::chrono::seconds(1);
+
+}  // namespace
+
+Status Server::Restore(Time now) {
+  if (!options_.store) {
+    LogWarn("store")
+        .Kv("kind", "memory")
+        .Kv("detail", "groups and results are kept in memory only: a restart forgets them and stops every step");
+    return Status::Ok();
+  }
+  const Time started = common::Clock::now();
+  LoadedState state;
+  if (Status s = options_.store->Load(&state); !s.ok()) return s;
+  const size_t groups = state.groups.size();
+  size_t running = 0, steps = 0;
+  for (const LoadedGroup& g : state.groups) {
+    running += g.ended ? 0 : 1;
+    steps += g.accepted.step_count;
+  }
+  if (Status s = core_.Restore(state, now, &actions_); !s.ok()) {
+    return Status::Corruption(options_.store_description + ": " + s.message() +
+                              "; move the state directory aside to start empty, or restore it from a backup");
+  }
+  state = LoadedState{};
+  LogInfo("store")
+      .Kv("kind", options_.store_description)
+      .Kv("groups", groups)
+      .Kv("running", running)
+      .Kv("steps", steps)
+      .Kv("unclaimed_attempts", core_.unclaimed_attempts())
+      .Kv("load_ms", std::chrono::duration_cast<std::chrono::milliseconds>(common::Clock::now() - started).count());
+  return Status::Ok();
+}
+
+void Server::Send(zmq::socket_t& socket, std::optional<std::string> route, common::Message msg) {
+  if (!options_.store) {
+    common::SendMessage(socket, route, msg);
+    return;
+  }
+  outbox_.push_back({&socket, std::move(route), std::move(msg)});
+}
+
+void Server::ConfirmLater(const std::string& route, const common::AttemptId& id) {
+  auto [at, fresh] = confirm_at_.try_emplace(route, confirms_.size());
+  if (fresh) confirms_.emplace_back(route, std::vector<common::AttemptId>{});
+  confirms_[at->second].second.push_back(id);
+}
+
+std::string Server::StoreTrouble() const {
+  if (!store_error_) return "";
+  return "the coordinator cannot write its state store (" + store_error_->message() +
+         "); nothing new is accepted until it can";
+}
+
+bool Server::Flush(Time now) {
+  if (options_.store) {
+    core_.TakeJournal(&unsaved_);
+    if (!unsaved_.empty()) {
+      if (!store_error_ || now >= next_store_retry_) {
+        Status s = options_.store->Commit(unsaved_);
+        if (!s.ok()) {
+          if (s.code() != Status::Code::kUnavailable) {
+            LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
+            return false;
+          }
+          uint64_t suppressed = 0;
+          if (store_log_.Allow(now, &suppressed)) {
+            LogError("store_full")
+                .Kv("store", options_.store_description)
+                .Kv("error", s.message())
+                .Kv("held_records", unsaved_.size())
+                .Kv("held_messages", outbox_.size())
+                .Kv("suppressed", suppressed);
+          }
+          store_error_ = s;
+          next_store_retry_ = now + kStoreRetry;
+          return true;
+        }
+        if (store_error_) LogInfo("store_recovered").Kv("records", unsaved_.size());
+        store_error_.reset();
+        next_store_retry_ = Time::max();
+        unsaved_.clear();
+      }
+    }
+    if (store_error_) return true;  // everything waits for the commit
+  }
+  SendHeld();
+  return true;
+}
+
+void Server::SendHeld() {
+  std::vector<Outgoing> held;
+  held.swap(outbox_);
+  for (Outgoing& o : held) common::SendMessage(*o.socket, o.route, o.msg);
+  for (auto& [route, ids] : confirms_) {
+    for (size_t at = 0; at < ids.size(); at += common::kMaxArgs) {
+      common::ConfirmMsg confirm;
+      const size_t end = std::min(ids.size(), at + common::kMaxArgs);
+      confirm.ids.assign(std::make_move_iterator(ids.begin() + at), std::make_move_iterator(ids.begin() + end));
+      common::SendMessage(workers_, route, confirm);
+    }
+  }
+  confirms_.clear();
+  confirm_at_.clear();
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,135 @@
+// The durable coordinator, as an operator meets it: SIGKILLed and started
+// again on the same state directory, it comes back with every acknowledged
+// group and result, running steps go on where they run and count once, and a
+// client waiting across the restart gets its result. A state directory it
+// cannot use stops it with a message naming the file, never an empty start.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <future>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/cluster.h"
+
+namespace cohort::testing {
+namespace {
+
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// SIGKILL, then the same command line again after `down`: a crash and its
+// restart, with the downtime the scenario asks for (not a wait for anything
+// to settle).
+void CrashAndRestart(Cluster& c, std::chrono::milliseconds down) {
+  c.coordinator().Kill(SIGKILL);
+  REQUIRE(c.coordinator().Wait(5s) >= 0);
+  std::this_thread::sleep_for(down);
+  c.StartCoordinator();
+}
+
+// What must read the same before and after a restart: everything but the
+// fields that describe the moment of reading.
+Json Stable(Json status) {
+  for (Json& s : status["steps"]) s.erase("waiting");
+  return status;
+}
+
+// The coordinator's own command line on another set of ports, for a second
+// one that must be refused.
+RunOutput RunSecondCoordinator(Cluster& c, const std::string& state_dir) {
+  const std::string d = c.dir();
+  return RunProgram({COHORT_BIN_DIR "/cohort-coordinator", "--client-endpoint", "ipc://" + d + "/c2",
+                     "--worker-endpoint", "ipc://" + d + "/w2", "--cancel-endpoint", "ipc://" + d + "/p2",
+                     "--state-dir", state_dir},
+                    30s);
+}
+
+}  // namespace
+
+TEST_CASE("a step running across a coordinator crash completes with one attempt, and wait prints it",
+          "[e2e][durable]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 1);
+  Json g = {{"id", "long"}, {"steps", {{{"id", "s"}, {"shell", "sleep 5; echo done"}}}}};
+  REQUIRE(c.SubmitJson(g, {}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return c.Status("long")["steps"][0]["state"] == "running"; }, 20s));
+  auto waiting = std::async(std::launch::async, [&] { return c.Cli({"wait", "long", "--json"}, 90s); });
+  CrashAndRestart(c, 1s);
+
+  REQUIRE(waiting.wait_for(60s) == std::future_status::ready);
+  RunOutput w = waiting.get();
+  INFO(w.err << "\ncoordinator:\n" << c.coordinator().Log() << "\nworker:\n" << c.worker("w1").Log());
+  REQUIRE(w.exit_code == 0);
+  Json res = Json::parse(w.out);
+  CHECK(res["state"] == "completed");
+  REQUIRE(res["steps"].size() == 1);
+  CHECK(res["steps"][0]["attempts"].size() == 1);
+  CHECK(res["steps"][0]["stdout"] == "done\n");
+  CHECK(c.coordinator().Log().find("unclaimed_attempts=1") != std::string::npos);
+}
+
+TEST_CASE("every acknowledged group and result reads the same after a crash", "[e2e][durable]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  Json ok = {{"id", "ok"}, {"steps", {{{"id", "a"}, {"shell", "echo out; echo err >&2"}}, {{"id", "b"}, {"shell", "true"}}}}};
+  Json bad = {{"id", "bad"},
+              {"steps", {{{"id", "x"}, {"shell", "exit 7"}}, {{"id", "y"}, {"shell", "sleep 60"}}}}};
+  REQUIRE(c.SubmitJson(ok, {"--wait"}).exit_code == 0);
+  REQUIRE(c.SubmitJson(bad, {"--wait"}).exit_code != 0);
+  Json pending = {{"id", "pending"}, {"steps", {{{"id", "p"}, {"shell", "true"}, {"agent", "nobody"}}}}};
+  REQUIRE(c.SubmitJson(pending, {}).exit_code == 0);
+  const Json before_ok = Stable(c.Status("ok"));
+  const Json before_bad = Stable(c.Status("bad"));
+  REQUIRE(before_bad["state"] == "failed");
+
+  CrashAndRestart(c, 0ms);
+
+  CHECK(Stable(c.Status("ok")) == before_ok);
+  CHECK(Stable(c.Status("bad")) == before_bad);
+  CHECK(c.Status("pending")["state"] == "running");
+  // The ids stay taken while their groups are kept.
+  CHECK(c.SubmitJson(ok, {}).exit_code != 0);
+}
+
+TEST_CASE("a second coordinator on the same state directory is refused, naming the lock and its holder",
+          "[e2e][durable]") {
+  Cluster c;
+  c.StartCoordinator();
+  RunOutput r = RunSecondCoordinator(c, c.dir() + "/coordinator-state");
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find(c.dir() + "/coordinator-state/lock") != std::string::npos);
+  CHECK(r.err.find("locked by another cohort-coordinator") != std::string::npos);
+  // The first one serves on.
+  CHECK(c.Cli({"groups"}).exit_code == 0);
+}
+
+TEST_CASE("a state directory the coordinator cannot use stops it with the file and what to do", "[e2e][durable]") {
+  Cluster c;
+  SECTION("a damaged database") {
+    const std::string dir = c.dir() + "/damaged";
+    REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
+    WriteFile(dir + "/cohort.db", std::string(8192, 'x'));
+    RunOutput r = RunSecondCoordinator(c, dir);
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find(dir + "/cohort.db") != std::string::npos);
+    CHECK(r.err.find("event=listening") == std::string::npos);
+    CHECK(ReadFile(dir + "/cohort.db") == std::string(8192, 'x'));  // left as found
+  }
+  SECTION("a path that is not a directory") {
+    const std::string file = c.dir() + "/plain-file";
+    WriteFile(file, "x");
+    RunOutput r = RunSecondCoordinator(c, file);
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find(file) != std::string::npos);
+    CHECK(r.err.find("event=listening") == std::string::npos);
+  }
+}
+
+}  // namespace cohort::testing
