@@ -83,12 +83,15 @@ struct Options {
   std::string coordinator_bin = "build/bin/cohort-coordinator";
   double timeout_s = 900;
   int heartbeat_ms = 60000;
+  std::string store = "memory";  // or sqlite, in a temporary state directory
+  std::string sync = "normal";
+  std::string state_dir;  // made when store is sqlite
 };
 
 [[noreturn]] void Usage(const char* msg) {
   std::fprintf(stderr,
                "loadgen: %s\nusage: loadgen --workers K --slots S --steps N --coordinator-bin PATH "
-               "[--timeout-s T] [--heartbeat-ms MS]\n",
+               "[--timeout-s T] [--heartbeat-ms MS] [--store memory|sqlite] [--sync normal|full]\n",
                msg);
   std::exit(2);
 }
@@ -107,6 +110,8 @@ Options ParseArgs(int argc, char** argv) {
       else if (a == "--coordinator-bin") o.coordinator_bin = v;
       else if (a == "--timeout-s") o.timeout_s = std::stod(v);
       else if (a == "--heartbeat-ms") o.heartbeat_ms = std::stoi(v);
+      else if (a == "--store") o.store = v;
+      else if (a == "--sync") o.sync = v;
       else Usage(("unknown option " + a).c_str());
     } catch (const std::logic_error&) {
       Usage(("bad value for " + a + ": " + v).c_str());
@@ -153,7 +158,11 @@ pid_t StartCoordinator(const Options& o, const std::string& client_ep, const std
                                    "--worker-endpoint", worker_ep,
                                    "--cancel-endpoint", cancel_ep,
                                    "--heartbeat-ms", std::to_string(o.heartbeat_ms),
-                                   "--log-level", "warn"};
+                                   "--log-level", "warn",
+                                   "--store", o.store};
+  if (o.store == "sqlite") {
+    for (const char* a : {"--state-dir", o.state_dir.c_str(), "--sync", o.sync.c_str()}) args.push_back(a);
+  }
   std::vector<char*> cargs;
   for (auto& s : args) cargs.push_back(s.data());
   cargs.push_back(nullptr);
@@ -424,11 +433,22 @@ int main(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGHUP, OnSignal);
+  if (o.store == "sqlite") {
+    char tmpl[] = "/tmp/cohort-loadgen-XXXXXX";
+    if (!::mkdtemp(tmpl)) Usage("cannot make a temporary state directory");
+    o.state_dir = tmpl;
+  }
+  int rc = 1;
   try {
-    return LoadRun(o).Run();
+    rc = LoadRun(o).Run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "loadgen: %s\n", e.what());
     KillChild();
-    return 1;
   }
+  if (!o.state_dir.empty()) {
+    KillChild();
+    std::string rm = "rm -rf '" + o.state_dir + "'";
+    if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "loadgen: could not remove %s\n", o.state_dir.c_str());
+  }
+  return rc;
 }

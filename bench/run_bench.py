@@ -172,7 +172,8 @@ def start_cluster(tag, n_workers, slots):
     cp, wp, xp = free_ports(3)
     client, wep = f"tcp://127.0.0.1:{cp}", f"tcp://127.0.0.1:{wp}"
     ps = [start([os.path.join(BIN, "cohort-coordinator"), "--client-endpoint", client, "--worker-endpoint", wep,
-                 "--cancel-endpoint", f"tcp://127.0.0.1:{xp}", "--log-level", "warn"], f"{tag}-coordinator.log")]
+                 "--cancel-endpoint", f"tcp://127.0.0.1:{xp}", "--log-level", "warn",
+                 "--state-dir", os.path.join(workdir, f"{tag}-state")], f"{tag}-coordinator.log")]
     workers = {}
     for n in range(1, n_workers + 1):
         workers[f"{tag}-w{n}"] = start_worker(wep, f"{tag}-w{n}", slots)

@@ -169,6 +169,9 @@ class Scheduler {
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;
   size_t group_count() const { return groups_.size(); }
+  // The mapping records are written with: whoever shows the core's times
+  // uses it too, so a time shown before a restart is shown the same after.
+  const common::WallClock& wall() const { return options_.wall; }
   // Restored attempts still waiting for their worker to claim them.
   size_t unclaimed_attempts() const { return unclaimed_count_; }
   size_t step_count() const { return steps_held_; }

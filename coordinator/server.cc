@@ -41,7 +41,7 @@ Server::Server(ServerOptions options)
         return s;
       }()),
       limits_(options_.max_groups_per_client, options_.max_steps_per_group),
-      wall_(common::ReadWallClock()) {
+      wall_(core_.wall()) {
   for (zmq::socket_t* s : {&clients_, &workers_, &cancels_}) common::ConfigureSocket(*s);
   // A send to a client that has disconnected fails (EHOSTUNREACH) instead of
   // vanishing: that is how SweepWaiters tells a gone client from a live one.

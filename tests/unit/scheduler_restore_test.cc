@@ -301,7 +301,7 @@ TEST_CASE("a finished group is kept for its retention counted from its end, then
   CHECK(state.max_submission == 1);
 }
 
-TEST_CASE("a group id submitted again after a restart is a new submission; the old one's reports are stale",
+TEST_CASE("a group id submitted again after a restart is a new submission, and the old one's reports are stale",
           "[restore]") {
   Restart r;
   auto p = r.First();
