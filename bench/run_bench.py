@@ -375,31 +375,49 @@ def measure_worker_loss(reps):
     return out
 
 
-def measure_loadgen():
-    """bench/loadgen (K simulated workers x 8 slots answering every RUN at
-    once, real coordinator, real sockets, default heartbeat) per (K, N);
-    returns, per (K, N), the list of its key=value lines as dicts."""
+def run_loadgen(k, n, store_args=()):
+    """One bench/loadgen run (K simulated workers x 8 slots answering every
+    RUN at once, real coordinator, real sockets, default heartbeat); its
+    key=value line as a dict."""
     loadgen = os.path.join(os.path.dirname(BIN), "bench", "loadgen")
+    # --heartbeat-ms 1000: the default, so a long SUBMIT that starved
+    # heartbeats would show up as redone attempts (runs > N).
+    r = subprocess.run([loadgen, "--workers", str(k), "--slots", "8", "--steps", str(n),
+                        "--heartbeat-ms", "1000", "--coordinator-bin",
+                        os.path.join(BIN, "cohort-coordinator"), "--timeout-s", "900", *store_args],
+                       capture_output=True, text=True, timeout=1000)
+    if r.returncode != 0:
+        raise RuntimeError(f"loadgen K={k} N={n} {' '.join(store_args)} failed: {r.stderr.strip()[-500:]}")
+    line = r.stdout.strip().splitlines()[-1]
+    row = dict(kv.split("=", 1) for kv in line.split())
+    if row["state"] != "completed" or int(row["runs"]) != n:
+        raise RuntimeError(f"loadgen K={k} N={n}: {line}")
+    print(f"      {' '.join(store_args)} {line}", file=sys.stderr)
+    return row
+
+
+def measure_loadgen():
+    """bench/loadgen per (K, N) with --store memory, the coordinator alone;
+    returns, per (K, N), the list of its runs."""
     out = []
     for k, n, reps in (LOADGEN_QUICK if QUICK else LOADGEN_FULL):
-        runs = []
-        for _ in range(reps):
-            # --heartbeat-ms 1000: the default, so a long SUBMIT that starved
-            # heartbeats would show up as redone attempts (runs > N).
-            r = subprocess.run([loadgen, "--workers", str(k), "--slots", "8", "--steps", str(n),
-                                "--heartbeat-ms", "1000", "--coordinator-bin",
-                                os.path.join(BIN, "cohort-coordinator"), "--timeout-s", "900"],
-                               capture_output=True, text=True, timeout=1000)
-            if r.returncode != 0:
-                raise RuntimeError(f"loadgen K={k} N={n} failed: {r.stderr.strip()[-500:]}")
-            line = r.stdout.strip().splitlines()[-1]
-            row = dict(kv.split("=", 1) for kv in line.split())
-            if row["state"] != "completed" or int(row["runs"]) != n:
-                raise RuntimeError(f"loadgen K={k} N={n}: {line}")
-            runs.append(row)
-            print(f"      {line}", file=sys.stderr)
-        out.append((k, n, runs))
+        out.append((k, n, [run_loadgen(k, n, ("--store", "memory")) for _ in range(reps)]))
     return out
+
+
+# The state store's cost: the same load with each store, interleaved rep by
+# rep so that a change in the machine's load hits all three alike.
+STORE_MODES = (("memory", ("--store", "memory")), ("sqlite, --sync normal (default)", ("--store", "sqlite")),
+               ("sqlite, --sync full", ("--store", "sqlite", "--sync", "full")))
+
+
+def measure_store():
+    k, n, reps = (100, 10_000, 1) if QUICK else (100, 100_000, 3)
+    runs = {label: [] for label, _ in STORE_MODES}
+    for _ in range(reps):
+        for label, args in STORE_MODES:
+            runs[label].append(float(run_loadgen(k, n, args)["steps_per_s"]))
+    return k, n, runs
 
 
 def main():
@@ -494,6 +512,7 @@ def main():
     # 6. coordinator throughput without process spawns ------------------------------
     print("[6/6] coordinator throughput: bench/loadgen, simulated workers x 8 slots", file=sys.stderr)
     lg = measure_loadgen()
+    st_k, st_n, st_runs = measure_store()
 
     # table ---------------------------------------------------------------------
     def mm(xs, fmt):
@@ -570,6 +589,13 @@ def main():
               f"{mid('result_s')}; {mid('coord_cpu_s')}; {statistics.median(col('coord_peak_rss_kib')) / 1024:.0f}, "
               f"{mid('rss_per_step_b', '{:.0f}')} | Ray / Dask (published) | 8,000–21,000 tasks/s / ~1 ms per task | "
               f"{best / 21_000:.1f}× Ray's top | {target} |")
+    mem = statistics.median(st_runs["memory"])
+    for label, _ in STORE_MODES[1:]:
+        got = statistics.median(st_runs[label])
+        goal = 0.7 if "normal" in label else 0.4
+        print(f"| coordinator throughput with the state store, {label}, K={st_k} x 8 slots, N={st_n:,} steps, "
+              f"{len(st_runs[label])} run(s) interleaved, steps/s | {mm(st_runs[label], js)} | `--store memory` | "
+              f"{mm(st_runs['memory'], js)} | **{got / mem:.2f}×** | ≥ {goal}× {'met' if got / mem >= goal else 'MISSED'} |")
     print()
     print("Timeout lateness = time from start to kill − 0.2 s. 'Seen by the step': bash records $EPOCHREALTIME "
           "when it starts and in its TERM trap (its start is ~1–2 ms after the spawn, which this hides). "

@@ -89,6 +89,8 @@ class SqliteDb {
   int64_t Changes() const;
   bool InTransaction() const;
   const std::string& path() const { return path_; }
+  // The connection itself, for what SQLite offers only on it (a WAL hook).
+  sqlite3* handle() const { return db_; }
 
  private:
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

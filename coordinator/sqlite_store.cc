@@ -110,6 +110,7 @@ Status SqliteStore::Open(const std::string& state_dir, SyncMode sync, std::uniqu
   s = store->Configure(sync);
   if (s.ok()) s = store->Migrate();
   if (s.ok()) s = store->PrepareAll();
+  if (s.ok()) s = WalCheckpointer::Attach(store->db_->handle(), store->db_->path(), &store->checkpointer_);
   if (!s.ok()) return s;
   *out = std::move(store);
   return Status::Ok();
@@ -119,6 +120,7 @@ SqliteStore::~SqliteStore() {
   // Statements first (a connection with live statements cannot close), then
   // the database (checkpointing the WAL), and only then the lock, so the
   // next coordinator never meets a file we are still writing.
+  checkpointer_.reset();  // its thread reads the database: gone before the close
   for (Statement& s : statements_) s = Statement();
   begin_ = Statement();
   commit_ = Statement();

@@ -10,7 +10,9 @@
 // in place of state it could not read.
 //
 // Commit is one BEGIN IMMEDIATE ... COMMIT over prepared statements kept for
-// the store's life; any failure rolls the whole batch back.
+// the store's life; any failure rolls the whole batch back. The WAL is
+// checkpointed by a WalCheckpointer on a thread of the store's own, so a
+// commit does not wait for the fsyncs of copying the log into the file.
 //
 // Thread contract: not thread-safe (see Store); one event loop owns it.
 #ifndef COHORT_COORDINATOR_SQLITE_STORE_H_
@@ -22,6 +24,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "coordinator/sqlite_checkpointer.h"
 #include "coordinator/sqlite_db.h"
 #include "coordinator/store.h"
 #include "coordinator/store_schema.h"
@@ -82,6 +85,7 @@ class SqliteStore : public Store {
   class Loader;
 
   int lock_fd_;  // released only after the database is closed (see the destructor)
+  std::unique_ptr<WalCheckpointer> checkpointer_;
   std::unique_ptr<SqliteDb> db_;
   std::array<Statement, schema::kDmlCount> statements_;
   Statement begin_, commit_, rollback_;

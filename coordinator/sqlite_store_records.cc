@@ -43,11 +43,14 @@ Status SqliteStore::Apply(const GroupAccepted& r) {
   Statement& st = Sql(Dml::kAcceptGroup);
   st.BindInt(1, static_cast<int64_t>(r.submission));
   st.BindText(2, r.group_id);
-  st.BindText(3, r.spec_json);
-  st.BindText(4, r.client);
-  st.BindInt(5, r.submitted_unix_ms);
-  st.BindInt(6, static_cast<int64_t>(r.step_count));
-  return db_->Run(&st, "writing");
+  st.BindText(3, r.client);
+  st.BindInt(4, r.submitted_unix_ms);
+  st.BindInt(5, static_cast<int64_t>(r.step_count));
+  if (Status s = db_->Run(&st, "writing"); !s.ok()) return s;
+  Statement& spec = Sql(Dml::kStoreSpec);
+  spec.BindInt(1, static_cast<int64_t>(r.submission));
+  spec.BindText(2, r.spec_json);
+  return db_->Run(&spec, "writing");
 }
 
 Status SqliteStore::Apply(const AttemptStarted& r) {
@@ -133,7 +136,8 @@ Status SqliteStore::Apply(const GroupEnded& r) {
 
 Status SqliteStore::Apply(const GroupForgotten& r) {
   // Children first: their rows refer to the group's.
-  for (Dml which : {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels, Dml::kForgetErrors}) {
+  for (Dml which :
+       {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels, Dml::kForgetErrors, Dml::kForgetSpec}) {
     Sql(which).BindInt(1, static_cast<int64_t>(r.submission));
     Status s = db_->Run(&Sql(which), "deleting");
     if (!s.ok()) return s;

@@ -43,7 +43,6 @@ const std::vector<std::string_view> kVersion1 = {
     "CREATE TABLE submissions ("
     " submission BIGINT PRIMARY KEY,"
     " group_id TEXT NOT NULL,"
-    " spec_json TEXT NOT NULL,"
     " client TEXT NOT NULL,"
     " submitted_unix_ms BIGINT NOT NULL,"
     " step_count BIGINT NOT NULL,"
@@ -51,6 +50,13 @@ const std::vector<std::string_view> kVersion1 = {
     " stopped_unix_ms BIGINT,"
     " end_state TEXT,"  // NULL while the group runs
     " ended_unix_ms BIGINT)",
+
+    // The spec apart from its group's row: a million-step spec spans
+    // thousands of overflow pages, which every statement that reads a
+    // column after it in the same row would walk.
+    "CREATE TABLE group_specs ("
+    " submission BIGINT PRIMARY KEY REFERENCES submissions (submission),"
+    " spec_json TEXT NOT NULL)",
 
     // The end columns are NULL until the attempt ends (ended_unix_ms says);
     // started_unix_ms, known only from the end, stays NULL when the worker
@@ -123,8 +129,10 @@ namespace {
 // carry a CAST so PostgreSQL knows their types.
 constexpr std::string_view kDml[kDmlCount] = {
     // kAcceptGroup
-    "INSERT INTO submissions (submission, group_id, spec_json, client, submitted_unix_ms, step_count)"
-    " VALUES ($1, $2, $3, $4, $5, $6)",
+    "INSERT INTO submissions (submission, group_id, client, submitted_unix_ms, step_count)"
+    " VALUES ($1, $2, $3, $4, $5)",
+    // kStoreSpec
+    "INSERT INTO group_specs (submission, spec_json) VALUES ($1, $2)",
     // kRaiseMaxSubmission: changes nothing unless $1 is above the stored value.
     "INSERT INTO counters (name, value) VALUES ('max_submission', $1)"
     " ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE counters.value < excluded.value",
@@ -159,15 +167,17 @@ constexpr std::string_view kDml[kDmlCount] = {
     " CAST($5 AS BIGINT) FROM submissions WHERE submission = $1",
     // kEndGroup
     "UPDATE submissions SET end_state = $2, ended_unix_ms = $3 WHERE submission = $1 AND end_state IS NULL",
-    // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetErrors, kForgetGroup
+    // kForgetAttempts, kForgetStepEnds, kForgetCancels, kForgetErrors, kForgetSpec, kForgetGroup
     "DELETE FROM attempts WHERE submission = $1",
     "DELETE FROM step_ends WHERE submission = $1",
     "DELETE FROM cancels WHERE submission = $1",
     "DELETE FROM group_errors WHERE submission = $1",
+    "DELETE FROM group_specs WHERE submission = $1",
     "DELETE FROM submissions WHERE submission = $1",
     // kLoadGroups
-    "SELECT submission, group_id, spec_json, client, submitted_unix_ms, step_count, stop_state,"
-    " stopped_unix_ms, end_state, ended_unix_ms FROM submissions ORDER BY submission",
+    "SELECT s.submission, s.group_id, g.spec_json, s.client, s.submitted_unix_ms, s.step_count, s.stop_state,"
+    " s.stopped_unix_ms, s.end_state, s.ended_unix_ms FROM submissions s"
+    " JOIN group_specs g ON g.submission = s.submission ORDER BY s.submission",
     // kLoadAttempts
     "SELECT submission, step, attempt, worker, dispatched_unix_ms, ended_unix_ms, status, exit_code,"
     " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes,"

@@ -52,7 +52,8 @@ std::string NewerVersionMessage(const std::string& db, int64_t found);
 // ---- Statements, indexed by Dml -------------------------------------------------
 
 enum class Dml : int {
-  kAcceptGroup,      // GroupAccepted
+  kAcceptGroup,      // GroupAccepted: the group's row, then its spec
+  kStoreSpec,
   kRaiseMaxSubmission,
   kSelectMaxSubmission,
   kStartAttempt,     // AttemptStarted
@@ -66,6 +67,7 @@ enum class Dml : int {
   kForgetStepEnds,
   kForgetCancels,
   kForgetErrors,
+  kForgetSpec,
   kForgetGroup,
   kLoadGroups,
   kLoadAttempts,

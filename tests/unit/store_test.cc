@@ -304,7 +304,7 @@ TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
     CHECK_THAT(s.message(), Catch::Contains("given out already"));
   }
   RawDb raw(d.path + "/cohort.db");
-  for (const char* table : {"submissions", "attempts", "step_ends", "cancels", "group_errors"}) {
+  for (const char* table : {"submissions", "group_specs", "attempts", "step_ends", "cancels", "group_errors"}) {
     INFO(table);
     CHECK(raw.Count(std::string(table) + " WHERE submission = 1") == 0);
     CHECK(raw.Count(std::string(table) + " WHERE submission = 2") > 0);
