@@ -43,9 +43,8 @@ class GroupWaiter {
  private:
   enum class Next { kWait, kDone };
 
-  uint64_t Send(common::Message request, Time now);
+  uint64_t Ask(common::Message request, Time now);
   void SendWait(Time now);
-  void Sent(Time now);
   Status Tick(Time now);
   void Heard(Time now);
   Next OnReply(common::ReplyMsg& reply, Time now, common::ReplyMsg* result, Status* error);
@@ -69,7 +68,9 @@ class GroupWaiter {
   bool poll_pending_ = false;
   Time poll_sent_{};
   Time next_poll_{};
-  std::optional<Time> unanswered_since_;  // when the oldest request sent since the coordinator last spoke went out
+  // When the oldest poll or fetch sent since the coordinator last spoke went
+  // out. Not a WAIT: the coordinator answers it only when the group ends.
+  std::optional<Time> unanswered_since_;
   Time wait_sign_{};                      // the WAIT last sent, or the last HEARTBEAT since: it is held
   std::optional<Duration> outage_;        // the last outage, once it ended
   bool outage_told_ = false;              // the user heard of the outage under way
@@ -79,7 +80,7 @@ class GroupWaiter {
 Status GroupWaiter::Run(common::ReplyMsg* result) {
   if (client_.broken()) return Prefixed(client_.Unreachable());
   Time now = Clock::now();
-  wait_req_ = Send(common::WaitMsg{0, group_}, now);
+  wait_req_ = client_.Send(common::WaitMsg{0, group_});
   wait_sign_ = now;
   next_poll_ = now + kPollInterval;
   Status error;
@@ -107,18 +108,13 @@ Status GroupWaiter::Run(common::ReplyMsg* result) {
   return error;
 }
 
-void GroupWaiter::Sent(Time now) {
+uint64_t GroupWaiter::Ask(common::Message request, Time now) {
   if (!unanswered_since_) unanswered_since_ = now;
-}
-
-uint64_t GroupWaiter::Send(common::Message request, Time now) {
-  Sent(now);
   return client_.Send(std::move(request));
 }
 
 void GroupWaiter::SendWait(Time now) {
   client_.Repeat(wait_req_, common::WaitMsg{0, group_});
-  Sent(now);
   wait_sign_ = now;
 }
 
@@ -140,7 +136,7 @@ Status GroupWaiter::Tick(Time now) {
   // One poll at a time; another once it has gone unanswered for kOutageGap,
   // as it may have died with the connection it went out on.
   if (now >= next_poll_ && (!poll_pending_ || now - poll_sent_ > kOutageGap)) {
-    Send(common::StatusMsg{0, group_, true}, now);
+    Ask(common::StatusMsg{0, group_, true}, now);
     poll_pending_ = true;
     poll_sent_ = now;
     next_poll_ = now + kPollInterval;
@@ -208,7 +204,7 @@ GroupWaiter::Next GroupWaiter::OnPoll(const common::ReplyMsg& reply, Time now, S
   // It ended and our WAIT went unanswered (lost in a restart, and not yet
   // repeated): ask for the result itself.
   if (result_reqs_.empty() || now - result_sent_ > kOutageGap) {
-    result_reqs_.push_back(Send(common::StatusMsg{0, group_}, now));
+    result_reqs_.push_back(Ask(common::StatusMsg{0, group_}, now));
     result_sent_ = now;
   }
   return Next::kWait;

@@ -14,9 +14,11 @@
 // answers; a poll that finds the group ended fetches its result, in case the
 // WAIT was lost and not yet repeated.
 //
-// Only a coordinator that answers nothing for longer than the client's timeout
-// (--connect-timeout) ends the wait unreached: from the start for the first
-// answer, as for any request, and after that as the longest outage tolerated.
+// Only a coordinator that leaves a poll unanswered for longer than the
+// client's timeout (--connect-timeout), hearing nothing else from it
+// meanwhile, ends the wait unreached: for the first poll as for any request,
+// and after that as the longest outage tolerated. A WAIT does not count: it
+// is answered only when the group ends.
 //
 // Thread contract: the thread that owns the Client.
 #ifndef COHORT_CLI_GROUP_WAITER_H_
