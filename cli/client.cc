@@ -49,28 +49,39 @@ Status Client::Unreachable() const {
 
 uint64_t Client::Send(common::Message request) {
   uint64_t req = next_req_++;
+  Repeat(req, std::move(request));
+  return req;
+}
+
+void Client::Repeat(uint64_t req, common::Message request) {
   std::visit(
       [req](auto& m) {
         if constexpr (requires { m.req; }) m.req = req;
       },
       request);
   if (connect_error_.ok()) common::SendMessage(socket_, std::nullopt, request);
-  return req;
 }
 
 bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* reply) {
+  const common::Time until = Clock::now() + wait;
+  common::Message msg;
+  while (ReceiveAny(until - Clock::now(), &msg)) {
+    auto* r = std::get_if<common::ReplyMsg>(&msg);
+    if (r && r->req == req) {
+      *reply = std::move(*r);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Client::ReceiveAny(common::Duration wait, common::Message* msg) {
   if (!connect_error_.ok()) return false;
   const common::Time until = Clock::now() + wait;
   common::Envelope env;
   while (true) {
     while (common::ReceiveEnvelope(socket_, false, &env)) {
-      common::Message msg;
-      if (!common::DecodeEnvelope(env, &msg).ok()) continue;
-      auto* r = std::get_if<common::ReplyMsg>(&msg);
-      if (r && r->req == req) {
-        *reply = std::move(*r);
-        return true;
-      }
+      if (common::DecodeEnvelope(env, msg).ok()) return true;
     }
     common::Time now = Clock::now();
     if (now >= until) return false;
@@ -86,7 +97,7 @@ bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* repl
     // A refused key or a security mismatch fails again on every retry: say
     // so now rather than after the whole timeout.
     if (count > 1) monitor_->Drain();
-    if (monitor_ && monitor_->hopeless()) return false;
+    if (hopeless()) return false;
   }
 }
 

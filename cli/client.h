@@ -28,9 +28,16 @@ class Client {
 
   // Sends a request (its req is assigned here) and returns that req.
   uint64_t Send(common::Message request);
+  // Sends a request again under the req it was first sent with, so that the
+  // coordinator can tell a repeat from a new request.
+  void Repeat(uint64_t req, common::Message request);
   // Waits up to `wait` for the reply to `req`; replies to other requests are
   // dropped. False on timeout.
   bool Receive(uint64_t req, common::Duration wait, common::ReplyMsg* reply);
+  // Waits up to `wait` for the next message from the coordinator, whatever it
+  // is: a REPLY to any request, or a HEARTBEAT. False on timeout, at once when
+  // the socket could not connect, or when hopeless().
+  bool ReceiveAny(common::Duration wait, common::Message* msg);
   // Send + Receive with the client's timeout; Unavailable naming the
   // endpoint when nothing answers in time.
   common::Status Call(common::Message request, common::ReplyMsg* reply);
@@ -38,6 +45,10 @@ class Client {
   const std::string& endpoint() const { return endpoint_; }
   common::Duration timeout() const { return timeout_; }
   common::Status Unreachable() const;
+  // The endpoint was refused before anything was sent (Unreachable() says why).
+  bool broken() const { return !connect_error_.ok(); }
+  // The handshake failed in a way that retrying with the same keys cannot fix.
+  bool hopeless() const { return monitor_ && monitor_->hopeless(); }
 
  private:
   std::string endpoint_;

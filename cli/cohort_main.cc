@@ -15,6 +15,7 @@
 
 #include "cli/client.h"
 #include "cli/display.h"
+#include "cli/group_waiter.h"
 #include "common/group_spec.h"
 #include "common/options.h"
 #include "common/protocol.h"
@@ -79,7 +80,9 @@ po::options_description CommonOptions(Common* c) {
       ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
        "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700)")
       ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
-       "seconds to wait for the coordinator to answer before giving up (exit 3)")
+       "seconds to wait for the coordinator to answer before giving up (exit 3); while waiting for a "
+       "group (wait, submit --wait), the longest the coordinator may stay unreachable: the wait goes on "
+       "across a coordinator restart")
       ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout")
       ("coordinator-key", po::value(&c->coordinator_key)->value_name("FILE"),
        "the coordinator's public key file: talk CURVE, only to it (default: $COHORT_COORDINATOR_KEY)")
@@ -141,49 +144,17 @@ void Show(const Json& doc, const std::string& body, bool json) {
   }
 }
 
-// Waits for the group's end. While waiting it asks for the group's summary
-// every second: that shows progress on a terminal and notices a coordinator
-// that went away or forgot the group, instead of hanging.
-int WaitFor(Client& client, const std::string& group, bool json) {
-  const bool progress = !json && ::isatty(STDERR_FILENO);
-  uint64_t wait_req = client.Send(cohort::common::WaitMsg{0, group});
+// Waits for the group's end, through coordinator restarts (see
+// cli/group_waiter.h), then shows its result. `submitted`: this client has
+// just submitted the group, so the coordinator had it.
+int WaitFor(Client& client, const std::string& group, bool json, bool submitted) {
+  cohort::cli::WaitSettings settings;
+  settings.progress = !json && ::isatty(STDERR_FILENO);
+  settings.known = submitted;
   cohort::common::ReplyMsg reply;
-  std::string last_line;
-  auto end_progress = [&] {
-    if (progress && !last_line.empty()) std::cerr << "\r\033[K" << std::flush;
-  };
-  while (!client.Receive(wait_req, std::chrono::seconds(1), &reply)) {
-    cohort::common::ReplyMsg st;
-    if (Status s = client.Call(cohort::common::StatusMsg{0, group, true}, &st); !s.ok()) {
-      end_progress();
-      return Fail(StatusExit(s), "while waiting for group " + group + ": " + s.message());
-    }
-    if (Status s = cohort::cli::ReplyStatus(st); !s.ok()) {
-      end_progress();
-      return Fail(kExitFailed, "while waiting for group " + group + ": " + s.message() +
-                                   " (the coordinator may have restarted and lost it)");
-    }
-    Json summary = ParseBody(st.body);
-    // A state that is not a string (a hostile or broken reply) counts as
-    // running: value() would throw on it.
-    const bool ended = summary.is_object() && summary.contains("state") && summary["state"].is_string() &&
-                       summary["state"].get_ref<const std::string&>() != "running";
-    if (ended) {
-      // It ended but our WAIT went unanswered (a coordinator restart can
-      // lose it): fetch the result directly.
-      if (Status s = client.Call(cohort::common::StatusMsg{0, group}, &reply); !s.ok()) {
-        end_progress();
-        return Fail(StatusExit(s), "while waiting for group " + group + ": " + s.message());
-      }
-      break;
-    }
-    if (progress) {
-      std::string line = cohort::cli::ProgressLine(summary);
-      if (line != last_line) std::cerr << "\r\033[K" << line << std::flush;
-      last_line = line;
-    }
+  if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply); !s.ok()) {
+    return Fail(StatusExit(s), s.message());
   }
-  end_progress();
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
   Json doc = ParseBody(reply.body);
   Show(doc, reply.body, json);
@@ -320,7 +291,8 @@ int Submit(std::vector<std::string> args) {
       "       cohort submit --commands FILE [options]\n"
       "       cohort submit [options] -- CMD ARG...\n\n"
       "Submits a group. Without --wait, prints the group id once the coordinator has\n"
-      "accepted it. Flags override the file.";
+      "accepted it. Flags override the file. With --wait, waits as `cohort wait` does,\n"
+      "across a coordinator restart too (see cohort wait --help).";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   int sources = !file.empty() + !commands_file.empty() + !command.empty();
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
@@ -360,7 +332,7 @@ int Submit(std::vector<std::string> args) {
     }
     return kExitOk;
   }
-  return WaitFor(client, group, c.json);
+  return WaitFor(client, group, c.json, true);
 }
 
 int GroupCommand(const std::string& name, std::vector<std::string> args) {
@@ -375,14 +347,17 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   po::variables_map vm;
   std::string usage = name == "cancel" ? "Usage: cohort cancel GROUP [STEP]\n\nCancels the whole group (it ends "
                                          "cancelled), or only STEP (the group goes on)."
-                    : name == "wait" ? "Usage: cohort wait GROUP [options]\n\nWaits until the group ends, then "
-                                       "shows its result. Exit 0 if it completed, 1 if not."
+                    : name == "wait" ? "Usage: cohort wait GROUP [options]\n\n"
+                                       "Waits until the group ends, then shows its result. Exit 0 if it completed,\n"
+                                       "1 if not. If the coordinator goes away meanwhile, waits for it to come back\n"
+                                       "(for up to --connect-timeout, else exit 3) and waits again; exit 1 if it\n"
+                                       "restarted and no longer knows the group."
                                      : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
-  if (name == "wait") return WaitFor(client, group, c.json);
+  if (name == "wait") return WaitFor(client, group, c.json, false);
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
