@@ -193,9 +193,11 @@ if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
   check_against_help "$coordinator_bin" "$coordinator_conf"
   check_against_help "$worker_bin" "$worker_conf"
   [ "$failures" -eq "$before" ] && echo "ok: configs match the programs' --help (options and defaults)"
+  # Its state in the scratch directory: the test must not touch the system's
+  # /var/lib/cohort.
   check_accepts "$coordinator_bin" --config "$coordinator_conf" \
     --client-endpoint "ipc://$tmp/client" --worker-endpoint "ipc://$tmp/worker" \
-    --cancel-endpoint "ipc://$tmp/cancel"
+    --cancel-endpoint "ipc://$tmp/cancel" --state-dir "$tmp/state"
   check_accepts "$worker_bin" --config "$worker_conf" --coordinator "ipc://$tmp/nobody-here" \
     --name systemd-units-test --run-as "$(id -un)"
 else
