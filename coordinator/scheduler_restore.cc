@@ -30,11 +30,19 @@ std::string Where(const LoadedGroup& lg) {
 // What the core relies on and a store does not check: attempts numbered
 // 1, 2, ... and only the last one possibly running.
 Status CheckSteps(const LoadedGroup& lg, size_t step_count) {
-  for (const LoadedStep& ls : lg.steps) {
-    if (ls.step >= step_count) {
-      return Status::Corruption(Where(lg) + ": step " + std::to_string(ls.step) + " is past its " +
-                                std::to_string(step_count) + " steps");
+  for (size_t k = 0; k < lg.errors.size(); ++k) {
+    if (lg.errors[k].seq != k) {
+      return Status::Corruption(Where(lg) + ": its errors are not numbered 0, 1, ... (entry " + std::to_string(k) +
+                                " has " + std::to_string(lg.errors[k].seq) + ")");
     }
+  }
+  std::vector<bool> seen(step_count, false);
+  for (const LoadedStep& ls : lg.steps) {
+    if (ls.step >= step_count || seen[ls.step]) {
+      return Status::Corruption(Where(lg) + ": step " + std::to_string(ls.step) + " is past its " +
+                                std::to_string(step_count) + " steps or listed twice");
+    }
+    seen[ls.step] = true;
     for (size_t k = 0; k < ls.attempts.size(); ++k) {
       const LoadedAttempt& la = ls.attempts[k];
       if (la.started.attempt != k + 1) {
@@ -47,6 +55,12 @@ Status CheckSteps(const LoadedGroup& lg, size_t step_count) {
                                   std::to_string(k + 1) + " never ended, yet the step went on");
       }
     }
+  }
+  size_t ended = 0;
+  for (const LoadedStep& ls : lg.steps) ended += ls.ended ? 1 : 0;
+  if (lg.ended && ended != step_count) {
+    return Status::Corruption(Where(lg) + ": the group ended but " + std::to_string(step_count - ended) +
+                              " of its steps did not");
   }
   return Status::Ok();
 }

@@ -53,7 +53,7 @@ Server::~Server() = default;
 Status Server::Bind() {
   // Before any peer can connect: a worker registering must find the
   // restored attempts it claims.
-  if (Status s = Restore(Clock::now()); !s.ok()) return s;
+  if (Status s = Restore(); !s.ok()) return s;
   if (options_.curve) {
     // The handler must answer before the first peer can handshake.
     zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
@@ -78,7 +78,8 @@ Status Server::Bind() {
 
 Time Server::NextWake() const {
   Time until = std::min({next_heartbeat_, next_waiter_sweep_, next_store_retry_});
-  if (auto d = core_.NextDeadline()) until = std::min(until, *d);
+  // While the store cannot be written the core's timers wait (see Turn).
+  if (auto d = core_.NextDeadline(); d && !store_error_) until = std::min(until, *d);
   return until;
 }
 
@@ -155,7 +156,11 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   // After a stall, heartbeats may still be queued: timers wait until every
   // worker message that arrived has been read, so no worker is declared
   // lost because the coordinator was busy. The next poll returns at once.
-  if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained) core_.Tick(now, &actions_);
+  // Nor do timers run while the store cannot be written: the RUNs and
+  // cancels they would judge the workers by are held, not sent.
+  if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained && !store_error_) {
+    core_.Tick(now, &actions_);
+  }
   Apply(now);
   // One commit for everything this turn did, then its replies and messages.
   if (!Flush(now)) return false;

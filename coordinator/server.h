@@ -114,7 +114,9 @@ class Server {
   common::Time NextWake() const;
 
   // The store and the outbox (server_store.cc).
-  common::Status Restore(common::Time now);
+  // Loads the store into the core; the core's clock starts after the load,
+  // so a long load does not eat into the reattach window.
+  common::Status Restore();
   // Sends now without a store; otherwise once the journal is committed.
   void Send(zmq::socket_t& socket, std::optional<std::string> route, common::Message msg);
   // The worker at `route` reported this result: confirm it once committed.

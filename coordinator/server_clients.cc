@@ -127,7 +127,17 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id);
   if (!s.ok()) {
     LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
-    Reply(route, req, s, "");
+    if (!trouble.empty()) {
+      // Nothing was accepted, so nothing need be committed first; and the
+      // held replies wait for the store.
+      common::ReplyMsg refusal;
+      refusal.req = req;
+      refusal.code = s.code();
+      refusal.error = s.message();
+      common::SendMessage(clients_, route, refusal);
+    } else {
+      Reply(route, req, s, "");
+    }
     return;
   }
   limits_.Admitted(client, id);

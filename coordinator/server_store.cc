@@ -18,7 +18,7 @@ constexpr auto kStoreRetry = std::chrono::seconds(1);
 
 }  // namespace
 
-Status Server::Restore(Time now) {
+Status Server::Restore() {
   if (!options_.store) {
     LogWarn("store")
         .Kv("kind", "memory")
@@ -34,9 +34,13 @@ Status Server::Restore(Time now) {
     running += g.ended ? 0 : 1;
     steps += g.accepted.step_count;
   }
-  if (Status s = core_.Restore(state, now, &actions_); !s.ok()) {
+  if (Status s = core_.Restore(state, common::Clock::now(), &actions_); !s.ok()) {
     return Status::Corruption(options_.store_description + ": " + s.message() +
                               "; move the state directory aside to start empty, or restore it from a backup");
+  }
+  // A client's share of running groups survives the restart with them.
+  for (const LoadedGroup& g : state.groups) {
+    if (!g.ended) limits_.Admitted(g.accepted.client, g.accepted.group_id);
   }
   state = LoadedState{};
   LogInfo("store")
@@ -60,7 +64,11 @@ void Server::Send(zmq::socket_t& socket, std::optional<std::string> route, commo
 void Server::ConfirmLater(const std::string& route, const common::AttemptId& id) {
   auto [at, fresh] = confirm_at_.try_emplace(route, confirms_.size());
   if (fresh) confirms_.emplace_back(route, std::vector<common::AttemptId>{});
-  confirms_[at->second].second.push_back(id);
+  std::vector<common::AttemptId>& ids = confirms_[at->second].second;
+  // A worker resends a result until it is confirmed: while the store is
+  // full, the same one arrives again and again.
+  if (store_error_ && std::find(ids.begin(), ids.end(), id) != ids.end()) return;
+  ids.push_back(id);
 }
 
 std::string Server::StoreTrouble() const {

@@ -15,6 +15,13 @@ Status WalCheckpointer::Attach(sqlite3* writer, const std::string& path, std::un
     sqlite3_close_v2(own);
     return s;
   }
+  // A connection that has never read has not opened the WAL, and its
+  // checkpoints do nothing: one read makes it see the log.
+  if (int r = sqlite3_exec(own, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr); r != SQLITE_OK) {
+    Status s = Status::IoError(path + ": cannot read it for checkpoints: " + sqlite3_errmsg(own));
+    sqlite3_close_v2(own);
+    return s;
+  }
   std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(writer, own));
   c->thread_ = std::thread([p = c.get()] { p->Run(); });
   // Replaces SQLite's own hook, which is what automatic checkpoints are.

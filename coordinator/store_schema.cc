@@ -30,10 +30,10 @@ const char kInsertVersion[] = "INSERT INTO schema_version (version) VALUES ($1)"
 
 // Version 1. One row per accepted group (submissions), per attempt, per
 // ended step, per cancel request and per entry of a group's error list;
-// every child row names its submission, so forgetting a group is five
+// every child row names its submission, so forgetting a group is a few
 // deletes by primary-key prefix. Integers are BIGINT throughout (SQLite
-// stores them in as few bytes as they need); flags are 0/1 integers,
-// because SQLite has no boolean to share.
+// stores them in as few bytes as they need), flags too (0/1): SQLite has no
+// boolean to share, and one integer type binds alike on both engines.
 const std::vector<std::string_view> kVersion1 = {
     // Counters that outlive the rows they count: max_submission.
     "CREATE TABLE counters ("
@@ -72,8 +72,8 @@ const std::vector<std::string_view> kVersion1 = {
     " status TEXT,"
     " exit_code BIGINT,"
     " exit_signal BIGINT,"
-    " timed_out INTEGER,"
-    " cancelled INTEGER,"
+    " timed_out BIGINT,"
+    " cancelled BIGINT,"
     " error TEXT,"
     " stdout_tail {bytes},"
     " stderr_tail {bytes},"

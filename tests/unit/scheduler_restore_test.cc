@@ -362,3 +362,50 @@ TEST_CASE("a stored spec that no longer parses is refused and nothing is restore
 }
 
 }  // namespace cohort::testing
+
+namespace cohort::testing {
+
+TEST_CASE("a store whose rows contradict what the core relies on is refused, never half restored", "[restore]") {
+  coordinator::LoadedGroup g;
+  g.accepted = {1, "g", R"({"steps": [{"id": "a", "shell": "true"}, {"id": "b", "shell": "true"}]})", "",
+                kBootUnixMs, 2};
+  coordinator::LoadedStep running;
+  running.step = 0;
+  running.attempts.push_back({{1, 0, 1, "w1", kBootUnixMs}, std::nullopt});
+  auto refused = [](const coordinator::LoadedGroup& bad, const std::string& why) {
+    LoadedState state;
+    state.groups = {bad};
+    state.max_submission = 1;
+    Scheduler core(Journaled(common::Time{}, kBootUnixMs));
+    std::vector<Action> out;
+    common::Status s = core.Restore(state, common::Time{}, &out);
+    INFO(s.ToString());
+    CHECK(s.code() == common::Status::Code::kCorruption);
+    CHECK_THAT(s.message(), Catch::Contains(why));
+    CHECK(core.group_count() == 0);
+  };
+  SECTION("an ended group with a step that never ended") {
+    coordinator::LoadedGroup bad = g;
+    bad.steps = {running};
+    bad.ended = coordinator::GroupEnded{1, GroupState::kCompleted, kBootUnixMs};
+    refused(bad, "the group ended but 2 of its steps did not");
+  }
+  SECTION("a gap in the error list") {
+    coordinator::LoadedGroup bad = g;
+    bad.errors = {{1, 1, "a", "boom", kBootUnixMs}};
+    refused(bad, "errors are not numbered");
+  }
+  SECTION("a step listed twice") {
+    coordinator::LoadedGroup bad = g;
+    bad.steps = {running, running};
+    refused(bad, "listed twice");
+  }
+  SECTION("an attempt numbered out of order") {
+    coordinator::LoadedGroup bad = g;
+    bad.steps = {running};
+    bad.steps[0].attempts[0].started.attempt = 2;
+    refused(bad, "has attempt 2 where 1 was expected");
+  }
+}
+
+}  // namespace cohort::testing
