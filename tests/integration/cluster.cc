@@ -241,6 +241,13 @@ void Cluster::StartCoordinator(std::vector<std::string> extra) {
 }
 
 Daemon& Cluster::StartWorker(const std::string& name, int slots, std::vector<std::string> extra) {
+  Daemon& d = LaunchWorker(name, slots, std::move(extra));
+  bool joined = WaitUntil([&] { return HasWorker(name); }, 20s);
+  if (!joined) throw std::runtime_error("worker " + name + " did not join:\n" + d.Log());
+  return d;
+}
+
+Daemon& Cluster::LaunchWorker(const std::string& name, int slots, std::vector<std::string> extra) {
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-worker", "--coordinator", worker_ep_, "--name", name,
                                    "--slots", std::to_string(slots), "--heartbeat-ms", std::to_string(heartbeat_ms_),
                                    "--kill-grace-ms", "2000", "--log-level", "debug"};
@@ -251,8 +258,6 @@ Daemon& Cluster::StartWorker(const std::string& name, int slots, std::vector<std
   auto d = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");
   Daemon& ref = *d;
   workers_[name] = std::move(d);
-  bool joined = WaitUntil([&] { return HasWorker(name); }, 20s);
-  if (!joined) throw std::runtime_error("worker " + name + " did not join:\n" + ref.Log());
   return ref;
 }
 

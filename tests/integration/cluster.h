@@ -71,6 +71,9 @@ class Cluster {
   void StartCoordinator(std::vector<std::string> extra = {});
   // Starts a worker and waits until the coordinator lists it.
   Daemon& StartWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
+  // Starts a worker without waiting for it to join: for a coordinator that
+  // is down, or to race its registration against something else.
+  Daemon& LaunchWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
   // Flags every Cli() call adds after the command, e.g. CURVE keys.
   void SetCliFlags(std::vector<std::string> flags) { cli_flags_ = std::move(flags); }
   // `cohort ARGS... --coordinator <ours>`.

@@ -1,0 +1,655 @@
+// Crash chaos: a durable coordinator and three workers, a few hundred mixed
+// groups from several concurrent clients, while the coordinator is SIGKILLed
+// at random moments and started again on the same state directory, and
+// workers are SIGKILLed and restarted too (now and then while the
+// coordinator is down). Afterwards:
+//   1. every group whose SUBMIT was acknowledged has ended, and so has every
+//      group the coordinator lists;
+//   2. every step has one final state, its history one record per attempt,
+//      none running; a completed step has exactly one succeeded attempt, the
+//      last;
+//   3. what ran agrees with the history: each step appends a line to its own
+//      file when an attempt starts (and when it succeeds), so no attempt ran
+//      twice, every attempt with an exit code ran, a succeeded attempt ran
+//      to its end, nothing of a completed step ran after its success, and an
+//      attempt that succeeded but is recorded lost with its worker is
+//      explained by that worker's death before it could report (else the
+//      coordinator lost a result, and the step ran again after succeeding);
+//   4. every client waiting across a restart got its result (their
+//      --connect-timeout is far longer than any outage here);
+//   5. no process of any step is left;
+//   6. no attempt waited in vain for its worker to come back (the reattach
+//      window is well above the time workers take to register again); every
+//      result reads the same after one more restart, and no step ran again
+//      meanwhile.
+//
+// Randomness is seeded: COHORT_CRASH_CHAOS_SEED=N replays a run's plan (the
+// groups, how their clients wait, the cancel delays, the kill and crash
+// schedule, each outage's length); the seed is printed first.
+// COHORT_CRASH_CHAOS_GROUPS=N (default 300) and COHORT_CRASH_CHAOS_CLIENTS=N
+// (default 8) make a longer manual run. Timing between processes is not
+// replayable; the plan is.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/cluster.h"
+
+namespace cohort::testing {
+namespace {
+
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Every CLI call may outlive an outage of the coordinator: none here lasts
+// more than a few seconds, so an exit 3 is a client that lost its way.
+const std::string kConnectTimeout = "30";
+// Short, to keep the test short, but well above the time a worker takes to
+// register again at the cluster's 200 ms heartbeat after an outage of up to
+// kMaxOutageMs (ZeroMQ redials with a backoff that reaches about the
+// outage's length; the REGISTERs queued meanwhile go out with the redial).
+const std::string kReattachWindow = "5";
+constexpr int kMaxOutageMs = 2000;
+constexpr int kSlots = 4;
+
+// Three worker names of this run alone. A worker starting under a name kills
+// the processes that carry that name and descend from no live worker of its
+// own executable (worker/leftovers.h): one of another build, on this machine,
+// under a name of ours, would kill our steps as its leftovers.
+std::vector<std::string> WorkerNames() {
+  const std::string run = std::to_string(std::random_device{}() % 1000000000);
+  return {"crash-" + run + "-w0", "crash-" + run + "-w1", "crash-" + run + "-w2"};
+}
+
+enum class Kind { kOk, kFailing, kTimeout, kCancelled, kFlaky };
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kOk: return "ok";
+    case Kind::kFailing: return "failing";
+    case Kind::kTimeout: return "timeout";
+    case Kind::kCancelled: return "cancelled";
+    case Kind::kFlaky: return "flaky";
+  }
+  return "?";
+}
+
+uint64_t EnvNumber(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+double Since(Clock::time_point t0, Clock::time_point t) {
+  return std::chrono::duration<double>(t - t0).count();
+}
+
+// A client command that did not answer as it should, and when.
+struct ClientError {
+  std::string what;
+  double from_s, to_s;  // since the test's start
+};
+
+struct Outcome {
+  int index = 0;
+  Kind kind = Kind::kOk;
+  bool submit_wait = false;  // `submit --wait`, else `submit` then `wait`
+  std::string id;
+  bool acknowledged = false;  // the CLI said the coordinator accepted it
+  Json result;                // the document its client got
+  std::vector<ClientError> errors;
+  bool leftovers = false;  // processes of a failed or cancelled group outlived its end
+  double wait_from_s = 0, wait_to_s = 0;  // the client's wait, since the test's start
+  std::map<std::string, std::string> runs;  // step id -> its run file when the client got the result
+};
+
+// The file a step appends its runs to.
+std::string RunFile(const std::string& runs_dir, const std::string& group, const std::string& step) {
+  return runs_dir + "/" + group + "." + step;
+}
+
+// A step as a shell script that first notes its attempt's start, with its
+// own marker in its environment for the process scans.
+Json Step(const std::string& id, const std::string& file, const std::string& script, const std::string& mark) {
+  return {{"id", id},
+          {"shell", "echo \"$COHORT_ATTEMPT start $COHORT_WORKER\" >> " + file + "; " + script},
+          {"env", {{"COHORT_TEST_MARK", mark}}}};
+}
+
+// A step that ends well also notes the end of its run, with the wall-clock
+// time: it tells whether a worker's death can explain a success that never
+// reached the coordinator (ChaosLog::ExplainedLoss).
+std::string Ended(const std::string& file) {
+  return "echo \"$COHORT_ATTEMPT end $(date +%s.%N)\" >> " + file;
+}
+
+Json MakeGroup(Kind kind, const std::string& id, const std::string& mark, const std::string& runs,
+               std::mt19937_64& rng) {
+  Json steps = Json::array();
+  const int n = 1 + static_cast<int>(rng() % 4);
+  auto file = [&](const std::string& step) { return RunFile(runs, id, step); };
+  // Long enough that a coordinator crash finds many of them running.
+  auto short_step = [&](int i) {
+    const std::string s = "s" + std::to_string(i);
+    return Step(s, file(s), "sleep 0." + std::to_string(1 + rng() % 9) + " && " + Ended(file(s)), mark);
+  };
+  // Half keep two background children, which a SIGKILLed worker leaves
+  // orphaned until it starts again and kills them (worker/leftovers.h).
+  auto long_step = [&](int i) {
+    const std::string s = "long" + std::to_string(i);
+    return Step(s, file(s), rng() % 2 ? "exec sleep 30" : "sleep 30 & sleep 30 & wait", mark);
+  };
+  Json g = {{"id", id}, {"max_parallel", 1 + rng() % 3}};
+  switch (kind) {
+    case Kind::kOk:
+      for (int i = 0; i < n; ++i) steps.push_back(short_step(i));
+      break;
+    case Kind::kFailing:
+      // on_failure is "cancel" by default: the failure stops the long steps.
+      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
+      steps.push_back(Step("bad", file("bad"), "sleep 0.3; echo boom >&2; exit 3", mark));
+      g["max_parallel"] = n + 1;
+      break;
+    case Kind::kTimeout:
+      for (int i = 0; i < n; ++i) steps.push_back(short_step(i));
+      steps.push_back(Step("slow", file("slow"), "exec sleep 30", mark));
+      steps.back()["timeout_s"] = 0.5;
+      break;
+    case Kind::kCancelled:
+      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
+      g["max_parallel"] = n;
+      break;
+    case Kind::kFlaky:
+      // Fails until it has started three times, wherever those ran.
+      steps.push_back(Step("flaky", file("flaky"),
+                           "[ $(grep -c start " + file("flaky") + ") -ge 3 ] && " + Ended(file("flaky")), mark));
+      steps.back()["retry"] = {{"max_attempts", 5}, {"backoff_s", 0.05}};
+      break;
+  }
+  g["steps"] = steps;
+  return g;
+}
+
+// The runs noted in a step's file, by attempt number: how many "start"
+// lines name it, and when each "end" line was written.
+struct Runs {
+  std::map<uint64_t, int> starts;
+  std::map<uint64_t, std::vector<double>> ends;  // seconds since the test's start
+};
+Runs ParseRuns(const std::string& text, double wall_t0) {
+  Runs r;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    uint64_t attempt = 0;
+    std::string what;
+    double at = 0;
+    words >> attempt >> what;
+    if (what == "end") {
+      words >> at;
+      r.ends[attempt].push_back(at - wall_t0);
+    } else {
+      r.starts[attempt]++;
+    }
+  }
+  return r;
+}
+
+// An outage of the coordinator, in seconds since the test's start.
+struct Outage {
+  double from_s, to_s;
+};
+
+// What the chaos did, and when (seconds since the test's start).
+struct ChaosLog {
+  int crashes = 0, worker_kills = 0, kills_during_outage = 0;
+  std::vector<Outage> outages;
+  std::map<std::string, std::vector<double>> kills;  // by worker
+  std::string broken;  // why the chaos stopped early
+
+  // An attempt that ran to its end at `end_s` on `worker` but was recorded
+  // lost: only the worker's death before its report was confirmed explains
+  // that, so the worker must have been killed soon after, or, if the
+  // coordinator was down meanwhile, soon after it came back (the worker
+  // keeps the result and reports it when it registers again). Anything else
+  // is a result the coordinator lost, and a step that may run again after
+  // it succeeded.
+  bool ExplainedLoss(const std::string& worker, double end_s) const {
+    // Generous for a loaded machine: a report and its commit take
+    // milliseconds, re-registering after an outage well under a second.
+    double until = end_s + 2;
+    for (const Outage& o : outages) {
+      if (o.from_s <= until && o.to_s >= end_s) until = std::max(until, o.to_s + 3);
+    }
+    auto it = kills.find(worker);
+    if (it == kills.end()) return false;
+    for (double k : it->second) {
+      // A kill just before the line was written can still let it through.
+      if (k >= end_s - 0.1 && k <= until) return true;
+    }
+    return false;
+  }
+};
+
+// Checks 2 and 3 on one step of a final result, given what its file held
+// when the client got the result.
+void CheckStep(const Json& s, const std::string& runs_text, const ChaosLog& chaos, double wall_t0) {
+  const std::string state = s["state"];
+  INFO("step " << s["id"] << ", its runs:\n" << runs_text);
+  CHECK((state == "completed" || state == "failed" || state == "cancelled"));
+  const Json& h = s["history"];
+  CHECK(h.size() == s["attempts"].get<size_t>());
+  size_t succeeded = 0;
+  for (const Json& a : h) {
+    CHECK(a["status"] != "running");
+    succeeded += a["status"] == "succeeded";
+  }
+  if (state == "completed") {
+    CHECK(succeeded == 1);
+    CHECK(h.back()["status"] == "succeeded");
+  } else {
+    CHECK(succeeded == 0);
+  }
+  // What ran. An attempt lost with its worker may or may not have started
+  // its process, so it may or may not have a line; every other record says
+  // for sure whether it ran.
+  const Runs r = ParseRuns(runs_text, wall_t0);
+  for (const auto& [attempt, count] : r.starts) {
+    CHECK(count == 1);  // no attempt ran twice, on one worker or two
+    CHECK(attempt >= 1);
+    CHECK(attempt <= h.size());  // nothing ran that the coordinator did not place
+  }
+  for (const auto& [attempt, times] : r.ends) CHECK(times.size() == 1);
+  for (const Json& a : h) {
+    const uint64_t n = a["attempt"];
+    if (!a["exit_code"].is_null()) CHECK(r.starts.count(n) == 1);
+    if (a["status"] == "succeeded") CHECK(r.ends.count(n) == 1);
+    if (a["status"] == "worker_lost" && r.ends.count(n)) {
+      INFO("attempt " << n << " succeeded at " << r.ends.at(n).front() << " s but was recorded " << a.dump());
+      CHECK(chaos.ExplainedLoss(a["worker"], r.ends.at(n).front()));
+    }
+  }
+  if (state == "completed" && !r.starts.empty() && !r.ends.empty()) {
+    // Nothing ran after the attempt that succeeded.
+    const uint64_t last = h.back()["attempt"];
+    CHECK(r.starts.rbegin()->first == last);
+    CHECK(r.ends.rbegin()->first == last);
+  }
+}
+
+// Runs a CLI command, noting an error unless `answered` accepts its output.
+RunOutput Client(Cluster& c, Outcome& o, std::vector<std::string> args,
+                 const std::function<bool(const RunOutput&)>& answered, Clock::time_point t0,
+                 std::chrono::milliseconds timeout = 60s) {
+  args.push_back("--connect-timeout");
+  args.push_back(kConnectTimeout);
+  const auto from = Clock::now();
+  RunOutput r = c.Cli(args, timeout);
+  if (!answered(r)) {
+    o.errors.push_back({args[0] + " exited " + std::to_string(r.exit_code) + ": " + r.err, Since(t0, from),
+                        Since(t0, Clock::now())});
+  }
+  return r;
+}
+
+// One client's share of the plan: group i, submitted, maybe cancelled,
+// waited for. The plan depends only on the seed and i.
+Outcome RunGroup(Cluster& c, uint64_t seed, int i, const std::string& mark, const std::string& runs,
+                 Clock::time_point t0) {
+  std::mt19937_64 rng(seed * 1000003 + static_cast<uint64_t>(i));
+  const Kind kind = static_cast<Kind>(rng() % 5);
+  const bool submit_wait = kind != Kind::kCancelled && rng() % 2;
+  Outcome o;
+  o.index = i;
+  o.kind = kind;
+  o.submit_wait = submit_wait;
+  o.id = "crash-" + std::to_string(i);
+  const std::string gmark = mark + "/" + o.id + "/";
+  const Json spec = MakeGroup(kind, o.id, gmark, runs, rng);
+  const std::string file = c.dir() + "/" + o.id + ".json";
+  WriteFile(file, spec.dump());
+  // A result, also of a group that did not complete (exit 1).
+  auto result = [](const RunOutput& r) {
+    return (r.exit_code == 0 || r.exit_code == 1) && Json::parse(r.out, nullptr, false).is_object();
+  };
+  RunOutput w;
+  o.wait_from_s = Since(t0, Clock::now());
+  if (submit_wait) {
+    w = Client(c, o, {"submit", file, "--wait", "--json"}, result, t0, 240s);
+    // Failing after the acknowledgement, the CLI names the group it waits for.
+    o.acknowledged = Json::parse(w.out, nullptr, false).is_object() ||
+                     w.err.find("while waiting for group " + o.id) != std::string::npos;
+  } else {
+    RunOutput sub = Client(c, o, {"submit", file}, [](const RunOutput& r) { return r.exit_code == 0; }, t0);
+    o.acknowledged = sub.exit_code == 0 && sub.out == o.id + "\n";
+    if (!o.acknowledged) return o;
+    if (kind == Kind::kCancelled) {
+      // A random moment in the group's life, part of the replayable plan.
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1500));
+      // Refused only for a group its workers' deaths failed first, which
+      // the final check of its state allows.
+      Client(c, o, {"cancel", o.id}, [](const RunOutput& r) {
+        return r.exit_code == 0 ||
+               (r.exit_code == 1 && r.err.find("has already finished failed") != std::string::npos);
+      }, t0);
+    }
+    o.wait_from_s = Since(t0, Clock::now());
+    w = Client(c, o, {"wait", o.id, "--json"}, result, t0, 240s);
+  }
+  o.wait_to_s = Since(t0, Clock::now());
+  o.result = Json::parse(w.out, nullptr, false);
+  if (!o.result.is_object()) return o;
+  for (const Json& s : spec["steps"]) {
+    const std::string id = s["id"];
+    o.runs[id] = ReadFile(RunFile(runs, o.id, id));
+  }
+  const std::string state = o.result.value("state", "");
+  if (state == "failed" || state == "cancelled") {
+    o.leftovers = !WaitUntil([&] { return ProcessesWith(gmark).empty(); }, 3s);
+  }
+  return o;
+}
+
+// The coordinator's flags, the same on every start.
+std::vector<std::string> CoordinatorFlags() {
+  return {"--reattach-window", kReattachWindow, "--cancel-resend", "0.5", "--backstop-grace", "15"};
+}
+
+// Throws, naming the daemon and quoting its log, if it exited by itself: a
+// coordinator that stopped on a store error, or a worker that crashed, would
+// otherwise only show as a kill that hit nothing.
+void EnsureAlive(Daemon& d, const std::string& what) {
+  if (d.Wait(0ms) == -1) return;
+  const std::string log = d.Log();
+  throw std::runtime_error(what + " exited by itself; the end of its log:\n" +
+                           log.substr(log.size() - std::min<size_t>(log.size(), 8000)));
+}
+
+void SigkillWorker(Cluster& c, const std::string& name, Clock::time_point t0, ChaosLog* n) {
+  EnsureAlive(c.worker(name), "worker " + name);
+  n->kills[name].push_back(Since(t0, Clock::now()));
+  c.worker(name).Kill(SIGKILL);
+  if (c.worker(name).Wait(10s) < 0) throw std::runtime_error("worker " + name + " outlived a SIGKILL for 10 s");
+}
+
+// Crashes the coordinator: SIGKILL, an outage whose length is part of the
+// plan, during which a worker may die and come back too, then the same
+// command line on the same state directory.
+void CrashCoordinator(Cluster& c, const std::vector<std::string>& workers, std::mt19937_64& rng,
+                      Clock::time_point t0, ChaosLog* n) {
+  EnsureAlive(c.coordinator(), "the coordinator");
+  const auto from = Clock::now();
+  c.coordinator().Kill(SIGKILL);
+  if (c.coordinator().Wait(10s) < 0) throw std::runtime_error("the coordinator outlived a SIGKILL for 10 s");
+  const auto outage = std::chrono::milliseconds(rng() % kMaxOutageMs);
+  std::string victim;
+  if (n->crashes % 2 == 1) {
+    // A worker that restarts meanwhile registers without its attempts, so
+    // they are lost at once rather than at the end of the reattach window.
+    victim = workers[rng() % workers.size()];
+    SigkillWorker(c, victim, t0, n);
+    c.LaunchWorker(victim, kSlots);
+    ++n->kills_during_outage;
+  }
+  std::this_thread::sleep_for(outage);  // the outage itself
+  c.StartCoordinator(CoordinatorFlags());
+  n->outages.push_back({Since(t0, from), Since(t0, Clock::now())});
+  ++n->crashes;
+  if (!victim.empty() && !WaitUntil([&] { return c.HasWorker(victim); }, 20s)) {
+    throw std::runtime_error("worker " + victim + " started during the outage did not join:\n" +
+                             c.worker(victim).Log());
+  }
+}
+
+// The chaos: every 0.3-1.5 s a random worker is SIGKILLed and restarted
+// 0-0.8 s later, and every 6-14 s the coordinator crashes instead, until the
+// clients are done. What went wrong, if anything, is in `broken`, and
+// `stop` tells the clients to take no more groups: nothing may throw while
+// their threads run.
+ChaosLog Chaos(Cluster& c, const std::vector<std::string>& workers, uint64_t seed,
+               const std::atomic<int>& clients_left, std::atomic<bool>* stop, Clock::time_point t0) {
+  ChaosLog n;
+  std::mt19937_64 rng(seed);
+  auto next_crash = Clock::now() + std::chrono::milliseconds(3000 + rng() % 5000);
+  try {
+    while (clients_left > 0) {
+      const auto pause = std::chrono::milliseconds(300 + rng() % 1200);
+      WaitUntil([&] { return clients_left == 0; }, pause);  // the chaos's own random rhythm
+      if (clients_left == 0) break;
+      if (Clock::now() >= next_crash) {
+        CrashCoordinator(c, workers, rng, t0, &n);
+        next_crash = Clock::now() + std::chrono::milliseconds(6000 + rng() % 8000);
+        continue;
+      }
+      const std::string& victim = workers[rng() % workers.size()];
+      SigkillWorker(c, victim, t0, &n);
+      ++n.worker_kills;
+      WaitUntil([&] { return clients_left == 0; }, std::chrono::milliseconds(rng() % 800));
+      c.StartWorker(victim, kSlots);
+    }
+  } catch (const std::exception& e) {
+    n.broken = e.what();
+    *stop = true;
+  }
+  return n;
+}
+
+// What must read the same before and after a restart: everything but the
+// fields that describe the moment of reading.
+Json Stable(Json status) {
+  if (status.is_object()) {
+    for (Json& s : status["steps"]) s.erase("waiting");
+  }
+  return status;
+}
+
+// Every group the coordinator holds, by id, read one by one.
+std::map<std::string, Json> ReadAll(Cluster& c, const std::set<std::string>& ids) {
+  std::map<std::string, Json> out;
+  for (const std::string& id : ids) out[id] = Stable(c.Status(id));
+  return out;
+}
+
+std::set<std::string> Listed(Cluster& c) {
+  std::set<std::string> ids;
+  Json list = Json::parse(c.Cli({"groups", "--json"}).out, nullptr, false);
+  REQUIRE(list.is_array());
+  for (const Json& g : list) ids.insert(g["group"].get<std::string>());
+  return ids;
+}
+
+std::string Describe(const std::vector<ClientError>& errors) {
+  std::string out;
+  for (const ClientError& e : errors) {
+    std::ostringstream when;
+    when << std::fixed << std::setprecision(1) << " [" << e.from_s << " s .. " << e.to_s << " s]";
+    out += e.what + when.str() + "\n";
+  }
+  return out;
+}
+
+TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted under mixed groups from "
+          "concurrent clients",
+          "[e2e][chaos][durable]") {
+  const uint64_t seed = EnvNumber("COHORT_CRASH_CHAOS_SEED", std::random_device{}());
+  const int groups = static_cast<int>(EnvNumber("COHORT_CRASH_CHAOS_GROUPS", 300));
+  const int clients = static_cast<int>(EnvNumber("COHORT_CRASH_CHAOS_CLIENTS", 8));
+  std::cout << "crash chaos: COHORT_CRASH_CHAOS_SEED=" << seed << " COHORT_CRASH_CHAOS_GROUPS=" << groups
+            << " COHORT_CRASH_CHAOS_CLIENTS=" << clients << std::endl;
+  INFO("replay with COHORT_CRASH_CHAOS_SEED=" << seed);
+
+  Cluster c;
+  std::cout << "crash chaos: in " << c.dir() << " (COHORT_KEEP_TEST_DIRS=1 keeps it)" << std::endl;
+  const std::string runs = c.dir() + "/runs";
+  REQUIRE(::mkdir(runs.c_str(), 0700) == 0);
+  c.StartCoordinator(CoordinatorFlags());
+  const std::vector<std::string> workers = WorkerNames();
+  for (const auto& w : workers) c.StartWorker(w, kSlots);
+  const std::string mark = c.Marker();
+  const auto t0 = Clock::now();
+  const double wall_t0 =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+  std::atomic<int> next{0};
+  std::atomic<int> clients_left{clients};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<Outcome> outcomes;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < groups && !stop; i = next++) {
+        Outcome o = RunGroup(c, seed, i, mark, runs, t0);
+        std::lock_guard<std::mutex> lock(mu);
+        outcomes.push_back(std::move(o));
+      }
+      --clients_left;
+    });
+  }
+  const ChaosLog chaos = Chaos(c, workers, seed, clients_left, &stop, t0);
+  for (auto& th : threads) th.join();
+  const double ran_s = Since(t0, Clock::now());
+  std::cout << "crash chaos: " << static_cast<int>(ran_s) << " s, " << chaos.crashes << " coordinator crashes, "
+            << chaos.worker_kills << " worker kills (+" << chaos.kills_during_outage
+            << " during an outage); outages (s since start):" << std::fixed << std::setprecision(1);
+  for (const Outage& o : chaos.outages) std::cout << " " << o.from_s << "-" << o.to_s;
+  std::cout << std::endl;
+  REQUIRE(chaos.broken == "");
+  REQUIRE(outcomes.size() == static_cast<size_t>(groups));
+  std::sort(outcomes.begin(), outcomes.end(), [](const Outcome& a, const Outcome& b) { return a.index < b.index; });
+  for (const Outcome& o : outcomes) {
+    if (!o.errors.empty()) {
+      std::cout << "crash chaos: group " << o.id << " (" << KindName(o.kind)
+                << (o.submit_wait ? ", submit --wait" : ", submit + wait") << "):\n"
+                << Describe(o.errors);
+    }
+  }
+
+  // The coordinator's account, read once every process of a step is gone.
+  CHECK(WaitUntil([&] { return ProcessesWith(mark).empty(); }, 20s));
+  std::set<std::string> ids = Listed(c);
+  for (const Outcome& o : outcomes) {
+    if (o.acknowledged) ids.insert(o.id);
+  }
+  const std::map<std::string, Json> before = ReadAll(c, ids);
+  std::map<std::string, std::string> run_files;  // by path
+  for (const auto& [id, status] : before) {
+    if (!status.is_object()) continue;
+    for (const Json& s : status["steps"]) {
+      const std::string path = RunFile(runs, id, s["id"]);
+      run_files[path] = ReadFile(path);
+    }
+  }
+
+  std::map<std::string, int> tally;
+  size_t lost_attempts = 0, client_errors = 0, unacknowledged = 0, waits_across = 0;
+  // Attempts the restarts lost: their worker came back without them (it
+  // had restarted too), or did not come back within the reattach window.
+  size_t lost_came_back = 0, lost_window = 0;
+  for (const Outcome& o : outcomes) {
+    INFO("group " << o.id << " (" << KindName(o.kind) << (o.submit_wait ? ", submit --wait" : ", submit + wait")
+                  << ")\nclient errors:\n"
+                  << Describe(o.errors) << "its result: " << o.result.dump());
+    client_errors += o.errors.size();
+    for (const Outage& out : chaos.outages) {
+      waits_across += o.wait_from_s < out.from_s && out.to_s < o.wait_to_s;
+    }
+    // 4. Every client got its answer.
+    CHECK(o.errors.empty());
+    if (!o.acknowledged) {
+      ++unacknowledged;
+      continue;
+    }
+    const Json& now = before.at(o.id);
+    REQUIRE(now.is_object());
+    const std::string state = now["state"];
+    ++tally[std::string(KindName(o.kind)) + "/" + state];
+    // 1. It ended, and its client saw the end the coordinator holds.
+    CHECK(state != "running");
+    if (o.result.is_object()) CHECK(Stable(o.result) == now);
+    if (o.kind == Kind::kFailing || o.kind == Kind::kTimeout || o.kind == Kind::kCancelled) {
+      CHECK(state != "completed");
+    }
+    if (o.kind == Kind::kCancelled) CHECK((state == "cancelled" || state == "failed"));
+    CHECK_FALSE(o.leftovers);
+    // 2 and 3, with the runs as they were when the client got the result:
+    // nothing ran after that.
+    for (const Json& s : now["steps"]) {
+      const std::string step = s["id"];
+      const std::string& ran = run_files.at(RunFile(runs, o.id, step));
+      CheckStep(s, ran, chaos, wall_t0);
+      if (o.result.is_object()) CHECK(o.runs.at(step) == ran);
+      for (const Json& a : s["history"]) {
+        if (a["status"] != "worker_lost") continue;
+        ++lost_attempts;
+        const std::string error = a["error"].is_string() ? a["error"].get<std::string>() : "";
+        lost_came_back += error.find("came back after the coordinator restarted") != std::string::npos;
+        lost_window += error.find("did not register again within") != std::string::npos;
+      }
+    }
+  }
+  const std::string log = c.coordinator().Log();
+  size_t restored_unclaimed = 0;
+  for (size_t at = log.find("unclaimed_attempts="); at != std::string::npos;
+       at = log.find("unclaimed_attempts=", at + 1)) {
+    restored_unclaimed += std::strtoul(log.c_str() + at + 19, nullptr, 10);
+  }
+  std::cout << "crash chaos: " << groups << " groups (" << unacknowledged << " not acknowledged), "
+            << restored_unclaimed << " attempts restored running, " << lost_attempts
+            << " attempts lost with their worker (" << lost_came_back << " to a worker back without them, "
+            << lost_window << " to the reattach window), " << waits_across << " waits across an outage, "
+            << client_errors << " client errors\n";
+  for (const auto& [k, count] : tally) std::cout << "  " << k << ": " << count << "\n";
+  CHECK(chaos.crashes >= 2);
+  CHECK(chaos.kills_during_outage > 0);
+  CHECK(waits_across > 0);
+  CHECK(restored_unclaimed > 0);  // the crashes hit running steps
+  // Every live worker registered again well within the window: no attempt
+  // waited for it in vain.
+  CHECK(lost_window == 0);
+  // Every group the coordinator holds ended, also those whose SUBMIT its
+  // client never saw acknowledged.
+  for (const auto& [id, status] : before) {
+    INFO("group " << id << ": " << status.dump());
+    REQUIRE(status.is_object());
+    CHECK(status["state"] != "running");
+  }
+
+  // 6. Once more, a restart; the workers come back and claim nothing.
+  std::mt19937_64 rng(seed + 1);
+  const bool clean = rng() % 2;
+  std::cout << "crash chaos: the last restart after a " << (clean ? "SIGTERM" : "SIGKILL") << std::endl;
+  EnsureAlive(c.coordinator(), "the coordinator");
+  c.coordinator().Kill(clean ? SIGTERM : SIGKILL);
+  REQUIRE(c.coordinator().Wait(15s) >= 0);
+  c.StartCoordinator(CoordinatorFlags());
+  for (const auto& w : workers) CHECK(WaitUntil([&] { return c.HasWorker(w); }, 20s));
+  const std::map<std::string, Json> after = ReadAll(c, ids);
+  for (const auto& [id, status] : before) {
+    INFO("group " << id);
+    CHECK(after.at(id) == status);
+  }
+  for (const auto& [path, text] : run_files) {
+    INFO("run file " << path);
+    CHECK(ReadFile(path) == text);
+  }
+  // 5. No process of any step is left anywhere on the machine.
+  CHECK(ProcessesWith(mark).empty());
+}
+
+}  // namespace
+}  // namespace cohort::testing
