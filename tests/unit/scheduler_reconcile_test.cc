@@ -74,6 +74,32 @@ TEST_CASE("a RUN its worker never lists is lost after the grace and retried", "[
   CHECK(h.State("g") == GroupState::kCompleted);
 }
 
+TEST_CASE("a RUN that never arrived is retried long before its backstop, and its worker kept",
+          "[core][reconcile]") {
+  // Without the list, the backstop (timeout + grace) would have declared
+  // the worker lost, though only one message to it went missing.
+  Harness h(Beating());
+  h.Join("a", 1);
+  auto g = MakeGroup("g", 1);
+  g.steps[0].timeout_s = 10;
+  REQUIRE(h.Submit(g).ok());
+  h.now += 3s;
+  Beat(h, "a", {});
+  const Dispatch retry = h.DispatchOf("step1");
+  CHECK(retry.ref.attempt == 2);
+  // Past where the first attempt's backstop was due, the worker runs the
+  // retry and is still there.
+  for (int i = 0; i < 60; ++i) {
+    h.now += 1s;
+    Beat(h, "a", {retry.ref});
+    if (i == 20) h.Finish(retry, Exit(0));
+    h.Advance(0s);
+    REQUIRE(h.Of<coordinator::WorkerExpired>().empty());
+  }
+  CHECK(h.State("g") == GroupState::kCompleted);
+  CHECK(h.Step("g", "step1").attempts.size() == 2);
+}
+
 TEST_CASE("a listed attempt is kept, and each unlisted one waits for its own grace", "[core][reconcile]") {
   Harness h(Beating());
   h.Join("a", 3);
