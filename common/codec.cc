@@ -154,7 +154,10 @@ template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
   w.Map(3).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness).Str("cancel_endpoint", m.cancel_endpoint);
 }
-template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg&) { w.Map(0); }
+template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg& m) {
+  w.Map(m.running ? 1 : 0);
+  if (m.running) w.Attempts("running", *m.running);
+}
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
   w.Map(10).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env)
       .Str("cwd", m.cwd).U("timeout_ms", m.timeout_ms);

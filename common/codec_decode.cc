@@ -348,7 +348,9 @@ void Read(Fields& f, RegisterMsg* m) {
 void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);
 }
-void Read(Fields&, HeartbeatMsg*) {}
+void Read(Fields& f, HeartbeatMsg* m) {
+  if (f.Has("running")) f.Attempts("running", &m->running.emplace());
+}
 void Read(Fields& f, RunMsg* m) {
   f.Id(&m->id).Str("step_id", &m->step_id).Strings("argv", &m->argv).Str("shell", &m->shell).Env("env", &m->env)
       .Str("cwd", &m->cwd).Int("timeout_ms", &m->timeout_ms);

@@ -167,7 +167,6 @@ class Checker {
 
 inline void Check(Checker&, const GroupsMsg&) {}
 inline void Check(Checker&, const WorkersMsg&) {}
-inline void Check(Checker&, const HeartbeatMsg&) {}
 inline void Check(Checker&, const ByeMsg&) {}
 inline void Check(Checker& c, const SubmitMsg& m) { c.Document(m.spec, "spec"); }
 inline void Check(Checker& c, const StatusMsg& m) { c.Name(m.group, "group"); }
@@ -181,6 +180,9 @@ inline void Check(Checker& c, const RegisterMsg& m) {
   c.Name(m.name, "name").Rule(m.slots >= 1, "slots", "must be at least 1, got 0").Count(m.agents.size(), "agents");
   for (size_t i = 0; i < m.agents.size(); ++i) c.Name(m.agents[i], {"agents", i});
   c.Ids(m.running, "running").Name(m.version, "version");
+}
+inline void Check(Checker& c, const HeartbeatMsg& m) {
+  if (m.running) c.Ids(*m.running, "running");
 }
 inline void Check(Checker& c, const WelcomeMsg& m) {
   c.Rule(m.heartbeat_ms >= 1, "heartbeat_ms", "must be at least 1, got 0");

@@ -120,8 +120,14 @@ struct WelcomeMsg {
   bool operator==(const WelcomeMsg&) const = default;
 };
 
-// Both ways. Any message counts as one; this one only says "still here".
+// Both ways. Any message counts as one; this one only says "still here",
+// and from a worker also what it holds.
 struct HeartbeatMsg {
+  // Worker -> coordinator only (optional on the wire, absent = not given):
+  // the attempts the worker holds, as in REGISTER's running list. ZeroMQ
+  // drops a RUN silently at the high-water mark, so this is how the
+  // coordinator learns that a RUN never arrived.
+  std::optional<std::vector<AttemptId>> running;
   bool operator==(const HeartbeatMsg&) const = default;
 };
 

@@ -62,6 +62,13 @@ struct WorkerJoined {
 };
 struct WorkerHeartbeat {
   std::string name;
+  // What a HEARTBEAT says the worker holds: its running attempts and the
+  // results it keeps until confirmed (nullopt: it says nothing of them).
+  // ZeroMQ drops a RUN silently at the high-water mark, so an attempt
+  // placed on the worker more than heartbeat x liveness ago that is missing
+  // here never arrived: it is lost. Listed attempts that are not current
+  // are told to stop.
+  std::optional<std::vector<AttemptRef>> running;
 };
 struct WorkerLost {
   std::string name;

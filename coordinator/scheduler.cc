@@ -39,7 +39,7 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
     std::vector<Action>* out;
     Status operator()(SubmitGroup& e) { return s->Submit(std::move(e), now, out); }
     Status operator()(WorkerJoined& e) { return s->Join(e, now, out); }
-    Status operator()(WorkerHeartbeat& e) { return s->Heartbeat(e.name, now); }
+    Status operator()(WorkerHeartbeat& e) { return s->Heartbeat(e, now, out); }
     Status operator()(WorkerLost& e) { return s->Lose(e.name, e.reason, now, out); }
     Status operator()(StepStarted& e) { return s->Started(e, now, out); }
     Status operator()(StepFinished& e) { return s->Finished(e, now, out); }
@@ -454,7 +454,9 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
       st->attempts.back().worker != e.worker) {
     ++stale_reports_;  // a late report for an attempt already decided: ignored
     // ... except that a stale attempt's slot is free again.
-    if (Worker* w = FindWorker(e.worker); w && w->stale.erase({e.ref.submission, e.ref.step, e.ref.attempt})) {
+    const std::tuple<uint64_t, uint32_t, uint32_t> key{e.ref.submission, e.ref.step, e.ref.attempt};
+    if (Worker* w = FindWorker(e.worker); w && w->stale.erase(key)) {
+      w->reported.insert(key);
       AdjustRunning(w, -1);
       Pump(now, out);
     }

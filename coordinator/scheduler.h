@@ -21,7 +21,11 @@
 //  - on_failure=cancel: the first final failure cancels every other step, and
 //    the group's result is produced only once every running attempt is
 //    confirmed stopped or its worker is lost;
-//  - fencing: reports for an attempt that is not current are ignored.
+//  - fencing: reports for an attempt that is not current are ignored;
+//  - reconciliation: what a worker says it holds (when it joins, and in its
+//    heartbeats) against what was placed on it: an attempt it does not hold
+//    is lost (in a heartbeat, only past a grace for the RUN to arrive), one
+//    it holds that is not current is told to stop.
 //
 // Each event costs O(log n) in steps, groups and workers, amortized; cancelling
 // a whole group touches each of its unfinished steps once.
@@ -137,7 +141,12 @@ class Scheduler {
   // AlreadyExists when a live worker holds the name and the join comes from
   // another connection with another instance or key (see WorkerJoined).
   common::Status Join(const WorkerJoined& w, common::Time now, std::vector<Action>* out);
+  // Any message from the worker: records the time, nothing more (the hot path).
   common::Status Heartbeat(std::string_view worker, common::Time now);
+  // A HEARTBEAT: as above, and with a list, reconciles it (see WorkerHeartbeat).
+  // The caller passes a list only while the messages the core asked it to send
+  // leave within a heartbeat: the grace counts from the dispatch.
+  common::Status Heartbeat(const WorkerHeartbeat& h, common::Time now, std::vector<Action>* out);
   // The caller read nothing for `busy`: workers that stopped hearing from it
   // are registering again, at intervals that doubled meanwhile (up to about
   // the stall's length), so each gets that long again plus a full expiry
@@ -204,6 +213,21 @@ class Scheduler {
   int64_t UnixMs(common::Time t) const { return options_.wall.ToUnixMs(t); }
   void JournalAttemptEnd(const Group& g, uint32_t step, const common::AttemptOutcome* outcome);
   void AddError(Group* g, std::string step_id, std::string error);
+
+  // Reconciling what a worker says it holds (scheduler_workers.cc). Listed
+  // attempts current on `w` go into *held; any other is told to stop and
+  // holds a slot until reported over, except, with `results_taken`, one whose
+  // result the core already took from `w` (the worker keeps it until
+  // CONFIRM).
+  void SortListed(Worker* w, const std::vector<AttemptRef>& listed, bool results_taken,
+                  std::set<internal::AttemptKey>* held, std::vector<Action>* out);
+  // Whether the core already has the result of `ref` (step `st`, if the
+  // group is known) from `w`: what `w` lists of it is that result.
+  static bool ResultTaken(const Worker& w, const StepRt* st, const AttemptRef& ref);
+  // Loses the attempts of `w` not in `held`; with `dispatched_before`, only
+  // those dispatched by then. Returns whether any was lost.
+  bool LoseUnheld(Worker* w, const std::set<internal::AttemptKey>& held, std::optional<common::Time> dispatched_before,
+                  const std::string& why, common::Time now, std::vector<Action>* out);
 
   // Restore (scheduler_restore.cc).
   common::Status RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, common::Time now);

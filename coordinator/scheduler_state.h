@@ -119,9 +119,14 @@ struct Worker {
   common::Time last_heartbeat{};
   std::optional<Timer> expiry;
   std::set<AttemptKey> attempts;
-  // Attempts it runs that are no longer current (it said so when it joined):
-  // they were told to stop and hold a slot until it reports them over.
+  // Attempts it runs that are no longer current (it said so when it joined,
+  // or in a heartbeat): they were told to stop and hold a slot until it
+  // reports them over, or a heartbeat no longer lists them.
   std::set<std::tuple<uint64_t, uint32_t, uint32_t>> stale;  // submission, step, attempt
+  // Stale attempts it has since reported over: it keeps each result, and
+  // lists it, until a CONFIRM reaches it; no process is left to stop.
+  // Forgotten as soon as a list leaves one out, and when it joins again.
+  std::set<std::tuple<uint64_t, uint32_t, uint32_t>> reported;
   bool indexed = false;
   FreeKey key;  // its key in the free sets while indexed
 

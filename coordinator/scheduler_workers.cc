@@ -1,6 +1,9 @@
-// The Scheduler's workers: joining (and reconciling what a returning worker
-// says it runs), heartbeats, and losing a worker with the attempts it held.
+// The Scheduler's workers: joining, heartbeats, reconciling what a worker
+// says it holds (when it joins again, and in its heartbeats), and losing a
+// worker with the attempts it held.
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 #include "coordinator/scheduler.h"
 #include "coordinator/scheduler_text.h"
@@ -53,28 +56,14 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   // here, so its slot count can be set directly.
   w->running -= static_cast<int64_t>(w->stale.size());
   w->stale.clear();
-  std::set<internal::AttemptKey> confirmed;
+  w->reported.clear();
   // Restored attempts it claims become its own before the check below.
   ClaimRestored(w, j.running, now, out);
-  for (const AttemptRef& ref : j.running) {
-    Group* g = FindGroup(ref.group);
-    if (g && g->submission != ref.submission) g = nullptr;
-    const StepRt* st = g && ref.step < g->steps.size() ? &g->steps[ref.step] : nullptr;
-    if (st && st->attempt_active && st->worker == w->seq && st->attempts.size() == ref.attempt) {
-      confirmed.insert({g->seq, ref.step, ref.attempt});
-    } else {
-      ++stale_reports_;
-      out->push_back(CancelAttempt{ref, w->name});
-      if (w->stale.insert({ref.submission, ref.step, ref.attempt}).second) ++w->running;
-    }
-  }
-  std::vector<internal::AttemptKey> missing;
-  for (const auto& key : w->attempts) {
-    if (!confirmed.count(key) && !j.same_connection) missing.push_back(key);
-  }
-  for (const auto& key : missing) {
-    Group* g = groups_by_seq_.at(key.group);
-    LoseAttempt(g, key.step, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
+  std::set<internal::AttemptKey> held;
+  // Its kept results are sent again after WELCOME and clear their slots then.
+  SortListed(w, j.running, /*results_taken=*/false, &held, out);
+  if (!j.same_connection) {
+    LoseUnheld(w, held, std::nullopt, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
   }
   IndexWorker(w);
   WakeFor(w);
@@ -91,6 +80,86 @@ Status Scheduler::Heartbeat(std::string_view name, Time now) {
   // re-arms from last_heartbeat instead.
   if (!w->expiry) AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
   return Status::Ok();
+}
+
+Status Scheduler::Heartbeat(const WorkerHeartbeat& h, Time now, std::vector<Action>* out) {
+  if (Status s = Heartbeat(h.name, now); !s.ok() || !h.running) return s;
+  event_time_ = now;
+  Worker* w = FindWorker(h.name);
+  std::set<internal::AttemptKey> held;
+  // Every result the worker has sent and not yet seen confirmed is listed,
+  // so most heartbeats of a busy worker name attempts already closed: those
+  // are not stopped again.
+  SortListed(w, *h.running, /*results_taken=*/true, &held, out);
+  bool freed = false;
+  if (!w->stale.empty() || !w->reported.empty()) {
+    // What it no longer lists is over, its result sent or dropped: a stale
+    // attempt's slot is free. (A FINISHED sent before this list was read
+    // before it.)
+    std::set<std::tuple<uint64_t, uint32_t, uint32_t>> listed;
+    for (const AttemptRef& ref : *h.running) listed.insert({ref.submission, ref.step, ref.attempt});
+    std::erase_if(w->reported, [&](const auto& key) { return !listed.count(key); });
+    const size_t stale = std::erase_if(w->stale, [&](const auto& key) { return !listed.count(key); });
+    if (stale > 0) {
+      AdjustRunning(w, -static_cast<int64_t>(stale));
+      freed = true;
+    }
+  }
+  // A RUN still on its way is not listed yet; one dispatched a full expiry
+  // window ago has had the time a live worker needs to list it, so it was
+  // dropped (ZeroMQ's high-water mark) or lost some other way.
+  if (LoseUnheld(w, held, now - ExpiryWindow(),
+                 "worker " + Quote(w->name) + " does not hold it: its RUN never arrived", now, out)) {
+    freed = true;
+  }
+  if (freed) Pump(now, out);
+  return Status::Ok();
+}
+
+void Scheduler::SortListed(Worker* w, const std::vector<AttemptRef>& listed, bool results_taken,
+                           std::set<internal::AttemptKey>* held, std::vector<Action>* out) {
+  for (const AttemptRef& ref : listed) {
+    Group* g = FindGroup(ref.group);
+    if (g && g->submission != ref.submission) g = nullptr;
+    const StepRt* st = g && ref.step < g->steps.size() ? &g->steps[ref.step] : nullptr;
+    if (st && st->attempt_active && st->worker == w->seq && st->attempts.size() == ref.attempt) {
+      held->insert({g->seq, ref.step, ref.attempt});
+      continue;
+    }
+    if (results_taken && ResultTaken(*w, st, ref)) continue;
+    // Not current: stop it. It holds a slot until it is reported over. A
+    // worker that keeps listing it gets the cancel again, in case the last
+    // one was dropped too.
+    out->push_back(CancelAttempt{ref, w->name});
+    if (w->stale.insert({ref.submission, ref.step, ref.attempt}).second) {
+      ++stale_reports_;
+      AdjustRunning(w, +1);
+    }
+  }
+}
+
+bool Scheduler::ResultTaken(const Worker& w, const StepRt* st, const AttemptRef& ref) {
+  if (w.reported.count({ref.submission, ref.step, ref.attempt})) return true;
+  if (!st || ref.attempt < 1 || ref.attempt > st->attempts.size()) return false;
+  // Closed by this worker's own FINISHED.
+  const common::AttemptRecord& rec = st->attempts[ref.attempt - 1];
+  return rec.worker == w.name && rec.status != common::AttemptStatus::kRunning &&
+         rec.status != common::AttemptStatus::kWorkerLost;
+}
+
+bool Scheduler::LoseUnheld(Worker* w, const std::set<internal::AttemptKey>& held,
+                           std::optional<Time> dispatched_before, const std::string& why, Time now,
+                           std::vector<Action>* out) {
+  std::vector<internal::AttemptKey> missing;
+  for (const auto& key : w->attempts) {
+    if (held.count(key)) continue;
+    Group* g = groups_by_seq_.at(key.group);
+    if (dispatched_before && g->steps[key.step].attempts.back().dispatched_at > *dispatched_before) continue;
+    missing.push_back(key);
+  }
+  // Collected first: losing an attempt takes it out of w->attempts.
+  for (const auto& key : missing) LoseAttempt(groups_by_seq_.at(key.group), key.step, why, now, out);
+  return !missing.empty();
 }
 
 Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {

@@ -163,7 +163,9 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   }
   Apply(now);
   // One commit for everything this turn did, then its replies and messages.
+  const bool was_held = store_error_.has_value();
   if (!Flush(now)) return false;
+  NoteSendDelay(turn_start, was_held);
   if (now >= next_heartbeat_) SendHeartbeats(now);
   if (now >= next_waiter_sweep_) SweepWaiters(now);
   return true;

@@ -7,7 +7,9 @@
 // the actions. Nothing here decides scheduling policy, worker identity or
 // liveness; that is the core's job. What stays here is I/O and access: the
 // ZAP allowlists (ZapHandler) admit keys, and the loop measures its own
-// stalls and reports them to the core.
+// stalls and reports them to the core, and withholds the lists in workers'
+// heartbeats from it while what it sent may have left late (the core's grace
+// for a RUN to arrive counts from the dispatch).
 //
 // With a store, nothing leaves the process before the records it follows
 // are committed: the core journals each change, and every reply, RUN,
@@ -149,6 +151,12 @@ class Server {
   void OnWorker(const common::Envelope& env, common::Time now);
   void OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, common::Time now);
   void OnReport(const std::string& name, const std::string& route, const common::Message& msg, common::Time now);
+  // The core's event for a HEARTBEAT that lists what the worker holds (the
+  // list is moved out of *beat).
+  static WorkerHeartbeat Holding(const std::string& name, common::HeartbeatMsg* beat);
+  // After a turn: whether its messages left late, so that lists must wait.
+  // `was_held`: the outbox was held for the store when the turn began.
+  void NoteSendDelay(common::Time turn_start, bool was_held);
   void NoteRefusedReport(const common::Status& s, const common::Message& msg);
   void Refuse(const std::string& route, std::string reason);
   void SendToWorker(const std::string& worker, common::Message msg);
@@ -182,6 +190,8 @@ class Server {
   size_t waiter_count_ = 0;
   common::Time next_waiter_sweep_{};
   common::Time next_heartbeat_{};
+  // Heartbeat lists are passed to the core from then on (NoteSendDelay).
+  common::Time lists_from_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   bool trim_memory_ = false;  // a big request was handled: give its memory back
 

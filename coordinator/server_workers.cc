@@ -6,6 +6,7 @@
 
 namespace cohort::coordinator {
 
+using common::Clock;
 using common::LogDebug;
 using common::LogInfo;
 using common::LogWarn;
@@ -76,13 +77,38 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     return;
   }
   const std::string name = who->second;
-  // Any message from a worker counts as a heartbeat.
-  if (Status s = core_.Heartbeat(name, now); !s.ok()) {
+  // Any message from a worker counts as a heartbeat; a HEARTBEAT may also
+  // say what the worker holds.
+  auto* beat = std::get_if<common::HeartbeatMsg>(&msg);
+  Status s = beat && beat->running && now >= lists_from_ ? core_.Heartbeat(Holding(name, beat), now, &actions_)
+                                                         : core_.Heartbeat(name, now);
+  if (!s.ok()) {
     Forget(name);
     Refuse(env.route, s.message());
     return;
   }
   OnReport(name, env.route, msg, now);
+}
+
+WorkerHeartbeat Server::Holding(const std::string& name, common::HeartbeatMsg* beat) {
+  WorkerHeartbeat h{name, std::vector<AttemptRef>{}};
+  h.running->reserve(beat->running->size());
+  for (common::AttemptId& a : *beat->running) {
+    h.running->push_back({std::move(a.group), a.step, a.attempt, a.submission});
+  }
+  return h;
+}
+
+void Server::NoteSendDelay(Time turn_start, bool was_held) {
+  // The core gives a RUN heartbeat x liveness from its dispatch to show up
+  // in its worker's list. A turn that sent its messages long after it began
+  // (a stall, a slow commit), or an outbox held for the store (until the
+  // turn that sends it), sent RUNs late: lists read before they could have
+  // arrived would lose them. Lists count again a full window after messages
+  // leave promptly.
+  const Time sent = Clock::now();
+  const auto beat = std::chrono::milliseconds(options_.heartbeat_ms);
+  if (was_held || store_error_ || sent - turn_start > beat) lists_from_ = sent + beat * options_.liveness;
 }
 
 void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, Time now) {

@@ -66,6 +66,7 @@ std::vector<std::pair<std::string, Message>> Messages() {
       {"register", reg},
       {"welcome", WelcomeMsg{1000, 3, "tcp://127.0.0.1:5702"}},
       {"heartbeat", HeartbeatMsg{}},
+      {"heartbeat_running", HeartbeatMsg{std::vector<AttemptId>{{"build-42", 3, 1, 7}, {"g", 0, 2, 8}}}},
       {"run", run},
       {"run_shell", shell_run},
       {"started", StartedMsg{{"build-42", 3, 1, 7}}},

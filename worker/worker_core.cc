@@ -73,11 +73,7 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   reg.version = options_.version;
   reg.instance = options_.instance;
   last_register_ = now;
-  for (const auto& [key, a] : attempts_) reg.running.push_back(a.id);
-  // Results not yet confirmed are reported as still running, so that the
-  // coordinator does not declare them lost with us, then sent again once it
-  // welcomes us.
-  for (const auto& [seq, u] : unconfirmed_) reg.running.push_back(u.id());
+  reg.running = Holding();
   const size_t running = reg.running.size();
   out->push_back(SendToCoordinator{std::move(reg)});
   next_heartbeat_ = now + heartbeat();
@@ -86,6 +82,17 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
                        {"name", options_.name},
                        {"slots", std::to_string(options_.slots)},
                        {"running", std::to_string(running)}}));
+}
+
+std::vector<common::AttemptId> WorkerCore::Holding() const {
+  std::vector<common::AttemptId> held;
+  held.reserve(attempts_.size() + unconfirmed_.size());
+  for (const auto& [key, a] : attempts_) held.push_back(a.id);
+  // Results not yet confirmed are listed as if still running, so that the
+  // coordinator does not take them for lost before their FINISHED (sent
+  // again after a WELCOME, and until confirmed) reaches it.
+  for (const auto& [seq, u] : unconfirmed_) held.push_back(u.id());
+  return held;
 }
 
 Time WorkerCore::NextDeadline() const {
@@ -109,7 +116,10 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
   if (registered_) ResendDue(now, out);
   if (now < next_heartbeat_) return;
   if (registered_) {
-    out->push_back(SendToCoordinator{common::HeartbeatMsg{}});
+    // Every interval, however many other messages went out: the list is how
+    // the coordinator learns of a RUN that never arrived (ZeroMQ drops one
+    // silently at the high-water mark).
+    out->push_back(SendToCoordinator{common::HeartbeatMsg{Holding()}});
     next_heartbeat_ = now + heartbeat();
   } else {
     SendRegister(now, out);

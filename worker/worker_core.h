@@ -135,7 +135,8 @@ class WorkerCore {
                       std::vector<Action>* out);
   // A started step has ended (the runner's result for its key).
   void StepEnded(const RunResult& result, common::Time now, std::vector<Action>* out);
-  // Heartbeats, registration retries, the coordinator's silence, and the
+  // Heartbeats (each listing what the worker holds, every interval whatever
+  // else was sent), registration retries, the coordinator's silence, and the
   // results to send again: while registered, each one the coordinator has
   // not confirmed within liveness x heartbeat of its last send.
   void Tick(common::Time now, std::vector<Action>* out);
@@ -171,6 +172,9 @@ class WorkerCore {
 
   common::Duration heartbeat() const { return std::chrono::milliseconds(heartbeat_ms_); }
   void SendRegister(common::Time now, std::vector<Action>* out);
+  // What REGISTER and HEARTBEAT list: the attempts running, then those
+  // whose results are not yet confirmed.
+  std::vector<common::AttemptId> Holding() const;
   void OnWelcome(const common::WelcomeMsg& w, common::Time now, std::vector<Action>* out);
   void OnRun(const common::RunMsg& run, common::Time now, std::vector<Action>* out);
   void OnCancelAttempt(const common::AttemptId& id, common::Time now, std::vector<Action>* out);

@@ -10,11 +10,13 @@ namespace cohort::testing {
 
 using Clock = std::chrono::steady_clock;
 
-Peer::Peer(const std::string& endpoint, zmq::socket_type type, bool bind)
+Peer::Peer(const std::string& endpoint, zmq::socket_type type, bool bind,
+           const std::function<void(zmq::socket_t&)>& configure)
     : router_(type == zmq::socket_type::router), context_(1), socket_(context_, type) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::sndhwm, 0);  // a flood from a test is never dropped on our side
   socket_.set(zmq::sockopt::rcvhwm, 0);
+  if (configure) configure(socket_);
   if (bind) {
     socket_.bind(endpoint);
   } else {

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,8 +25,11 @@ namespace cohort::testing {
 
 class Peer {
  public:
-  // Connects (DEALER) or binds (ROUTER) to `endpoint`.
-  Peer(const std::string& endpoint, zmq::socket_type type = zmq::socket_type::dealer, bool bind = false);
+  // Connects (DEALER) or binds (ROUTER) to `endpoint`; `configure`, when
+  // given, sets socket options first (a high-water mark applies to the
+  // connections made after it is set).
+  Peer(const std::string& endpoint, zmq::socket_type type = zmq::socket_type::dealer, bool bind = false,
+       const std::function<void(zmq::socket_t&)>& configure = {});
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
 

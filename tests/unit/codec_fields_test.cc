@@ -33,15 +33,16 @@ bool IsUnsigned(std::string_view key) {
   return false;
 }
 
-TEST_CASE("every field of every message is required (but one) and typed", "[codec]") {
+TEST_CASE("every field of every message is required (but the optional ones) and typed", "[codec]") {
   for (const Message& m : Samples()) {
     const std::string command(CommandName(m));
     const Body body = Body::Parse(Encode(m)[2]);
     for (const auto& [key, value] : body.fields) {
       INFO(command << " field " << key);
       const std::string quoted = "\"" + key + "\"";
-      // REGISTER's instance is the one optional field (tested on its own).
-      const bool optional = command == "REGISTER" && key == "instance";
+      // The optional fields are tested on their own.
+      const bool optional =
+          (command == "REGISTER" && key == "instance") || (command == "HEARTBEAT" && key == "running");
       if (!optional) RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
       const auto type = static_cast<uint8_t>(value[0]);
       const bool list = (type & 0xf0) == 0x90 || type == 0xdc || type == 0xdd;
@@ -145,6 +146,42 @@ TEST_CASE("list fields check their entries", "[codec]") {
   CHECK(std::get<RegisterMsg>(out).instance == 0);
   RequireCorruption(DecodeBody("REGISTER", inst.With("instance", Mp().Str("x").bytes()).Bytes()),
                     {"REGISTER", "\"instance\""});
+}
+
+TEST_CASE("a worker's HEARTBEAT may list the attempts it holds", "[codec]") {
+  Message out;
+  // Absent (every coordinator HEARTBEAT, and older workers') is not an empty list.
+  REQUIRE(DecodeBody("HEARTBEAT", "\x80", &out).ok());
+  CHECK_FALSE(std::get<HeartbeatMsg>(out).running.has_value());
+  REQUIRE(DecodeBody("HEARTBEAT", Mp().Map(1).Str("running").Array(0).bytes(), &out).ok());
+  REQUIRE(std::get<HeartbeatMsg>(out).running.has_value());
+  CHECK(std::get<HeartbeatMsg>(out).running->empty());
+  const HeartbeatMsg listed{std::vector<AttemptId>{{"g", 0, 1, 4}, {"h", 2, 3, 5}}};
+  CHECK(RoundTrip(listed) == Message(listed));
+  CHECK(Encode(HeartbeatMsg{})[2] == "\x80");
+  // Checked like REGISTER's list, entry by entry.
+  RequireCorruption(DecodeBody("HEARTBEAT", Mp().Map(1).Str("running").Nil().bytes()),
+                    {"HEARTBEAT: field \"running\" must be an array of {group, step, attempt, submission} maps",
+                     "got nil"});
+  RequireCorruption(DecodeBody("HEARTBEAT", Mp().Map(1).Str("running").Array(1).Str("g").bytes()),
+                    {"HEARTBEAT", "\"running\"", "entry 0 is a string"});
+  const std::string short_entry = Mp().Map(2).Str("group").Str("g").Str("step").Uint(0).bytes();
+  RequireCorruption(DecodeBody("HEARTBEAT", Mp().Map(1).Str("running").Array(1).Raw(short_entry).bytes()),
+                    {"HEARTBEAT: missing required field \"running[0].attempt\""});
+  using Ids = std::vector<AttemptId>;
+  RequireCorruption(DecodeBody("HEARTBEAT", Encode(HeartbeatMsg{Ids{{"g", 0, 1, 1}, {"g", 1, 1, 0}}})[2]),
+                    {"HEARTBEAT: field \"running[1].submission\" must be at least 1, got 0"});
+  RequireCorruption(ValidateMessage(HeartbeatMsg{Ids{{"g", 0, 1, 0}}}),
+                    {"HEARTBEAT: field \"running[0].submission\" must be at least 1, got 0"});
+  const std::string over(kMaxNameBytes + 1, 'g');
+  RequireCorruption(DecodeBody("HEARTBEAT", Encode(HeartbeatMsg{Ids{{over, 0, 1, 1}}})[2]),
+                    {"HEARTBEAT", "\"running[0].group\"", "kMaxNameBytes"});
+  HeartbeatMsg full{Ids(kMaxArgs, AttemptId{"g", 0, 1, 1})};
+  CHECK(RoundTrip(full) == Message(full));
+  full.running->emplace_back(AttemptId{"g", 0, 1, 1});
+  RequireCorruption(DecodeBody("HEARTBEAT", Encode(full)[2]),
+                    {"HEARTBEAT: field \"running\" has 65537 entries, over the limit of 65536 (kMaxArgs)"});
+  RequireCorruption(ValidateMessage(full), {"HEARTBEAT: field \"running\" has 65537 entries"});
 }
 
 TEST_CASE("unknown keys are ignored - whatever they hold", "[codec]") {

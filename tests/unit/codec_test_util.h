@@ -259,6 +259,8 @@ inline std::vector<Message> Samples() {
       RegisterMsg{"w", 1, {}, {}, ""},
       WelcomeMsg{250, 5, "tcp://10.0.0.1:5702"},
       HeartbeatMsg{},
+      HeartbeatMsg{std::vector<AttemptId>{{"g1", 0, 1, 1}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
+      HeartbeatMsg{std::vector<AttemptId>{}},
       run,
       shell_run,
       StartedMsg{{"g", 3, 2, 5}},

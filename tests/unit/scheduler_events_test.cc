@@ -138,7 +138,7 @@ TEST_CASE("Handle() feeds journaled events exactly as the direct calls do", "[co
   both([&] { return direct.core.Finished(stopped, direct.now, &direct.out); }, stopped);
   CHECK(replayed.State("g") == GroupState::kFailed);
   CHECK(describe(out) == "Fg");
-  both([&] { return direct.core.Heartbeat("w1", direct.now); }, coordinator::WorkerHeartbeat{"w1"});
+  both([&] { return direct.core.Heartbeat("w1", direct.now); }, coordinator::WorkerHeartbeat{"w1", std::nullopt});
   both([&] { return direct.core.Lose("w1", "bye", direct.now, &direct.out); }, coordinator::WorkerLost{"w1", "bye"});
   CHECK(replayed.core.Workers().empty());
 }

@@ -1,7 +1,7 @@
 // The worker's decisions (worker/worker_core.h), driven by a fake clock:
-// registration and its backoff, the coordinator's liveness, refused RUNs,
-// cancels, REREGISTER and the shutdown order. Results and their
-// confirmation are in worker_core_results_test.cc.
+// registration and its backoff, heartbeats and what they list, the
+// coordinator's liveness, refused RUNs, cancels, REREGISTER and the shutdown
+// order. Results and their confirmation are in worker_core_results_test.cc.
 #include <string>
 #include <vector>
 
@@ -73,6 +73,45 @@ TEST_CASE("a worker welcomed after a long outage heartbeats within one interval"
   }
   CHECK(heartbeats == 1);
   CHECK(h.core.registered());
+}
+
+TEST_CASE("heartbeats list what the worker holds, every interval however busy it is", "[worker]") {
+  // The coordinator learns from these lists that a RUN never arrived, so no
+  // other message may stand in for them.
+  Harness h;
+  h.Connect();
+  h.Welcome();
+  const common::Time welcomed = h.now;
+  const uint64_t running = h.Run("g", 0);
+  h.End(h.Run("g", 1));  // its result is kept until a CONFIRM names it
+  const std::vector<AttemptId> both = {{"g", 0, 1, 1}, {"g", 1, 1, 1}};
+  std::vector<common::Time> beats;
+  for (int i = 0; i < 50; ++i) {
+    // Busy: every 100 ms a cancel of the finished attempt, which sends its
+    // result again.
+    h.From(common::CancelAttemptMsg{{"g", 1, 1, 1}});
+    REQUIRE(h.Sent<FinishedMsg>().size() == 1);
+    h.Advance(100ms);
+    for (const auto& beat : h.Sent<common::HeartbeatMsg>()) {
+      REQUIRE(beat.running);
+      CHECK(*beat.running == both);
+      beats.push_back(h.now);
+    }
+  }
+  REQUIRE(beats.size() >= 5);
+  CHECK(beats.front() - welcomed <= 1s);
+  for (size_t i = 1; i < beats.size(); ++i) CHECK(beats[i] - beats[i - 1] <= 1s);
+  // A confirmed result is no longer listed; with nothing held the list is
+  // empty, not absent.
+  h.From(common::ConfirmMsg{{{"g", 1, 1, 1}}});
+  h.Advance(1s);
+  REQUIRE(h.Sent<common::HeartbeatMsg>().size() == 1);
+  CHECK(h.Sent<common::HeartbeatMsg>()[0].running == std::vector<AttemptId>{{"g", 0, 1, 1}});
+  h.End(running);
+  h.From(common::ConfirmMsg{{{"g", 0, 1, 1}}});
+  h.Advance(1s);
+  REQUIRE(h.Sent<common::HeartbeatMsg>().size() == 1);
+  CHECK(h.Sent<common::HeartbeatMsg>()[0].running == std::vector<AttemptId>{});
 }
 
 TEST_CASE("the coordinator's liveness is learned from its welcome", "[worker]") {
