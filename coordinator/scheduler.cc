@@ -79,10 +79,7 @@ void Scheduler::TakeJournal(std::vector<Record>* out) {
 }
 
 void Scheduler::AddError(Group* g, std::string step_id, std::string error) {
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<ErrorAdded>, g->submission, static_cast<uint32_t>(g->errors.size()),
-                          step_id, error, UnixMs(event_time_));
-  }
+  Journal<ErrorAdded>(g->submission, static_cast<uint32_t>(g->errors.size()), step_id, error, UnixMs(event_time_));
   g->errors.push_back({std::move(step_id), std::move(error)});
 }
 
@@ -152,10 +149,8 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
              &g->deadline_timer);
   }
   if (assigned_id) *assigned_id = g->spec.id;
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<GroupAccepted>, g->submission, g->spec.id, std::move(e.spec_json),
-                          std::move(e.client), UnixMs(now), static_cast<uint64_t>(n));
-  }
+  Journal<GroupAccepted>(g->submission, g->spec.id, std::move(e.spec_json), std::move(e.client), UnixMs(now),
+                         static_cast<uint64_t>(n));
   groups_by_seq_[g->seq] = g;
   groups_.emplace(g->spec.id, std::move(owned));
   steps_held_ += n;
@@ -172,10 +167,7 @@ Status Scheduler::CancelGroupById(std::string_view id, Time now, std::vector<Act
     return Status::FailedPrecondition("group " + Quote(id) + " has already finished " +
                                       std::string(common::GroupStateName(g->state)));
   }
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<CancelRequested>, g->submission, std::nullopt, std::string(who),
-                          UnixMs(now));
-  }
+  Journal<CancelRequested>(g->submission, std::nullopt, std::string(who), UnixMs(now));
   if (g->stopping) return Status::Ok();  // already being stopped; the first reason stands
   StopGroup(g, GroupState::kCancelled, now, out);
   Pump(now, out);
@@ -195,10 +187,7 @@ Status Scheduler::CancelStepById(std::string_view id, std::string_view step_id, 
     return Status::FailedPrecondition("step " + Quote(step_id) + " has already " +
                                       std::string(common::StepStateName(st.state)));
   }
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<CancelRequested>, g->submission, std::optional<uint32_t>(i),
-                          std::string(who), UnixMs(now));
-  }
+  Journal<CancelRequested>(g->submission, std::optional<uint32_t>(i), std::string(who), UnixMs(now));
   if (st.attempt_active) {
     if (!st.cancel_requested) RequestAttemptCancel(g, i, now, out);
   } else {
@@ -213,9 +202,7 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
   if (g->stopping || g->finished) return;
   g->stopping = true;
   g->stop_state = final_state;
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<GroupStopped>, g->submission, final_state, UnixMs(now));
-  }
+  Journal<GroupStopped>(g->submission, final_state, UnixMs(now));
   const std::string why = StopReason(*g);
   for (auto& [agent, queue] : g->pending) {
     for (uint32_t i : queue) {
@@ -300,13 +287,13 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   finished_seqs_.push_back(g->seq);
   g->pending.clear();
   g->retry_ready.clear();
-  if (options_.journal) journal_.emplace_back(std::in_place_type<GroupEnded>, g->submission, g->state, UnixMs(now));
+  Journal<GroupEnded>(g->submission, g->state, UnixMs(now));
   out->push_back(GroupFinished{g->spec.id, g->state, g->submission});
 }
 
 void Scheduler::Forget(Group* g) {
   ClearTimer(&g->retention_timer);
-  if (options_.journal) journal_.emplace_back(std::in_place_type<GroupForgotten>, g->submission);
+  Journal<GroupForgotten>(g->submission);
   steps_held_ -= g->steps.size();
   groups_by_seq_.erase(g->seq);
   groups_.erase(g->spec.id);  // destroys g
@@ -327,9 +314,7 @@ void Scheduler::SetState(Group* g, uint32_t i, StepState s) {
   --g->counts[static_cast<int>(st.state)];
   ++g->counts[static_cast<int>(s)];
   st.state = s;
-  if (options_.journal && common::IsFinal(s)) {
-    journal_.emplace_back(std::in_place_type<StepEnded>, g->submission, i, s, st.error, UnixMs(event_time_));
-  }
+  if (common::IsFinal(s)) Journal<StepEnded>(g->submission, i, s, st.error, UnixMs(event_time_));
 }
 
 void Scheduler::ReleaseSlot(Group* g, uint32_t i) {

@@ -209,7 +209,12 @@ class Scheduler {
   // destroys the worker record).
   void ExpireWorker(std::string name, const std::string& reason, common::Time now, std::vector<Action>* out);
 
-  // Journal (scheduler.cc).
+  // Journal (scheduler.cc). Records are built only when journaling: the
+  // arguments are forwarded, not copied, when it is off.
+  template <typename R, typename... Args>
+  void Journal(Args&&... args) {
+    if (options_.journal) journal_.emplace_back(std::in_place_type<R>, std::forward<Args>(args)...);
+  }
   int64_t UnixMs(common::Time t) const { return options_.wall.ToUnixMs(t); }
   void JournalAttemptEnd(const Group& g, uint32_t step, const common::AttemptOutcome* outcome);
   void AddError(Group* g, std::string step_id, std::string error);

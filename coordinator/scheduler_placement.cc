@@ -156,9 +156,7 @@ void Scheduler::DispatchTo(Group* g, uint32_t i, Worker* w, Time now, std::vecto
   g->active.insert(i);
   w->attempts.insert({g->seq, i, attempt});
   AdjustRunning(w, +1);
-  if (options_.journal) {
-    journal_.emplace_back(std::in_place_type<AttemptStarted>, g->submission, i, attempt, w->name, UnixMs(now));
-  }
+  Journal<AttemptStarted>(g->submission, i, attempt, w->name, UnixMs(now));
 
   std::optional<common::Duration> timeout;
   if (std::optional<double> t = common::EffectiveTimeout(g->spec, g->spec.steps[i])) {

@@ -37,12 +37,14 @@ Status CheckSteps(const LoadedGroup& lg, size_t step_count) {
     }
   }
   std::vector<bool> seen(step_count, false);
+  size_t ended = 0;
   for (const LoadedStep& ls : lg.steps) {
     if (ls.step >= step_count || seen[ls.step]) {
       return Status::Corruption(Where(lg) + ": step " + std::to_string(ls.step) + " is past its " +
                                 std::to_string(step_count) + " steps or listed twice");
     }
     seen[ls.step] = true;
+    ended += ls.ended ? 1 : 0;
     for (size_t k = 0; k < ls.attempts.size(); ++k) {
       const LoadedAttempt& la = ls.attempts[k];
       if (la.started.attempt != k + 1) {
@@ -56,8 +58,6 @@ Status CheckSteps(const LoadedGroup& lg, size_t step_count) {
       }
     }
   }
-  size_t ended = 0;
-  for (const LoadedStep& ls : lg.steps) ended += ls.ended ? 1 : 0;
   if (lg.ended && ended != step_count) {
     return Status::Corruption(Where(lg) + ": the group ended but " + std::to_string(step_count - ended) +
                               " of its steps did not");
@@ -249,7 +249,6 @@ void Scheduler::LoseUnclaimed(Time now, std::vector<Action>* out) {
                   now, out);
     }
   }
-  Pump(now, out);
 }
 
 }  // namespace cohort::coordinator

@@ -23,6 +23,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/integration/chaos_common.h"
 #include "tests/integration/cluster.h"
 #include "tests/integration/peer.h"
 
@@ -33,22 +34,6 @@ using Json = nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-enum class Kind { kOk, kFailing, kTimeout, kCancelled, kFlaky };
-const char* KindName(Kind k) {
-  switch (k) {
-    case Kind::kOk: return "ok";
-    case Kind::kFailing: return "failing";
-    case Kind::kTimeout: return "timeout";
-    case Kind::kCancelled: return "cancelled";
-    case Kind::kFlaky: return "flaky";
-  }
-  return "?";
-}
-
-uint64_t EnvNumber(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 struct Outcome {
   Kind kind;
@@ -116,21 +101,7 @@ Json MakeGroup(Kind kind, const std::string& id, const std::string& mark, const 
 void CheckStepsFinal(const Outcome& o) {
   INFO("group " << o.id << " (" << KindName(o.kind) << "): " << o.result.dump());
   for (const Json& s : o.result["steps"]) {
-    const std::string state = s["state"];
-    CHECK((state == "completed" || state == "failed" || state == "cancelled"));
-    const Json& h = s["history"];
-    CHECK(h.size() == s["attempts"].get<size_t>());
-    size_t succeeded = 0;
-    for (const Json& a : h) {
-      CHECK(a["status"] != "running");
-      succeeded += a["status"] == "succeeded";
-    }
-    if (state == "completed") {
-      CHECK(succeeded == 1);
-      CHECK(h.back()["status"] == "succeeded");
-    } else {
-      CHECK(succeeded == 0);
-    }
+    CheckStepHistory(s);
   }
 }
 
