@@ -184,7 +184,8 @@ def start_cluster(tag, n_workers, slots):
 
 def start_worker(wep, name, slots):
     return start([os.path.join(BIN, "cohort-worker"), "--coordinator", wep, "--name", name, "--slots", str(slots),
-                  "--log-level", "warn", "--run-as", pwd.getpwuid(os.geteuid()).pw_name], f"{name}.{time.time():.3f}.log")
+                  "--log-level", "warn", "--state-dir", os.path.join(workdir, f"{name}-state"),
+                  "--run-as", pwd.getpwuid(os.geteuid()).pw_name], f"{name}.{time.time():.3f}.log")
 
 
 def wait_workers(client, n, names=()):

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "common/secure_options.h"
+#include "common/state_dir.h"
 #include "coordinator/server.h"
 #include "coordinator/sqlite_store.h"
 
@@ -182,34 +183,11 @@ void FinishSchedulerOptions(Flags* f) {
   o.scheduler.id_prefix = prefix;
 }
 
-// The state directory when none is given: systemd's StateDirectory= when it
-// set one, the system's for root, the XDG one otherwise. "" when no home is
-// known. Parents of the XDG default are created (0700), as XDG asks.
-std::string DefaultStateDir() {
-  if (const char* d = std::getenv("STATE_DIRECTORY"); d && *d) {
-    std::string first(d);
-    return first.substr(0, first.find(':'));  // systemd lists several with ':'
-  }
-  if (geteuid() == 0) return "/var/lib/cohort";
-  std::string base;
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x == '/') {
-    base = x;
-  } else if (const char* h = std::getenv("HOME"); h && *h == '/') {
-    base = std::string(h) + "/.local/state";
-  } else {
-    return "";
-  }
-  for (size_t at = 1; at <= base.size(); ++at) {
-    if (at == base.size() || base[at] == '/') ::mkdir(base.substr(0, at).c_str(), 0700);
-  }
-  return base + "/cohort";
-}
-
 // Opens the store the flags ask for into the server's options; the exit
 // code and a line on stderr when it cannot be opened, -1 when it is.
 int OpenStore(Flags* f) {
   if (f->store == "memory") return -1;
-  std::string dir = f->state_dir.empty() ? DefaultStateDir() : f->state_dir;
+  std::string dir = f->state_dir.empty() ? cohort::common::DefaultStateDir("cohort") : f->state_dir;
   if (dir.empty()) {
     std::cerr << "cohort-coordinator: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
     return 2;

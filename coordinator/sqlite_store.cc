@@ -21,65 +21,11 @@ using schema::Dml;
 namespace {
 
 constexpr char kDbName[] = "cohort.db";
-constexpr char kLockName[] = "lock";
 // Only another program (a person with sqlite3) can hold the database
 // against us, since the flock keeps other coordinators out: wait a little.
 constexpr int kBusyTimeoutMs = 5000;
 
 std::string Errno(int err) { return std::strerror(err); }
-
-Status MakeStateDir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::IoError("cannot create the state directory " + dir + ": " + Errno(errno) +
-                           "; create it, writable by cohort-coordinator, or choose another --state-dir");
-  }
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) {
-    return Status::IoError("cannot use the state directory " + dir + ": " + Errno(errno));
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return Status::IoError("the state directory " + dir + " is not a directory; choose another --state-dir");
-  }
-  return Status::Ok();
-}
-
-// The pid a lock holder wrote, or "" when it wrote none.
-std::string HolderPid(int fd) {
-  char buf[32] = {};
-  ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-  std::string pid;
-  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid += buf[i];
-  return pid;
-}
-
-// Takes STATE_DIR/lock for this process, exclusively, and writes our pid in
-// it for the next one to name. The kernel drops the lock when we exit,
-// however we exit, so a crashed coordinator never leaves it held.
-Status LockStateDir(const std::string& dir, int* fd_out) {
-  const std::string path = dir + "/" + kLockName;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::IoError("cannot open " + path + ": " + Errno(errno) + "; the state directory " + dir +
-                           " must be writable by cohort-coordinator");
-  }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    const std::string pid = HolderPid(fd);
-    ::close(fd);
-    if (err != EWOULDBLOCK) return Status::IoError("cannot lock " + path + ": " + Errno(err));
-    return Status::FailedPrecondition(path + " is locked by another cohort-coordinator" +
-                                      (pid.empty() ? "" : " (pid " + pid + ")") +
-                                      ": stop it first, or start this one with another --state-dir");
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  // The pid is only a courtesy to the next process: failing to write it
-  // (a full disk) does not stop us.
-  if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    // Nothing to do.
-  }
-  *fd_out = fd;
-  return Status::Ok();
-}
 
 // Specs and output tails may hold secrets: the database is the owner's
 // alone (SQLite gives its -wal and -shm files the same mode). An existing
@@ -94,19 +40,16 @@ Status CreatePrivate(const std::string& path) {
 }  // namespace
 
 Status SqliteStore::Open(const std::string& state_dir, SyncMode sync, std::unique_ptr<Store>* out) {
-  Status s = MakeStateDir(state_dir);
+  Status s = common::MakeStateDir(state_dir, "cohort-coordinator");
   if (!s.ok()) return s;
-  int lock_fd = -1;
-  s = LockStateDir(state_dir, &lock_fd);
+  common::StateDirLock lock;
+  s = common::StateDirLock::Take(state_dir, "cohort-coordinator", &lock);
   if (!s.ok()) return s;
   std::unique_ptr<SqliteDb> db;
   s = CreatePrivate(state_dir + "/" + kDbName);
   if (s.ok()) s = SqliteDb::Open(state_dir + "/" + kDbName, &db);
-  if (!s.ok()) {
-    ::close(lock_fd);
-    return s;
-  }
-  std::unique_ptr<SqliteStore> store(new SqliteStore(lock_fd, std::move(db)));
+  if (!s.ok()) return s;
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(lock), std::move(db)));
   s = store->Configure(sync);
   if (s.ok()) s = store->Migrate();
   if (s.ok()) s = store->PrepareAll();
@@ -126,7 +69,7 @@ SqliteStore::~SqliteStore() {
   commit_ = Statement();
   rollback_ = Statement();
   db_.reset();
-  ::close(lock_fd_);
+  lock_.Release();
 }
 
 Status SqliteStore::Configure(SyncMode sync) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "common/state_dir.h"
 #include "common/status.h"
 #include "coordinator/sqlite_checkpointer.h"
 #include "coordinator/sqlite_db.h"
@@ -53,7 +54,7 @@ class SqliteStore : public Store {
   const std::string& db_path() const { return db_->path(); }
 
  private:
-  SqliteStore(int lock_fd, std::unique_ptr<SqliteDb> db) : lock_fd_(lock_fd), db_(std::move(db)) {}
+  SqliteStore(common::StateDirLock lock, std::unique_ptr<SqliteDb> db) : lock_(std::move(lock)), db_(std::move(db)) {}
 
   common::Status Configure(SyncMode sync);
   common::Status Migrate();
@@ -84,7 +85,7 @@ class SqliteStore : public Store {
   // Folds the tables into a LoadedState (sqlite_store_records.cc).
   class Loader;
 
-  int lock_fd_;  // released only after the database is closed (see the destructor)
+  common::StateDirLock lock_;  // released only after the database is closed (see the destructor)
   std::unique_ptr<WalCheckpointer> checkpointer_;
   std::unique_ptr<SqliteDb> db_;
   std::array<Statement, schema::kDmlCount> statements_;

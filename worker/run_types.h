@@ -20,9 +20,11 @@
 
 namespace cohort::worker {
 
-// The variable every step's environment holds: the name of its worker, by
-// which a restarted worker finds what its previous life left (leftovers.h).
+// Variables every step's environment holds: the name of its worker, and the
+// token of that worker's life, by which the worker's next life finds what
+// this one left running (life_record.h, leftovers.h).
 inline constexpr char kWorkerEnv[] = "COHORT_WORKER";
+inline constexpr char kLifeEnv[] = "COHORT_WORKER_LIFE";
 
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 

@@ -226,7 +226,8 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
   req.argv = run.argv;
   req.shell = run.shell;
   req.env = run.env;
-  req.env.emplace_back(kWorkerEnv, options_.name);  // finds leftovers after a crash
+  req.env.emplace_back(kWorkerEnv, options_.name);
+  if (!options_.life.empty()) req.env.emplace_back(kLifeEnv, options_.life);  // finds leftovers after a crash
   req.env.emplace_back("COHORT_GROUP", run.id.group);
   req.env.emplace_back("COHORT_STEP", run.step_id);
   req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));

@@ -48,6 +48,9 @@ struct WorkerCoreOptions {
   std::vector<std::string> agents;  // placement labels offered
   std::string version;
   uint64_t instance = 1;  // random per process, see RegisterMsg::instance
+  // This life's token in the worker's state directory (life_record.h): every
+  // step carries it as kLifeEnv. "" sets no such variable.
+  std::string life;
   int heartbeat_ms = 1000;  // until a WELCOME says otherwise
   int liveness = 3;
   // While unregistered, REGISTER goes out every heartbeat, then less and

@@ -26,11 +26,15 @@ std::string HostName() {
   return buf;
 }
 
-WorkerOptions Resolved(WorkerOptions o) {
+}  // namespace
+
+WorkerOptions WithDefaults(WorkerOptions o) {
   if (o.name.empty()) o.name = HostName();
   if (o.slots <= 0) o.slots = std::max(1u, std::thread::hardware_concurrency());
   return o;
 }
+
+namespace {
 
 RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
   RunnerOptions r;
@@ -54,6 +58,7 @@ WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o) {
   c.version = common::kVersion;
   std::random_device rd;
   c.instance = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;  // never 0, which means "not given"
+  c.life = o.life;
   c.heartbeat_ms = o.heartbeat_ms;
   c.liveness = o.liveness;
   c.max_reconnect_backoff = o.max_reconnect_backoff;
@@ -97,7 +102,7 @@ void LogHandshake(const common::HandshakeMonitor& m, const WorkerOptions& o) {
 }  // namespace
 
 WorkerLoop::WorkerLoop(WorkerOptions options)
-    : options_(Resolved(std::move(options))),
+    : options_(WithDefaults(std::move(options))),
       context_(1),
       runner_(RunnerOptionsOf(options_)),
       core_(CoreOptionsOf(options_)) {}

@@ -44,6 +44,8 @@ struct WorkerOptions {
   int liveness = common::kDefaultLiveness;
   common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
   size_t tail_bytes = 64 * 1024;
+  // WorkerCoreOptions.life: the token LifeRecord::Begin recorded.
+  std::string life;
   // Results kept until the coordinator confirms them: the bounds of
   // WorkerCoreOptions.
   size_t max_unconfirmed = WorkerCoreOptions{}.max_unconfirmed;
@@ -54,6 +56,10 @@ struct WorkerOptions {
   std::optional<RunAsUser> run_as;
   StepPolicy policy;
 };
+
+// `o` with what was left to the worker filled in: the host name for an
+// empty name, the number of CPUs for slots <= 0.
+WorkerOptions WithDefaults(WorkerOptions o);
 
 class WorkerLoop {
  public:

@@ -9,8 +9,10 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/options.h"
-#include "worker/worker_loop.h"
+#include "common/state_dir.h"
 #include "worker/leftovers.h"
+#include "worker/life_record.h"
+#include "worker/worker_loop.h"
 
 namespace {
 
@@ -42,7 +44,7 @@ constexpr const char* kUsage =
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   WorkerOptions worker;
-  std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands;
+  std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands, state_dir;
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   size_t tail_kib = 64;
@@ -64,6 +66,10 @@ po::options_description OptionTable(Flags* f) {
        "time between SIGTERM and SIGKILL when a step is timed out or cancelled")
       ("heartbeat-ms", po::value(&o.heartbeat_ms)->default_value(o.heartbeat_ms)->value_name("MS"),
        "heartbeat interval until the coordinator sends its own")
+      ("state-dir", po::value(&f->state_dir)->value_name("DIR"),
+       "this worker's own directory, locked while it runs: it records what the worker started, so that after "
+       "a crash it stops exactly that (default: $STATE_DIRECTORY under systemd, else /var/lib/cohort-worker/NAME "
+       "for root, $XDG_STATE_HOME/cohort-worker/NAME or ~/.local/state/cohort-worker/NAME)")
       ("output-tail-kib", po::value(&f->tail_kib)->default_value(f->tail_kib)->value_name("KIB"),
        "KiB kept of each step's stdout and of its stderr (the end)")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
@@ -168,6 +174,48 @@ int LoadPolicy(Flags* f) {
   return -1;
 }
 
+// The state directory when --state-dir is not given: systemd names one per
+// worker instance; otherwise one per worker name, apart from the
+// coordinator's (whose user must not be able to touch a root worker's).
+std::string DefaultWorkerStateDir(const std::string& name) {
+  const std::string base = cohort::common::DefaultStateDir("cohort-worker");
+  if (const char* d = std::getenv("STATE_DIRECTORY"); (d && *d) || base.empty()) return base;
+  ::mkdir(base.c_str(), 0700);  // its parent, /var/lib or the XDG one, exists
+  std::string safe;
+  for (char ch : name) {
+    const bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                       ch == '.' || ch == '-' || ch == '_';
+    safe += plain ? ch : '_';
+  }
+  return base + "/" + safe;
+}
+
+// Locks the state directory and kills what this worker's previous life left
+// running there, then records this life's token in f->worker.life. The exit
+// code and a line on stderr when it cannot, -1 when it did.
+int BeginLife(Flags* f, cohort::worker::LifeRecord* record) {
+  WorkerOptions& o = f->worker;
+  const std::string dir = f->state_dir.empty() ? DefaultWorkerStateDir(o.name) : f->state_dir;
+  if (dir.empty()) {
+    std::cerr << "cohort-worker: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
+    return 2;
+  }
+  if (auto s = cohort::worker::LifeRecord::Open(dir, record); !s.ok()) {
+    std::cerr << "cohort-worker: " << s.message() << "\n";
+    return s.code() == cohort::common::Status::Code::kFailedPrecondition ? 2 : 1;
+  }
+  // What the previous life left running (it was SIGKILLed, and no cgroup
+  // cleaned up) belongs to attempts the coordinator has moved on from.
+  if (int n = cohort::worker::KillLeftovers(record->previous()); n > 0) {
+    cohort::common::LogWarn("leftovers_killed").Kv("worker", o.name).Kv("processes", n).Kv("state_dir", dir);
+  }
+  if (auto s = record->Begin(&o.life); !s.ok()) {
+    std::cerr << "cohort-worker: " << s.message() << "\n";
+    return 1;
+  }
+  return -1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +228,7 @@ int main(int argc, char** argv) {
   for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) {
     if (rc = step(&f); rc >= 0) return rc;
   }
+  f.worker = cohort::worker::WithDefaults(std::move(f.worker));
   WorkerOptions& o = f.worker;
   o.agents = SplitList(f.agents);
   o.kill_grace = std::chrono::milliseconds(f.kill_grace_ms);
@@ -193,11 +242,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   cohort::common::RaiseOnTermination(&stop);
+  cohort::worker::LifeRecord life;
+  if (rc = BeginLife(&f, &life); rc >= 0) return rc;
   cohort::worker::WorkerLoop loop(o);
-  // What a previous life of this worker left running (it was SIGKILLed, and
-  // no cgroup cleaned up) belongs to attempts the coordinator has moved on from.
-  if (int n = cohort::worker::KillLeftovers(loop.options().name); n > 0) {
-    cohort::common::LogWarn("leftovers_killed").Kv("worker", loop.options().name).Kv("processes", n);
-  }
   return loop.Run(stop);
 }

@@ -248,11 +248,21 @@ Daemon& Cluster::StartWorker(const std::string& name, int slots, std::vector<std
 }
 
 Daemon& Cluster::LaunchWorker(const std::string& name, int slots, std::vector<std::string> extra) {
+  // A previous worker of this name is stopped first: it holds the state
+  // directory the new one takes.
+  workers_.erase(name);
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-worker", "--coordinator", worker_ep_, "--name", name,
                                    "--slots", std::to_string(slots), "--heartbeat-ms", std::to_string(heartbeat_ms_),
                                    "--kill-grace-ms", "2000", "--log-level", "debug"};
   if (std::find(extra.begin(), extra.end(), "--run-as") == extra.end()) {
     for (const std::string& f : StepUserFlags()) argv.push_back(f);
+  }
+  // One per name, in the cluster's directory: a worker started again under
+  // its name finds what its previous life recorded, and no test touches the
+  // system's /var/lib/cohort or another test's workers.
+  if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) {
+    argv.push_back("--state-dir");
+    argv.push_back(dir_ + "/worker-" + name + "-state");
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto d = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");

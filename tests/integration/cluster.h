@@ -72,7 +72,10 @@ class Cluster {
   // Starts a worker and waits until the coordinator lists it.
   Daemon& StartWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
   // Starts a worker without waiting for it to join: for a coordinator that
-  // is down, or to race its registration against something else.
+  // is down, or to race its registration against something else. A worker
+  // this cluster started under that name is stopped first (SIGTERM): both
+  // would take the state directory DIR/worker-NAME-state, unless `extra`
+  // gives another --state-dir.
   Daemon& LaunchWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
   // Flags every Cli() call adds after the command, e.g. CURVE keys.
   void SetCliFlags(std::vector<std::string> flags) { cli_flags_ = std::move(flags); }

@@ -301,7 +301,8 @@ TEST_CASE("a second worker under a taken name is refused while the first lives",
   c.StartWorker("twin", 1);
   // Started by hand: it never joins, so StartWorker's wait does not apply.
   Daemon second({COHORT_BIN_DIR "/cohort-worker", "--coordinator", "tcp://127.0.0.1:" + std::to_string(c.port(1)),
-                 "--name", "twin", "--slots", "5", "--heartbeat-ms", "200", "--run-as", StepUserFlags()[1]},
+                 "--name", "twin", "--slots", "5", "--heartbeat-ms", "200", "--state-dir", c.dir() + "/second-state",
+                 "--run-as", StepUserFlags()[1]},
                 c.dir() + "/second.log");
   REQUIRE(WaitUntil([&] { return second.Log().find("is in use by another live worker") != std::string::npos; },
                     std::chrono::seconds(20)));

@@ -68,15 +68,12 @@ const std::string kReattachWindow = "5";
 constexpr int kMaxOutageMs = 2000;
 constexpr int kSlots = 4;
 
-// Three worker names of this run alone. A worker starting under a name kills
-// the processes that carry that name and descend from no live worker of its
-// own executable (worker/leftovers.h): one of another build, on this machine,
-// under a name of ours, would kill our steps as its leftovers.
+// The workers' names. Each has its own state directory in the cluster's
+// (Cluster::LaunchWorker), so another run on this machine never counts our
+// steps as its leftovers, whatever the names.
 std::vector<std::string> WorkerNames() {
-  const std::string run = std::to_string(std::random_device{}() % 1000000000);
-  return {"crash-" + run + "-w0", "crash-" + run + "-w1", "crash-" + run + "-w2"};
+  return {"crash-w0", "crash-w1", "crash-w2"};
 }
-
 
 double Since(Clock::time_point t0, Clock::time_point t) {
   return std::chrono::duration<double>(t - t0).count();

@@ -127,8 +127,59 @@ std::unique_ptr<Daemon> StartTwin(Cluster& c, const std::string& name) {
   return std::make_unique<Daemon>(
       std::vector<std::string>{COHORT_BIN_DIR "/cohort-worker", "--coordinator",
                                "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name, "--slots", "1",
-                               "--heartbeat-ms", "200", "--run-as", StepUserFlags()[1]},
+                               "--heartbeat-ms", "200", "--state-dir", c.dir() + "/twin-" + name + "-state",
+                               "--run-as", StepUserFlags()[1]},
       c.dir() + "/twin-" + name + ".log");
+}
+
+// A second install of cohort-worker (another binary path) started under a
+// name in use, serving another coordinator: it must not touch the steps of
+// the live worker of that name.
+TEST_CASE("a worker never kills the steps of another worker with its name, from another install",
+          "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  const std::string m = c.Marker();
+  REQUIRE(c.SubmitJson({{"id", "live"}, {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & sleep 300 & wait"}}, m)}}},
+                       {})
+              .exit_code == 0);
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
+  const std::vector<pid_t> before = ProcessesWith(m);
+
+  const std::string other_install = c.dir() + "/other-install";
+  REQUIRE(RunProgram({"/bin/mkdir", "-p", other_install}, 10s).exit_code == 0);
+  REQUIRE(RunProgram({"/bin/cp", COHORT_BIN_DIR "/cohort-worker", other_install + "/cohort-worker"}, 10s).exit_code ==
+          0);
+  Cluster elsewhere;  // another coordinator, on other ports
+  elsewhere.StartCoordinator();
+  Daemon second({other_install + "/cohort-worker", "--coordinator",
+                 "tcp://127.0.0.1:" + std::to_string(elsewhere.port(1)), "--name", "w1", "--slots", "1",
+                 "--heartbeat-ms", "200", "--state-dir", c.dir() + "/other-install/state", "--run-as",
+                 StepUserFlags()[1]},
+                c.dir() + "/second-w1.log");
+  REQUIRE(WaitUntil([&] { return elsewhere.HasWorker("w1"); }, 20s));
+  CHECK(second.Log().find("leftovers_killed") == std::string::npos);
+  CHECK(ProcessesWith(m) == before);
+  CHECK(c.Status("live")["state"] == "running");
+  CHECK(c.Cli({"cancel", "live"}).exit_code == 0);
+}
+
+// One state directory is one worker's: a second worker given it refuses to
+// start, and says which process holds it.
+TEST_CASE("a second worker on a state directory in use refuses to start and names the holder", "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  Daemon& first = c.StartWorker("w1", 1, {"--state-dir", c.dir() + "/w1-state"});
+  Daemon second({COHORT_BIN_DIR "/cohort-worker", "--coordinator", "tcp://127.0.0.1:" + std::to_string(c.port(1)),
+                 "--name", "w2", "--state-dir", c.dir() + "/w1-state", "--run-as", StepUserFlags()[1]},
+                c.dir() + "/second.log");
+  CHECK(second.Wait(20s) == 2);
+  const std::string log = second.Log();
+  CHECK(log.find(c.dir() + "/w1-state") != std::string::npos);
+  CHECK(log.find("pid " + std::to_string(first.pid())) != std::string::npos);
+  CHECK(c.HasWorker("w1"));
+  CHECK_FALSE(c.HasWorker("w2"));
 }
 
 TEST_CASE("a worker restarted after SIGKILL kills what its previous life left running", "[e2e][restart]") {

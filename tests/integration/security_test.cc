@@ -98,6 +98,7 @@ class Keys {
 struct SecureCluster {
   Cluster c;
   Keys keys{c.dir()};
+  int launched = 0;
 
   SecureCluster() {
     keys.Make("alice");
@@ -111,11 +112,13 @@ struct SecureCluster {
     flags.insert(flags.end(), extra.begin(), extra.end());
     c.StartCoordinator(flags);
   }
-  // A worker started without waiting for it to join (it may never).
+  // A worker started without waiting for it to join (it may never). Its
+  // state directory is its own: another worker of that name may still run.
   std::unique_ptr<Daemon> LaunchWorker(const std::string& name, std::vector<std::string> key_flags) {
     std::vector<std::string> argv = {kBin + "/cohort-worker", "--coordinator",
                                      "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name,
-                                     "--heartbeat-ms", "200", "--log-level", "debug"};
+                                     "--heartbeat-ms", "200", "--log-level", "debug", "--state-dir",
+                                     c.dir() + "/launched-" + std::to_string(++launched) + "-state"};
     for (const std::string& f : StepUserFlags()) argv.push_back(f);
     argv.insert(argv.end(), key_flags.begin(), key_flags.end());
     return std::make_unique<Daemon>(argv, c.dir() + "/worker-" + name + ".log");
@@ -263,7 +266,7 @@ std::string RecordStepTraffic(bool curve, const std::string& marker) {
   REQUIRE(WaitUntil([&] { return proxy.Log().find("listening") != std::string::npos; }, 20s));
   std::vector<std::string> argv = {kBin + "/cohort-worker", "--coordinator",
                                    "tcp://127.0.0.1:" + std::to_string(proxy_port), "--name", "w1",
-                                   "--heartbeat-ms", "200"};
+                                   "--heartbeat-ms", "200", "--state-dir", s.c.dir() + "/proxied-w1-state"};
   for (const std::string& f : StepUserFlags()) argv.push_back(f);
   if (curve) {
     for (const std::string& f : s.keys.PeerFlags("w1")) argv.push_back(f);

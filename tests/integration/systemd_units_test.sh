@@ -68,6 +68,7 @@ coordinator_options=(
 worker_options=(
   coordinator=tcp://127.0.0.1:5701
   name=
+  state-dir=
   slots=0
   agents=
   kill-grace-ms=5000
@@ -199,7 +200,7 @@ if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
     --client-endpoint "ipc://$tmp/client" --worker-endpoint "ipc://$tmp/worker" \
     --cancel-endpoint "ipc://$tmp/cancel" --state-dir "$tmp/state"
   check_accepts "$worker_bin" --config "$worker_conf" --coordinator "ipc://$tmp/nobody-here" \
-    --name systemd-units-test --run-as "$(id -un)"
+    --name systemd-units-test --state-dir "$tmp/worker-state" --run-as "$(id -un)"
 else
   note "$coordinator_bin or $worker_bin not built: skipped the --help and start-up checks"
 fi
@@ -216,6 +217,7 @@ expect_line "$coordinator_unit" "RestartSec=1"
 expect_line "$worker_unit" "ExecStart=/usr/local/bin/cohort-worker --config /etc/cohort/worker.conf --name %H-%i"
 expect_line "$worker_unit" "User=root"
 expect_line "$worker_unit" "KillMode=mixed"
+expect_line "$worker_unit" "StateDirectory=cohort-worker/%i"
 expect_line "$worker_unit" "Restart=always"
 expect_line "$worker_unit" "RestartSec=2"
 grep -Eq '^ProtectSystem=' "$worker_unit" &&
