@@ -148,15 +148,21 @@ template <typename S> void Pack(Writer<S>& w, const ReplyMsg& m) {
   w.Map(4).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error).Str("body", m.body);
 }
 template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
-  w.Map(6).Str("name", m.name).U("slots", m.slots).Strings("agents", m.agents).Attempts("running", m.running)
-      .Str("version", m.version).U("instance", m.instance);
+  w.Map(m.seq ? 7 : 6).Str("name", m.name).U("slots", m.slots).Strings("agents", m.agents)
+      .Attempts("running", m.running).Str("version", m.version).U("instance", m.instance);
+  if (m.seq) w.U("seq", m.seq);
 }
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
-  w.Map(3).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness).Str("cancel_endpoint", m.cancel_endpoint);
+  w.Map(3 + (m.lease_ms ? 1 : 0) + (m.ack ? 1 : 0)).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness)
+      .Str("cancel_endpoint", m.cancel_endpoint);
+  if (m.lease_ms) w.U("lease_ms", m.lease_ms);
+  if (m.ack) w.U("ack", m.ack);
 }
 template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg& m) {
-  w.Map(m.running ? 1 : 0);
+  w.Map((m.running ? 1 : 0) + (m.seq ? 1 : 0) + (m.ack ? 1 : 0));
   if (m.running) w.Attempts("running", *m.running);
+  if (m.seq) w.U("seq", m.seq);
+  if (m.ack) w.U("ack", m.ack);
 }
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
   w.Map(10).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env)
@@ -164,10 +170,12 @@ template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
 }
 template <typename S> void Pack(Writer<S>& w, const StartedMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const FinishedMsg& m) {
-  w.Map(16).Id(m.id).OptInt("exit_code", m.exit_code).OptInt("signal", m.signal).Bool("timed_out", m.timed_out)
-      .Bool("cancelled", m.cancelled).Bool("escalated", m.escalated).Text("error", m.error)
-      .Bin("stdout", m.stdout_tail).Bin("stderr", m.stderr_tail).U("stdout_bytes", m.stdout_bytes)
-      .U("stderr_bytes", m.stderr_bytes).I("started_ms", m.started_ms).I("finished_ms", m.finished_ms);
+  w.Map(m.lost ? 17 : 16).Id(m.id).OptInt("exit_code", m.exit_code).OptInt("signal", m.signal)
+      .Bool("timed_out", m.timed_out).Bool("cancelled", m.cancelled).Bool("escalated", m.escalated)
+      .Text("error", m.error).Bin("stdout", m.stdout_tail).Bin("stderr", m.stderr_tail)
+      .U("stdout_bytes", m.stdout_bytes).U("stderr_bytes", m.stderr_bytes).I("started_ms", m.started_ms)
+      .I("finished_ms", m.finished_ms);
+  if (m.lost) w.Bool("lost", true);
 }
 template <typename S> void Pack(Writer<S>& w, const CancelAttemptMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const ReregisterMsg& m) { w.Map(1).Text("reason", m.reason); }

@@ -323,7 +323,7 @@ class Fields {
   uint32_t size_;
   uint32_t cursor_ = 0;
   uint32_t matched_ = 0;
-  std::array<std::string_view, 20> asked_;  // FINISHED reads the most: 16
+  std::array<std::string_view, 20> asked_;  // FINISHED reads the most: 17
   size_t asked_count_ = 0;
   std::string error_;
 };
@@ -344,12 +344,17 @@ void Read(Fields& f, RegisterMsg* m) {
   f.Str("name", &m->name).Int("slots", &m->slots).Strings("agents", &m->agents).Attempts("running", &m->running)
       .Str("version", &m->version);
   if (f.Has("instance")) f.Int("instance", &m->instance);
+  if (f.Has("seq")) f.Int("seq", &m->seq);
 }
 void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);
+  if (f.Has("lease_ms")) f.Int("lease_ms", &m->lease_ms);
+  if (f.Has("ack")) f.Int("ack", &m->ack);
 }
 void Read(Fields& f, HeartbeatMsg* m) {
   if (f.Has("running")) f.Attempts("running", &m->running.emplace());
+  if (f.Has("seq")) f.Int("seq", &m->seq);
+  if (f.Has("ack")) f.Int("ack", &m->ack);
 }
 void Read(Fields& f, RunMsg* m) {
   f.Id(&m->id).Str("step_id", &m->step_id).Strings("argv", &m->argv).Str("shell", &m->shell).Env("env", &m->env)
@@ -361,6 +366,7 @@ void Read(Fields& f, FinishedMsg* m) {
       .Bool("cancelled", &m->cancelled).Bool("escalated", &m->escalated).Text("error", &m->error)
       .Output("stdout", &m->stdout_tail).Output("stderr", &m->stderr_tail).Int("stdout_bytes", &m->stdout_bytes)
       .Int("stderr_bytes", &m->stderr_bytes).Int("started_ms", &m->started_ms).Int("finished_ms", &m->finished_ms);
+  if (f.Has("lost")) f.Bool("lost", &m->lost);
 }
 void Read(Fields& f, CancelAttemptMsg* m) { f.Id(&m->id); }
 void Read(Fields& f, ReregisterMsg* m) { f.Text("reason", &m->reason); }

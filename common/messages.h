@@ -110,6 +110,8 @@ struct RegisterMsg {
   // Random per worker process (optional on the wire, 0 = not given): tells a
   // reconnect of the same worker from a second worker using the same name.
   uint64_t instance = 0;
+  // Numbers this REGISTER for the WELCOME's ack (optional, 0 = not given).
+  uint64_t seq = 0;
   bool operator==(const RegisterMsg&) const = default;
 };
 
@@ -117,6 +119,11 @@ struct WelcomeMsg {
   uint32_t heartbeat_ms = kDefaultHeartbeatMs;  // >= 1
   uint32_t liveness = kDefaultLiveness;         // heartbeats missed before giving up, >= 1
   std::string cancel_endpoint;                  // where to SUBscribe to CANCEL_GROUP
+  // The worker's lease (optional on the wire, 0 = none): a worker whose
+  // latest acknowledged message was sent longer ago than this has stopped
+  // its steps, so the coordinator may run them elsewhere.
+  uint32_t lease_ms = 0;
+  uint64_t ack = 0;  // the seq of the REGISTER answered (optional, 0 = none)
   bool operator==(const WelcomeMsg&) const = default;
 };
 
@@ -128,6 +135,12 @@ struct HeartbeatMsg {
   // drops a RUN silently at the high-water mark, so this is how the
   // coordinator learns that a RUN never arrived.
   std::optional<std::vector<AttemptId>> running;
+  // Worker -> coordinator: this heartbeat's number. Coordinator -> worker:
+  // the seq of the latest worker REGISTER or HEARTBEAT it received, which
+  // renews the worker's lease from the time that one was sent. Both
+  // optional on the wire, 0 = not given.
+  uint64_t seq = 0;
+  uint64_t ack = 0;
   bool operator==(const HeartbeatMsg&) const = default;
 };
 
@@ -154,6 +167,9 @@ struct FinishedMsg {
   bool timed_out = false;        // killed at its timeout
   bool cancelled = false;        // killed (or refused) because of a cancel
   bool escalated = false;        // SIGTERM was not enough; SIGKILL was sent
+  // The worker stopped it on its own, its lease run out (optional on the
+  // wire): counted as a lost worker's attempt, retried as one.
+  bool lost = false;
   std::string error;             // e.g. why it could not start; "" otherwise
   std::string stdout_tail;       // wire "stdout": the last bytes, any bytes
   std::string stderr_tail;       // wire "stderr"

@@ -48,6 +48,7 @@ struct AttemptOutcome {
   std::optional<int> signal;     // set when a signal ended it
   bool timed_out = false;        // the worker killed it at its timeout
   bool cancelled = false;        // the worker killed it because of a cancel
+  bool lost = false;             // the worker stopped it itself, its lease run out
   std::string error;             // e.g. a spawn failure: "cannot start \"x\": No such file or directory"
   std::string stdout_tail;
   std::string stderr_tail;

@@ -38,7 +38,7 @@ constexpr const char* kUsage =
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   ServerOptions server;
-  double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, reattach_s = 60;
+  double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, lease_s = 60;
   std::string log_level = "info", secret_key_file;
   std::string state_dir, store = "sqlite", sync = "normal";
   bool insecure = false;
@@ -84,9 +84,12 @@ po::options_description OptionTable(Flags* f) {
       ("sync", po::value(&f->sync)->default_value(f->sync)->value_name("MODE"),
        "normal: what was acknowledged survives a crash of this process; full: also a power loss, at a cost "
        "in throughput (docs/BENCHMARKS.md)")
-      ("reattach-window", po::value(&f->reattach_s)->default_value(f->reattach_s)->value_name("S"),
-       "after a restart, seconds a worker has to reconnect and claim the steps it was running; unclaimed "
-       "ones are then retried as lost. Keep it above the workers' longest reconnect interval (30 s)");
+      ("worker-lease", po::value(&f->lease_s)->default_value(f->lease_s)->value_name("S"),
+       "seconds a worker keeps its steps running without an answer from this coordinator; after that it "
+       "stops them. So a lost worker's steps run elsewhere only this long after its last message (unless "
+       "it comes back without them), and after a restart workers have this long to reconnect and claim "
+       "their running steps. Longer: longer coordinator outages survived; shorter: faster recovery from "
+       "a dead worker. Keep it above twice the workers' --kill-grace-ms plus 2 s (docs/OPERATIONS.md)");
   opts.add(state);
   po::options_description security("Security (docs/SECURITY.md)");
   security.add_options()
@@ -115,9 +118,10 @@ po::options_description OptionTable(Flags* f) {
 int CheckFlags(Flags* f) {
   ServerOptions& o = f->server;
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(f->backstop_s > 0) || !(f->retention_s >= 0) || !(f->cancel_resend_s > 0) ||
-      f->max_groups < 1 || f->max_steps < 1 || !(f->reattach_s > 0)) {
+      f->max_groups < 1 || f->max_steps < 1 || !(f->lease_s > 0 && f->lease_s <= 86400)) {
     std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
-                 "--max-steps and --reattach-window must be positive, --retention non-negative\n";
+                 "--max-steps and --worker-lease must be positive (--worker-lease at most 86400), --retention "
+                 "non-negative\n";
     return 2;
   }
   if (f->store != "sqlite" && f->store != "memory") {
@@ -175,7 +179,7 @@ void FinishSchedulerOptions(Flags* f) {
   o.scheduler.cancel_resend = cohort::common::SecondsToDuration(f->cancel_resend_s);
   o.scheduler.max_groups = f->max_groups;
   o.scheduler.max_steps = f->max_steps;
-  o.scheduler.reattach_window = cohort::common::SecondsToDuration(f->reattach_s);
+  o.scheduler.worker_lease = cohort::common::SecondsToDuration(f->lease_s);
   o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
                      static_cast<uint64_t>(std::random_device{}());
   char prefix[16];

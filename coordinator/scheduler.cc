@@ -352,7 +352,7 @@ Duration Scheduler::BackoffDelay(const common::RetryPolicy& p, uint32_t attempts
 }
 
 void Scheduler::Decide(Group* g, uint32_t i, AttemptStatus status, const std::string& error, Time now,
-                       std::vector<Action>* out) {
+                       std::vector<Action>* out, Time retry_not_before) {
   StepRt& st = g->steps[i];
   const bool cancel_asked = st.cancel_requested;
   st.cancel_requested = false;
@@ -381,7 +381,7 @@ void Scheduler::Decide(Group* g, uint32_t i, AttemptStatus status, const std::st
     if (retry) {
       SetState(g, i, StepState::kRetrying);
       Duration delay = kind == common::FailureKind::kWorkerLost
-                           ? Duration::zero()
+                           ? std::max(Duration::zero(), retry_not_before - now)
                            : BackoffDelay(policy, static_cast<uint32_t>(st.attempts.size()));
       if (delay <= Duration::zero()) {
         g->retry_ready[g->spec.steps[i].agent].push_back(i);
@@ -407,11 +407,20 @@ void Scheduler::FailStep(Group* g, uint32_t i, std::string error, Time now, std:
   if (g->spec.on_failure == common::OnFailure::kCancel) StopGroup(g, GroupState::kFailed, now, out);
 }
 
-void Scheduler::LoseAttempt(Group* g, uint32_t i, const std::string& why, Time now, std::vector<Action>* out) {
+void Scheduler::LoseAttempt(Group* g, uint32_t i, const std::string& why, Time now, std::vector<Action>* out,
+                            Time retry_not_before) {
   CloseAttempt(g, i, AttemptStatus::kWorkerLost, now);
   g->steps[i].attempts.back().error = why;
   JournalAttemptEnd(*g, i, nullptr);
-  Decide(g, i, AttemptStatus::kWorkerLost, why, now, out);
+  Decide(g, i, AttemptStatus::kWorkerLost, why, now, out, retry_not_before);
+}
+
+void Scheduler::RetryNow(Group* g, uint32_t i) {
+  ClearTimer(&g->steps[i].timer);
+  g->backoff.erase(i);
+  g->retry_ready[g->spec.steps[i].agent].push_back(i);
+  ++g->retry_ready_count;
+  Enqueue(g);
 }
 
 Status Scheduler::Started(const StepStarted& e, Time now, std::vector<Action>* out) {
@@ -440,17 +449,24 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
     ++stale_reports_;  // a late report for an attempt already decided: ignored
     // ... except that a stale attempt's slot is free again.
     const std::tuple<uint64_t, uint32_t, uint32_t> key{e.ref.submission, e.ref.step, e.ref.attempt};
+    bool freed = ReleaseFencedAttempt(e.worker, e.ref);
     if (Worker* w = FindWorker(e.worker); w && w->stale.erase(key)) {
       w->reported.insert(key);
       AdjustRunning(w, -1);
-      Pump(now, out);
+      freed = true;
     }
+    if (freed) Pump(now, out);
     return Status::Ok();
   }
   const common::AttemptOutcome& o = e.outcome;
   AttemptStatus status;
   std::string error;
-  if (o.cancelled && st->cancel_requested) {
+  if (o.lost) {
+    // Stopped (or never started) by a worker that lost us for its lease:
+    // as if the worker were lost, though it is known dead already.
+    status = st->cancel_requested ? AttemptStatus::kCancelled : AttemptStatus::kWorkerLost;
+    error = o.error.empty() ? "the worker's lease ran out" : o.error;
+  } else if (o.cancelled && st->cancel_requested) {
     status = AttemptStatus::kCancelled;
   } else if (o.cancelled) {
     status = AttemptStatus::kFailed;

@@ -97,11 +97,15 @@ struct SchedulerOptions {
   // Whether the core writes a journal of Records (coordinator/store.h) for
   // its caller to commit; off when nothing is stored, so nothing is built.
   bool journal = false;
-  // After Restore, how long a worker has to register again and claim the
-  // attempts the store had as running on it; those nobody claims are then
-  // lost with their worker. It must exceed the workers' longest reconnect
-  // interval, or a live step is run twice.
-  common::Duration reattach_window = std::chrono::seconds(60);
+  // The workers' lease (WelcomeMsg::lease_ms): a worker stops its steps
+  // itself once this long has passed since the latest of its messages the
+  // coordinator acknowledged. So a lost worker's steps run again elsewhere
+  // only this long after its last message (unless it said BYE, or came back
+  // without them), and after Restore the attempts the store had as running
+  // wait this long for their worker to claim them. Both make sure a step
+  // never runs twice at once; the cost is this much delay after a worker
+  // dies for good.
+  common::Duration worker_lease = std::chrono::seconds(60);
 };
 
 class Scheduler {
@@ -155,8 +159,10 @@ class Scheduler {
   // No worker may expire before `until`; later expiries are kept. Stalled()
   // is the event's rule; this is the mechanism under it.
   void GraceWorkers(common::Time until);
+  // `steps_stopped`: the worker said BYE after its steps were dead; its
+  // attempts run again at once. Otherwise they wait for its lease.
   common::Status Lose(std::string_view worker, std::string_view reason, common::Time now,
-                      std::vector<Action>* out);
+                      std::vector<Action>* out, bool steps_stopped = false);
   common::Status Started(const StepStarted& e, common::Time now, std::vector<Action>* out);
   common::Status Finished(const StepFinished& e, common::Time now, std::vector<Action>* out);
   void Tick(common::Time now, std::vector<Action>* out);
@@ -248,8 +254,11 @@ class Scheduler {
   void SetState(Group* g, uint32_t step, common::StepState s);
   void ReleaseSlot(Group* g, uint32_t step);
   void CloseAttempt(Group* g, uint32_t step, common::AttemptStatus status, common::Time now);
+  // A lost worker's attempt is retried no earlier than `retry_not_before`.
   void Decide(Group* g, uint32_t step, common::AttemptStatus status, const std::string& error,
-              common::Time now, std::vector<Action>* out);
+              common::Time now, std::vector<Action>* out, common::Time retry_not_before = {});
+  // Ends a step's backoff now: its retry is ready to place.
+  void RetryNow(Group* g, uint32_t step);
   void FailStep(Group* g, uint32_t step, std::string error, common::Time now, std::vector<Action>* out);
   void CancelPendingOrBackoff(Group* g, uint32_t step, std::string why);
   void RequestAttemptCancel(Group* g, uint32_t step, common::Time now, std::vector<Action>* out);
@@ -262,7 +271,14 @@ class Scheduler {
   // more group fit within the limits; false if running groups leave no room.
   bool MakeRoom(size_t steps);
   void LoseAttempt(Group* g, uint32_t step, const std::string& why, common::Time now,
-                   std::vector<Action>* out);
+                   std::vector<Action>* out, common::Time retry_not_before = {});
+  // A worker that went silent is back (scheduler_workers.cc): its fenced
+  // steps run again now if it is a new process, or does not list them.
+  void ReleaseFenced(const std::string& name, uint64_t instance, const std::vector<AttemptRef>& running);
+  // The worker reported the lost attempt `ref` over: it is dead, so the
+  // step need not wait out the lease.
+  // True when the step was released.
+  bool ReleaseFencedAttempt(std::string_view worker, const AttemptRef& ref);
   common::Duration BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made);
 
   // Placement (scheduler_placement.cc).
@@ -313,6 +329,14 @@ class Scheduler {
   std::map<std::string, std::set<internal::AttemptKey>, std::less<>> unclaimed_;
   size_t unclaimed_count_ = 0;
   std::optional<Timer> reattach_timer_;
+  // Workers lost in silence whose attempts wait out the lease: the retry
+  // timers of those attempts, by worker name, until the lease ends.
+  struct Fenced {
+    uint64_t instance = 0;
+    common::Time until{};
+    std::vector<Timer> retries;
+  };
+  std::map<std::string, Fenced, std::less<>> fenced_;
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)

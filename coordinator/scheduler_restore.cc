@@ -114,7 +114,7 @@ Status Scheduler::Restore(const LoadedState& state, Time now, std::vector<Action
     return *groups_by_seq_.at(a)->finished_at < *groups_by_seq_.at(b)->finished_at;
   });
   if (unclaimed_count_ > 0) {
-    AddTimer({now + options_.reattach_window, TimerKind::kReattach}, &reattach_timer_);
+    AddTimer({now + options_.worker_lease, TimerKind::kReattach}, &reattach_timer_);
   }
   Pump(now, out);
   return Status::Ok();
@@ -191,8 +191,10 @@ void Scheduler::RestoreStep(Group* g, const LoadedStep& ls, bool cancel_asked, T
     state = StepState::kRetrying;
     const common::AttemptRecord& rec = st.attempts.back();
     const common::RetryPolicy& policy = common::EffectiveRetry(g->spec, g->spec.steps[i]);
+    // A lost worker's attempt may have run on until that worker's lease
+    // ended, at most a lease after it was declared lost.
     const Time at = rec.status == AttemptStatus::kWorkerLost
-                        ? now
+                        ? rec.finished_at.value_or(now) + options_.worker_lease
                         : rec.finished_at.value_or(now) + BackoffDelay(policy, static_cast<uint32_t>(st.attempts.size()));
     if (at <= now) {
       g->retry_ready[g->spec.steps[i].agent].push_back(i);
@@ -245,7 +247,7 @@ void Scheduler::LoseUnclaimed(Time now, std::vector<Action>* out) {
     for (const internal::AttemptKey& key : keys) {
       LoseAttempt(groups_by_seq_.at(key.group), key.step,
                   "worker " + Quote(worker) + " did not register again within " +
-                      SecondsText(options_.reattach_window) + " of the coordinator's restart",
+                      SecondsText(options_.worker_lease) + " of the coordinator's restart",
                   now, out);
     }
   }

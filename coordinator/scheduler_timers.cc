@@ -85,13 +85,8 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       return;
     }
     case TimerKind::kBackoff: {
-      StepRt& st = g->steps[t.b];
-      if (st.timer != t) return;
-      st.timer.reset();
-      g->backoff.erase(t.b);
-      g->retry_ready[g->spec.steps[t.b].agent].push_back(t.b);
-      ++g->retry_ready_count;
-      Enqueue(g);
+      if (g->steps[t.b].timer != t) return;
+      RetryNow(g, t.b);
       return;
     }
     case TimerKind::kCancelResend: {

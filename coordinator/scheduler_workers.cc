@@ -65,6 +65,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   if (!j.same_connection) {
     LoseUnheld(w, held, std::nullopt, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
   }
+  ReleaseFenced(w->name, j.instance, j.running);
   IndexWorker(w);
   WakeFor(w);
   Pump(now, out);
@@ -162,7 +163,8 @@ bool Scheduler::LoseUnheld(Worker* w, const std::set<internal::AttemptKey>& held
   return !missing.empty();
 }
 
-Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out) {
+Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now, std::vector<Action>* out,
+                       bool steps_stopped) {
   event_time_ = now;
   Worker* w = FindWorker(name);
   if (!w) return Status::NotFound("unknown worker " + Quote(name));
@@ -175,12 +177,69 @@ Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now,
   workers_by_seq_.erase(w->seq);
   std::unique_ptr<Worker> gone = std::move(workers_.find(name)->second);
   workers_.erase(workers_.find(name));
+  // Gone silent, it stops its steps itself once its lease runs out, counted
+  // from no later than the last message we had from it (its lease renews
+  // only from messages we received). Until then they may still run.
+  const Time fence = steps_stopped ? now : gone->last_heartbeat + options_.worker_lease;
+  std::erase_if(fenced_, [&](const auto& entry) { return entry.second.until <= now; });
+  Fenced* fenced = nullptr;
+  if (fence > now && !held.empty()) {
+    fenced = &fenced_[gone->name];
+    fenced->instance = gone->instance;
+    fenced->until = std::max(fenced->until, fence);
+  }
   for (const auto& key : held) {
     Group* g = groups_by_seq_.at(key.group);
-    LoseAttempt(g, key.step, why, now, out);
+    LoseAttempt(g, key.step, why, now, out, fence);
+    const StepRt& st = g->steps[key.step];
+    if (fenced && st.timer && st.timer->kind == TimerKind::kBackoff) fenced->retries.push_back(*st.timer);
   }
   Pump(now, out);
   return Status::Ok();
+}
+
+void Scheduler::ReleaseFenced(const std::string& name, uint64_t instance, const std::vector<AttemptRef>& running) {
+  auto it = fenced_.find(name);
+  if (it == fenced_.end()) return;
+  Fenced& fenced = it->second;
+  // Another process under the name: the one we lost is gone, and a worker
+  // kills what its previous life left running before it registers. (An
+  // instance of 0 tells nothing.)
+  const bool new_process = instance != 0 && fenced.instance != 0 && instance != fenced.instance;
+  std::erase_if(fenced.retries, [&](const Timer& t) {
+    auto g_it = groups_by_seq_.find(t.a);
+    if (g_it == groups_by_seq_.end()) return true;
+    Group* g = g_it->second;
+    if (g->steps[t.b].timer != t) return true;  // retried, cancelled or stopped since
+    const uint32_t lost_attempt = static_cast<uint32_t>(g->steps[t.b].attempts.size());
+    const bool listed = std::any_of(running.begin(), running.end(), [&](const AttemptRef& ref) {
+      return ref.submission == g->submission && ref.step == t.b && ref.attempt == lost_attempt;
+    });
+    // The same process still listing it: it is told to stop it (SortListed),
+    // and the fence holds until it reports it over or the lease ends.
+    if (!new_process && listed) return false;
+    RetryNow(g, t.b);
+    return true;
+  });
+  if (fenced.retries.empty()) fenced_.erase(it);
+}
+
+bool Scheduler::ReleaseFencedAttempt(std::string_view worker, const AttemptRef& ref) {
+  auto it = fenced_.find(worker);
+  if (it == fenced_.end()) return false;
+  Group* g = FindGroup(ref.group);
+  if (!g || g->submission != ref.submission || ref.step >= g->steps.size()) return false;
+  StepRt& st = g->steps[ref.step];
+  if (st.attempts.size() != ref.attempt) return false;  // a later attempt exists: this one was not fenced
+  std::vector<Timer>& retries = it->second.retries;
+  for (auto t = retries.begin(); t != retries.end(); ++t) {
+    if (t->a != g->seq || t->b != ref.step) continue;
+    const bool waiting = st.timer == *t;
+    if (waiting) RetryNow(g, ref.step);
+    retries.erase(t);
+    return waiting;
+  }
+  return false;
 }
 
 }  // namespace cohort::coordinator

@@ -186,6 +186,9 @@ class Server {
   std::vector<Action> actions_;
   std::unordered_map<std::string, std::string> route_of_;   // worker name -> route
   std::unordered_map<std::string, std::string> worker_at_;  // route -> worker name
+  // Worker name -> the seq of its latest REGISTER or HEARTBEAT received:
+  // every HEARTBEAT we send it acknowledges that one, renewing its lease.
+  std::unordered_map<std::string, uint64_t> acked_;
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // group -> clients in WAIT
   size_t waiter_count_ = 0;
   common::Time next_waiter_sweep_{};

@@ -36,6 +36,7 @@ void Server::Forget(const std::string& worker) {
   if (it == route_of_.end()) return;
   worker_at_.erase(it->second);
   route_of_.erase(it);
+  acked_.erase(worker);
 }
 
 void Server::RevokeWorkers(Time now) {
@@ -57,7 +58,11 @@ void Server::RevokeWorkers(Time now) {
 }
 
 void Server::SendHeartbeats(Time now) {
-  for (const auto& [name, route] : route_of_) common::SendMessage(workers_, route, common::HeartbeatMsg{});
+  for (const auto& [name, route] : route_of_) {
+    common::HeartbeatMsg beat;
+    if (auto it = acked_.find(name); it != acked_.end()) beat.ack = it->second;
+    common::SendMessage(workers_, route, beat);
+  }
   next_heartbeat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
 }
 
@@ -80,6 +85,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
   // Any message from a worker counts as a heartbeat; a HEARTBEAT may also
   // say what the worker holds.
   auto* beat = std::get_if<common::HeartbeatMsg>(&msg);
+  if (beat && beat->seq != 0) acked_[name] = beat->seq;
   Status s = beat && beat->running && now >= lists_from_ ? core_.Heartbeat(Holding(name, beat), now, &actions_)
                                                          : core_.Heartbeat(name, now);
   if (!s.ok()) {
@@ -150,6 +156,10 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   welcome.heartbeat_ms = static_cast<uint32_t>(options_.heartbeat_ms);
   welcome.liveness = static_cast<uint32_t>(options_.liveness);
   welcome.cancel_endpoint = bound_cancel_;
+  welcome.lease_ms = static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.scheduler.worker_lease).count());
+  welcome.ack = reg.seq;
+  if (reg.seq != 0) acked_[reg.name] = reg.seq;
   // Order matters: WELCOME first, then whatever Join placed on it.
   Send(workers_, env.route, std::move(welcome));
 }
@@ -172,6 +182,7 @@ void Server::OnReport(const std::string& name, const std::string& route, const c
     o.signal = m->signal;
     o.timed_out = m->timed_out;
     o.cancelled = m->cancelled;
+    o.lost = m->lost;
     o.error = m->error;
     o.stdout_tail = m->stdout_tail;
     o.stderr_tail = m->stderr_tail;
@@ -193,7 +204,8 @@ void Server::OnReport(const std::string& name, const std::string& route, const c
   } else if (std::holds_alternative<common::ByeMsg>(msg)) {
     LogInfo("worker_left").Kv("worker", name);
     // `name` is registered (its route was found), so the core knows it.
-    core_.Lose(name, "worker shut down", now, &actions_).IgnoreError();
+    // It says BYE only once its steps are dead: they run again at once.
+    core_.Lose(name, "worker shut down", now, &actions_, /*steps_stopped=*/true).IgnoreError();
     Forget(name);
   } else if (!std::holds_alternative<common::HeartbeatMsg>(msg)) {
     BadMessage("worker",

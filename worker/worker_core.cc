@@ -9,6 +9,12 @@ using common::Time;
 namespace {
 
 constexpr size_t kMaxRememberedCancels = 10000;
+// Numbered messages awaiting an acknowledgement; an ack of an older one,
+// forgotten, renews nothing.
+constexpr size_t kMaxUnacked = 1024;
+// Between the steps' death and the lease's end: clocks on two hosts run at
+// slightly different rates, and reaping takes a moment.
+constexpr common::Duration kLeaseMargin = std::chrono::seconds(1);
 
 // Small actions are built in place (emplace_back with in_place_type): GCC 12
 // takes a temporary variant holding one for uninitialized memory (a false
@@ -72,6 +78,7 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   reg.agents = options_.agents;
   reg.version = options_.version;
   reg.instance = options_.instance;
+  reg.seq = NextSeq(now);
   last_register_ = now;
   reg.running = Holding();
   const size_t running = reg.running.size();
@@ -95,14 +102,41 @@ std::vector<common::AttemptId> WorkerCore::Holding() const {
   return held;
 }
 
+uint64_t WorkerCore::NextSeq(Time now) {
+  if (unacked_.size() >= kMaxUnacked) unacked_.pop_front();
+  unacked_.emplace_back(next_seq_, now);
+  return next_seq_++;
+}
+
+void WorkerCore::Renew(uint64_t ack) {
+  // Unknown (never sent, or forgotten): renews nothing, and keeps the rest.
+  if (ack == 0 || unacked_.empty() || ack < unacked_.front().first || ack > unacked_.back().first) return;
+  while (unacked_.front().first < ack) unacked_.pop_front();
+  if (unacked_.empty() || unacked_.front().first != ack) return;  // unknown or forgotten
+  lease_from_ = std::max(lease_from_, unacked_.front().second);
+  lease_renewed_ = true;
+  unacked_.pop_front();
+}
+
+Time WorkerCore::LeaseStopAt() const {
+  if (!lease_renewed_) return Time{};
+  // The steps get SIGTERM here and SIGKILL a kill grace later, so they are
+  // dead a margin before the lease ends; with a kill grace too long for the
+  // lease, at half of it (StepsAwaited's warning says so at WELCOME).
+  const common::Duration before = options_.kill_grace + kLeaseMargin;
+  return lease_from_ + std::max(lease_ - before, lease_ / 2);
+}
+
 Time WorkerCore::NextDeadline() const {
   Time until = next_heartbeat_;
+  if (lease_ > common::Duration::zero() && !attempts_.empty()) until = std::min(until, LeaseStopAt());
   if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
   if (registered_ && !sends_.empty()) until = std::min(until, sends_.front().first + heartbeat() * liveness_);
   return until;
 }
 
 void WorkerCore::Tick(Time now, std::vector<Action>* out) {
+  if (LeaseRunOut(now)) StopForLease(now, out);
   if (registered_ && now - last_heard_ >= heartbeat() * liveness_) {
     // The coordinator restarted, is gone, or is busy. The socket is kept:
     // ZeroMQ re-establishes a broken connection by itself (with backoff),
@@ -119,7 +153,9 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // Every interval, however many other messages went out: the list is how
     // the coordinator learns of a RUN that never arrived (ZeroMQ drops one
     // silently at the high-water mark).
-    out->push_back(SendToCoordinator{common::HeartbeatMsg{Holding()}});
+    common::HeartbeatMsg beat{Holding()};
+    beat.seq = NextSeq(now);
+    out->push_back(SendToCoordinator{std::move(beat)});
     next_heartbeat_ = now + heartbeat();
   } else {
     SendRegister(now, out);
@@ -127,6 +163,11 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // (a stuck coordinator): ask less and less often.
     next_heartbeat_ = now + register_every_;
     register_every_ = std::min(register_every_ * 2, options_.max_reconnect_backoff);
+    // Steps running under a lease: a coordinator back from a restart must
+    // hear from us well before the lease stops them.
+    if (lease_ > common::Duration::zero() && !attempts_.empty()) {
+      next_heartbeat_ = std::min(next_heartbeat_, now + std::max(heartbeat(), lease_ / 8));
+    }
   }
 }
 
@@ -144,7 +185,25 @@ void WorkerCore::OnCoordinator(const common::Message& msg, Time now, std::vector
     OnReregister(*r, now, out);
   } else if (auto* c = std::get_if<common::ConfirmMsg>(&msg)) {
     OnConfirm(*c);
+  } else if (auto* h = std::get_if<common::HeartbeatMsg>(&msg)) {
+    Renew(h->ack);
   }
+}
+
+void WorkerCore::StopForLease(Time now, std::vector<Action>* out) {
+  int n = 0;
+  for (auto& [key, a] : attempts_) {
+    if (a.lease_stopped) continue;
+    a.lease_stopped = true;
+    out->emplace_back(std::in_place_type<CancelStep>, key);
+    ++n;
+  }
+  if (n == 0) return;
+  out->push_back(Note(Notice::Level::kWarn, "lease_expired",
+                      {{"coordinator", options_.coordinator},
+                       {"lease_ms", Ms(lease_)},
+                       {"acknowledged_ms_ago", lease_renewed_ ? Ms(now - lease_from_) : "never"},
+                       {"stopping", std::to_string(n)}}));
 }
 
 void WorkerCore::OnBroadcast(const common::Message& msg, Time now, std::vector<Action>* out) {
@@ -157,6 +216,16 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   register_every_ = heartbeat();
   if (w.heartbeat_ms > 0) heartbeat_ms_ = static_cast<int>(w.heartbeat_ms);
   if (w.liveness > 0) liveness_ = static_cast<int>(w.liveness);
+  const common::Duration lease = std::chrono::milliseconds(w.lease_ms);
+  if (lease != lease_ && lease > common::Duration::zero() && options_.kill_grace + kLeaseMargin > lease / 2) {
+    out->push_back(Note(Notice::Level::kWarn, "kill_grace_too_long_for_lease",
+                        {{"kill_grace_ms", Ms(options_.kill_grace)},
+                         {"lease_ms", Ms(lease)},
+                         {"hint", "steps may outlive the lease by up to the kill grace; keep --kill-grace-ms "
+                                  "under half the coordinator's --worker-lease minus 1 s"}}));
+  }
+  lease_ = lease;
+  Renew(w.ack);
   // While unregistered the next REGISTER may have been a backoff away; from
   // now on the coordinator counts our silence by its heartbeat.
   next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat());
@@ -184,6 +253,27 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
 }
 
 void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>* out) {
+  if (stopping_) {
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.lost = true;  // run elsewhere, as a lost worker's step
+    f.error = "worker " + options_.name + " is shutting down";
+    f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
+    SendFinished(std::move(f), now, out);
+    return;
+  }
+  if (LeaseRunOut(now)) {
+    // A RUN sent before a partition and delivered after it: the coordinator
+    // may already run this step elsewhere.
+    out->push_back(Note(Notice::Level::kWarn, "run_after_lease", Named(run.id, run.step_id)));
+    common::FinishedMsg f;
+    f.id = run.id;
+    f.lost = true;
+    f.error = "worker " + options_.name + " did not start it: its lease had run out when the RUN arrived";
+    f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
+    SendFinished(std::move(f), now, out);
+    return;
+  }
   if (ResendResults(KeyOf(run.id), now, out)) {
     // This very attempt ran here already: the answer is its result, not a
     // second run under the same fencing token.
@@ -270,6 +360,12 @@ void WorkerCore::StepEnded(const RunResult& r, Time now, std::vector<Action>* ou
   f.escalated = r.escalated_to_kill;
   f.error = r.error;
   if (r.kind == RunResult::Kind::kLost && f.error.empty()) f.error = "the step's exit status was lost";
+  if (a.lease_stopped && r.cancelled) {
+    f.cancelled = false;
+    f.lost = true;
+    f.error = "worker " + options_.name + " stopped it: no word from the coordinator acknowledged within its lease of " +
+              Ms(lease_) + " ms";
+  }
   f.stdout_tail = r.stdout_tail;
   f.stderr_tail = r.stderr_tail;
   f.stdout_bytes = r.stdout_bytes;
@@ -324,11 +420,21 @@ void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vec
 
 void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", std::to_string(attempts_.size())}}));
-  // Goodbye first: the coordinator retries these steps elsewhere at once
-  // instead of waiting for our heartbeats to lapse.
-  out->push_back(SendToCoordinator{common::ByeMsg{}});
+  stopping_ = true;
   for (const auto& [key, a] : attempts_) out->emplace_back(std::in_place_type<CancelStep>, key);
   out->emplace_back(std::in_place_type<AwaitSteps>, now + options_.kill_grace + std::chrono::seconds(2));
+}
+
+void WorkerCore::StepsAwaited(bool all_stopped, Time, std::vector<Action>* out) {
+  if (all_stopped) {
+    // Goodbye once they are dead: the coordinator retries them elsewhere at
+    // once, never beside a copy still being killed.
+    out->push_back(SendToCoordinator{common::ByeMsg{}});
+    return;
+  }
+  out->push_back(Note(Notice::Level::kWarn, "steps_outlived_stop",
+                      {{"hint", "no BYE sent: the coordinator runs this worker's steps elsewhere only once its "
+                                "lease has run out"}}));
 }
 
 void WorkerCore::SendFinished(common::FinishedMsg f, Time now, std::vector<Action>* out) {

@@ -55,7 +55,7 @@ struct WorkerCoreOptions {
   int liveness = 3;
   // While unregistered, REGISTER goes out every heartbeat, then less and
   // less often, up to this.
-  common::Duration max_reconnect_backoff = std::chrono::seconds(30);
+  common::Duration max_reconnect_backoff = std::chrono::seconds(10);
   common::Duration kill_grace = std::chrono::seconds(5);
   // A result is kept until a CONFIRM names its attempt, so that neither a
   // reconnect nor a coordinator that failed to record it loses it. At most
@@ -102,7 +102,8 @@ struct StartStep {
 struct CancelStep {
   uint64_t key = 0;
 };
-// Shutting down: run the runner until every step has stopped or `until`.
+// Shutting down: run the runner until every step has stopped or `until`,
+// then tell the core which with StepsAwaited.
 struct AwaitSteps {
   common::Time until{};
 };
@@ -143,11 +144,27 @@ class WorkerCore {
   // results to send again: while registered, each one the coordinator has
   // not confirmed within liveness x heartbeat of its last send.
   void Tick(common::Time now, std::vector<Action>* out);
-  // The worker is stopping; after the actions, the loop closes its sockets.
+  // The worker is stopping: its steps are stopped and awaited (AwaitSteps).
   void Shutdown(common::Time now, std::vector<Action>* out);
+  // The AwaitSteps of Shutdown is over. Only when every step is dead does
+  // the worker say BYE (the coordinator then runs them elsewhere at once);
+  // otherwise it leaves silently and the coordinator waits out the lease.
+  // After the actions, the loop closes its sockets.
+  void StepsAwaited(bool all_stopped, common::Time now, std::vector<Action>* out);
 
   // The latest time Tick() must run (the runner has deadlines of its own).
   common::Time NextDeadline() const;
+
+  // The lease (WelcomeMsg::lease_ms; zero until a WELCOME gives one): the
+  // worker stops its steps itself once its latest message the coordinator
+  // acknowledged was sent longer ago than the lease minus the kill grace and
+  // a second, so that they are dead when the lease runs out and the
+  // coordinator may run them elsewhere. An acknowledgement renews it from
+  // the acknowledged message's send time, never from when the answer
+  // arrived: a reply delayed in the network renews nothing it should not.
+  common::Duration lease() const { return lease_; }
+  // When the steps are stopped if no acknowledgement comes first.
+  common::Time LeaseStopAt() const;
 
   bool registered() const { return registered_; }
   int heartbeat_ms() const { return heartbeat_ms_; }
@@ -161,6 +178,7 @@ class WorkerCore {
   struct Attempt {
     common::AttemptId id;
     std::string step_id;
+    bool lease_stopped = false;  // stopped because the lease ran out
   };
   // A result sent and not yet confirmed.
   struct Unconfirmed {
@@ -175,6 +193,12 @@ class WorkerCore {
 
   common::Duration heartbeat() const { return std::chrono::milliseconds(heartbeat_ms_); }
   void SendRegister(common::Time now, std::vector<Action>* out);
+  // The next REGISTER or HEARTBEAT number, remembered with its send time.
+  uint64_t NextSeq(common::Time now);
+  // An acknowledgement of the message numbered `ack` renews the lease.
+  void Renew(uint64_t ack);
+  bool LeaseRunOut(common::Time now) const { return lease_ > common::Duration::zero() && now >= LeaseStopAt(); }
+  void StopForLease(common::Time now, std::vector<Action>* out);
   // What REGISTER and HEARTBEAT list: the attempts running, then those
   // whose results are not yet confirmed.
   std::vector<common::AttemptId> Holding() const;
@@ -219,12 +243,19 @@ class WorkerCore {
   std::optional<std::string> subscribed_;  // the cancel endpoint subscribed to
 
   bool registered_ = false;
+  bool stopping_ = false;  // Shutdown was called: no RUN starts any more
   int heartbeat_ms_;
   int liveness_;
   common::Time last_heard_{};
   common::Time next_heartbeat_{};
   common::Time last_register_{};
   common::Duration register_every_;  // while unregistered: doubles up to max_reconnect_backoff
+
+  common::Duration lease_{};  // zero: no lease
+  common::Time lease_from_{};  // send time of the latest acknowledged message
+  bool lease_renewed_ = false;
+  uint64_t next_seq_ = 1;
+  std::deque<std::pair<uint64_t, common::Time>> unacked_;  // (seq, sent), oldest first, bounded
 };
 
 }  // namespace cohort::worker

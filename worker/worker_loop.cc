@@ -164,12 +164,34 @@ void WorkerLoop::Execute(std::vector<Action>& actions, Time now) {
     } else if (auto* c = std::get_if<CancelStep>(&action)) {
       runner_.Cancel(c->key, now);
     } else if (auto* a = std::get_if<AwaitSteps>(&action)) {
-      std::vector<RunResult> ignored;  // the coordinator was told goodbye
-      runner_.RunUntilIdle(a->until, &ignored);
+      AwaitStopped(a->until);
     } else if (auto* n = std::get_if<Notice>(&action)) {
       Log(*n);
     }
   }
+}
+
+void WorkerLoop::AwaitStopped(Time until) {
+  // In slices of a heartbeat, heartbeating and reading the coordinator in
+  // between: a worker whose steps take long to die must not be declared
+  // lost meanwhile, or their retries would wait out its lease instead of
+  // following its BYE. Their results are not sent: the BYE says they are over.
+  std::vector<RunResult> ignored;
+  std::vector<Action> actions;
+  const auto slice = std::chrono::milliseconds(core_.heartbeat_ms());
+  bool all_stopped = false;
+  while (true) {
+    all_stopped = runner_.RunUntilIdle(std::min(until, Clock::now() + slice), &ignored);
+    const Time now = Clock::now();
+    if (all_stopped || now >= until) break;
+    ReadCoordinator(now);
+    actions.clear();
+    core_.Tick(now, &actions);
+    Execute(actions, now);
+  }
+  actions.clear();
+  core_.StepsAwaited(all_stopped, Clock::now(), &actions);
+  Execute(actions, Clock::now());
 }
 
 void WorkerLoop::StartOne(StartStep& start, Time now) {

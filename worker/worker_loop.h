@@ -42,7 +42,7 @@ struct WorkerOptions {
   common::Duration kill_grace = std::chrono::seconds(5);
   int heartbeat_ms = common::kDefaultHeartbeatMs;  // until the coordinator says otherwise
   int liveness = common::kDefaultLiveness;
-  common::Duration max_reconnect_backoff = std::chrono::seconds(30);  // between TCP reconnects
+  common::Duration max_reconnect_backoff = std::chrono::seconds(10);  // between TCP reconnects
   size_t tail_bytes = 64 * 1024;
   // WorkerCoreOptions.life: the token LifeRecord::Begin recorded.
   std::string life;
@@ -81,6 +81,9 @@ class WorkerLoop {
   // back to the core before the next one.
   // Carries out `actions` in order; a StartStep's request is used up.
   void Execute(std::vector<Action>& actions, common::Time now);
+  // Runs the runner until every step has stopped or `until`, then tells the
+  // core which (AwaitSteps).
+  void AwaitStopped(common::Time until);
   void StartOne(StartStep& start, common::Time now);
   void Send(const common::Message& msg);
   void ReadCoordinator(common::Time now);

@@ -36,8 +36,9 @@ constexpr const char* kUsage =
     "a clean environment plus the step's env). Timeouts and cancels send SIGTERM to the\n"
     "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
     "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
-    "them when it is back. SIGTERM stops the worker: the coordinator is told, the steps\n"
-    "are killed, and they are retried on other workers.\n"
+    "them when it is back; past the coordinator's --worker-lease without an answer it\n"
+    "stops them, so that they never run twice. SIGTERM stops the worker: the steps are\n"
+    "killed, then the coordinator is told, and they are retried on other workers.\n"
     "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
     "--insecure; started as root it needs --run-as.";
 

@@ -233,6 +233,13 @@ void Cluster::StartCoordinator(std::vector<std::string> extra) {
     argv.push_back("--state-dir");
     argv.push_back(dir_ + "/coordinator-state");
   }
+  // A lost worker's steps run again after its lease: 10 s, not a minute,
+  // keeps tests that kill workers short. It still outlasts the outages the
+  // restart tests make (the workers' kill grace here is 2 s).
+  if (!given("--worker-lease")) {
+    argv.push_back("--worker-lease");
+    argv.push_back("10");
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   coordinator_ = std::make_unique<Daemon>(argv, dir_ + "/coordinator.log");
   // Ready when it answers.

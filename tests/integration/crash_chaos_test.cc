@@ -60,11 +60,13 @@ using Clock = std::chrono::steady_clock;
 // Every CLI call may outlive an outage of the coordinator: none here lasts
 // more than a few seconds, so an exit 3 is a client that lost its way.
 const std::string kConnectTimeout = "30";
-// Short, to keep the test short, but well above the time a worker takes to
-// register again at the cluster's 200 ms heartbeat after an outage of up to
-// kMaxOutageMs (ZeroMQ redials with a backoff that reaches about the
-// outage's length; the REGISTERs queued meanwhile go out with the redial).
-const std::string kReattachWindow = "5";
+// Short, to keep the test short, but a worker keeps its steps 7 s past its
+// last acknowledged message (less the 2 s kill grace and a second): well
+// above the time it takes to register again at the cluster's 200 ms
+// heartbeat after an outage of up to kMaxOutageMs (ZeroMQ redials with a
+// backoff that reaches about the outage's length; the REGISTERs queued
+// meanwhile go out with the redial).
+const std::string kWorkerLease = "10";
 constexpr int kMaxOutageMs = 2000;
 constexpr int kSlots = 4;
 
@@ -336,7 +338,7 @@ Outcome RunGroup(Cluster& c, uint64_t seed, int i, const std::string& mark, cons
 
 // The coordinator's flags, the same on every start.
 std::vector<std::string> CoordinatorFlags() {
-  return {"--reattach-window", kReattachWindow, "--cancel-resend", "0.5", "--backstop-grace", "15"};
+  return {"--worker-lease", kWorkerLease, "--cancel-resend", "0.5", "--backstop-grace", "15"};
 }
 
 // Throws, naming the daemon and quoting its log, if it exited by itself: a

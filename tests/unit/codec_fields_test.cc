@@ -24,7 +24,7 @@ using namespace codec_testing;
 
 const std::vector<std::string_view> kUnsignedFields = {
     "req",          "step",          "attempt", "submission", "slots", "heartbeat_ms", "liveness", "timeout_ms",
-    "stdout_bytes", "stderr_bytes"};
+    "stdout_bytes", "stderr_bytes", "seq", "ack", "lease_ms", "instance"};
 
 bool IsUnsigned(std::string_view key) {
   for (auto k : kUnsignedFields) {
@@ -41,8 +41,10 @@ TEST_CASE("every field of every message is required (but the optional ones) and 
       INFO(command << " field " << key);
       const std::string quoted = "\"" + key + "\"";
       // The optional fields are tested on their own.
-      const bool optional =
-          (command == "REGISTER" && key == "instance") || (command == "HEARTBEAT" && key == "running");
+      const bool optional = (command == "REGISTER" && (key == "instance" || key == "seq")) ||
+                            (command == "HEARTBEAT" && (key == "running" || key == "seq" || key == "ack")) ||
+                            (command == "WELCOME" && (key == "lease_ms" || key == "ack")) ||
+                            (command == "FINISHED" && key == "lost");
       if (!optional) RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
       const auto type = static_cast<uint8_t>(value[0]);
       const bool list = (type & 0xf0) == 0x90 || type == 0xdc || type == 0xdd;

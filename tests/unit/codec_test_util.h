@@ -243,6 +243,19 @@ inline std::vector<Message> Samples() {
   reg.running = {{"g1", 0, 1, 1}, {"g2", 4294967295u, 4294967295u, UINT64_MAX}, {"", 0, 0, 2}};
   reg.version = "0.1.0";
   reg.instance = 0x9e3779b97f4a7c15u;
+  reg.seq = UINT64_MAX;
+  FinishedMsg lost_fin;
+  lost_fin.id = {"g", 2, 1, 8};
+  lost_fin.signal = 15;
+  lost_fin.lost = true;
+  lost_fin.error = "worker w stopped it: no word from the coordinator for 60 s (its lease)";
+  WelcomeMsg leased{1000, 3, "tcp://10.0.0.1:5702"};
+  leased.lease_ms = UINT32_MAX;
+  leased.ack = 17;
+  HeartbeatMsg numbered;
+  numbered.seq = 18;
+  HeartbeatMsg acked;
+  acked.ack = UINT64_MAX;
   return {
       SubmitMsg{UINT64_MAX, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"},
       SubmitMsg{0, ""},
@@ -258,7 +271,10 @@ inline std::vector<Message> Samples() {
       reg,
       RegisterMsg{"w", 1, {}, {}, ""},
       WelcomeMsg{250, 5, "tcp://10.0.0.1:5702"},
+      leased,
       HeartbeatMsg{},
+      numbered,
+      acked,
       HeartbeatMsg{std::vector<AttemptId>{{"g1", 0, 1, 1}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
       HeartbeatMsg{std::vector<AttemptId>{}},
       run,
@@ -266,6 +282,7 @@ inline std::vector<Message> Samples() {
       StartedMsg{{"g", 3, 2, 5}},
       fin,
       ok_fin,
+      lost_fin,
       CancelAttemptMsg{{"g", 12, 4, 70000}},
       ReregisterMsg{"unknown worker; register again"},
       ReregisterMsg{""},

@@ -31,7 +31,7 @@ SchedulerOptions Journaled(common::Time steady_zero, int64_t unix_ms_at_zero) {
   SchedulerOptions o = Quiet();
   o.journal = true;
   o.wall = common::WallClock(steady_zero, unix_ms_at_zero);
-  o.reattach_window = 60s;
+  o.worker_lease = 60s;
   o.retention = 1h;
   return o;
 }

@@ -198,10 +198,12 @@ TEST_CASE("attempt timeout backstop: a worker silent past timeout + grace is dec
   REQUIRE(h.core.Join(back, h.now, &h.out).ok());
   REQUIRE(h.Of<CancelAttempt>().size() == 1);
   CHECK(h.Of<CancelAttempt>()[0].ref == d.ref);
-  CHECK(h.Dispatches().empty());  // its one slot still holds the old attempt
+  CHECK(h.Dispatches().empty());  // its one slot still holds the old attempt, and its lease runs
   h.Finish(d, Exit(0));
   CHECK(h.core.stale_reports() >= 2);
-  CHECK(h.DispatchOf("step1").ref.attempt == 2);  // the slot is free once the old one is over
+  // The old attempt is over, so the slot is free and the lease need not be
+  // waited out.
+  CHECK(h.DispatchOf("step1").ref.attempt == 2);
 }
 
 TEST_CASE("a group deadline fails the group and cancels what remains", "[core][deadline]") {
@@ -308,17 +310,18 @@ TEST_CASE("an attempt lost with its worker is retried elsewhere - up to 3 attemp
   CHECK(d.worker == "a");
   h.Join("b", 1);
   h.out.clear();
-  REQUIRE(h.core.Lose("a", "connection reset", h.now, &h.out).ok());
+  // Each worker said BYE once its steps were dead: no lease to wait out.
+  REQUIRE(h.core.Lose("a", "connection reset", h.now, &h.out, /*steps_stopped=*/true).ok());
   auto d2 = h.DispatchOf("step1");
   CHECK(d2.worker == "b");
   CHECK(d2.ref.attempt == 2);
   h.Join("c", 1);
   h.out.clear();
-  REQUIRE(h.core.Lose("b", "gone", h.now, &h.out).ok());
+  REQUIRE(h.core.Lose("b", "gone", h.now, &h.out, true).ok());
   auto d3 = h.DispatchOf("step1");
   CHECK(d3.worker == "c");
   h.out.clear();
-  REQUIRE(h.core.Lose("c", "gone", h.now, &h.out).ok());
+  REQUIRE(h.core.Lose("c", "gone", h.now, &h.out, true).ok());
   CHECK(h.Dispatches().empty());
   auto s = h.Step("g", "step1");
   CHECK(s.state == StepState::kFailed);

@@ -5,10 +5,12 @@
 namespace cohort::testing {
 namespace {
 
-TEST_CASE("a worker missing its heartbeats is declared lost", "[core][workers]") {
+TEST_CASE("a worker missing its heartbeats is declared lost, and its steps run elsewhere after its lease",
+          "[core][workers]") {
   SchedulerOptions o;
   o.heartbeat_interval = 1s;
   o.liveness = 3;
+  o.worker_lease = 10s;
   Harness h(o);
   h.Join("a", 1);
   h.Join("b", 1);
@@ -27,9 +29,72 @@ TEST_CASE("a worker missing its heartbeats is declared lost", "[core][workers]")
   REQUIRE(expired.size() == 1);
   CHECK(expired[0].worker == d.worker);
   CHECK(h.now == common::Time{} + 5s);  // last heartbeat at 2s + 3 x 1s
+  CHECK(h.core.Heartbeat(d.worker, h.now).code() == common::Status::Code::kNotFound);
+  // Its step may still run there until the worker's lease, counted from its
+  // last message (at 2 s), has run out: not run elsewhere before.
+  CHECK(h.Dispatches().empty());
+  CHECK(h.Step("g", "step1").state == StepState::kRetrying);
+  while (h.now < common::Time{} + 12s) {
+    h.now += 1s;
+    REQUIRE(h.core.Heartbeat(other, h.now).ok());
+    h.out.clear();
+    h.core.Tick(h.now, &h.out);
+    if (h.now < common::Time{} + 12s) REQUIRE(h.Dispatches().empty());
+  }
   REQUIRE(h.Dispatches().size() == 1);
   CHECK(h.Dispatches()[0].worker == other);
-  CHECK(h.core.Heartbeat(d.worker, h.now).code() == common::Status::Code::kNotFound);
+}
+
+TEST_CASE("a lost worker's steps wait for its lease unless it comes back without them", "[core][workers][lease]") {
+  SchedulerOptions o;
+  o.heartbeat_interval = 1s;
+  o.liveness = 3;
+  o.worker_lease = 60s;
+  Harness h(o);
+  coordinator::WorkerJoined a;
+  a.name = "a";
+  a.slots = 2;
+  a.instance = 7;
+  h.out.clear();
+  REQUIRE(h.core.Join(a, h.now, &h.out).ok());
+  REQUIRE(h.Submit(MakeGroup("g", 2)).ok());
+  const auto d1 = h.DispatchOf("step1");
+  const auto d2 = h.DispatchOf("step2");
+  h.Join("b", 2);
+  h.out.clear();
+  REQUIRE(h.core.Lose("a", "no heartbeat", h.now, &h.out).ok());
+  CHECK(h.Dispatches().empty());
+
+  SECTION("the same process back, still running one: the other runs again, the listed one waits") {
+    coordinator::WorkerJoined back = a;
+    back.running = {d1.ref};
+    h.out.clear();
+    REQUIRE(h.core.Join(back, h.now, &h.out).ok());
+    CHECK(h.Of<CancelAttempt>().size() == 1);
+    REQUIRE(h.Dispatches().size() == 1);
+    CHECK(h.Dispatches()[0].ref.step == d2.ref.step);
+    // Its report that the listed one is over releases that one too.
+    h.Finish(d1, Exit(143));
+    REQUIRE(h.Dispatches().size() == 1);
+    CHECK(h.Dispatches()[0].ref.step == d1.ref.step);
+  }
+  SECTION("a new process under the name: the old one is gone, both run again at once") {
+    coordinator::WorkerJoined reborn = a;
+    reborn.instance = 8;
+    h.out.clear();
+    REQUIRE(h.core.Join(reborn, h.now, &h.out).ok());
+    CHECK(h.Dispatches().size() == 2);
+  }
+  SECTION("a BYE says the steps are dead: no wait") {
+    coordinator::WorkerJoined c;
+    c.name = "c";
+    c.slots = 1;
+    h.out.clear();
+    REQUIRE(h.core.Join(c, h.now, &h.out).ok());
+    h.out.clear();
+    REQUIRE(h.core.Lose("b", "worker shut down", h.now, &h.out, /*steps_stopped=*/true).ok());
+    CHECK(h.Dispatches().empty());  // b held nothing; a's steps still wait
+  }
 }
 
 // The loop sleeps until NextDeadline; heartbeats do not move the expiry
@@ -80,7 +145,7 @@ TEST_CASE("fencing: a lost worker that comes back is told to stop its stale atte
   REQUIRE(h.Submit(g).ok());
   auto d1 = h.DispatchOf("step1");
   h.out.clear();
-  REQUIRE(h.core.Lose(d1.worker, "timeout", h.now, &h.out).ok());
+  REQUIRE(h.core.Lose(d1.worker, "timeout", h.now, &h.out, /*steps_stopped=*/true).ok());
   auto d2 = h.DispatchOf("step1");
   // The lost worker returns and says it still runs attempt 1.
   coordinator::WorkerJoined back;
