@@ -41,6 +41,7 @@ struct Flags {
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, lease_s = 60;
   std::string log_level = "info", secret_key_file;
   std::string state_dir, store = "sqlite", sync = "normal";
+  uint64_t store_max_mb = 0;
   bool insecure = false;
   size_t max_groups = ServerOptions{}.scheduler.max_groups, max_steps = ServerOptions{}.scheduler.max_steps;
 };
@@ -81,6 +82,10 @@ po::options_description OptionTable(Flags* f) {
       ("store", po::value(&f->store)->default_value(f->store)->value_name("KIND"),
        "sqlite (durable, in --state-dir) or memory (nothing survives a restart: for throwaway use and "
        "benchmarks)")
+      ("store-max-mb", po::value(&f->store_max_mb)->default_value(f->store_max_mb)->value_name("MIB"),
+       "a quota for cohort.db, in MiB (0: none; never below its current size). At the quota the coordinator "
+       "acts as on a full disk: it refuses new groups (unavailable, saying why) and holds results "
+       "unconfirmed, so the workers keep them; restarted with a higher quota it goes on, nothing lost")
       ("sync", po::value(&f->sync)->default_value(f->sync)->value_name("MODE"),
        "normal: what was acknowledged survives a crash of this process; full: also a power loss, at a cost "
        "in throughput (docs/BENCHMARKS.md)")
@@ -134,6 +139,15 @@ int CheckFlags(Flags* f) {
   }
   if (f->store == "memory" && !f->state_dir.empty()) {
     std::cerr << "cohort-coordinator: --state-dir has no use with --store memory\n";
+    return 2;
+  }
+  if (f->store == "memory" && f->store_max_mb > 0) {
+    std::cerr << "cohort-coordinator: --store-max-mb has no use with --store memory\n";
+    return 2;
+  }
+  if (f->store_max_mb > (uint64_t{1} << 30)) {
+    std::cerr << "cohort-coordinator: --store-max-mb must be at most 1073741824 (1 PiB), got " << f->store_max_mb
+              << "\n";
     return 2;
   }
   if (!f->secret_key_file.empty()) {
@@ -201,7 +215,16 @@ int OpenStore(Flags* f) {
     std::cerr << "cohort-coordinator: " << s.message() << "\n";
     return 1;
   }
-  f->server.store_description = "sqlite " + dir + "/cohort.db sync=" + f->sync;
+  if (f->store_max_mb > 0) {
+    // Open made a SqliteStore; only it has a size to cap.
+    auto* sqlite = static_cast<cohort::coordinator::SqliteStore*>(f->server.store.get());
+    if (auto s = sqlite->LimitSize(f->store_max_mb << 20); !s.ok()) {
+      std::cerr << "cohort-coordinator: " << s.message() << "\n";
+      return 1;
+    }
+  }
+  f->server.store_description = "sqlite " + dir + "/cohort.db sync=" + f->sync +
+                                (f->store_max_mb > 0 ? " max_mb=" + std::to_string(f->store_max_mb) : "");
   return -1;
 }
 

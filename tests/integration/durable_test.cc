@@ -66,7 +66,7 @@ TEST_CASE("a step running across a coordinator crash completes with one attempt,
   Json res = Json::parse(w.out);
   CHECK(res["state"] == "completed");
   REQUIRE(res["steps"].size() == 1);
-  CHECK(res["steps"][0]["attempts"].size() == 1);
+  CHECK(res["steps"][0]["attempts"] == 1);
   CHECK(res["steps"][0]["stdout"] == "done\n");
   CHECK(c.coordinator().Log().find("unclaimed_attempts=1") != std::string::npos);
 }
@@ -129,6 +129,43 @@ TEST_CASE("a state directory the coordinator cannot use stops it with the file a
     CHECK(r.exit_code == 1);
     CHECK(r.err.find(file) != std::string::npos);
     CHECK(r.err.find("event=listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("a full store refuses new groups saying why, and loses nothing once it has room", "[e2e][durable]") {
+  Cluster c;
+  // A 1 MiB quota stands in for a full disk: the store fails the same way.
+  c.StartCoordinator({"--store-max-mb", "1"});
+  c.StartWorker("w1", 4);
+  // 40 steps of 64 KiB of output each: 2.5 MiB of tails, past the quota.
+  Json steps = Json::array();
+  for (int i = 0; i < 40; ++i) {
+    steps.push_back({{"id", "s" + std::to_string(i)}, {"shell", "head -c 65536 /dev/zero | tr '\\0' a"}});
+  }
+  REQUIRE(c.SubmitJson({{"id", "big"}, {"steps", steps}}, {}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return c.coordinator().Log().find("event=store_full") != std::string::npos; }, 60s));
+
+  // A new group is refused, and the refusal says why.
+  RunOutput refused = c.Cli({"submit", "--", "true"});
+  CHECK(refused.exit_code == 3);
+  CHECK(refused.err.find("cannot write its state store") != std::string::npos);
+  CHECK(refused.err.find("disk full") != std::string::npos);
+
+  // Restarted with room, it has "big" (acknowledged before the store filled)
+  // and gets every result the worker kept unconfirmed meanwhile.
+  c.coordinator().Kill(SIGKILL);
+  REQUIRE(c.coordinator().Wait(5s) >= 0);
+  c.StartCoordinator();
+  RunOutput w = c.Cli({"wait", "big", "--json"}, 120s);
+  INFO(w.err);
+  REQUIRE(w.exit_code == 0);
+  Json res = Json::parse(w.out);
+  CHECK(res["state"] == "completed");
+  REQUIRE(res["steps"].size() == 40);
+  for (const Json& s : res["steps"]) {
+    INFO(s.dump());
+    CHECK(s["state"] == "completed");
+    CHECK(s["stdout"].get<std::string>().size() == 65536);
   }
 }
 

@@ -57,6 +57,7 @@ coordinator_options=(
   store=sqlite
   sync=normal
   worker-lease=60
+  store-max-mb=0
   log-level=info
   curve-secret-key=
   authorized-clients=
