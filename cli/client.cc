@@ -107,6 +107,24 @@ Status Client::Call(common::Message request, common::ReplyMsg* reply) {
   return Status::Ok();
 }
 
+Status Client::CallRepeating(common::Message request, common::ReplyMsg* reply, int* sent) {
+  int sends = 1;
+  if (!sent) sent = &sends;
+  *sent = 1;
+  const uint64_t req = Send(request);
+  const common::Time deadline = Clock::now() + timeout_;
+  common::Duration every = std::chrono::seconds(2);
+  while (true) {
+    const common::Time now = Clock::now();
+    if (now >= deadline || broken() || hopeless()) return Unreachable();
+    if (Receive(req, std::min(every, deadline - now), reply)) return Status::Ok();
+    if (Clock::now() >= deadline) return Unreachable();
+    Repeat(req, request);
+    ++*sent;
+    every *= 2;
+  }
+}
+
 Status ReplyStatus(const common::ReplyMsg& reply) {
   if (reply.code == Status::Code::kOk) return Status::Ok();
   return Status::FromCode(reply.code, reply.error.empty() ? "the coordinator refused without a reason" : reply.error);

@@ -41,6 +41,13 @@ class Client {
   // Send + Receive with the client's timeout; Unavailable naming the
   // endpoint when nothing answers in time.
   common::Status Call(common::Message request, common::ReplyMsg* reply);
+  // Call for a request that is safe to repeat (the coordinator answers a
+  // repeat as it answered the first): while no answer comes, it is sent
+  // again under the same req after 2 s, then 4 s, 8 s, ..., up to the
+  // client's timeout. A coordinator that restarted, or an answer lost with
+  // its connection, then costs a repeat instead of the whole timeout.
+  // `*sent`, when given, counts the sends.
+  common::Status CallRepeating(common::Message request, common::ReplyMsg* reply, int* sent = nullptr);
 
   const std::string& endpoint() const { return endpoint_; }
   common::Duration timeout() const { return timeout_; }

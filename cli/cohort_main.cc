@@ -313,7 +313,13 @@ int Submit(std::vector<std::string> args) {
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
-  if (Status s = client.Call(cohort::common::SubmitMsg{0, text}, &reply); !s.ok()) {
+  // With an id the SUBMIT is sent again while unanswered: the coordinator
+  // attaches a repeat of the same spec to the group the first one made.
+  // Without one, a repeat would make a second group: it is sent once.
+  const cohort::common::SubmitMsg msg{0, text};
+  int sent = 1;
+  if (Status s = checked.id.empty() ? client.Call(msg, &reply) : client.CallRepeating(msg, &reply, &sent);
+      !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) {
@@ -324,6 +330,10 @@ int Submit(std::vector<std::string> args) {
                           ? body["group"].get<std::string>()
                           : "";
   if (group.empty()) return Fail(kExitFailed, "the coordinator accepted the group but sent no id");
+  // (A repeat of our own SUBMIT that finds the group is no news.)
+  if (body.value("existing", false) && sent == 1 && !c.json) {
+    std::cerr << "cohort: group " << group << " already exists with this spec (submitted by you): following it\n";
+  }
   if (!wait) {
     if (c.json) {
       std::cout << reply.body << "\n";
@@ -361,8 +371,17 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
-  if (Status s = client.Call(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  // Both are safe to send again while unanswered: STATUS reads, and a
+  // second CANCEL of a group being stopped changes nothing.
+  int sent = 1;
+  if (Status s = client.CallRepeating(req, &reply, &sent); !s.ok()) return Fail(StatusExit(s), s.message());
+  Status refused = cohort::cli::ReplyStatus(reply);
+  // A repeated CANCEL that finds the group ended cancelled: the first one,
+  // whose answer was lost, did it.
+  const bool done_by_first = name == "cancel" && sent > 1 &&
+                             refused.code() == Status::Code::kFailedPrecondition &&
+                             refused.message().ends_with("has already finished cancelled");
+  if (!refused.ok() && !done_by_first) return Fail(StatusExit(refused), refused.message());
   if (name == "cancel") {
     if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
     return kExitOk;

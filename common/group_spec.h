@@ -41,6 +41,7 @@ struct RetryPolicy {
   bool retry_on_given = false;     // the user named retry_on explicitly
 
   bool RetriesOn(FailureKind kind) const { return (retry_on & static_cast<uint8_t>(kind)) != 0; }
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 struct StepSpec {
@@ -52,6 +53,7 @@ struct StepSpec {
   std::string cwd;                   // "" = the worker's default
   std::optional<double> timeout_s;   // overrides the group's timeout_s
   std::optional<RetryPolicy> retry;  // overrides the group's retry
+  bool operator==(const StepSpec&) const = default;
 };
 
 enum class OnFailure : uint8_t {
@@ -68,6 +70,7 @@ struct GroupSpec {
   std::optional<double> deadline_s;      // the whole group, from submission; nullopt = none
   OnFailure on_failure = OnFailure::kCancel;
   RetryPolicy retry;                     // default for steps that give none
+  bool operator==(const GroupSpec&) const = default;
 };
 
 // Limits that keep one spec from costing the coordinator unbounded memory.

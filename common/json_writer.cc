@@ -127,4 +127,10 @@ JsonWriter& JsonWriter::Null() {
   return *this;
 }
 
+JsonWriter& JsonWriter::Bool(bool v) {
+  BeforeValue();
+  out_->append(v ? "true" : "false");
+  return *this;
+}
+
 }  // namespace cohort::common

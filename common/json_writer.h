@@ -37,6 +37,7 @@ class JsonWriter {
   JsonWriter& UInt(uint64_t v);
   JsonWriter& Double(double v);  // shortest text that reads back the same
   JsonWriter& Null();
+  JsonWriter& Bool(bool v);
 
   // "" and nullopt become null.
   JsonWriter& StringOrNull(std::string_view s) { return s.empty() ? Null() : String(s); }

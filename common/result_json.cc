@@ -241,9 +241,12 @@ std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const Wall
   return out;
 }
 
-std::string SubmittedJson(std::string_view group) {
+std::string SubmittedJson(std::string_view group, bool existing) {
   std::string out;
-  JsonWriter(&out).BeginObject().Key("group").String(group).EndObject();
+  JsonWriter w(&out);
+  w.BeginObject().Key("group").String(group);
+  if (existing) w.Key("existing").Bool(true);
+  w.EndObject();
   return out;
 }
 

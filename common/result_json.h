@@ -47,7 +47,9 @@ struct WorkerSummary {
 std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock);
 
 // The reply to SUBMIT: {"group":"<id>"}.
-std::string SubmittedJson(std::string_view group);
+// {"group": ID}, and "existing": true when the SUBMIT attached to a group
+// the same client had submitted with the same spec.
+std::string SubmittedJson(std::string_view group, bool existing = false);
 
 // Parses JSON without throwing and without letting nesting run deeper than
 // kMaxJsonDepth: serializing or walking a hostile 200,000-level document

@@ -35,8 +35,10 @@ struct AttemptRef {
 struct SubmitGroup {
   common::GroupSpec spec;
   // Kept only in the journal (GroupAccepted): the spec as sent, which a
-  // restarted core parses again, and who sent it.
+  // restarted core parses again.
   std::string spec_json;
+  // Who sends it (a key name, or ""): the same client sending the same spec
+  // under an id in use attaches to that group.
   std::string client;
 };
 struct WorkerJoined {

@@ -107,8 +107,10 @@ void Scheduler::JournalAttemptEnd(const Group& g, uint32_t i, const common::Atte
   journal_.emplace_back(std::move(e));
 }
 
-Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std::string* assigned_id) {
+Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std::string* assigned_id,
+                         bool* attached) {
   event_time_ = now;
+  if (attached) *attached = false;
   common::GroupSpec& spec = e.spec;
   if (Status s = common::ValidateGroupSpec(spec); !s.ok()) return s;
   if (spec.id.empty()) {
@@ -116,8 +118,16 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
     do {
       spec.id = options_.id_prefix + std::to_string(n++);
     } while (groups_.count(spec.id));
-  } else if (groups_.count(spec.id)) {
-    return Status::AlreadyExists("id: a group " + Quote(spec.id) + " exists already");
+  } else if (auto it = groups_.find(spec.id); it != groups_.end()) {
+    const Group& existing = *it->second;
+    if (existing.spec == spec && existing.client == e.client) {
+      if (assigned_id) *assigned_id = spec.id;
+      if (attached) *attached = true;
+      return Status::Ok();
+    }
+    return Status::AlreadyExists("id: a group " + Quote(spec.id) + " exists already" +
+                                 (existing.client == e.client ? ", with another spec" : "") +
+                                 "; give this one another id (or leave \"id\" out to get one)");
   }
   if (!MakeRoom(spec.steps.size())) {
     return Status::Unavailable("the coordinator is full: it runs " + std::to_string(groups_.size()) +
@@ -133,6 +143,7 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
   g->seq = next_group_seq_++;
   g->submission = next_submission_++;
   g->spec = std::move(spec);
+  g->client = e.client;
   g->submitted_at = now;
   const size_t n = g->spec.steps.size();
   g->steps.resize(n);
@@ -149,7 +160,7 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
              &g->deadline_timer);
   }
   if (assigned_id) *assigned_id = g->spec.id;
-  Journal<GroupAccepted>(g->submission, g->spec.id, std::move(e.spec_json), std::move(e.client), UnixMs(now),
+  Journal<GroupAccepted>(g->submission, g->spec.id, std::move(e.spec_json), g->client, UnixMs(now),
                          static_cast<uint64_t>(n));
   groups_by_seq_[g->seq] = g;
   groups_.emplace(g->spec.id, std::move(owned));

@@ -136,8 +136,12 @@ class Scheduler {
   void TakeJournal(std::vector<Record>* out);
   bool journal_empty() const { return journal_.empty(); }
 
+  // A spec whose id names a group that the same client submitted with the
+  // same spec (a client sending again after losing the answer) attaches to
+  // that group: OK, nothing new, *attached set. Another spec under an id in
+  // use is AlreadyExists.
   common::Status Submit(SubmitGroup e, common::Time now, std::vector<Action>* out,
-                        std::string* assigned_id = nullptr);
+                        std::string* assigned_id = nullptr, bool* attached = nullptr);
   common::Status Submit(common::GroupSpec spec, common::Time now, std::vector<Action>* out,
                         std::string* assigned_id = nullptr) {
     return Submit(SubmitGroup{std::move(spec), "", ""}, now, out, assigned_id);

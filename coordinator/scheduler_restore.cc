@@ -126,6 +126,7 @@ Status Scheduler::RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, Ti
   Group* g = owned.get();
   g->seq = next_group_seq_++;
   g->submission = lg.accepted.submission;
+  g->client = lg.accepted.client;
   g->spec = std::move(spec);
   g->submitted_at = options_.wall.FromUnixMs(lg.accepted.submitted_unix_ms);
   const size_t n = g->spec.steps.size();

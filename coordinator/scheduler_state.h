@@ -57,6 +57,7 @@ struct Group {
   uint64_t seq = 0;
   uint64_t submission = 0;  // see AttemptRef
   common::GroupSpec spec;
+  std::string client;  // who submitted it (a key name, or "")
   common::Time submitted_at{};
   std::optional<common::Time> finished_at;
   std::vector<StepRt> steps;

@@ -120,11 +120,10 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   // huge group costs no more than an allowed one.
   if (s.ok()) s = common::ParseGroupSpecJson(m.spec, &e.spec, limits_.max_steps(), "--max-steps-per-group");
   std::string id;
-  if (s.ok() && options_.store) {
-    e.spec_json = m.spec;
-    e.client = client;
-  }
-  if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id);
+  e.client = client;
+  if (s.ok() && options_.store) e.spec_json = m.spec;
+  bool attached = false;
+  if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id, &attached);
   if (!s.ok()) {
     LogInfo("group_refused").Kv("client", client).Kv("error", s.message());
     if (!trouble.empty()) {
@@ -138,6 +137,12 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
     } else {
       Reply(route, req, s, "");
     }
+    return;
+  }
+  if (attached) {
+    // Sent again by a client that lost our answer: the same group.
+    LogInfo("group_resubmitted").Kv("group", id).Kv("client", client);
+    Reply(route, req, s, common::SubmittedJson(id, /*existing=*/true));
     return;
   }
   limits_.Admitted(client, id);

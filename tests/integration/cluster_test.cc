@@ -78,6 +78,29 @@ TEST_CASE("seed scenario: a failing step cancels its running siblings everywhere
   CHECK(ProcessesWith(m).empty());
 }
 
+TEST_CASE("submitting a group again with the same spec follows it, and another spec under its id is refused",
+          "[e2e]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 1);
+  Json g = {{"id", "again"}, {"steps", {{{"id", "a"}, {"shell", "echo once >> " + c.dir() + "/runs"}}}}};
+  REQUIRE(c.SubmitJson(g, {"--wait"}).exit_code == 0);
+  // The same spec: the same group, its result, and no second run.
+  RunOutput again = c.SubmitJson(g, {"--wait", "--json"});
+  CHECK(again.exit_code == 0);
+  CHECK(Json::parse(again.out)["group"] == "again");
+  RunOutput plain = c.SubmitJson(g, {});
+  CHECK(plain.exit_code == 0);
+  CHECK(plain.err.find("already exists with this spec") != std::string::npos);
+  CHECK(ReadFile(c.dir() + "/runs") == "once\n");
+  // Another spec under the id: a usage error that says what to do.
+  g["steps"][0]["shell"] = "true";
+  RunOutput changed = c.SubmitJson(g, {});
+  CHECK(changed.exit_code == 2);
+  CHECK(changed.err.find("exists already, with another spec") != std::string::npos);
+  CHECK(changed.err.find("another id") != std::string::npos);
+}
+
 TEST_CASE("max_parallel holds across two workers", "[e2e]") {
   Cluster c;
   c.StartCoordinator();

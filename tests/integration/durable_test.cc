@@ -91,8 +91,14 @@ TEST_CASE("every acknowledged group and result reads the same after a crash", "[
   CHECK(Stable(c.Status("ok")) == before_ok);
   CHECK(Stable(c.Status("bad")) == before_bad);
   CHECK(c.Status("pending")["state"] == "running");
-  // The ids stay taken while their groups are kept.
-  CHECK(c.SubmitJson(ok, {}).exit_code != 0);
+  // The ids stay taken while their groups are kept: the same spec from the
+  // same client attaches to the restored group, another spec is refused.
+  RunOutput again = c.SubmitJson(ok, {});
+  CHECK(again.exit_code == 0);
+  CHECK(again.err.find("already exists with this spec") != std::string::npos);
+  ok["steps"][1]["shell"] = "false";
+  CHECK(c.SubmitJson(ok, {}).exit_code == 2);
+  CHECK(Stable(c.Status("ok")) == before_ok);
 }
 
 TEST_CASE("a second coordinator on the same state directory is refused, naming the lock and its holder",

@@ -22,7 +22,9 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   CHECK(s.code() == common::Status::Code::kInvalidArgument);
   CHECK(s.message().find("steps") != std::string::npos);
   REQUIRE(h.Submit(MakeGroup("g", 1)).ok());
-  CHECK(h.Submit(MakeGroup("g", 1)).code() == common::Status::Code::kAlreadyExists);
+  auto other = h.Submit(MakeGroup("g", 2));
+  CHECK(other.code() == common::Status::Code::kAlreadyExists);
+  CHECK(other.message().find("with another spec") != std::string::npos);
   CHECK(h.core.group_count() == 1);
   // A report about a group nobody knows is fenced, not a crash.
   h.out.clear();
@@ -34,6 +36,50 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   stray.ref = {"g", 99, 1, 1};
   REQUIRE(h.core.Finished(stray, h.now, &h.out).ok());
   CHECK(h.core.stale_reports() == 2);
+}
+
+TEST_CASE("the same client sending the same spec again attaches to its group, anyone else is refused", "[core]") {
+  SchedulerOptions o = Quiet();
+  o.journal = true;
+  Harness h(o);
+  h.Join("w1", 1);
+  coordinator::SubmitGroup first{MakeGroup("g", 2), "{}", "alice"};
+  std::string id;
+  bool attached = true;
+  h.out.clear();
+  REQUIRE(h.core.Submit(first, h.now, &h.out, &id, &attached).ok());
+  CHECK_FALSE(attached);
+  const auto d = h.DispatchOf("step1");
+  std::vector<coordinator::Record> journal;
+  h.core.TakeJournal(&journal);
+
+  // A repeat (its answer was lost): the same group, nothing new, nothing
+  // journalled, nothing dispatched again.
+  h.out.clear();
+  REQUIRE(h.core.Submit(first, h.now, &h.out, &id, &attached).ok());
+  CHECK(attached);
+  CHECK(id == "g");
+  CHECK(h.core.group_count() == 1);
+  CHECK(h.Dispatches().empty());
+  journal.clear();
+  h.core.TakeJournal(&journal);
+  CHECK(journal.empty());
+  // Still the same group once it has finished.
+  h.Finish(d, Exit(0));
+  h.Finish(h.DispatchOf("step2"), Exit(0));
+  REQUIRE(h.State("g") == GroupState::kCompleted);
+  h.out.clear();
+  REQUIRE(h.core.Submit(first, h.now, &h.out, &id, &attached).ok());
+  CHECK(attached);
+
+  // Another client, or another spec, under that id: refused.
+  coordinator::SubmitGroup bob{MakeGroup("g", 2), "{}", "bob"};
+  CHECK(h.core.Submit(bob, h.now, &h.out, &id, &attached).code() == common::Status::Code::kAlreadyExists);
+  coordinator::SubmitGroup changed{MakeGroup("g", 3), "{}", "alice"};
+  auto s = h.core.Submit(changed, h.now, &h.out, &id, &attached);
+  CHECK(s.code() == common::Status::Code::kAlreadyExists);
+  CHECK(s.message().find("another spec") != std::string::npos);
+  CHECK(h.core.group_count() == 1);
 }
 
 TEST_CASE("groups without an id get one: finished groups are forgotten after retention", "[core]") {
