@@ -108,9 +108,9 @@ Status Client::Call(common::Message request, common::ReplyMsg* reply) {
 }
 
 Status Client::CallRepeating(common::Message request, common::ReplyMsg* reply, int* sent) {
-  int sends = 1;
-  if (!sent) sent = &sends;
-  *sent = 1;
+  int ignored = 0;
+  int& sends = sent ? *sent : ignored;
+  sends = 1;
   const uint64_t req = Send(request);
   const common::Time deadline = Clock::now() + timeout_;
   common::Duration every = std::chrono::seconds(2);
@@ -120,7 +120,7 @@ Status Client::CallRepeating(common::Message request, common::ReplyMsg* reply, i
     if (Receive(req, std::min(every, deadline - now), reply)) return Status::Ok();
     if (Clock::now() >= deadline) return Unreachable();
     Repeat(req, request);
-    ++*sent;
+    ++sends;
     every *= 2;
   }
 }

@@ -280,8 +280,7 @@ class Scheduler {
   // steps run again now if it is a new process, or does not list them.
   void ReleaseFenced(const std::string& name, uint64_t instance, const std::vector<AttemptRef>& running);
   // The worker reported the lost attempt `ref` over: it is dead, so the
-  // step need not wait out the lease.
-  // True when the step was released.
+  // step need not wait out the lease. True when the step was released.
   bool ReleaseFencedAttempt(std::string_view worker, const AttemptRef& ref);
   common::Duration BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made);
 

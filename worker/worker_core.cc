@@ -111,20 +111,19 @@ uint64_t WorkerCore::NextSeq(Time now) {
 void WorkerCore::Renew(uint64_t ack) {
   // Unknown (never sent, or forgotten): renews nothing, and keeps the rest.
   if (ack == 0 || unacked_.empty() || ack < unacked_.front().first || ack > unacked_.back().first) return;
-  while (unacked_.front().first < ack) unacked_.pop_front();
-  if (unacked_.empty() || unacked_.front().first != ack) return;  // unknown or forgotten
-  lease_from_ = std::max(lease_from_, unacked_.front().second);
-  lease_renewed_ = true;
+  while (unacked_.front().first < ack) unacked_.pop_front();  // stops at the back at the latest
+  if (unacked_.front().first != ack) return;  // a number we never used
+  lease_from_ = std::max(lease_from_.value_or(unacked_.front().second), unacked_.front().second);
   unacked_.pop_front();
 }
 
 Time WorkerCore::LeaseStopAt() const {
-  if (!lease_renewed_) return Time{};
+  if (!lease_from_) return Time{};  // never acknowledged: run out at once
   // The steps get SIGTERM here and SIGKILL a kill grace later, so they are
   // dead a margin before the lease ends; with a kill grace too long for the
-  // lease, at half of it (StepsAwaited's warning says so at WELCOME).
+  // lease, at half of it (OnWelcome warns of that).
   const common::Duration before = options_.kill_grace + kLeaseMargin;
-  return lease_from_ + std::max(lease_ - before, lease_ / 2);
+  return *lease_from_ + std::max(lease_ - before, lease_ / 2);
 }
 
 Time WorkerCore::NextDeadline() const {
@@ -202,7 +201,7 @@ void WorkerCore::StopForLease(Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kWarn, "lease_expired",
                       {{"coordinator", options_.coordinator},
                        {"lease_ms", Ms(lease_)},
-                       {"acknowledged_ms_ago", lease_renewed_ ? Ms(now - lease_from_) : "never"},
+                       {"acknowledged_ms_ago", lease_from_ ? Ms(now - *lease_from_) : "never"},
                        {"stopping", std::to_string(n)}}));
 }
 
@@ -253,25 +252,17 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
 }
 
 void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>* out) {
+  // Both lost, so that the coordinator runs them elsewhere as a lost
+  // worker's steps.
   if (stopping_) {
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.lost = true;  // run elsewhere, as a lost worker's step
-    f.error = "worker " + options_.name + " is shutting down";
-    f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
-    SendFinished(std::move(f), now, out);
+    FailRun(run.id, "is shutting down", now, out, /*lost=*/true);
     return;
   }
   if (LeaseRunOut(now)) {
     // A RUN sent before a partition and delivered after it: the coordinator
     // may already run this step elsewhere.
     out->push_back(Note(Notice::Level::kWarn, "run_after_lease", Named(run.id, run.step_id)));
-    common::FinishedMsg f;
-    f.id = run.id;
-    f.lost = true;
-    f.error = "worker " + options_.name + " did not start it: its lease had run out when the RUN arrived";
-    f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
-    SendFinished(std::move(f), now, out);
+    FailRun(run.id, "did not start it: its lease had run out when the RUN arrived", now, out, /*lost=*/true);
     return;
   }
   if (ResendResults(KeyOf(run.id), now, out)) {
@@ -501,9 +492,11 @@ void WorkerCore::ForgetResult(uint64_t seq) {
   unconfirmed_.erase(it);
 }
 
-void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out) {
+void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out,
+                         bool lost) {
   common::FinishedMsg f;
   f.id = id;
+  f.lost = lost;
   f.error = "worker " + options_.name + " " + why;
   f.started_ms = f.finished_ms = options_.wall.ToUnixMs(now);
   SendFinished(std::move(f), now, out);

@@ -210,8 +210,10 @@ class WorkerCore {
   void OnConfirm(const common::ConfirmMsg& c);
   // Sends a FINISHED and keeps it until the coordinator confirms it.
   void SendFinished(common::FinishedMsg f, common::Time now, std::vector<Action>* out);
-  // Reports a step that never started: "worker NAME <why>".
-  void FailRun(const common::AttemptId& id, const std::string& why, common::Time now, std::vector<Action>* out);
+  // Reports a step that never started: "worker NAME <why>"; `lost` asks the
+  // coordinator to run it elsewhere as a lost worker's step.
+  void FailRun(const common::AttemptId& id, const std::string& why, common::Time now, std::vector<Action>* out,
+               bool lost = false);
   // Sends the kept result number `seq` (again).
   void SendResult(uint64_t seq, common::Time now, std::vector<Action>* out);
   // Sends every kept result of the attempt again; false if there is none.
@@ -252,8 +254,7 @@ class WorkerCore {
   common::Duration register_every_;  // while unregistered: doubles up to max_reconnect_backoff
 
   common::Duration lease_{};  // zero: no lease
-  common::Time lease_from_{};  // send time of the latest acknowledged message
-  bool lease_renewed_ = false;
+  std::optional<common::Time> lease_from_;  // send time of the latest acknowledged message
   uint64_t next_seq_ = 1;
   std::deque<std::pair<uint64_t, common::Time>> unacked_;  // (seq, sent), oldest first, bounded
 };

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <iostream>
+#include <random>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -27,9 +29,27 @@ inline const char* KindName(Kind k) {
   return "?";
 }
 
-inline uint64_t EnvNumber(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
+inline uint64_t EnvNumber(const std::string& name, uint64_t fallback) {
+  const char* v = std::getenv(name.c_str());
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+// A run's seed and size, from PREFIX_SEED (random if unset), PREFIX_GROUPS
+// and PREFIX_CLIENTS, printed first ("LABEL: PREFIX_SEED=... ...") so that
+// a failing run can be replayed.
+struct ChaosRun {
+  uint64_t seed = 0;
+  int groups = 0;
+  int clients = 0;
+};
+inline ChaosRun ReadChaosRun(const std::string& label, const std::string& prefix, int default_clients) {
+  ChaosRun r;
+  r.seed = EnvNumber(prefix + "_SEED", std::random_device{}());
+  r.groups = static_cast<int>(EnvNumber(prefix + "_GROUPS", 300));
+  r.clients = static_cast<int>(EnvNumber(prefix + "_CLIENTS", default_clients));
+  std::cout << label << ": " << prefix << "_SEED=" << r.seed << " " << prefix << "_GROUPS=" << r.groups << " "
+            << prefix << "_CLIENTS=" << r.clients << std::endl;
+  return r;
 }
 
 // One step of a result document (`cohort status --json`).

@@ -201,11 +201,9 @@ void CheckResultsStable(Cluster& c, const std::vector<Outcome>& outcomes, int gr
 
 TEST_CASE("chaos - mixed groups from concurrent clients while workers are SIGKILLed and restarted",
           "[e2e][chaos]") {
-  const uint64_t seed = EnvNumber("COHORT_CHAOS_SEED", std::random_device{}());
-  const int groups = static_cast<int>(EnvNumber("COHORT_CHAOS_GROUPS", 300));
-  const int clients = static_cast<int>(EnvNumber("COHORT_CHAOS_CLIENTS", 5));
-  std::cout << "chaos: COHORT_CHAOS_SEED=" << seed << " COHORT_CHAOS_GROUPS=" << groups
-            << " COHORT_CHAOS_CLIENTS=" << clients << std::endl;
+  const ChaosRun run = ReadChaosRun("chaos", "COHORT_CHAOS", 5);
+  const uint64_t seed = run.seed;
+  const int groups = run.groups, clients = run.clients;
   INFO("replay with COHORT_CHAOS_SEED=" << seed);
 
   Cluster c;

@@ -457,11 +457,9 @@ std::string Describe(const std::vector<ClientError>& errors) {
 TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted under mixed groups from "
           "concurrent clients",
           "[e2e][chaos][durable]") {
-  const uint64_t seed = EnvNumber("COHORT_CRASH_CHAOS_SEED", std::random_device{}());
-  const int groups = static_cast<int>(EnvNumber("COHORT_CRASH_CHAOS_GROUPS", 300));
-  const int clients = static_cast<int>(EnvNumber("COHORT_CRASH_CHAOS_CLIENTS", 8));
-  std::cout << "crash chaos: COHORT_CRASH_CHAOS_SEED=" << seed << " COHORT_CRASH_CHAOS_GROUPS=" << groups
-            << " COHORT_CRASH_CHAOS_CLIENTS=" << clients << std::endl;
+  const ChaosRun run = ReadChaosRun("crash chaos", "COHORT_CRASH_CHAOS", 8);
+  const uint64_t seed = run.seed;
+  const int groups = run.groups, clients = run.clients;
   INFO("replay with COHORT_CRASH_CHAOS_SEED=" << seed);
 
   Cluster c;
