@@ -71,7 +71,8 @@ po::options_description OptionTable(Flags* f) {
        "groups held at most, running and finished; finished ones are forgotten early to make room, and a "
        "submit is refused when running groups fill it")
       ("max-steps", po::value(&f->max_steps)->default_value(f->max_steps)->value_name("N"),
-       "steps held at most over all groups (about 1 KiB each), with the same rule")
+       "steps held in memory at most over all groups (about 1 KiB each); with a state store, finished "
+       "groups leave memory first and are read back from the store when asked for")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
   po::options_description state("State (docs/OPERATIONS.md)");

@@ -120,6 +120,9 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
     } while (groups_.count(spec.id));
   } else if (auto it = groups_.find(spec.id); it != groups_.end()) {
     const Group& existing = *it->second;
+    if (existing.archived) {
+      return Status::Unavailable("group " + Quote(spec.id) + " is kept in the state store only, and was not read");
+    }
     if (existing.spec == spec && existing.client == e.client) {
       if (assigned_id) *assigned_id = spec.id;
       if (attached) *attached = true;
@@ -190,6 +193,10 @@ Status Scheduler::CancelStepById(std::string_view id, std::string_view step_id, 
   event_time_ = now;
   Group* g = FindGroup(id);
   if (!g) return Status::NotFound("no group " + Quote(id));
+  if (g->archived) {
+    return Status::FailedPrecondition("group " + Quote(id) + " has already finished " +
+                                      std::string(common::GroupStateName(g->state)));
+  }
   auto it = g->index.find(step_id);
   if (it == g->index.end()) return Status::NotFound("group " + Quote(id) + " has no step " + Quote(step_id));
   uint32_t i = it->second;
@@ -296,6 +303,7 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   ClearTimer(&g->resend_timer);
   AddTimer({now + options_.retention, TimerKind::kRetention, g->seq}, &g->retention_timer);
   finished_seqs_.push_back(g->seq);
+  detailed_seqs_.push_back(g->seq);
   g->pending.clear();
   g->retry_ready.clear();
   Journal<GroupEnded>(g->submission, g->state, UnixMs(now));
@@ -311,8 +319,36 @@ void Scheduler::Forget(Group* g) {
   while (!finished_seqs_.empty() && !groups_by_seq_.count(finished_seqs_.front())) finished_seqs_.pop_front();
 }
 
+void Scheduler::Archive(Group* g) {
+  steps_held_ -= g->steps.size();
+  g->archived = true;
+  g->archived_steps = g->steps.size();
+  g->index = {};  // its keys point into the spec's steps
+  g->steps = {};
+  std::string id = std::move(g->spec.id);
+  g->spec = {};
+  g->spec.id = std::move(id);
+  g->errors = {};
+  g->pending = {};
+  g->retry_ready = {};
+  g->active = {};
+  g->backoff = {};
+}
+
+bool Scheduler::ArchiveForRoom(size_t steps) {
+  // With a journal, every finished group is in the store: it stays
+  // queryable without its details in memory.
+  while (options_.journal && steps_held_ + steps > options_.max_steps && !detailed_seqs_.empty()) {
+    auto it = groups_by_seq_.find(detailed_seqs_.front());
+    detailed_seqs_.pop_front();
+    if (it != groups_by_seq_.end() && !it->second->archived) Archive(it->second);
+  }
+  return steps_held_ + steps <= options_.max_steps;
+}
+
 bool Scheduler::MakeRoom(size_t steps) {
   auto fits = [&] { return groups_.size() < options_.max_groups && steps_held_ + steps <= options_.max_steps; };
+  ArchiveForRoom(steps);
   // Forget() keeps the front of finished_seqs_ a group still held.
   while (!fits() && !finished_seqs_.empty()) Forget(groups_by_seq_.at(finished_seqs_.front()));
   return fits();

@@ -130,6 +130,18 @@ class Scheduler {
   // restored then.
   common::Status Restore(const LoadedState& state, common::Time now, std::vector<Action>* out);
 
+  // A finished group restored from the store (or, with a journal, let go of
+  // to make room) keeps only its summary here: Summary() and Groups() show
+  // it, Result() does not. The caller reads it from the store and hands it
+  // to Hydrate() before it asks for the result, submits under its id, or
+  // cancels it. ArchivedSubmission() says which submission to read, if the
+  // group `id` is archived. Everything the journal holds must be committed
+  // before the read, or the group read back would miss its end.
+  std::optional<uint64_t> ArchivedSubmission(std::string_view id) const;
+  // Corruption when `stored` is not the archived group's record or cannot be
+  // rebuilt; Unavailable when running groups leave no room for its steps.
+  common::Status Hydrate(const LoadedGroup& stored, common::Time now);
+
   // Appends the journal written since the last call to *out and clears it.
   // The caller commits these before it lets any action or reply that
   // followed them leave the process.
@@ -182,7 +194,8 @@ class Scheduler {
   // ---- Queries (no side effects) ----
   // At most `max_steps` steps are detailed (their attempts copied); when a
   // group has more, the ones not completed come first, the rest are counted
-  // in steps_omitted, and those shown stay in submission order.
+  // in steps_omitted, and those shown stay in submission order. Nothing for
+  // an archived group: see Hydrate().
   std::optional<common::GroupResult> Result(std::string_view group, size_t max_steps = SIZE_MAX) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
@@ -245,7 +258,12 @@ class Scheduler {
                   const std::string& why, common::Time now, std::vector<Action>* out);
 
   // Restore (scheduler_restore.cc).
-  common::Status RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, common::Time now);
+  // `seq`: the group takes the place of the archived one with that seq.
+  common::Status RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, common::Time now,
+                              std::optional<uint64_t> seq = std::nullopt);
+  void RestoreArchived(const FinishedSummary& f);
+  // Lets go of a finished group's details (see ArchivedSubmission).
+  void Archive(Group* g);
   void RestoreStep(Group* g, const LoadedStep& ls, bool cancel_asked, common::Time now);
   // A worker that joined claims the restored attempts it lists; the rest
   // of those recorded on its name are lost.
@@ -271,9 +289,13 @@ class Scheduler {
   static std::string StopReason(const Group& g);
   void MaybeFinish(Group* g, common::Time now, std::vector<Action>* out);
   void Forget(Group* g);
-  // Forgets finished groups, oldest first, until `steps` more steps and one
-  // more group fit within the limits; false if running groups leave no room.
+  // Frees room until `steps` more steps and one more group fit within the
+  // limits: archives finished groups (ArchiveForRoom), then forgets them,
+  // oldest first; false if running groups leave no room.
   bool MakeRoom(size_t steps);
+  // With a journal, archives finished groups, oldest first, until `steps`
+  // more steps fit; whether they do.
+  bool ArchiveForRoom(size_t steps);
   void LoseAttempt(Group* g, uint32_t step, const std::string& why, common::Time now,
                    std::vector<Action>* out, common::Time retry_not_before = {});
   // A worker that went silent is back (scheduler_workers.cc): its fenced
@@ -343,6 +365,9 @@ class Scheduler {
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)
+  // Finished groups whose details are held, oldest first (some may be
+  // forgotten or archived since): what MakeRoom archives first.
+  std::deque<uint64_t> detailed_seqs_;
 };
 
 }  // namespace cohort::coordinator

@@ -83,6 +83,19 @@ common::AttemptRecord RestoredAttempt(const LoadedAttempt& la, const common::Wal
   return rec;
 }
 
+// A stored group's spec, parsed and checked against its records.
+Status ParseStored(const LoadedGroup& lg, common::GroupSpec* spec) {
+  Status s = common::ParseGroupSpecJson(lg.accepted.spec_json, spec, SIZE_MAX);
+  if (s.ok() && spec->steps.size() != lg.accepted.step_count) {
+    s = Status::Corruption("its spec has " + std::to_string(spec->steps.size()) + " steps, its record " +
+                           std::to_string(lg.accepted.step_count));
+  }
+  if (!s.ok()) return Status::Corruption(Where(lg) + ": " + s.message());
+  if (s = CheckSteps(lg, spec->steps.size()); !s.ok()) return s;
+  spec->id = lg.accepted.group_id;
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Scheduler::Restore(const LoadedState& state, Time now, std::vector<Action>* out) {
@@ -93,20 +106,32 @@ Status Scheduler::Restore(const LoadedState& state, Time now, std::vector<Action
   // Everything is checked before anything is built, so a bad store leaves
   // the core empty rather than half restored.
   std::vector<common::GroupSpec> specs(state.groups.size());
+  std::set<std::string_view> ids;
   for (size_t k = 0; k < state.groups.size(); ++k) {
     const LoadedGroup& lg = state.groups[k];
-    Status s = common::ParseGroupSpecJson(lg.accepted.spec_json, &specs[k], SIZE_MAX);
-    if (s.ok() && specs[k].steps.size() != lg.accepted.step_count) {
-      s = Status::Corruption("its spec has " + std::to_string(specs[k].steps.size()) + " steps, its record " +
-                             std::to_string(lg.accepted.step_count));
+    if (Status s = ParseStored(lg, &specs[k]); !s.ok()) return s;
+    if (!ids.insert(lg.accepted.group_id).second) {
+      return Status::Corruption(Where(lg) + ": its id is held by another stored group");
     }
-    if (!s.ok()) return Status::Corruption(Where(lg) + ": " + s.message());
-    if (s = CheckSteps(lg, specs[k].steps.size()); !s.ok()) return s;
-    specs[k].id = lg.accepted.group_id;
+  }
+  for (const FinishedSummary& f : state.finished) {
+    const std::string where =
+        "stored group " + Quote(f.group_id) + " (submission " + std::to_string(f.submission) + ")";
+    if (!ids.insert(f.group_id).second) return Status::Corruption(where + ": its id is held by another stored group");
+    uint64_t ended = 0;
+    for (uint64_t n : f.counts) ended += n;
+    if (ended != f.step_count || f.ended.state == GroupState::kRunning) {
+      return Status::Corruption(where + ": the group ended but " + std::to_string(f.step_count - ended) +
+                                " of its steps did not");
+    }
   }
   for (size_t k = 0; k < state.groups.size(); ++k) {
     if (Status s = RestoreGroup(state.groups[k], std::move(specs[k]), now); !s.ok()) return s;
     next_submission_ = std::max(next_submission_, state.groups[k].accepted.submission + 1);
+  }
+  for (const FinishedSummary& f : state.finished) {
+    RestoreArchived(f);
+    next_submission_ = std::max(next_submission_, f.submission + 1);
   }
   next_submission_ = std::max(next_submission_, state.max_submission + 1);
   // Retention forgets the oldest finished first.
@@ -120,11 +145,59 @@ Status Scheduler::Restore(const LoadedState& state, Time now, std::vector<Action
   return Status::Ok();
 }
 
-Status Scheduler::RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, Time now) {
-  if (groups_.count(spec.id)) return Status::Corruption(Where(lg) + ": its id is held by another stored group");
+void Scheduler::RestoreArchived(const FinishedSummary& f) {
   auto owned = std::make_unique<Group>();
   Group* g = owned.get();
   g->seq = next_group_seq_++;
+  g->submission = f.submission;
+  g->client = f.client;
+  g->spec.id = f.group_id;
+  g->submitted_at = options_.wall.FromUnixMs(f.submitted_unix_ms);
+  g->finished = true;
+  g->archived = true;
+  g->archived_steps = f.step_count;
+  g->state = f.ended.state;
+  g->finished_at = options_.wall.FromUnixMs(f.ended.unix_ms);
+  for (int k = 0; k < common::kStepStateCount; ++k) g->counts[k] = f.counts[k];
+  groups_by_seq_[g->seq] = g;
+  groups_.emplace(g->spec.id, std::move(owned));
+  AddTimer({*g->finished_at + options_.retention, TimerKind::kRetention, g->seq}, &g->retention_timer);
+  finished_seqs_.push_back(g->seq);
+}
+
+std::optional<uint64_t> Scheduler::ArchivedSubmission(std::string_view id) const {
+  const Group* g = FindGroup(id);
+  if (!g || !g->archived) return std::nullopt;
+  return g->submission;
+}
+
+Status Scheduler::Hydrate(const LoadedGroup& lg, Time now) {
+  event_time_ = now;
+  const Group* stub = FindGroup(lg.accepted.group_id);
+  if (!stub || !stub->archived || stub->submission != lg.accepted.submission || !lg.ended) {
+    return Status::Corruption(Where(lg) + " is not the finished group the coordinator holds under its id");
+  }
+  common::GroupSpec spec;
+  if (Status s = ParseStored(lg, &spec); !s.ok()) return s;
+  const uint64_t seq = stub->seq;
+  if (!ArchiveForRoom(spec.steps.size())) {
+    return Status::Unavailable("the coordinator is full: its running groups hold " + std::to_string(steps_held_) +
+                               " steps, and group " + Quote(lg.accepted.group_id) + "'s " +
+                               std::to_string(spec.steps.size()) + " would pass --max-steps");
+  }
+  Group* g = groups_by_seq_.at(seq);
+  ClearTimer(&g->retention_timer);
+  groups_by_seq_.erase(seq);
+  groups_.erase(g->spec.id);  // destroys the stub; its entry in finished_seqs_ stands for the new one
+  return RestoreGroup(lg, std::move(spec), now, seq);
+}
+
+Status Scheduler::RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, Time now,
+                               std::optional<uint64_t> seq) {
+  if (groups_.count(spec.id)) return Status::Corruption(Where(lg) + ": its id is held by another stored group");
+  auto owned = std::make_unique<Group>();
+  Group* g = owned.get();
+  g->seq = seq ? *seq : next_group_seq_++;
   g->submission = lg.accepted.submission;
   g->client = lg.accepted.client;
   g->spec = std::move(spec);
@@ -157,7 +230,8 @@ Status Scheduler::RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, Ti
     g->finished_at = options_.wall.FromUnixMs(lg.ended->unix_ms);
     g->pending.clear();
     AddTimer({*g->finished_at + options_.retention, TimerKind::kRetention, g->seq}, &g->retention_timer);
-    finished_seqs_.push_back(g->seq);
+    if (!seq) finished_seqs_.push_back(g->seq);
+    detailed_seqs_.push_back(g->seq);
     return Status::Ok();
   }
   if (g->spec.deadline_s && !g->stopping) {

@@ -9,7 +9,7 @@ using common::StepState;
 
 std::optional<common::GroupResult> Scheduler::Result(std::string_view id, size_t max_steps) const {
   const Group* g = FindGroup(id);
-  if (!g) return std::nullopt;
+  if (!g || g->archived) return std::nullopt;
   const size_t n = g->steps.size();
   std::vector<bool> shown;
   if (n > max_steps) {
@@ -58,7 +58,7 @@ std::optional<common::GroupSummary> Scheduler::Summary(std::string_view id) cons
   s.id = g->spec.id;
   s.submission = g->submission;
   s.state = g->state;
-  s.total = g->steps.size();
+  s.total = g->total();
   for (int k = 0; k < common::kStepStateCount; ++k) s.counts[k] = g->counts[k];
   s.submitted_at = g->submitted_at;
   s.finished_at = g->finished_at;
@@ -69,7 +69,7 @@ std::vector<common::GroupSummary> Scheduler::Groups() const {
   std::vector<const Group*> ordered;
   ordered.reserve(groups_.size());
   for (const auto& [id, g] : groups_) ordered.push_back(g.get());
-  std::sort(ordered.begin(), ordered.end(), [](const Group* a, const Group* b) { return a->seq < b->seq; });
+  std::sort(ordered.begin(), ordered.end(), [](const Group* a, const Group* b) { return a->submission < b->submission; });
   std::vector<common::GroupSummary> out;
   out.reserve(ordered.size());
   for (const Group* g : ordered) out.push_back(*Summary(g->spec.id));

@@ -67,6 +67,11 @@ struct Group {
   bool stopping = false;  // fail-fast or user cancel under way: nothing new starts
   common::GroupState stop_state = common::GroupState::kRunning;
   bool finished = false;
+  // A finished group whose spec (but its id), steps and errors the core let
+  // go of: the store has them, and Scheduler::Hydrate puts them back. Its
+  // state, times and counts stay.
+  bool archived = false;
+  size_t archived_steps = 0;
 
   int64_t max_parallel = std::numeric_limits<int64_t>::max();
   int64_t in_progress = 0;  // steps holding a slot
@@ -89,6 +94,7 @@ struct Group {
   std::optional<Timer> retention_timer;
 
   size_t count(common::StepState s) const { return counts[static_cast<int>(s)]; }
+  size_t total() const { return archived ? archived_steps : steps.size(); }
   size_t final_count() const {
     return count(common::StepState::kCompleted) + count(common::StepState::kFailed) +
            count(common::StepState::kCancelled);

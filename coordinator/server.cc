@@ -236,7 +236,7 @@ void Server::Carry(Action& a, Time now) {
         .Kv("group", f->group)
         .Kv("state", common::GroupStateName(f->state))
         .Kv("steps", sum ? sum->total : 0);
-    AnswerWaiters(*f);
+    AnswerWaiters(*f, now);
   } else if (auto* e = std::get_if<WorkerExpired>(&a)) {
     LogWarn("worker_lost").Kv("worker", e->worker).Kv("reason", e->reason);
     Forget(e->worker);

@@ -123,9 +123,15 @@ class Server {
   void Send(zmq::socket_t& socket, std::optional<std::string> route, common::Message msg);
   // The worker at `route` reported this result: confirm it once committed.
   void ConfirmLater(const std::string& route, const common::AttemptId& id);
+  // Commits the core's journal. After an error a retry cannot mend, every
+  // later call fails too and the turn ends the loop.
+  common::Status CommitJournal(common::Time now);
   // Commits the journal, then sends what waited for it; false on an error a
   // retry cannot mend.
   bool Flush(common::Time now);
+  // Puts an archived finished group back in the core before a request about
+  // it is handled (coordinator/archived.h); the error is the request's answer.
+  common::Status ReadArchived(std::string_view group, common::Time now);
   void SendHeld();
   // Why submissions are refused now ("" when they are not).
   std::string StoreTrouble() const;
@@ -139,10 +145,10 @@ class Server {
   void OnClient(const common::Envelope& env, common::Time now);
   void OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
                 common::Time now);
-  void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m);
+  void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m, common::Time now);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
   std::string ResultBody(std::string_view group) const;
-  void AnswerWaiters(const GroupFinished& f);
+  void AnswerWaiters(const GroupFinished& f, common::Time now);
   // Forgets the WAITs of clients that have disconnected (see server_clients.cc).
   void SweepWaiters(common::Time now);
   bool ClientGone(const std::string& route);
@@ -203,6 +209,7 @@ class Server {
   std::vector<std::pair<std::string, std::vector<common::AttemptId>>> confirms_;  // route -> results
   std::unordered_map<std::string, size_t> confirm_at_;  // route -> index in confirms_
   std::optional<common::Status> store_error_;  // the last commit's failure, while it lasts
+  std::optional<common::Status> store_failed_;  // a failure only a restart mends
   common::Time next_store_retry_ = common::Time::max();
   common::RateLimiter store_log_{1, std::chrono::seconds(10)};
 };

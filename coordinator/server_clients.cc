@@ -83,13 +83,21 @@ void Server::OnClient(const common::Envelope& env, Time now) {
       Reply(env.route, *req, Status::Ok(), common::GroupSummaryJson(*sum, wall_));
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
+    if (Status s = ReadArchived(m->group, now); !s.ok()) {
+      Reply(env.route, *req, s, "");
+      return;
+    }
     std::string body = ResultBody(m->group);
     // Decided before the call: its arguments may be evaluated in any order.
     Status found = body.empty() ? Status::NotFound("no group \"" + m->group + "\"") : Status::Ok();
     Reply(env.route, *req, found, std::move(body));
   } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
-    OnWait(env.route, *req, *m);
+    OnWait(env.route, *req, *m, now);
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
+    if (Status s = ReadArchived(m->group, now); !s.ok()) {
+      Reply(env.route, *req, s, "");
+      return;
+    }
     Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_, client)
                                : core_.CancelStepById(m->group, m->step, now, &actions_, client);
     LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
@@ -122,6 +130,8 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   std::string id;
   e.client = client;
   if (s.ok() && options_.store) e.spec_json = m.spec;
+  // A spec under the id of a finished group: compared with that group's.
+  if (s.ok() && !e.spec.id.empty()) s = ReadArchived(e.spec.id, now);
   bool attached = false;
   if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id, &attached);
   if (!s.ok()) {
@@ -151,12 +161,13 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   Reply(route, req, s, common::SubmittedJson(id));
 }
 
-void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m) {
+void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m, Time now) {
   auto sum = core_.Summary(m.group);
   if (!sum) {
     Reply(route, req, Status::NotFound("no group \"" + m.group + "\""), "");
   } else if (sum->state != common::GroupState::kRunning) {
-    Reply(route, req, Status::Ok(), ResultBody(m.group));
+    Status s = ReadArchived(m.group, now);
+    Reply(route, req, s, s.ok() ? ResultBody(m.group) : "");
   } else if (waiter_count_ >= kMaxWaiters) {
     Reply(route, req,
           Status::Unavailable("too many clients are waiting (" + std::to_string(kMaxWaiters) + "); poll group \"" +
@@ -174,12 +185,15 @@ void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMs
   }
 }
 
-void Server::AnswerWaiters(const GroupFinished& f) {
+void Server::AnswerWaiters(const GroupFinished& f, Time now) {
   auto it = waiters_.find(f.group);
   if (it == waiters_.end()) return;
-  std::string body = ResultBody(f.group);
+  // Archived already when a submission in the same turn needed its room.
+  Status read = ReadArchived(f.group, now);
+  std::string body = read.ok() ? ResultBody(f.group) : "";
   // Empty only with --retention 0, when the group is already forgotten.
-  Status found = body.empty() ? Status::NotFound("group \"" + f.group + "\" finished " +
+  Status found = !read.ok()     ? read
+                 : body.empty() ? Status::NotFound("group \"" + f.group + "\" finished " +
                                                  std::string(common::GroupStateName(f.state)) +
                                                  " and is no longer retained")
                               : Status::Ok();

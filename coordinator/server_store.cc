@@ -1,6 +1,7 @@
 // The Server's store: the restore at start, the group commit of each loop
 // turn's journal, and the outbox of messages that wait for it.
 #include "common/codec.h"
+#include "coordinator/archived.h"
 #include "coordinator/server.h"
 
 namespace cohort::coordinator {
@@ -28,12 +29,13 @@ Status Server::Restore() {
   const Time started = common::Clock::now();
   LoadedState state;
   if (Status s = options_.store->Load(&state); !s.ok()) return s;
-  const size_t groups = state.groups.size();
+  const size_t groups = state.groups.size() + state.finished.size();
   size_t running = 0, steps = 0;
   for (const LoadedGroup& g : state.groups) {
     running += g.ended ? 0 : 1;
     steps += g.accepted.step_count;
   }
+  for (const FinishedSummary& f : state.finished) steps += f.step_count;
   if (Status s = core_.Restore(state, common::Clock::now(), &actions_); !s.ok()) {
     return Status::Corruption(options_.store_description + ": " + s.message() +
                               "; move the state directory aside to start empty, or restore it from a backup");
@@ -77,40 +79,65 @@ std::string Server::StoreTrouble() const {
          "); nothing new is accepted until it can";
 }
 
+Status Server::CommitJournal(Time now) {
+  if (store_failed_) return *store_failed_;
+  core_.TakeJournal(&unsaved_);
+  if (unsaved_.empty()) return Status::Ok();
+  if (store_error_ && now < next_store_retry_) return *store_error_;
+  Status s = options_.store->Commit(unsaved_);
+  if (!s.ok()) {
+    if (s.code() != Status::Code::kUnavailable) {
+      LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
+      store_failed_ = s;
+      return s;
+    }
+    uint64_t suppressed = 0;
+    if (store_log_.Allow(now, &suppressed)) {
+      LogError("store_full")
+          .Kv("store", options_.store_description)
+          .Kv("error", s.message())
+          .Kv("held_records", unsaved_.size())
+          .Kv("held_messages", outbox_.size())
+          .Kv("suppressed", suppressed);
+    }
+    store_error_ = s;
+    next_store_retry_ = now + kStoreRetry;
+    return s;
+  }
+  if (store_error_) LogInfo("store_recovered").Kv("records", unsaved_.size());
+  store_error_.reset();
+  next_store_retry_ = Time::max();
+  unsaved_.clear();
+  return Status::Ok();
+}
+
 bool Server::Flush(Time now) {
   if (options_.store) {
-    core_.TakeJournal(&unsaved_);
-    if (!unsaved_.empty()) {
-      if (!store_error_ || now >= next_store_retry_) {
-        Status s = options_.store->Commit(unsaved_);
-        if (!s.ok()) {
-          if (s.code() != Status::Code::kUnavailable) {
-            LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
-            return false;
-          }
-          uint64_t suppressed = 0;
-          if (store_log_.Allow(now, &suppressed)) {
-            LogError("store_full")
-                .Kv("store", options_.store_description)
-                .Kv("error", s.message())
-                .Kv("held_records", unsaved_.size())
-                .Kv("held_messages", outbox_.size())
-                .Kv("suppressed", suppressed);
-          }
-          store_error_ = s;
-          next_store_retry_ = now + kStoreRetry;
-          return true;
-        }
-        if (store_error_) LogInfo("store_recovered").Kv("records", unsaved_.size());
-        store_error_.reset();
-        next_store_retry_ = Time::max();
-        unsaved_.clear();
-      }
-    }
-    if (store_error_) return true;  // everything waits for the commit
+    Status s = CommitJournal(now);
+    if (store_failed_) return false;
+    if (!s.ok()) return true;  // everything waits for the commit
   }
   SendHeld();
   return true;
+}
+
+Status Server::ReadArchived(std::string_view group, Time now) {
+  if (!options_.store || !core_.ArchivedSubmission(group)) return Status::Ok();
+  // The group may have ended in this very turn: its last records must be
+  // in the store before it is read back.
+  Status s = CommitJournal(now);
+  if (!s.ok()) {
+    return Status::Unavailable("the coordinator cannot read group \"" + std::string(group) +
+                               "\" back from its state store now (" + s.message() + "); ask again later");
+  }
+  s = coordinator::ReadArchived(options_.store.get(), &core_, group, now);
+  if (!s.ok()) {
+    LogError("store_read_failed").Kv("group", group).Kv("error", s.message());
+    const std::string why =
+        "the coordinator cannot read group \"" + std::string(group) + "\" back from its state store: " + s.message();
+    return s.code() == Status::Code::kUnavailable ? Status::Unavailable(why) : Status::IoError(why);
+  }
+  return s;
 }
 
 void Server::SendHeld() {

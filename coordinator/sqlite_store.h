@@ -45,6 +45,7 @@ class SqliteStore : public Store {
 
   common::Status Commit(const std::vector<Record>& batch) override;
   common::Status Load(LoadedState* out) override;
+  common::Status LoadGroup(uint64_t submission, LoadedGroup* out) override;
 
   // Caps the database at about `bytes` (0: no cap); a Commit that would
   // grow it past the cap fails as a full disk would. An operator's quota,

@@ -150,20 +150,32 @@ Status SqliteStore::Apply(const GroupForgotten& r) {
 
 // Reads one table at a time, in key order, into groups indexed by
 // submission. Steps are gathered in ordered maps first (attempts and step
-// ends arrive from separate tables) and flattened at the end.
+// ends arrive from separate tables) and flattened at the end. Which groups
+// it reads is the statements it is given: Load's (the unfinished ones, then
+// the finished ones' summaries) or LoadGroup's (one, bound to $1).
 class SqliteStore::Loader {
  public:
-  Loader(SqliteStore* store, LoadedState* out) : store_(store), out_(out) {}
+  struct Tables {
+    Dml groups, attempts, step_ends, cancels, errors;
+  };
+  static constexpr Tables kRunning = {Dml::kLoadGroups, Dml::kLoadAttempts, Dml::kLoadStepEnds, Dml::kLoadCancels,
+                                      Dml::kLoadErrors};
+  static constexpr Tables kOne = {Dml::kLoadGroup, Dml::kLoadGroupAttempts, Dml::kLoadGroupStepEnds,
+                                  Dml::kLoadGroupCancels, Dml::kLoadGroupErrors};
+
+  // `submission` is bound to every statement that takes one.
+  Loader(SqliteStore* store, LoadedState* out, const Tables& tables, uint64_t submission = 0)
+      : store_(store), out_(out), tables_(tables), submission_(submission) {}
 
   Status Run() {
     out_->groups.clear();
+    out_->finished.clear();
     out_->max_submission = 0;
     Status s = Groups();
     if (s.ok()) s = Attempts();
     if (s.ok()) s = StepEnds();
     if (s.ok()) s = Cancels();
     if (s.ok()) s = Errors();
-    if (s.ok()) s = MaxSubmission();
     if (!s.ok()) return s;
     for (size_t i = 0; i < out_->groups.size(); ++i) {
       for (auto& [index, step] : steps_[i]) out_->groups[i].steps.push_back(std::move(step));
@@ -171,11 +183,20 @@ class SqliteStore::Loader {
     return Status::Ok();
   }
 
+  // Load's second part: the finished groups, summarized.
+  Status RunFinished() {
+    Status s = Finished();
+    if (s.ok()) s = Counts();
+    if (s.ok()) s = MaxSubmission();
+    return s;
+  }
+
  private:
   // Calls fn() for each row of `which`; the statement is reset either way.
   template <typename Fn>
   Status ForEachRow(Dml which, Fn fn) {
     Statement& st = store_->Sql(which);
+    st.BindInt(1, static_cast<int64_t>(submission_));
     Status s;
     int rc = SQLITE_DONE;
     while (s.ok() && (rc = st.Step()) == SQLITE_ROW) s = fn(st);
@@ -202,7 +223,7 @@ class SqliteStore::Loader {
   }
 
   Status Groups() {
-    return ForEachRow(Dml::kLoadGroups, [this](const Statement& st) {
+    return ForEachRow(tables_.groups, [this](const Statement& st) {
       LoadedGroup g;
       GroupAccepted& a = g.accepted;
       if (!Fits(st.Int(0), &a.submission) || a.submission == 0 || !Fits(st.Int(5), &a.step_count)) {
@@ -272,7 +293,7 @@ class SqliteStore::Loader {
   }
 
   Status Attempts() {
-    return ForEachRow(Dml::kLoadAttempts, [this](const Statement& st) {
+    return ForEachRow(tables_.attempts, [this](const Statement& st) {
       LoadedStep* step = nullptr;
       Status s = StepOf("attempts", st.Int(0), st.Int(1), &step);
       if (!s.ok()) return s;
@@ -320,7 +341,7 @@ class SqliteStore::Loader {
   }
 
   Status StepEnds() {
-    return ForEachRow(Dml::kLoadStepEnds, [this](const Statement& st) {
+    return ForEachRow(tables_.step_ends, [this](const Statement& st) {
       LoadedStep* step = nullptr;
       Status s = StepOf("step_ends", st.Int(0), st.Int(1), &step);
       if (!s.ok()) return s;
@@ -335,7 +356,7 @@ class SqliteStore::Loader {
   }
 
   Status Cancels() {
-    return ForEachRow(Dml::kLoadCancels, [this](const Statement& st) {
+    return ForEachRow(tables_.cancels, [this](const Statement& st) {
       CancelRequested c{static_cast<uint64_t>(st.Int(0)), std::nullopt, st.Text(3), st.Int(4)};
       size_t group = 0;
       uint32_t index = 0;
@@ -349,7 +370,7 @@ class SqliteStore::Loader {
   }
 
   Status Errors() {
-    return ForEachRow(Dml::kLoadErrors, [this](const Statement& st) {
+    return ForEachRow(tables_.errors, [this](const Statement& st) {
       const std::string row = KeyedRow("group_errors", st);
       size_t group = 0;
       Status s = GroupOf(row, st.Int(0), &group);
@@ -368,6 +389,40 @@ class SqliteStore::Loader {
            std::to_string(st.Int(1)) + ")";
   }
 
+  Status Finished() {
+    return ForEachRow(Dml::kLoadFinished, [this](const Statement& st) {
+      FinishedSummary f;
+      if (!Fits(st.Int(0), &f.submission) || f.submission == 0 || !Fits(st.Int(4), &f.step_count)) {
+        return Bad("submissions row " + std::to_string(st.Int(0)) + " has a bad submission or step count");
+      }
+      f.group_id = st.Text(1);
+      f.client = st.Text(2);
+      f.submitted_unix_ms = st.Int(3);
+      std::optional<GroupEnded> ended;
+      Status s = StateAt(st, 5, "end_state", IsEndState, f.submission, &ended);
+      if (!s.ok()) return s;
+      f.ended = *ended;  // the statement selects rows with an end_state
+      finished_index_[f.submission] = out_->finished.size();
+      out_->finished.push_back(std::move(f));
+      return Status::Ok();
+    });
+  }
+
+  Status Counts() {
+    Status s = ForEachRow(Dml::kCountFinished, [this](const Statement& st) {
+      const std::string row = "step_ends of submission " + std::to_string(st.Int(0));
+      auto it = finished_index_.find(static_cast<uint64_t>(st.Int(0)));
+      common::StepState state{};
+      if (it == finished_index_.end()) return Bad(row + " belong to no group");
+      if (!schema::ParseStepState(st.Text(1), &state) || !common::IsFinal(state)) {
+        return Bad(row + " have state \"" + st.Text(1) + "\"");
+      }
+      out_->finished[it->second].counts[static_cast<int>(state)] = static_cast<uint64_t>(st.Int(2));
+      return Status::Ok();
+    });
+    return s;
+  }
+
   // The counter, and never below a group still held (a counter lost to a
   // hand edit must not let a submission be given out twice).
   Status MaxSubmission() {
@@ -378,20 +433,43 @@ class SqliteStore::Loader {
     if (!out_->groups.empty()) {
       out_->max_submission = std::max(out_->max_submission, out_->groups.back().accepted.submission);
     }
+    if (!out_->finished.empty()) {
+      out_->max_submission = std::max(out_->max_submission, out_->finished.back().submission);
+    }
     return s;
   }
 
   SqliteStore* store_;
   LoadedState* out_;
+  Tables tables_;
+  uint64_t submission_;
   std::unordered_map<uint64_t, size_t> index_;              // submission -> position in out_->groups
+  std::unordered_map<uint64_t, size_t> finished_index_;     // submission -> position in out_->finished
   std::vector<std::map<uint32_t, LoadedStep>> steps_;      // per group, by step index
 };
 
 Status SqliteStore::Load(LoadedState* out) {
   LoadedState loaded;
-  Status s = Loader(this, &loaded).Run();
+  Loader loader(this, &loaded, Loader::kRunning);
+  Status s = loader.Run();
+  if (s.ok()) s = loader.RunFinished();
   if (s.ok()) *out = std::move(loaded);
   return s;
+}
+
+Status SqliteStore::LoadGroup(uint64_t submission, LoadedGroup* out) {
+  if (submission == 0 || submission > kMaxStoredUnsigned) {
+    return Status::NotFound("no stored group has submission " + std::to_string(submission));
+  }
+  LoadedState loaded;
+  Status s = Loader(this, &loaded, Loader::kOne, submission).Run();
+  if (!s.ok()) return s;
+  if (loaded.groups.size() != 1) {
+    return Status::NotFound("no stored group has submission " + std::to_string(submission) +
+                            " (it was forgotten)");
+  }
+  *out = std::move(loaded.groups.front());
+  return Status::Ok();
 }
 
 }  // namespace cohort::coordinator

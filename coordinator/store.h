@@ -14,8 +14,10 @@
 //
 // Commit is group commit: the caller gathers the records of one loop turn
 // and hands them over together; they are applied in one transaction, all or
-// none. Load returns every group not yet forgotten, its records folded into
-// the shape the core restores from.
+// none. Load returns every group still running, its records folded into the
+// shape the core restores from, and a summary of each finished group not yet
+// forgotten; LoadGroup reads one group in full when someone asks for it. So
+// a restart reads what it must schedule, not every result it retains.
 //
 // Errors are common::Status values; no exception crosses this interface.
 // Times are wall-clock Unix milliseconds (the core's monotonic Time does not
@@ -27,6 +29,7 @@
 #ifndef COHORT_COORDINATOR_STORE_H_
 #define COHORT_COORDINATOR_STORE_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -189,9 +192,24 @@ struct LoadedGroup {
   friend bool operator==(const LoadedGroup&, const LoadedGroup&) = default;
 };
 
+// A finished group as Load lists it: what a list of groups shows and what
+// its retention needs.
+struct FinishedSummary {
+  uint64_t submission = 0;
+  std::string group_id;
+  std::string client;
+  int64_t submitted_unix_ms = 0;
+  uint64_t step_count = 0;
+  GroupEnded ended;
+  std::array<uint64_t, common::kStepStateCount> counts{};  // steps by final state
+
+  friend bool operator==(const FinishedSummary&, const FinishedSummary&) = default;
+};
+
 struct LoadedState {
-  std::vector<LoadedGroup> groups;  // ascending submission, forgotten ones left out
-  uint64_t max_submission = 0;      // the highest ever committed; 0 for a new store
+  std::vector<LoadedGroup> groups;         // unfinished, ascending submission
+  std::vector<FinishedSummary> finished;  // finished, not forgotten, ascending submission
+  uint64_t max_submission = 0;             // the highest ever committed; 0 for a new store
 
   friend bool operator==(const LoadedState&, const LoadedState&) = default;
 };
@@ -211,9 +229,14 @@ class Store {
   // Corruption. The message names the offending record.
   virtual common::Status Commit(const std::vector<Record>& batch) = 0;
 
-  // Replaces `*out` with everything stored. Corruption when rows contradict
-  // each other (a step index past the group's step count, an unknown state).
+  // Replaces `*out` with the unfinished groups and the finished ones'
+  // summaries. Corruption when rows contradict each other (a step index past
+  // the group's step count, an unknown state).
   virtual common::Status Load(LoadedState* out) = 0;
+
+  // Replaces `*out` with everything stored of one group, finished or not.
+  // NotFound when it was forgotten or never committed; Corruption as Load.
+  virtual common::Status LoadGroup(uint64_t submission, LoadedGroup* out) = 0;
 };
 
 }  // namespace cohort::coordinator

@@ -127,6 +127,10 @@ namespace {
 // SELECT: one statement both checks the group (and that the step is within
 // it) and writes, and inserts nothing otherwise. Parameters in a select list
 // carry a CAST so PostgreSQL knows their types.
+//
+// COHORT_RUNNING_GROUPS is the groups Load restores in full, spliced into
+// the statements by string literal concatenation.
+#define COHORT_RUNNING_GROUPS "(SELECT submission FROM submissions WHERE end_state IS NULL)"
 constexpr std::string_view kDml[kDmlCount] = {
     // kAcceptGroup
     "INSERT INTO submissions (submission, group_id, client, submitted_unix_ms, step_count)"
@@ -174,21 +178,37 @@ constexpr std::string_view kDml[kDmlCount] = {
     "DELETE FROM group_errors WHERE submission = $1",
     "DELETE FROM group_specs WHERE submission = $1",
     "DELETE FROM submissions WHERE submission = $1",
-    // kLoadGroups
+    // kLoadGroups .. kLoadErrors: every group not ended. A child table is
+    // read through the primary key's submission prefix, group by group.
     "SELECT s.submission, s.group_id, g.spec_json, s.client, s.submitted_unix_ms, s.step_count, s.stop_state,"
     " s.stopped_unix_ms, s.end_state, s.ended_unix_ms FROM submissions s"
-    " JOIN group_specs g ON g.submission = s.submission ORDER BY s.submission",
-    // kLoadAttempts
+    " JOIN group_specs g ON g.submission = s.submission WHERE s.end_state IS NULL ORDER BY s.submission",
     "SELECT submission, step, attempt, worker, dispatched_unix_ms, ended_unix_ms, status, exit_code,"
     " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes,"
-    " started_unix_ms FROM attempts ORDER BY submission, step, attempt",
-    // kLoadStepEnds
-    "SELECT submission, step, state, error, unix_ms FROM step_ends ORDER BY submission, step",
-    // kLoadCancels
-    "SELECT submission, seq, step, requested_by, unix_ms FROM cancels ORDER BY submission, seq",
-    // kLoadErrors
-    "SELECT submission, seq, step_id, error, unix_ms FROM group_errors ORDER BY submission, seq",
+    " started_unix_ms FROM attempts WHERE submission IN " COHORT_RUNNING_GROUPS " ORDER BY submission, step, attempt",
+    "SELECT submission, step, state, error, unix_ms FROM step_ends WHERE submission IN " COHORT_RUNNING_GROUPS
+    " ORDER BY submission, step",
+    "SELECT submission, seq, step, requested_by, unix_ms FROM cancels WHERE submission IN " COHORT_RUNNING_GROUPS
+    " ORDER BY submission, seq",
+    "SELECT submission, seq, step_id, error, unix_ms FROM group_errors WHERE submission IN " COHORT_RUNNING_GROUPS
+    " ORDER BY submission, seq",
+    // kLoadFinished, kCountFinished
+    "SELECT submission, group_id, client, submitted_unix_ms, step_count, end_state, ended_unix_ms"
+    " FROM submissions WHERE end_state IS NOT NULL ORDER BY submission",
+    "SELECT e.submission, e.state, COUNT(*) FROM step_ends e JOIN submissions s ON s.submission = e.submission"
+    " WHERE s.end_state IS NOT NULL GROUP BY e.submission, e.state ORDER BY e.submission",
+    // kLoadGroup .. kLoadGroupErrors: the group $1, whatever its state.
+    "SELECT s.submission, s.group_id, g.spec_json, s.client, s.submitted_unix_ms, s.step_count, s.stop_state,"
+    " s.stopped_unix_ms, s.end_state, s.ended_unix_ms FROM submissions s"
+    " JOIN group_specs g ON g.submission = s.submission WHERE s.submission = $1",
+    "SELECT submission, step, attempt, worker, dispatched_unix_ms, ended_unix_ms, status, exit_code,"
+    " exit_signal, timed_out, cancelled, error, stdout_tail, stderr_tail, stdout_bytes, stderr_bytes,"
+    " started_unix_ms FROM attempts WHERE submission = $1 ORDER BY step, attempt",
+    "SELECT submission, step, state, error, unix_ms FROM step_ends WHERE submission = $1 ORDER BY step",
+    "SELECT submission, seq, step, requested_by, unix_ms FROM cancels WHERE submission = $1 ORDER BY seq",
+    "SELECT submission, seq, step_id, error, unix_ms FROM group_errors WHERE submission = $1 ORDER BY seq",
 };
+#undef COHORT_RUNNING_GROUPS
 
 template <typename Enum, typename NameFn>
 bool ParseByName(std::string_view name, int count, NameFn name_of, Enum* out) {

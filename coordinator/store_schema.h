@@ -69,11 +69,18 @@ enum class Dml : int {
   kForgetErrors,
   kForgetSpec,
   kForgetGroup,
-  kLoadGroups,
+  kLoadGroups,       // Load: the groups still running, each table in turn
   kLoadAttempts,
   kLoadStepEnds,
   kLoadCancels,
   kLoadErrors,
+  kLoadFinished,     // Load: the finished groups' rows, then their steps counted
+  kCountFinished,
+  kLoadGroup,        // LoadGroup: one group ($1), each table in turn
+  kLoadGroupAttempts,
+  kLoadGroupStepEnds,
+  kLoadGroupCancels,
+  kLoadGroupErrors,
   kCount,
 };
 constexpr int kDmlCount = static_cast<int>(Dml::kCount);

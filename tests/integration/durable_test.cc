@@ -85,9 +85,16 @@ TEST_CASE("every acknowledged group and result reads the same after a crash", "[
   const Json before_ok = Stable(c.Status("ok"));
   const Json before_bad = Stable(c.Status("bad"));
   REQUIRE(before_bad["state"] == "failed");
+  const Json before_list = Json::parse(c.Cli({"groups", "--json"}).out);
 
   CrashAndRestart(c, 0ms);
 
+  // Finished groups come back as summaries; each is read from the store
+  // when it is asked for, whichever request asks first.
+  CHECK(Json::parse(c.Cli({"groups", "--json"}).out) == before_list);
+  RunOutput waited = c.Cli({"wait", "bad", "--json"});
+  CHECK(waited.exit_code != 0);
+  CHECK(Stable(Json::parse(waited.out)) == before_bad);
   CHECK(Stable(c.Status("ok")) == before_ok);
   CHECK(Stable(c.Status("bad")) == before_bad);
   CHECK(c.Status("pending")["state"] == "running");

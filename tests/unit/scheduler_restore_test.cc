@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/result_json.h"
+#include "coordinator/archived.h"
 #include "coordinator/sqlite_store.h"
 #include "tests/unit/scheduler_harness.h"
 #include "tests/unit/temp_dir.h"
@@ -39,12 +40,25 @@ SchedulerOptions Journaled(common::Time steady_zero, int64_t unix_ms_at_zero) {
 // One coordinator process: a core with the fake clock, committing its
 // journal to the store after every call, as the daemon does once per turn.
 struct Process {
-  Process(Store* store, common::Time boot, int64_t boot_unix_ms)
-      : store(store), wall(boot, boot_unix_ms), core(Journaled(boot, boot_unix_ms)), now(boot) {}
+  Process(Store* store, common::Time boot, int64_t boot_unix_ms, size_t max_steps = SchedulerOptions{}.max_steps)
+      : store(store), wall(boot, boot_unix_ms), core(WithMaxSteps(Journaled(boot, boot_unix_ms), max_steps)),
+        now(boot) {}
+  static SchedulerOptions WithMaxSteps(SchedulerOptions o, size_t max_steps) {
+    o.max_steps = max_steps;
+    return o;
+  }
 
   int64_t WallMs() const { return wall.ToUnixMs(now); }
-  std::string ResultJson(const std::string& group) const {
-    auto r = core.Result(group);
+  // As the daemon answers STATUS: a finished group restored as a summary
+  // is read back from the store first.
+  std::optional<common::GroupResult> Result(const std::string& group) {
+    common::Status s = coordinator::ReadArchived(store, &core, group, now);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    return core.Result(group);
+  }
+  std::string ResultJson(const std::string& group) {
+    auto r = Result(group);
     REQUIRE(r);
     return common::GroupResultJson(*r, wall);
   }
@@ -106,7 +120,9 @@ struct Restart {
     return s;
   }
   // The first process: the fake clock starts at zero.
-  std::unique_ptr<Process> First() { return std::make_unique<Process>(store.get(), common::Time{}, kBootUnixMs); }
+  std::unique_ptr<Process> First(size_t max_steps = SchedulerOptions{}.max_steps) {
+    return std::make_unique<Process>(store.get(), common::Time{}, kBootUnixMs, max_steps);
+  }
   // A later process, started `down` after `before` stopped: its monotonic
   // clock has nothing to do with the first one's, only the wall clock goes on.
   std::unique_ptr<Process> After(const Process& before, common::Duration down) {
@@ -124,6 +140,13 @@ struct Restart {
 };
 
 AttemptRef RefOf(const Dispatch& d) { return d.ref; }
+
+// Group "g" of one step, run to completion on worker "w1".
+void CompleteOneStep(Process* p) {
+  p->Join("w1", 1);
+  REQUIRE(p->Submit(R"({"id": "g", "steps": [{"id": "s", "shell": "true"}]})").ok());
+  p->Finish(p->Of<Dispatch>().at(0), Exit(0));
+}
 
 const std::string kThree = R"({"id": "build", "steps": [
     {"id": "a", "shell": "true"},
@@ -148,12 +171,123 @@ TEST_CASE("a restored group reads back exactly as it was", "[restore]") {
   common::AttemptOutcome failed = Exit(3);
   failed.stderr_tail = std::string("bin\xff\0ary", 8);
   p->Finish(ds[1], failed);
-  REQUIRE(p->core.Result("done")->state == GroupState::kFailed);
+  REQUIRE(p->Result("done")->state == GroupState::kFailed);
   const std::string before = p->ResultJson("done");
 
   auto q = r.After(*p, 5s);
   CHECK(q->ResultJson("done") == before);
-  CHECK(q->core.Result("done")->errors.size() == 1);
+  CHECK(q->Result("done")->errors.size() == 1);
+}
+
+TEST_CASE("a finished group comes back as a summary, and whole once read from the store", "[restore]") {
+  Restart r;
+  auto p = r.First();
+  p->Join("w1", 4);
+  const std::string spec = R"({"id": "done", "steps": [{"id": "ok", "shell": "true"}, {"id": "no", "shell": "true"}]})";
+  REQUIRE(p->Submit(spec).ok());
+  const std::vector<Dispatch> done = p->Of<Dispatch>();
+  REQUIRE(p->Submit(R"({"id": "later", "steps": [{"id": "s", "shell": "sleep 9"}]})").ok());
+  for (const Dispatch& d : done) p->Finish(d, Exit(0));
+  const std::string before = p->ResultJson("done");
+
+  auto q = r.After(*p, 5s);
+  CHECK(q->core.ArchivedSubmission("done") == std::optional<uint64_t>(1));
+  CHECK_FALSE(q->core.ArchivedSubmission("later"));
+  CHECK_FALSE(q->core.Result("done"));  // not without the store
+  auto sum = q->core.Summary("done");
+  REQUIRE(sum);
+  CHECK(sum->state == GroupState::kCompleted);
+  CHECK(sum->total == 2);
+  CHECK(sum->count(StepState::kCompleted) == 2);
+  auto list = q->core.Groups();
+  REQUIRE(list.size() == 2);
+  CHECK(list[0].id == "done");  // submission order, whichever way each came back
+  CHECK(list[1].id == "later");
+  // Submitting the same spec again under its id needs the stored spec.
+  common::GroupSpec again;
+  REQUIRE(common::ParseGroupSpecJson(spec, &again).ok());
+  CHECK(q->core.Submit(coordinator::SubmitGroup{again, spec, "alice"}, q->now, &q->out).code() ==
+        common::Status::Code::kUnavailable);
+  CHECK(q->core.journal_empty());
+
+  CHECK(q->ResultJson("done") == before);
+  CHECK_FALSE(q->core.ArchivedSubmission("done"));
+  bool attached = false;
+  REQUIRE(q->core.Submit(coordinator::SubmitGroup{again, spec, "alice"}, q->now, &q->out, nullptr, &attached).ok());
+  CHECK(attached);
+  // Read back, it is still forgotten an hour after it ended.
+  q->Advance(59min);
+  CHECK(q->core.Summary("done"));
+  q->Advance(1min);
+  CHECK_FALSE(q->core.Summary("done"));
+}
+
+TEST_CASE("a stored record that is not the archived group is refused", "[restore]") {
+  Restart r;
+  auto p = r.First();
+  CompleteOneStep(p.get());
+  auto q = r.After(*p, 1s);
+  coordinator::LoadedGroup stored;
+  REQUIRE(r.store->LoadGroup(1, &stored).ok());
+  coordinator::LoadedGroup other = stored;
+  other.accepted.submission = 2;
+  CHECK(q->core.Hydrate(other, q->now).code() == common::Status::Code::kCorruption);
+  other = stored;
+  other.steps.clear();  // ended, yet no step did
+  CHECK(q->core.Hydrate(other, q->now).code() == common::Status::Code::kCorruption);
+  CHECK(q->core.ArchivedSubmission("g"));
+  REQUIRE(q->core.Hydrate(stored, q->now).ok());
+  CHECK(q->core.Hydrate(stored, q->now).code() == common::Status::Code::kCorruption);  // no longer archived
+  CHECK(q->core.Result("g")->steps.at(0).state == StepState::kCompleted);
+}
+
+TEST_CASE("with a store, a full core lets go of finished groups' details instead of forgetting them", "[restore]") {
+  Restart r;
+  auto p = r.First(/*max_steps=*/4);
+  p->Join("w1", 4);
+  REQUIRE(p->Submit(R"({"id": "a", "steps": [{"id": "1", "shell": "true"}, {"id": "2", "shell": "true"}]})").ok());
+  for (const Dispatch& d : p->Of<Dispatch>()) p->Finish(d, Exit(0));
+  REQUIRE(p->Submit(R"({"id": "b", "steps": [{"id": "1", "shell": "true"}, {"id": "2", "shell": "true"}]})").ok());
+  const std::vector<Dispatch> b = p->Of<Dispatch>();
+  const std::string a_before = p->ResultJson("a");
+  CHECK_FALSE(p->core.ArchivedSubmission("a"));
+  // Three more steps do not fit beside b's two and a's two: a is archived.
+  REQUIRE(p->Submit(R"({"id": "c", "steps": [{"id": "1", "shell": "sleep 1"}]})").ok());
+  CHECK(p->core.step_count() == 3);
+  CHECK(p->core.ArchivedSubmission("a"));
+  CHECK(p->core.Summary("a")->count(StepState::kCompleted) == 2);
+  // Reading it back needs room too: there is none beside b and c (3 steps,
+  // 1 free), so b cannot be let go of (it runs) and a cannot come back.
+  coordinator::LoadedGroup stored;
+  REQUIRE(r.store->LoadGroup(1, &stored).ok());
+  CHECK(p->core.Hydrate(stored, p->now).code() == common::Status::Code::kUnavailable);
+  CHECK(p->core.ArchivedSubmission("a"));
+  for (const Dispatch& d : b) p->Finish(d, Exit(0));
+  // b finished: it is let go of, and a comes back whole.
+  CHECK(p->ResultJson("a") == a_before);
+  CHECK(p->core.ArchivedSubmission("b"));
+  CHECK(p->core.step_count() == 3);
+}
+
+TEST_CASE("without a store, a full core forgets its oldest finished group", "[restore]") {
+  SchedulerOptions o = Quiet();
+  o.max_steps = 2;
+  Scheduler core(o);
+  std::vector<Action> out;
+  common::Time now{};
+  coordinator::WorkerJoined w;
+  w.name = "w1";
+  w.slots = 2;
+  REQUIRE(core.Join(w, now, &out).ok());
+  common::GroupSpec a, b;
+  REQUIRE(common::ParseGroupSpecJson(R"({"id": "a", "steps": [{"id": "1", "shell": "true"}]})", &a).ok());
+  REQUIRE(common::ParseGroupSpecJson(R"({"id": "b", "steps": [{"id": "1", "shell": "true"}, {"id": "2", "shell": "true"}]})", &b).ok());
+  REQUIRE(core.Submit(a, now, &out).ok());
+  const Dispatch d = ActionsOf<Dispatch>(out).at(0);
+  REQUIRE(core.Finished({d.ref, d.worker, Exit(0)}, now, &out).ok());
+  REQUIRE(core.Submit(b, now, &out).ok());
+  CHECK_FALSE(core.Summary("a"));
+  CHECK_FALSE(core.ArchivedSubmission("a"));
 }
 
 TEST_CASE("a running group comes back with its steps where they were", "[restore]") {
@@ -167,7 +301,7 @@ TEST_CASE("a running group comes back with its steps where they were", "[restore
   p->Finish(ds[1], Exit(1));  // b: attempt 1 failed, backoff 10 s
 
   auto q = r.After(*p, 4s);
-  auto res = q->core.Result("build");
+  auto res = q->Result("build");
   REQUIRE(res);
   CHECK(res->state == GroupState::kRunning);
   CHECK(res->steps[0].state == StepState::kCompleted);
@@ -194,7 +328,7 @@ TEST_CASE("a worker that registers again keeps its restored attempt, and its res
   CHECK(q->core.Workers().at(0).running == 1);
   q->now += 4s;
   q->Finish(d, Exit(0));
-  auto res = q->core.Result("g");
+  auto res = q->Result("g");
   CHECK(res->state == GroupState::kCompleted);
   CHECK(res->steps[0].attempts.size() == 1);
   // Nothing is left to time out: the window was closed by the claim.
@@ -212,13 +346,13 @@ TEST_CASE("an attempt nobody claims within the reattach window is lost and runs 
   q->Join("w2", 1);
   CHECK(q->Of<Dispatch>().empty());  // still w1's, for all we know
   q->Advance(59s);
-  CHECK(q->core.Result("g")->steps[0].state == StepState::kRunning);
+  CHECK(q->Result("g")->steps[0].state == StepState::kRunning);
   q->Advance(1s);
   auto again = q->Of<Dispatch>();
   REQUIRE(again.size() == 1);
   CHECK(again[0].worker == "w2");
   CHECK(again[0].ref.attempt == 2);
-  auto step = q->core.Result("g")->steps[0];
+  auto step = q->Result("g")->steps[0];
   CHECK(step.attempts[0].status == common::AttemptStatus::kWorkerLost);
   CHECK_THAT(step.attempts[0].error, Catch::Contains("did not register again within 60s"));
 }
@@ -234,7 +368,7 @@ TEST_CASE("a worker that comes back without its restored attempt loses it at onc
   auto again = q->Of<Dispatch>();
   REQUIRE(again.size() == 1);
   CHECK(again[0].ref.attempt == 2);
-  CHECK_THAT(q->core.Result("g")->steps[0].attempts[0].error, Catch::Contains("no longer runs it"));
+  CHECK_THAT(q->Result("g")->steps[0].attempts[0].error, Catch::Contains("no longer runs it"));
 }
 
 TEST_CASE("a deadline that passed while the coordinator was down fires at once", "[restore]") {
@@ -254,7 +388,7 @@ TEST_CASE("a deadline that passed while the coordinator was down fires at once",
   REQUIRE(cancels.size() == 1);
   CHECK(cancels[0].ref == d.ref);
   q->Finish(d, Cancelled());
-  auto res = q->core.Result("g");
+  auto res = q->Result("g");
   CHECK(res->state == GroupState::kFailed);
   REQUIRE(res->errors.size() == 1);
   CHECK_THAT(res->errors[0].error, Catch::Contains("deadline"));
@@ -273,7 +407,7 @@ TEST_CASE("a group that was stopping goes on stopping after a restart", "[restor
   q->Join("w1", 2, {RefOf(ds[1])});
   REQUIRE(q->Of<CancelAttempt>().size() == 1);
   q->Finish(ds[1], Cancelled());
-  auto res = q->core.Result("g");
+  auto res = q->Result("g");
   CHECK(res->state == GroupState::kFailed);
   CHECK(res->steps[1].state == StepState::kCancelled);
   CHECK_THAT(res->steps[1].error, Catch::Contains("step \"a\" failed"));
@@ -285,19 +419,18 @@ TEST_CASE("a finished group is kept for its retention counted from its end, then
           "[restore]") {
   Restart r;
   auto p = r.First();
-  p->Join("w1", 1);
-  REQUIRE(p->Submit(R"({"id": "g", "steps": [{"id": "s", "shell": "true"}]})").ok());
-  p->Finish(p->Of<Dispatch>().at(0), Exit(0));
+  CompleteOneStep(p.get());
 
   auto q = r.After(*p, 30min);
-  REQUIRE(q->core.Result("g"));
+  REQUIRE(q->Result("g"));
   q->Advance(29min);
-  CHECK(q->core.Result("g"));
+  CHECK(q->Result("g"));
   q->Advance(2min);
-  CHECK(!q->core.Result("g"));
+  CHECK(!q->Result("g"));
   LoadedState state;
   REQUIRE(r.store->Load(&state).ok());
   CHECK(state.groups.empty());
+  CHECK(state.finished.empty());
   CHECK(state.max_submission == 1);
 }
 
@@ -310,7 +443,7 @@ TEST_CASE("a group id submitted again after a restart is a new submission, and t
   const Dispatch old = p->Of<Dispatch>().at(0);
   p->Finish(old, Exit(0));
   p->Advance(2h);  // retention over: forgotten
-  REQUIRE(!p->core.Result("build-42"));
+  REQUIRE(!p->Result("build-42"));
 
   auto q = r.After(*p, 1s);
   q->Join("w1", 1);
@@ -322,10 +455,10 @@ TEST_CASE("a group id submitted again after a restart is a new submission, and t
   CHECK(fresh.ref.submission > old.ref.submission);
   // The old FINISHED arrives now: it does not count for the new attempt.
   q->Finish(old, Exit(0));
-  CHECK(q->core.Result("build-42")->state == GroupState::kRunning);
+  CHECK(q->Result("build-42")->state == GroupState::kRunning);
   CHECK(q->core.Workers().at(0).running == 1);
   q->Finish(fresh, Exit(0));
-  CHECK(q->core.Result("build-42")->state == GroupState::kCompleted);
+  CHECK(q->Result("build-42")->state == GroupState::kCompleted);
 }
 
 TEST_CASE("a refused event writes nothing to the journal", "[restore]") {
@@ -343,7 +476,7 @@ TEST_CASE("a refused event writes nothing to the journal", "[restore]") {
   p->Save();
   LoadedState state;
   REQUIRE(r.store->Load(&state).ok());
-  CHECK(state.groups.size() == 1);
+  CHECK(state.finished.size() == 1);
 }
 
 TEST_CASE("a stored spec that no longer parses is refused and nothing is restored", "[restore]") {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <fstream>
@@ -61,9 +62,20 @@ std::unique_ptr<Store> OpenOk(const std::string& dir, SyncMode sync = SyncMode::
   return store;
 }
 
+// Everything stored, in one list: what Load restores in full, and each
+// finished group it summarizes read with LoadGroup.
 LoadedState LoadOk(Store* store) {
   LoadedState state;
   REQUIRE_OK(store->Load(&state));
+  for (const coordinator::FinishedSummary& f : state.finished) {
+    coordinator::LoadedGroup g;
+    REQUIRE_OK(store->LoadGroup(f.submission, &g));
+    state.groups.push_back(std::move(g));
+  }
+  std::sort(state.groups.begin(), state.groups.end(), [](const auto& a, const auto& b) {
+    return a.accepted.submission < b.accepted.submission;
+  });
+  state.finished.clear();
   return state;
 }
 
@@ -191,6 +203,69 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   CHECK(lg.steps[2].attempts[1].started == started);
   CHECK(lg.steps[2].attempts[1].ended == full);
   CHECK(lg.steps[2].ended == step_end);
+}
+
+TEST_CASE("Store: Load reads running groups in full and finished ones as summaries; LoadGroup reads one",
+          "[unit][store]") {
+  TempDir d;
+  auto store = OpenOk(d.path);
+  // 1 finished (two steps completed, one failed), 2 running, 3 finished then forgotten.
+  REQUIRE_OK(store->Commit({Group(1), Group(2), Group(3), AttemptStarted{1, 0, 1, "w", 10}, Ended(1, 0, 1),
+                            StepEnded{1, 0, StepState::kCompleted, "", 11}, StepEnded{1, 1, StepState::kCompleted, "", 12},
+                            StepEnded{1, 2, StepState::kFailed, "exit 1", 13}, Error(1, 0),
+                            GroupEnded{1, GroupState::kFailed, 14}, AttemptStarted{2, 1, 1, "w", 15}}));
+  REQUIRE_OK(store->Commit({StepEnded{3, 0, StepState::kCancelled, "", 16}, StepEnded{3, 1, StepState::kCancelled, "", 16},
+                            StepEnded{3, 2, StepState::kCancelled, "", 16}, GroupEnded{3, GroupState::kCancelled, 17},
+                            GroupForgotten{3}}));
+  store.reset();
+  store = OpenOk(d.path);
+  LoadedState state;
+  REQUIRE_OK(store->Load(&state));
+  CHECK(state.max_submission == 3);
+  REQUIRE(state.groups.size() == 1);
+  CHECK(state.groups[0].accepted == Group(2));
+  REQUIRE(state.groups[0].steps.size() == 1);
+  CHECK(state.groups[0].steps[0].attempts.at(0).started == AttemptStarted{2, 1, 1, "w", 15});
+  REQUIRE(state.finished.size() == 1);
+  const coordinator::FinishedSummary& f = state.finished[0];
+  CHECK(f.submission == 1);
+  CHECK(f.group_id == "g1");
+  CHECK(f.client == "alice");
+  CHECK(f.submitted_unix_ms == Group(1).submitted_unix_ms);
+  CHECK(f.step_count == 3);
+  CHECK(f.ended == GroupEnded{1, GroupState::kFailed, 14});
+  CHECK(f.counts[static_cast<int>(StepState::kCompleted)] == 2);
+  CHECK(f.counts[static_cast<int>(StepState::kFailed)] == 1);
+  CHECK(f.counts[static_cast<int>(StepState::kCancelled)] == 0);
+
+  coordinator::LoadedGroup one;
+  REQUIRE_OK(store->LoadGroup(1, &one));
+  CHECK(one.accepted == Group(1));
+  CHECK(one.ended == GroupEnded{1, GroupState::kFailed, 14});
+  CHECK(one.errors == std::vector<ErrorAdded>{Error(1, 0)});
+  REQUIRE(one.steps.size() == 3);
+  CHECK(one.steps[0].attempts.at(0).ended == Ended(1, 0, 1));
+  CHECK(one.steps[2].ended == StepEnded{1, 2, StepState::kFailed, "exit 1", 13});
+  coordinator::LoadedGroup running;
+  REQUIRE_OK(store->LoadGroup(2, &running));
+  CHECK(running == state.groups[0]);
+  for (uint64_t gone : {uint64_t{3}, uint64_t{4}, uint64_t{0}, UINT64_MAX}) {
+    INFO(gone);
+    coordinator::LoadedGroup none;
+    CHECK(store->LoadGroup(gone, &none).code() == Status::Code::kNotFound);
+  }
+}
+
+TEST_CASE("Store: LoadGroup refuses rows of a group that does not exist with Corruption", "[unit][store]") {
+  TempDir d;
+  REQUIRE_OK(OpenOk(d.path)->Commit({Group(1), Group(2), Error(1, 0)}));
+  RawDb(d.path + "/cohort.db").Exec("PRAGMA foreign_keys = OFF; DELETE FROM submissions WHERE submission = 2;"
+                                    " UPDATE group_errors SET submission = 2");
+  auto store = OpenOk(d.path);
+  coordinator::LoadedGroup g;
+  Status s = store->LoadGroup(2, &g);
+  CHECK(s.code() == Status::Code::kCorruption);
+  CHECK_THAT(s.message(), Catch::Contains("group_errors row (submission 2, seq 0) belongs to no group"));
 }
 
 TEST_CASE("Store: a new store is empty and Load replaces what it is given", "[unit][store]") {
@@ -403,8 +478,13 @@ TEST_CASE("Store: rows that contradict each other fail Load with Corruption, nam
       {"UPDATE submissions SET stop_state = 'paused'", "submissions row 1 has stop_state \"paused\""},
       {"UPDATE submissions SET stop_state = 'completed'", "submissions row 1 has stop_state \"completed\""},
       {"UPDATE submissions SET stopped_unix_ms = NULL", "submissions row 1 has stop_state \"failed\" but no time"},
-      {"UPDATE group_errors SET submission = 4", "group_errors row (submission 4, seq 0) belongs to no group"},
       {"UPDATE group_errors SET seq = -1", "group_errors row (submission 1, seq -1) has a seq"},
+      {"UPDATE submissions SET end_state = 'paused', ended_unix_ms = 9",
+       "submissions row 1 has end_state \"paused\""},
+      {"UPDATE submissions SET end_state = 'failed'", "submissions row 1 has end_state \"failed\" but no time"},
+      {"INSERT INTO step_ends VALUES (1, 0, 'running', '', 7);"
+       " UPDATE submissions SET end_state = 'failed', ended_unix_ms = 9",
+       "step_ends of submission 1 have state \"running\""},
   };
   for (const Damage& damage : cases) {
     INFO(damage.sql);
