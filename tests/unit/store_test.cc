@@ -205,7 +205,7 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   CHECK(lg.steps[2].ended == step_end);
 }
 
-TEST_CASE("Store: Load reads running groups in full and finished ones as summaries; LoadGroup reads one",
+TEST_CASE("Store: Load reads running groups in full and finished ones as summaries, and LoadGroup reads one",
           "[unit][store]") {
   TempDir d;
   auto store = OpenOk(d.path);
