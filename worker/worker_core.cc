@@ -2,9 +2,13 @@
 
 #include <algorithm>
 
+#include "worker/worker_core_internal.h"
+
 namespace cohort::worker {
 
 using common::Time;
+using internal::Named;
+using internal::Note;
 
 namespace {
 
@@ -20,20 +24,8 @@ constexpr common::Duration kLeaseMargin = std::chrono::seconds(1);
 // takes a temporary variant holding one for uninitialized memory (a false
 // -Wmaybe-uninitialized, fatal under -Werror).
 
-Notice Note(Notice::Level level, std::string event, std::vector<std::pair<std::string, std::string>> fields = {}) {
-  return Notice{level, std::move(event), std::move(fields)};
-}
-
 std::string Ms(common::Duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
-// How a log line names an attempt; `step` is the step's id when known.
-std::vector<std::pair<std::string, std::string>> Named(const common::AttemptId& id, std::string step) {
-  return {{"group", id.group},
-          {"submission", std::to_string(id.submission)},
-          {"step", std::move(step)},
-          {"attempt", std::to_string(id.attempt)}};
 }
 
 }  // namespace
@@ -98,7 +90,7 @@ std::vector<common::AttemptId> WorkerCore::Holding() const {
   // Results not yet confirmed are listed as if still running, so that the
   // coordinator does not take them for lost before their FINISHED (sent
   // again after a WELCOME, and until confirmed) reaches it.
-  for (const auto& [seq, u] : unconfirmed_) held.push_back(u.id());
+  for (const auto& [seq, u] : unconfirmed_) held.push_back(u.id);
   return held;
 }
 
@@ -131,6 +123,7 @@ Time WorkerCore::NextDeadline() const {
   if (lease_ > common::Duration::zero() && !attempts_.empty()) until = std::min(until, LeaseStopAt());
   if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
   if (registered_ && !sends_.empty()) until = std::min(until, sends_.front().first + heartbeat() * liveness_);
+  if (registered_ && !spill_queue_.empty()) until = std::min(until, spill_window_ + heartbeat());
   return until;
 }
 
@@ -146,7 +139,10 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     registered_ = false;
   }
   // Unregistered, results wait for the WELCOME, which sends them all.
-  if (registered_) ResendDue(now, out);
+  if (registered_) {
+    ResendDue(now, out);
+    FlushSpilled(now, out);
+  }
   if (now < next_heartbeat_) return;
   if (registered_) {
     // Every interval, however many other messages went out: the list is how
@@ -183,7 +179,7 @@ void WorkerCore::OnCoordinator(const common::Message& msg, Time now, std::vector
   } else if (auto* r = std::get_if<common::ReregisterMsg>(&msg)) {
     OnReregister(*r, now, out);
   } else if (auto* c = std::get_if<common::ConfirmMsg>(&msg)) {
-    OnConfirm(*c);
+    OnConfirm(*c, out);
   } else if (auto* h = std::get_if<common::HeartbeatMsg>(&msg)) {
     Renew(h->ack);
   }
@@ -249,6 +245,7 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   // resend schedule starts afresh from here.
   sends_.clear();
   for (const auto& [seq, u] : unconfirmed_) SendResult(seq, now, out);
+  FlushSpilled(now, out);
 }
 
 void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>* out) {
@@ -394,14 +391,6 @@ void WorkerCore::OnCancelGroup(const common::CancelGroupMsg& g, Time, std::vecto
                        {"running", std::to_string(n)}}));
 }
 
-void WorkerCore::OnConfirm(const common::ConfirmMsg& c) {
-  for (const common::AttemptId& id : c.ids) {
-    for (auto it = results_of_.find(KeyOf(id)); it != results_of_.end(); it = results_of_.find(KeyOf(id))) {
-      ForgetResult(it->second);
-    }
-  }
-}
-
 void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kWarn, "register_again", {{"reason", r.reason}}));
   registered_ = false;
@@ -426,70 +415,6 @@ void WorkerCore::StepsAwaited(bool all_stopped, Time, std::vector<Action>* out) 
   out->push_back(Note(Notice::Level::kWarn, "steps_outlived_stop",
                       {{"hint", "no BYE sent: the coordinator runs this worker's steps elsewhere only once its "
                                 "lease has run out"}}));
-}
-
-void WorkerCore::SendFinished(common::FinishedMsg f, Time now, std::vector<Action>* out) {
-  const size_t bytes = f.stdout_tail.size() + f.stderr_tail.size() + f.error.size();
-  const AttemptKey key = KeyOf(f.id);
-  const uint64_t seq = next_result_++;
-  unconfirmed_.emplace(seq, Unconfirmed{std::make_shared<const common::Message>(std::move(f)), now, bytes});
-  results_of_.emplace(key, seq);
-  unconfirmed_bytes_ += bytes;
-  SendResult(seq, now, out);
-  DropPastBounds(out);
-}
-
-void WorkerCore::SendResult(uint64_t seq, Time now, std::vector<Action>* out) {
-  Unconfirmed& u = unconfirmed_.at(seq);
-  u.sent_at = now;
-  if (registered_) sends_.emplace_back(now, seq);
-  out->push_back(SendToCoordinator{u.msg});
-}
-
-bool WorkerCore::ResendResults(const AttemptKey& key, Time now, std::vector<Action>* out) {
-  auto [it, end] = results_of_.equal_range(key);
-  if (it == end) return false;
-  for (; it != end; ++it) SendResult(it->second, now, out);
-  return true;
-}
-
-void WorkerCore::ResendDue(Time now, std::vector<Action>* out) {
-  const auto every = heartbeat() * liveness_;
-  size_t resent = 0;
-  while (!sends_.empty() && now - sends_.front().first >= every) {
-    const auto [at, seq] = sends_.front();
-    sends_.pop_front();
-    auto it = unconfirmed_.find(seq);
-    if (it == unconfirmed_.end() || it->second.sent_at != at) continue;  // confirmed, or sent since
-    SendResult(seq, now, out);
-    ++resent;
-  }
-  if (resent > 0) {
-    out->push_back(Note(Notice::Level::kDebug, "results_resent",
-                        {{"resent", std::to_string(resent)}, {"unconfirmed", std::to_string(unconfirmed_.size())}}));
-  }
-}
-
-void WorkerCore::DropPastBounds(std::vector<Action>* out) {
-  while (unconfirmed_.size() > 1 && (unconfirmed_.size() > options_.max_unconfirmed ||
-                                     unconfirmed_bytes_ > options_.max_unconfirmed_bytes)) {
-    const auto& [seq, oldest] = *unconfirmed_.begin();
-    auto fields = Named(oldest.id(), std::to_string(oldest.id().step));
-    fields.emplace_back("unconfirmed", std::to_string(unconfirmed_.size()));
-    fields.emplace_back("unconfirmed_bytes", std::to_string(unconfirmed_bytes_));
-    out->push_back(Note(Notice::Level::kWarn, "unconfirmed_dropped", std::move(fields)));
-    ForgetResult(seq);
-  }
-}
-
-void WorkerCore::ForgetResult(uint64_t seq) {
-  auto it = unconfirmed_.find(seq);
-  if (it == unconfirmed_.end()) return;
-  auto [r, end] = results_of_.equal_range(KeyOf(it->second.id()));
-  while (r != end && r->second != seq) ++r;
-  if (r != end) results_of_.erase(r);
-  unconfirmed_bytes_ -= it->second.bytes;
-  unconfirmed_.erase(it);
 }
 
 void WorkerCore::FailRun(const common::AttemptId& id, const std::string& why, Time now, std::vector<Action>* out,

@@ -67,6 +67,12 @@ struct WorkerCoreOptions {
   // kMaxArgs - slots.
   size_t max_unconfirmed = 10000;
   size_t max_unconfirmed_bytes = size_t{64} << 20;
+  // With `spill`, results past max_unconfirmed_bytes are not dropped: the
+  // oldest held in memory go to the worker's own disk (SpillResult), up to
+  // max_spilled_bytes there, and only past that is the oldest dropped. The
+  // count bound holds either way.
+  bool spill = false;
+  size_t max_spilled_bytes = size_t{1} << 30;
   // Maps `now` to the Unix milliseconds of a FINISHED that reports a step
   // that never ran.
   common::WallClock wall{common::Time{}, 0};
@@ -107,6 +113,21 @@ struct CancelStep {
 struct AwaitSteps {
   common::Time until{};
 };
+// Keep the kept result numbered `seq` on disk instead of in memory; on
+// failure, report SpillFailed (the result is then lost).
+struct SpillResult {
+  uint64_t seq = 0;
+  std::shared_ptr<const common::Message> msg;  // a FinishedMsg, never null
+};
+// Send the result kept on disk under `seq`; if it cannot be read, report
+// SpillFailed.
+struct SendSpilled {
+  uint64_t seq = 0;
+};
+// The result kept on disk under `seq` is confirmed or dropped: delete it.
+struct DeleteSpilled {
+  uint64_t seq = 0;
+};
 // A line for the log: `level=... event=EVENT k=v ...`.
 struct Notice {
   enum class Level { kDebug, kInfo, kWarn };
@@ -115,7 +136,8 @@ struct Notice {
   std::vector<std::pair<std::string, std::string>> fields;
 };
 
-using Action = std::variant<SendToCoordinator, Subscribe, StartStep, CancelStep, AwaitSteps, Notice>;
+using Action = std::variant<SendToCoordinator, Subscribe, StartStep, CancelStep, AwaitSteps, SpillResult,
+                            SendSpilled, DeleteSpilled, Notice>;
 
 // "tcp://0.0.0.0:5702" advertised by a coordinator bound to a wildcard is
 // reachable at the host used to reach the coordinator itself; any other
@@ -139,10 +161,15 @@ class WorkerCore {
                       std::vector<Action>* out);
   // A started step has ended (the runner's result for its key).
   void StepEnded(const RunResult& result, common::Time now, std::vector<Action>* out);
+  // A SpillResult or SendSpilled failed: the result is dropped, with a
+  // warning naming its attempt.
+  void SpillFailed(uint64_t seq, const std::string& error, common::Time now, std::vector<Action>* out);
   // Heartbeats (each listing what the worker holds, every interval whatever
   // else was sent), registration retries, the coordinator's silence, and the
   // results to send again: while registered, each one the coordinator has
-  // not confirmed within liveness x heartbeat of its last send.
+  // not confirmed within liveness x heartbeat of its last send. Results kept
+  // on disk are sent at most max_unconfirmed_bytes per heartbeat, so that
+  // an outage's backlog never floods memory on either side at once.
   void Tick(common::Time now, std::vector<Action>* out);
   // The worker is stopping: its steps are stopped and awaited (AwaitSteps).
   void Shutdown(common::Time now, std::vector<Action>* out);
@@ -171,7 +198,9 @@ class WorkerCore {
   int liveness() const { return liveness_; }
   size_t running() const { return attempts_.size(); }
   size_t unconfirmed() const { return unconfirmed_.size(); }
-  size_t unconfirmed_bytes() const { return unconfirmed_bytes_; }
+  size_t unconfirmed_bytes() const { return unconfirmed_bytes_; }  // those in memory
+  size_t spilled() const { return spilled_; }
+  size_t spilled_bytes() const { return spilled_bytes_; }
   const WorkerCoreOptions& options() const { return options_; }
 
  private:
@@ -182,10 +211,11 @@ class WorkerCore {
   };
   // A result sent and not yet confirmed.
   struct Unconfirmed {
-    std::shared_ptr<const common::Message> msg;  // a FinishedMsg
+    common::AttemptId id;
+    std::shared_ptr<const common::Message> msg;  // a FinishedMsg; null while kept on disk
     common::Time sent_at;                        // when last sent
-    size_t bytes = 0;                            // counted against max_unconfirmed_bytes
-    const common::AttemptId& id() const { return std::get<common::FinishedMsg>(*msg).id; }
+    size_t bytes = 0;                            // output tails and error text
+    bool queued = false;                         // on disk and in spill_queue_, to be sent
   };
   // (submission, step, attempt).
   using AttemptKey = std::tuple<uint64_t, uint32_t, uint32_t>;
@@ -207,20 +237,26 @@ class WorkerCore {
   void OnCancelAttempt(const common::AttemptId& id, common::Time now, std::vector<Action>* out);
   void OnCancelGroup(const common::CancelGroupMsg& g, common::Time now, std::vector<Action>* out);
   void OnReregister(const common::ReregisterMsg& r, common::Time now, std::vector<Action>* out);
-  void OnConfirm(const common::ConfirmMsg& c);
+  void OnConfirm(const common::ConfirmMsg& c, std::vector<Action>* out);
   // Sends a FINISHED and keeps it until the coordinator confirms it.
   void SendFinished(common::FinishedMsg f, common::Time now, std::vector<Action>* out);
   // Reports a step that never started: "worker NAME <why>"; `lost` asks the
   // coordinator to run it elsewhere as a lost worker's step.
   void FailRun(const common::AttemptId& id, const std::string& why, common::Time now, std::vector<Action>* out,
                bool lost = false);
-  // Sends the kept result number `seq` (again).
+  // Sends the kept result number `seq` (again); one on disk is queued for
+  // FlushSpilled.
   void SendResult(uint64_t seq, common::Time now, std::vector<Action>* out);
+  // Sends queued results from disk, within this heartbeat's byte budget.
+  void FlushSpilled(common::Time now, std::vector<Action>* out);
   // Sends every kept result of the attempt again; false if there is none.
   bool ResendResults(const AttemptKey& key, common::Time now, std::vector<Action>* out);
   void ResendDue(common::Time now, std::vector<Action>* out);
-  void DropPastBounds(std::vector<Action>* out);
-  void ForgetResult(uint64_t seq);
+  // Spills or drops the oldest results until the bounds hold.
+  void KeepWithinBounds(std::vector<Action>* out);
+  void Spill(uint64_t seq, std::vector<Action>* out);
+  void Drop(uint64_t seq, const char* why, std::vector<Action>* out);
+  void ForgetResult(uint64_t seq, std::vector<Action>* out);
   void RememberCancelled(uint64_t submission);
   // Forgets the attempt under `key`; false if none.
   bool Release(uint64_t key, Attempt* attempt);
@@ -232,7 +268,15 @@ class WorkerCore {
   // Kept results by number, in the order they were first sent.
   std::map<uint64_t, Unconfirmed> unconfirmed_;
   uint64_t next_result_ = 1;
-  size_t unconfirmed_bytes_ = 0;
+  size_t unconfirmed_bytes_ = 0;  // of the results held in memory
+  // Results are spilled oldest first, so those numbered below this are the
+  // ones on disk.
+  uint64_t in_memory_from_ = 1;
+  size_t spilled_ = 0;
+  size_t spilled_bytes_ = 0;
+  std::deque<uint64_t> spill_queue_;  // results on disk to send, in order
+  common::Time spill_window_{};       // start of this heartbeat's budget
+  size_t spill_window_bytes_ = 0;     // sent from disk since
   // The numbers of each attempt's results: usually one, two when a RUN
   // refused as a duplicate reported on an attempt that then finished.
   std::multimap<AttemptKey, uint64_t> results_of_;

@@ -14,6 +14,7 @@ namespace cohort::worker {
 using common::Clock;
 using common::LogDebug;
 using common::LogWarn;
+using common::Status;
 using common::Time;
 
 namespace {
@@ -49,7 +50,7 @@ RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
   return r;
 }
 
-WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o) {
+WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o, bool spill) {
   WorkerCoreOptions c;
   c.coordinator = o.coordinator;
   c.name = o.name;
@@ -65,6 +66,8 @@ WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o) {
   c.kill_grace = o.kill_grace;
   c.max_unconfirmed = o.max_unconfirmed;
   c.max_unconfirmed_bytes = o.max_unconfirmed_bytes;
+  c.spill = spill;
+  c.max_spilled_bytes = o.max_spilled_bytes;
   c.wall = common::ReadWallClock();
   return c;
 }
@@ -101,16 +104,29 @@ void LogHandshake(const common::HandshakeMonitor& m, const WorkerOptions& o) {
 
 }  // namespace
 
-WorkerLoop::WorkerLoop(WorkerOptions options)
+WorkerLoop::WorkerLoop(WorkerOptions options, const ResultSpill* spill)
     : options_(WithDefaults(std::move(options))),
+      spill_(spill),
       context_(1),
       runner_(RunnerOptionsOf(options_)),
-      core_(CoreOptionsOf(options_)) {}
+      core_(CoreOptionsOf(options_, spill != nullptr)) {}
 
 WorkerLoop::~WorkerLoop() = default;
 
 void WorkerLoop::Send(const common::Message& msg) {
   if (dealer_) common::SendMessage(*dealer_, std::nullopt, msg);
+}
+
+void WorkerLoop::SendSpilled(uint64_t seq, Time now) {
+  common::Message msg;
+  Status s = spill_ ? spill_->Read(seq, &msg) : Status::FailedPrecondition("no directory for kept results");
+  if (s.ok()) {
+    Send(msg);
+    return;
+  }
+  std::vector<Action> actions;
+  core_.SpillFailed(seq, s.message(), now, &actions);
+  Execute(actions, now);
 }
 
 void WorkerLoop::Connect(Time now) {
@@ -165,6 +181,17 @@ void WorkerLoop::Execute(std::vector<Action>& actions, Time now) {
       runner_.Cancel(c->key, now);
     } else if (auto* a = std::get_if<AwaitSteps>(&action)) {
       AwaitStopped(a->until);
+    } else if (auto* w = std::get_if<SpillResult>(&action)) {
+      Status s = spill_ ? spill_->Write(w->seq, *w->msg) : Status::FailedPrecondition("no directory for kept results");
+      if (!s.ok()) {
+        std::vector<Action> failed;
+        core_.SpillFailed(w->seq, s.message(), now, &failed);
+        Execute(failed, now);
+      }
+    } else if (auto* r = std::get_if<worker::SendSpilled>(&action)) {
+      SendSpilled(r->seq, now);
+    } else if (auto* d = std::get_if<DeleteSpilled>(&action)) {
+      if (spill_) spill_->Remove(d->seq);
     } else if (auto* n = std::get_if<Notice>(&action)) {
       Log(*n);
     }

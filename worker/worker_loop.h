@@ -28,6 +28,7 @@
 #include "common/secure_options.h"
 #include "common/clock.h"
 #include "common/time.h"
+#include "worker/result_spill.h"
 #include "worker/step_policy.h"
 #include "worker/step_runner.h"
 #include "worker/worker_core.h"
@@ -50,6 +51,7 @@ struct WorkerOptions {
   // WorkerCoreOptions.
   size_t max_unconfirmed = WorkerCoreOptions{}.max_unconfirmed;
   size_t max_unconfirmed_bytes = WorkerCoreOptions{}.max_unconfirmed_bytes;
+  size_t max_spilled_bytes = WorkerCoreOptions{}.max_spilled_bytes;  // with a ResultSpill
   // CURVE toward the coordinator (both sockets); none on loopback demos.
   std::optional<common::PeerCurve> curve;
   // Steps drop to this user; nullopt runs them as the worker's own.
@@ -63,7 +65,10 @@ WorkerOptions WithDefaults(WorkerOptions o);
 
 class WorkerLoop {
  public:
-  explicit WorkerLoop(WorkerOptions options);
+  // `spill`, when given, holds the results past max_unconfirmed_bytes (up
+  // to max_spilled_bytes) and must outlive the loop; without it they are
+  // dropped.
+  explicit WorkerLoop(WorkerOptions options, const ResultSpill* spill = nullptr);
   ~WorkerLoop();
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
@@ -86,12 +91,14 @@ class WorkerLoop {
   void AwaitStopped(common::Time until);
   void StartOne(StartStep& start, common::Time now);
   void Send(const common::Message& msg);
+  void SendSpilled(uint64_t seq, common::Time now);
   void ReadCoordinator(common::Time now);
   void ReadBroadcasts(common::Time now);
   void Shutdown();
   common::Time NextWake() const;
 
   WorkerOptions options_;
+  const ResultSpill* spill_;
   zmq::context_t context_;
   std::optional<zmq::socket_t> dealer_;
   std::optional<zmq::socket_t> sub_;

@@ -49,6 +49,8 @@ struct Flags {
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   size_t tail_kib = 64;
+  size_t unconfirmed_mib = 64;
+  size_t spill_mib = 1024;
 };
 
 po::options_description OptionTable(Flags* f) {
@@ -73,6 +75,11 @@ po::options_description OptionTable(Flags* f) {
        "for root, $XDG_STATE_HOME/cohort-worker/NAME or ~/.local/state/cohort-worker/NAME)")
       ("output-tail-kib", po::value(&f->tail_kib)->default_value(f->tail_kib)->value_name("KIB"),
        "KiB kept of each step's stdout and of its stderr (the end)")
+      ("unconfirmed-mib", po::value(&f->unconfirmed_mib)->default_value(f->unconfirmed_mib)->value_name("MIB"),
+       "MiB of results the coordinator has not yet confirmed (while it is unreachable) held in memory")
+      ("spill-mib", po::value(&f->spill_mib)->default_value(f->spill_mib)->value_name("MIB"),
+       "MiB more of them kept on disk, in STATE_DIR/unconfirmed, once memory is full; past both, the oldest "
+       "are dropped with a warning (0: none on disk)")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
   po::options_description security("Security (docs/SECURITY.md)");
@@ -101,9 +108,10 @@ po::options_description OptionTable(Flags* f) {
 // stderr for flags that cannot work; -1 if they can.
 int CheckFlags(Flags* f) {
   WorkerOptions& o = f->worker;
-  if (o.slots < 0 || f->kill_grace_ms < 0 || o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024) {
+  if (o.slots < 0 || f->kill_grace_ms < 0 || o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024 ||
+      f->unconfirmed_mib > (size_t{1} << 30) || f->spill_mib > (size_t{1} << 30)) {
     std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
-                 "--output-tail-kib <= 16384\n";
+                 "--output-tail-kib <= 16384, --unconfirmed-mib and --spill-mib <= 1073741824\n";
     return 2;
   }
   if (auto s = cohort::common::LoadPeerCurve(f->secret_key_file, f->coordinator_key_file, &o.curve); !s.ok()) {
@@ -234,6 +242,8 @@ int main(int argc, char** argv) {
   o.agents = SplitList(f.agents);
   o.kill_grace = std::chrono::milliseconds(f.kill_grace_ms);
   o.tail_bytes = f.tail_kib * 1024;
+  o.max_unconfirmed_bytes = f.unconfirmed_mib << 20;
+  o.max_spilled_bytes = f.spill_mib << 20;
   if (auto s = cohort::worker::StepRunner::BecomeSubreaper(); !s.ok()) {
     cohort::common::LogWarn("subreaper_failed").Kv("error", s.message());
   }
@@ -245,6 +255,19 @@ int main(int argc, char** argv) {
   cohort::common::RaiseOnTermination(&stop);
   cohort::worker::LifeRecord life;
   if (rc = BeginLife(&f, &life); rc >= 0) return rc;
-  cohort::worker::WorkerLoop loop(o);
+  cohort::worker::ResultSpill spill;
+  if (f.spill_mib > 0) {
+    size_t discarded = 0;
+    if (auto s = cohort::worker::ResultSpill::Open(life.dir() + "/unconfirmed", &discarded, &spill); !s.ok()) {
+      std::cerr << "cohort-worker: " << s.message() << "\n";
+      return 1;
+    }
+    if (discarded > 0) {
+      cohort::common::LogWarn("kept_results_discarded")
+          .Kv("results", discarded)
+          .Kv("reason", "an earlier life kept them, and the coordinator takes that life's attempts for lost");
+    }
+  }
+  cohort::worker::WorkerLoop loop(o, f.spill_mib > 0 ? &spill : nullptr);
   return loop.Run(stop);
 }

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -180,6 +181,51 @@ TEST_CASE("a full store refuses new groups saying why, and loses nothing once it
     CHECK(s["state"] == "completed");
     CHECK(s["stdout"].get<std::string>().size() == 65536);
   }
+}
+
+TEST_CASE("results a worker cannot deliver past its memory bound wait on its disk, and every one arrives",
+          "[e2e][durable]") {
+  Cluster c;
+  c.StartCoordinator();
+  // 1 MiB in memory; 16 steps of 200 kB each need its disk.
+  c.StartWorker("w1", 16, {"--unconfirmed-mib", "1", "--output-tail-kib", "256"});
+  const std::string gate = c.dir() + "/gate";
+  Json steps = Json::array();
+  for (int i = 0; i < 16; ++i) {
+    steps.push_back({{"id", "s" + std::to_string(i)},
+                     {"shell", "while [ ! -e " + gate + " ]; do sleep 0.05; done; head -c 200000 /dev/zero | tr '\\0' a"}});
+  }
+  REQUIRE(c.SubmitJson({{"id", "big"}, {"steps", steps}}, {}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return c.Status("big")["counts"]["running"] == 16; }, 30s));
+
+  // The steps end while the coordinator is down: nobody confirms them.
+  c.coordinator().Kill(SIGKILL);
+  REQUIRE(c.coordinator().Wait(5s) >= 0);
+  WriteFile(gate, "");
+  const std::string spill_dir = c.dir() + "/worker-w1-state/unconfirmed";
+  auto files = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(spill_dir)) n += e.is_regular_file() ? 1 : 0;
+    return n;
+  };
+  REQUIRE(WaitUntil([&] { return files() >= 11; }, 30s));
+
+  c.StartCoordinator();
+  RunOutput w = c.Cli({"wait", "big", "--json"}, 120s);
+  INFO(w.err << "\nworker:\n" << c.worker("w1").Log());
+  REQUIRE(w.exit_code == 0);
+  Json res = Json::parse(w.out);
+  CHECK(res["state"] == "completed");
+  REQUIRE(res["steps"].size() == 16);
+  for (const Json& s : res["steps"]) {
+    INFO(s.dump());
+    CHECK(s["state"] == "completed");
+    CHECK(s["attempts"] == 1);
+    CHECK(s["stdout"].get<std::string>() == std::string(200000, 'a'));
+  }
+  CHECK(c.worker("w1").Log().find("unconfirmed_dropped") == std::string::npos);
+  // Confirmed, so deleted.
+  CHECK(WaitUntil([&] { return files() == 0; }, 30s));
 }
 
 }  // namespace cohort::testing

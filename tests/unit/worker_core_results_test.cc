@@ -124,8 +124,9 @@ TEST_CASE("unconfirmed results are bounded in number: the oldest is dropped, wit
   REQUIRE(dropped != nullptr);
   CHECK(dropped->level == worker::Notice::Level::kWarn);
   using Fields = std::vector<std::pair<std::string, std::string>>;
-  CHECK(dropped->fields == Fields{{"group", "g"}, {"submission", "1"}, {"step", "0"}, {"attempt", "1"},
-                                  {"unconfirmed", "4"}, {"unconfirmed_bytes", "0"}});
+  CHECK(dropped->fields == Fields{{"group", "g"},       {"submission", "1"},        {"step", "0"},
+                                  {"attempt", "1"},     {"bound", "count"},         {"unconfirmed", "4"},
+                                  {"unconfirmed_bytes", "0"}, {"spilled_bytes", "0"}});
   // Dropped: not sent on a cancel, not listed when registering again.
   h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
   CHECK(h.out.empty());
