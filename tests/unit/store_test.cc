@@ -23,6 +23,7 @@
 #include "coordinator/sqlite_store.h"
 #include "coordinator/store.h"
 #include "coordinator/store_schema.h"
+#include "tests/unit/store_test_util.h"
 #include "tests/unit/temp_dir.h"
 
 namespace cohort {
@@ -46,21 +47,8 @@ using coordinator::SqliteStore;
 using coordinator::StepEnded;
 using coordinator::Store;
 using coordinator::SyncMode;
+using testing::OpenOk;
 using testing::TempDir;
-
-#define REQUIRE_OK(expr)             \
-  do {                               \
-    const Status s_ = (expr);        \
-    INFO(s_.ToString());             \
-    REQUIRE(s_.ok());                \
-  } while (0)
-
-std::unique_ptr<Store> OpenOk(const std::string& dir, SyncMode sync = SyncMode::kNormal) {
-  std::unique_ptr<Store> store;
-  REQUIRE_OK(SqliteStore::Open(dir, sync, &store));
-  REQUIRE(store);
-  return store;
-}
 
 // Everything stored, in one list: what Load restores in full, and each
 // finished group it summarizes read with LoadGroup.
