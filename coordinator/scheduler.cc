@@ -306,12 +306,14 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   detailed_seqs_.push_back(g->seq);
   g->pending.clear();
   g->retry_ready.clear();
+  Unpark(g);
   Journal<GroupEnded>(g->submission, g->state, UnixMs(now));
   out->push_back(GroupFinished{g->spec.id, g->state, g->submission});
 }
 
 void Scheduler::Forget(Group* g) {
   ClearTimer(&g->retention_timer);
+  Unpark(g);
   Journal<GroupForgotten>(g->submission);
   steps_held_ -= g->steps.size();
   groups_by_seq_.erase(g->seq);

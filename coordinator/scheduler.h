@@ -208,6 +208,10 @@ class Scheduler {
   size_t unclaimed_attempts() const { return unclaimed_count_; }
   size_t step_count() const { return steps_held_; }
   uint64_t stale_reports() const { return stale_reports_; }
+  // Labels the placement indexes hold an entry for (waiting groups, free
+  // and live workers), counted once per index: what a label that nobody
+  // needs any more must not keep.
+  size_t label_entries() const { return parked_.size() + free_by_agent_.size() + agent_workers_.size(); }
 
  private:
   using Group = internal::Group;
@@ -317,7 +321,11 @@ class Scheduler {
   void UnindexWorker(Worker* w);
   void AdjustRunning(Worker* w, int64_t delta);
   void Park(Group* g);
+  // Takes the group out of every label it is parked under.
+  void Unpark(Group* g);
   void WakeFor(Worker* w);
+  // A live worker offering `agent` came or went.
+  void CountAgentWorker(const std::string& agent, int delta);
   std::string WaitingReason(const Group& g, uint32_t step) const;
 
   SchedulerOptions options_;
@@ -341,8 +349,11 @@ class Scheduler {
   // Groups with a step ready to place, served round robin; groups whose ready
   // steps all wait for a busy (or absent) labelled worker are parked under
   // each label they wait for, and woken only by a worker offering it.
+  // A label's entry lives only while a group waits for it or a worker
+  // offers it: labels come and go (a commit hash per build) and must not
+  // pile up.
   std::deque<uint64_t> ring_;
-  std::unordered_map<std::string, std::deque<uint64_t>> parked_;
+  std::unordered_map<std::string, std::set<uint64_t>> parked_;  // oldest group first
 
   std::set<Timer> timers_;
 

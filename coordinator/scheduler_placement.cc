@@ -19,46 +19,54 @@ bool Scheduler::HasReady(const Group* g) const {
 
 void Scheduler::Enqueue(Group* g) {
   if (g->in_ring || !HasReady(g)) return;
-  g->parked = false;  // any entry left in parked_ is skipped by its flag
+  Unpark(g);
   g->in_ring = true;
   ring_.push_back(g->seq);
 }
 
 void Scheduler::Park(Group* g) {
   // Its ready steps all need labels whose workers are busy or absent.
-  bool any = false;
+  Unpark(g);
   auto park_under = [&](auto& queues) {
     for (auto& [agent, q] : queues) {
       if (agent.empty() || q.empty()) continue;
-      parked_[agent].push_back(g->seq);
-      any = true;
+      if (parked_[agent].insert(g->seq).second) g->parked_under.push_back(agent);
     }
   };
   park_under(g->retry_ready);
   if (g->in_progress < g->max_parallel) park_under(g->pending);
-  g->parked = any;
+}
+
+void Scheduler::Unpark(Group* g) {
+  for (const std::string& agent : g->parked_under) {
+    auto it = parked_.find(agent);
+    if (it == parked_.end()) continue;
+    it->second.erase(g->seq);
+    if (it->second.empty()) parked_.erase(it);
+  }
+  g->parked_under.clear();
 }
 
 void Scheduler::WakeFor(Worker* w) {
   // Wake as many groups waiting for this worker's labels as it has free
-  // slots: each either places a step or parks again; entries of groups
-  // woken another way are skipped by their flag.
+  // slots, oldest first: each either places a step or parks again.
   int64_t budget = w->free();
   for (const std::string& agent : w->agents) {
-    auto it = parked_.find(agent);
-    if (it == parked_.end()) continue;
-    std::deque<uint64_t>& q = it->second;
-    while (budget > 0 && !q.empty()) {
-      uint64_t seq = q.front();
-      q.pop_front();
-      auto git = groups_by_seq_.find(seq);
-      if (git == groups_by_seq_.end() || !git->second->parked) continue;
-      git->second->parked = false;
-      Enqueue(git->second);
+    while (budget > 0) {
+      auto it = parked_.find(agent);
+      if (it == parked_.end()) break;
+      Group* g = groups_by_seq_.at(*it->second.begin());
+      Unpark(g);
+      Enqueue(g);
       --budget;
     }
-    if (q.empty()) parked_.erase(it);
   }
+}
+
+void Scheduler::CountAgentWorker(const std::string& agent, int delta) {
+  auto it = agent_workers_.try_emplace(agent, 0).first;
+  it->second += delta;
+  if (it->second <= 0) agent_workers_.erase(it);
 }
 
 void Scheduler::Pump(Time now, std::vector<Action>* out) {
@@ -198,7 +206,12 @@ void Scheduler::UnindexWorker(Worker* w) {
   total_free_ -= free;
   if (free <= 0) return;
   free_any_.erase(w->key);
-  for (const std::string& a : w->agents) free_by_agent_[a].erase(w->key);
+  for (const std::string& a : w->agents) {
+    auto it = free_by_agent_.find(a);
+    if (it == free_by_agent_.end()) continue;
+    it->second.erase(w->key);
+    if (it->second.empty()) free_by_agent_.erase(it);
+  }
 }
 
 void Scheduler::AdjustRunning(Worker* w, int64_t delta) {

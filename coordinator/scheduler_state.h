@@ -88,7 +88,9 @@ struct Group {
   std::vector<common::GroupError> errors;
 
   bool in_ring = false;
-  bool parked = false;
+  // The labels it is parked under in Scheduler::parked_, each once: empty
+  // while not parked.
+  std::vector<std::string> parked_under;
   std::optional<Timer> deadline_timer;
   std::optional<Timer> resend_timer;
   std::optional<Timer> retention_timer;

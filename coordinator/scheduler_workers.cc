@@ -40,7 +40,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     workers_.emplace(j.name, std::move(owned));
   } else {
     UnindexWorker(w);
-    for (const std::string& a : w->agents) --agent_workers_[a];
+    for (const std::string& a : w->agents) CountAgentWorker(a, -1);
   }
   w->instance = j.instance;
   w->user_id = j.user_id;
@@ -48,7 +48,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   w->agents = j.agents;
   std::sort(w->agents.begin(), w->agents.end());
   w->agents.erase(std::unique(w->agents.begin(), w->agents.end()), w->agents.end());
-  for (const std::string& a : w->agents) ++agent_workers_[a];
+  for (const std::string& a : w->agents) CountAgentWorker(a, +1);
   w->last_heartbeat = now;
   AddTimer({now + ExpiryWindow(), TimerKind::kWorkerExpiry, w->seq}, &w->expiry);
 
@@ -169,7 +169,7 @@ Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now,
   Worker* w = FindWorker(name);
   if (!w) return Status::NotFound("unknown worker " + Quote(name));
   UnindexWorker(w);
-  for (const std::string& a : w->agents) --agent_workers_[a];
+  for (const std::string& a : w->agents) CountAgentWorker(a, -1);
   ClearTimer(&w->expiry);
   std::vector<internal::AttemptKey> held(w->attempts.begin(), w->attempts.end());
   std::string why = "worker " + Quote(w->name) + " lost: " + std::string(reason);
