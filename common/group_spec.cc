@@ -112,9 +112,9 @@ Status CheckStepSize(const std::string& where, const StepSpec& step) {
 
 Status ValidateRetryPolicy(const RetryPolicy& p, std::string_view where) {
   std::string at = Prefix(where);
-  if (p.max_attempts < 1) {
-    return Status::InvalidArgument(at + "retry.max_attempts must be at least 1, got " +
-                                   std::to_string(p.max_attempts));
+  if (p.max_attempts < 1 || p.max_attempts > kMaxAttempts) {
+    return Status::InvalidArgument(at + "retry.max_attempts must be from 1 to " + std::to_string(kMaxAttempts) +
+                                   ", got " + std::to_string(p.max_attempts));
   }
   if (Status s = CheckSeconds(where, "retry.backoff_s", p.backoff_s, true); !s.ok()) return s;
   if (Status s = CheckSeconds(where, "retry.max_backoff_s", p.max_backoff_s, true); !s.ok()) return s;

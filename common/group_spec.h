@@ -76,6 +76,8 @@ struct GroupSpec {
 // Limits that keep one spec from costing the coordinator unbounded memory.
 constexpr size_t kMaxIdBytes = 256;
 constexpr size_t kMaxStepsPerGroup = 1'000'000;
+// Every attempt's record is kept with its step until the group is forgotten.
+constexpr int64_t kMaxAttempts = 1000;
 
 // OK, or InvalidArgument naming the field and the step, e.g.
 //   steps[2] (id "lint"): timeout_s must be a positive number of seconds, got -1

@@ -391,8 +391,13 @@ void Scheduler::CloseAttempt(Group* g, uint32_t i, AttemptStatus status, Time no
 }
 
 Duration Scheduler::BackoffDelay(const common::RetryPolicy& p, uint32_t attempts_made) {
-  double delay = p.backoff_s * std::pow(p.backoff_multiplier, attempts_made > 0 ? attempts_made - 1 : 0);
-  if (!(delay <= p.max_backoff_s)) delay = p.max_backoff_s;
+  // 0 x pow(...) is NaN once the power overflows to infinity: no backoff
+  // stays no backoff however many attempts came before.
+  double delay = 0;
+  if (p.backoff_s > 0) {
+    delay = p.backoff_s * std::pow(p.backoff_multiplier, attempts_made > 0 ? attempts_made - 1 : 0);
+    if (!(delay <= p.max_backoff_s)) delay = p.max_backoff_s;
+  }
   if (p.jitter > 0) {
     double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // [0, 1), same on every platform
     delay *= 1.0 + p.jitter * (2.0 * u - 1.0);

@@ -65,6 +65,8 @@ TEST_CASE("invalid specs are refused with the field and the step named", "[spec]
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.deadline_s = std::numeric_limits<double>::infinity(); }),
              Contains("deadline_s") && Contains("inf"));
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.max_attempts = 0; }), Contains("retry.max_attempts"));
+  CHECK_THAT(ErrorOf([](GroupSpec& g) { g.steps[1].retry = RetryPolicy{}; g.steps[1].retry->max_attempts = 1001; }),
+             Contains("steps[1] (id \"b\")") && Contains("retry.max_attempts must be from 1 to 1000, got 1001"));
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.backoff_s = -1; }), Contains("retry.backoff_s"));
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.jitter = 2; }), Contains("retry.jitter"));
   CHECK_THAT(ErrorOf([](GroupSpec& g) { g.retry.backoff_multiplier = 0.5; }), Contains("backoff_multiplier"));

@@ -49,5 +49,46 @@ TEST_CASE("a worker's labels leave the indexes when it is lost or joins again wi
   CHECK(h.core.label_entries() == 0);
 }
 
+TEST_CASE("no backoff stays no backoff however many attempts came before", "[core][retry][bounds]") {
+  Harness h;
+  h.Join("w", 1);
+  common::GroupSpec g = MakeGroup("flaky", 1);
+  g.retry.max_attempts = common::kMaxAttempts;
+  g.retry.backoff_s = 0;
+  g.retry.backoff_multiplier = 10;  // 10^309 overflows a double
+  REQUIRE(h.Submit(g).ok());
+  for (int64_t attempt = 1; attempt < common::kMaxAttempts; ++attempt) {
+    auto ds = h.Dispatches();
+    INFO("attempt " << attempt);
+    REQUIRE(ds.size() == 1);  // the retry goes out at once
+    h.Finish(ds[0], Exit(1));
+  }
+  REQUIRE(h.Dispatches().size() == 1);
+  h.Finish(h.Dispatches()[0], Exit(1));
+  CHECK(h.State("flaky") == GroupState::kFailed);
+  CHECK(h.Step("flaky", "step1").attempts.size() == static_cast<size_t>(common::kMaxAttempts));
+}
+
+TEST_CASE("a long backoff grows to its cap and stays there, never past it", "[core][retry][bounds]") {
+  Harness h;
+  h.Join("w", 1);
+  common::GroupSpec g = MakeGroup("slow", 1);
+  g.retry.max_attempts = common::kMaxAttempts;
+  g.retry.backoff_s = 1;
+  g.retry.backoff_multiplier = 10;
+  g.retry.max_backoff_s = 30;
+  REQUIRE(h.Submit(g).ok());
+  for (int64_t attempt = 1; attempt < g.retry.max_attempts; ++attempt) {
+    auto ds = h.Dispatches();
+    INFO("attempt " << attempt);
+    REQUIRE(ds.size() == 1);
+    h.Finish(ds[0], Exit(1));
+    REQUIRE(h.core.NextDeadline());
+    const common::Duration delay = *h.core.NextDeadline() - h.now;
+    REQUIRE(delay == (attempt == 1 ? common::Duration(1s) : attempt == 2 ? common::Duration(10s) : 30s));
+    h.Advance(delay);
+  }
+}
+
 }  // namespace
 }  // namespace cohort::testing
