@@ -181,7 +181,12 @@ class Scheduler {
                       std::vector<Action>* out, bool steps_stopped = false);
   common::Status Started(const StepStarted& e, common::Time now, std::vector<Action>* out);
   common::Status Finished(const StepFinished& e, common::Time now, std::vector<Action>* out);
-  void Tick(common::Time now, std::vector<Action>* out);
+  // Fires the timers that are due. `workers_unread`: the caller has not read
+  // its worker socket to the end, so a worker's message may be waiting. The
+  // timers that judge a worker by its silence (expiry, attempt backstop,
+  // reattach window) then wait for the read, but at most one expiry window
+  // past their time; every other timer fires on time whatever the load.
+  void Tick(common::Time now, std::vector<Action>* out, bool workers_unread = false);
   // `who` asked (a client's key name, or ""), for the journal.
   common::Status CancelGroupById(std::string_view group, common::Time now, std::vector<Action>* out,
                                  std::string_view who = "");

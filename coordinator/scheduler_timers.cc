@@ -34,13 +34,26 @@ std::optional<Time> Scheduler::NextDeadline() const {
   return timers_.begin()->at;
 }
 
-void Scheduler::Tick(Time now, std::vector<Action>* out) {
+void Scheduler::Tick(Time now, std::vector<Action>* out, bool workers_unread) {
   event_time_ = now;
+  auto judges_worker = [](TimerKind k) {
+    return k == TimerKind::kWorkerExpiry || k == TimerKind::kAttemptBackstop || k == TimerKind::kReattach;
+  };
+  // Held timers leave the set while the others fire, and go back unchanged:
+  // their records still name them.
+  std::vector<Timer> held;
   while (!timers_.empty() && timers_.begin()->at <= now) {
     Timer t = *timers_.begin();
+    timers_.erase(timers_.begin());
+    if (workers_unread && judges_worker(t.kind) && now - t.at < ExpiryWindow()) {
+      held.push_back(t);
+      continue;
+    }
+    // Handlers may clear or replace this timer's slot: it is out of the set
+    // already, so either is a no-op on the set.
     FireTimer(t, now, out);
-    timers_.erase(t);  // a no-op when the handler cleared its own slot
   }
+  timers_.insert(held.begin(), held.end());
   Pump(now, out);
 }
 

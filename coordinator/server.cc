@@ -153,13 +153,13 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
     core_.Handle(LoopStalled{busy}, now, &actions_).IgnoreError();
     next_heartbeat_ = now;
   }
-  // After a stall, heartbeats may still be queued: timers wait until every
-  // worker message that arrived has been read, so no worker is declared
-  // lost because the coordinator was busy. The next poll returns at once.
-  // Nor do timers run while the store cannot be written: the RUNs and
-  // cancels they would judge the workers by are held, not sent.
-  if (auto d = core_.NextDeadline(); d && *d <= now && workers_drained && !store_error_) {
-    core_.Tick(now, &actions_);
+  // Worker messages may still be queued (after a stall, or under sustained
+  // traffic): the core holds the timers that judge workers until they are
+  // read, and fires the rest on time. The next poll returns at once.
+  // No timer runs while the store cannot be written: the RUNs and cancels
+  // they would judge the workers by are held, not sent.
+  if (auto d = core_.NextDeadline(); d && *d <= now && !store_error_) {
+    core_.Tick(now, &actions_, !workers_drained);
   }
   Apply(now);
   // One commit for everything this turn did, then its replies and messages.

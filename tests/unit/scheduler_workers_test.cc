@@ -287,5 +287,50 @@ TEST_CASE("a stalled loop gives every worker its stall plus a full window, throu
   CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
 }
 
+TEST_CASE("with worker messages unread, timers that judge workers wait a window and the rest fire on time",
+          "[core][liveness]") {
+  SchedulerOptions o;  // heartbeats matter here: 1 s x 3
+  Harness h(o);
+  h.Join("w", 2);
+  common::GroupSpec g = MakeGroup("g", 2);
+  g.deadline_s = 2;
+  g.steps[1].timeout_s = 1;  // backstop at 1 s + the 30 s grace
+  REQUIRE(h.Submit(g).ok());
+  REQUIRE(h.Dispatches().size() == 2);
+  auto tick_unread = [&](common::Duration d) {
+    h.now += d;
+    h.out.clear();
+    h.core.Tick(h.now, &h.out, /*workers_unread=*/true);
+  };
+  // The group deadline fires on time, however many worker messages wait.
+  tick_unread(2s);
+  CHECK(h.Of<CancelAttempt>().size() == 2);
+  CHECK(h.Step("g", "step1").state == StepState::kRunning);  // stopping: cancels sent
+  // The worker's expiry (due at 3 s) waits while its messages may be unread...
+  tick_unread(1s);
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());
+  tick_unread(2900ms);
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());
+  // ...but not longer than one more window.
+  tick_unread(100ms);
+  CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
+}
+
+TEST_CASE("a worker expiry held for unread messages fires as soon as they are read", "[core][liveness]") {
+  SchedulerOptions o;
+  Harness h(o);
+  h.Join("w", 1);
+  h.now += 3500ms;
+  h.out.clear();
+  h.core.Tick(h.now, &h.out, /*workers_unread=*/true);
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());
+  REQUIRE(h.core.NextDeadline());
+  CHECK(*h.core.NextDeadline() <= h.now);  // still due: the loop comes back at once
+  // Read to the end, and nothing from the worker among them.
+  h.out.clear();
+  h.core.Tick(h.now, &h.out);
+  CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
+}
+
 }  // namespace
 }  // namespace cohort::testing
