@@ -148,9 +148,10 @@ template <typename S> void Pack(Writer<S>& w, const ReplyMsg& m) {
   w.Map(4).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error).Str("body", m.body);
 }
 template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
-  w.Map(m.seq ? 7 : 6).Str("name", m.name).U("slots", m.slots).Strings("agents", m.agents)
-      .Attempts("running", m.running).Str("version", m.version).U("instance", m.instance);
+  w.Map(6 + (m.seq ? 1 : 0) + (m.kill_grace_ms ? 1 : 0)).Str("name", m.name).U("slots", m.slots)
+      .Strings("agents", m.agents).Attempts("running", m.running).Str("version", m.version).U("instance", m.instance);
   if (m.seq) w.U("seq", m.seq);
+  if (m.kill_grace_ms) w.U("kill_grace_ms", m.kill_grace_ms);
 }
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
   w.Map(3 + (m.lease_ms ? 1 : 0) + (m.ack ? 1 : 0)).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness)

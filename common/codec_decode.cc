@@ -345,6 +345,7 @@ void Read(Fields& f, RegisterMsg* m) {
       .Str("version", &m->version);
   if (f.Has("instance")) f.Int("instance", &m->instance);
   if (f.Has("seq")) f.Int("seq", &m->seq);
+  if (f.Has("kill_grace_ms")) f.Int("kill_grace_ms", &m->kill_grace_ms);
 }
 void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);

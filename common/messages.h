@@ -112,6 +112,10 @@ struct RegisterMsg {
   uint64_t instance = 0;
   // Numbers this REGISTER for the WELCOME's ack (optional, 0 = not given).
   uint64_t seq = 0;
+  // The worker's time between SIGTERM and SIGKILL (optional, 0 = not given,
+  // at most kMaxKillGraceMs): the coordinator waits at least this much more
+  // than the worker's own wait after SIGKILL for a stopped step's report.
+  uint32_t kill_grace_ms = 0;
   bool operator==(const RegisterMsg&) const = default;
 };
 

@@ -53,6 +53,14 @@ inline constexpr size_t kMaxArgs = 65536;
 // REREGISTER reason or endpoint.
 inline constexpr size_t kMaxStringBytes = 1u << 20;  // 1 MiB
 
+// A worker's kill grace (REGISTER's kill_grace_ms, the worker's
+// --kill-grace-ms): the coordinator waits longer than it for a stopped step.
+inline constexpr uint32_t kMaxKillGraceMs = 3'600'000;
+
+// A worker's wait for a killed step's processes after SIGKILL before it
+// reports the step anyway; the coordinator counts it in the time a stop takes.
+inline constexpr int64_t kStopAfterKillMs = 10'000;
+
 // Each of FINISHED's stdout and stderr tails.
 inline constexpr size_t kMaxOutputBytes = 16u << 20;  // 16 MiB
 

@@ -61,6 +61,8 @@ struct WorkerJoined {
   // cannot take each other's steps away in turn.
   uint64_t instance = 0;
   std::string user_id;
+  // The worker's time between SIGTERM and SIGKILL (zero: it did not say).
+  common::Duration kill_grace{};
 };
 struct WorkerHeartbeat {
   std::string name;

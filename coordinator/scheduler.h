@@ -231,6 +231,11 @@ class Scheduler {
   // Timers (scheduler_timers.cc).
   void AddTimer(const Timer& t, std::optional<Timer>* slot);
   common::Duration ExpiryWindow() const { return options_.heartbeat_interval * options_.liveness; }
+  // A worker with this kill grace stops a step within the result; see
+  // internal::Worker::stop_grace.
+  common::Duration StopGraceFor(common::Duration kill_grace) const;
+  // The stop grace of the worker `seq`, or the backstop grace if it is gone.
+  common::Duration StopGraceOf(uint64_t worker_seq) const;
   void ClearTimer(std::optional<Timer>* slot);
   void FireTimer(const Timer& t, common::Time now, std::vector<Action>* out);
   void FireWorkerExpiry(const Timer& t, common::Time now, std::vector<Action>* out);

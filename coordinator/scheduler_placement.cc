@@ -182,7 +182,7 @@ void Scheduler::ArmBackstop(Group* g, uint32_t i, Time at_least) {
   if (!t) return;
   StepRt& st = g->steps[i];
   const common::AttemptRecord& rec = st.attempts.back();
-  const Time at = std::max(rec.dispatched_at + common::SecondsToDuration(*t) + options_.backstop_grace, at_least);
+  const Time at = std::max(rec.dispatched_at + common::SecondsToDuration(*t) + StopGraceOf(st.worker), at_least);
   AddTimer({at, internal::TimerKind::kAttemptBackstop, g->seq, i, rec.attempt}, &st.timer);
 }
 

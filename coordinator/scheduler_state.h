@@ -125,6 +125,10 @@ struct Worker {
   int64_t slots = 0;
   int64_t running = 0;  // attempts occupying a slot
   std::vector<std::string> agents;  // sorted, unique
+  // How long a stop of one of its steps may take before its report is
+  // overdue: the coordinator's backstop grace, or longer for a worker whose
+  // kill grace plus its wait after SIGKILL is longer.
+  common::Duration stop_grace{};
   common::Time last_heartbeat{};
   std::optional<Timer> expiry;
   std::set<AttemptKey> attempts;

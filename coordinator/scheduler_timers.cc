@@ -5,6 +5,8 @@
 // costs one erase, and a fired timer that no longer matches its record is
 // ignored.
 #include "coordinator/scheduler.h"
+
+#include "common/protocol.h"
 #include "coordinator/scheduler_text.h"
 
 namespace cohort::coordinator {
@@ -93,7 +95,7 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       if (wit == workers_by_seq_.end()) return;
       ExpireWorker(wit->second->name,
                    "no report of step " + Quote(g->spec.steps[t.b].id) + " attempt " + std::to_string(t.c) +
-                       " within its timeout plus " + SecondsText(options_.backstop_grace),
+                       " within its timeout plus " + SecondsText(wit->second->stop_grace),
                    now, out);
       return;
     }
@@ -139,7 +141,7 @@ void Scheduler::ResendCancels(Group* g, Time now, std::vector<Action>* out) {
   for (uint32_t i : g->active) {
     StepRt& st = g->steps[i];
     if (!st.cancel_requested) continue;
-    if (now - st.cancel_at >= options_.backstop_grace) {
+    if (now - st.cancel_at >= StopGraceOf(st.worker)) {
       overdue.push_back(i);
       continue;
     }
@@ -160,10 +162,22 @@ void Scheduler::ResendCancels(Group* g, Time now, std::vector<Action>* out) {
     if (wit == workers_by_seq_.end()) continue;
     ExpireWorker(wit->second->name,
                  "did not confirm the cancel of step " + Quote(g->spec.steps[i].id) + " within " +
-                     SecondsText(options_.backstop_grace),
+                     SecondsText(wit->second->stop_grace),
                  now, out);
   }
   if (any) AddTimer({now + options_.cancel_resend, TimerKind::kCancelResend, g->seq}, &g->resend_timer);
+}
+
+Duration Scheduler::StopGraceFor(Duration kill_grace) const {
+  if (kill_grace <= Duration::zero()) return options_.backstop_grace;
+  // A second for the report to travel and be read.
+  const Duration stop = kill_grace + std::chrono::milliseconds(common::kStopAfterKillMs) + std::chrono::seconds(1);
+  return std::max(options_.backstop_grace, stop);
+}
+
+Duration Scheduler::StopGraceOf(uint64_t worker_seq) const {
+  auto it = workers_by_seq_.find(worker_seq);
+  return it == workers_by_seq_.end() ? options_.backstop_grace : it->second->stop_grace;
 }
 
 void Scheduler::ExpireWorker(std::string name, const std::string& reason, Time now, std::vector<Action>* out) {

@@ -45,6 +45,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   w->instance = j.instance;
   w->user_id = j.user_id;
   w->slots = j.slots;
+  w->stop_grace = StopGraceFor(j.kill_grace);
   w->agents = j.agents;
   std::sort(w->agents.begin(), w->agents.end());
   w->agents.erase(std::unique(w->agents.begin(), w->agents.end()), w->agents.end());

@@ -132,6 +132,7 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   for (const auto& a : reg.running) j.running.push_back({a.group, a.step, a.attempt, a.submission});
   j.same_connection = holder != route_of_.end() && holder->second == env.route;
   j.instance = reg.instance;
+  j.kill_grace = std::chrono::milliseconds(reg.kill_grace_ms);
   if (zap_) j.user_id = env.user;
   if (Status s = core_.Handle(std::move(j), now, &actions_); !s.ok()) {
     BadMessage("worker", s, now);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/protocol.h"
 #include "common/time.h"
 #include "worker/run_types.h"
 
@@ -35,7 +36,7 @@ struct RunnerOptions {
   // After SIGKILL, how long to wait for the group to empty before reporting
   // anyway. Only a process stuck in uninterruptible sleep, or a zombie whose
   // parent escaped the group and does not reap it, can outlast a SIGKILL.
-  common::Duration give_up_after_kill = std::chrono::seconds(10);
+  common::Duration give_up_after_kill = std::chrono::milliseconds(common::kStopAfterKillMs);
   EnvVars base_env = DefaultBaseEnv();
   // The interpreter for RunRequest::shell.
   std::string shell = "/bin/sh";

@@ -71,6 +71,9 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   reg.version = options_.version;
   reg.instance = options_.instance;
   reg.seq = NextSeq(now);
+  reg.kill_grace_ms = static_cast<uint32_t>(
+      std::clamp<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(options_.kill_grace).count(), 0,
+                          common::kMaxKillGraceMs));
   last_register_ = now;
   reg.running = Holding();
   const size_t running = reg.running.size();

@@ -108,9 +108,11 @@ po::options_description OptionTable(Flags* f) {
 // stderr for flags that cannot work; -1 if they can.
 int CheckFlags(Flags* f) {
   WorkerOptions& o = f->worker;
-  if (o.slots < 0 || f->kill_grace_ms < 0 || o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024 ||
+  if (o.slots < 0 || f->kill_grace_ms < 0 || f->kill_grace_ms > cohort::common::kMaxKillGraceMs ||
+      o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024 ||
       f->unconfirmed_mib > (size_t{1} << 30) || f->spill_mib > (size_t{1} << 30)) {
-    std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0, --heartbeat-ms >= 1, "
+    std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0 (--kill-grace-ms at most 3600000), "
+                 "--heartbeat-ms >= 1, "
                  "--output-tail-kib <= 16384, --unconfirmed-mib and --spill-mib <= 1073741824\n";
     return 2;
   }

@@ -148,6 +148,16 @@ TEST_CASE("list fields check their entries", "[codec]") {
   CHECK(std::get<RegisterMsg>(out).instance == 0);
   RequireCorruption(DecodeBody("REGISTER", inst.With("instance", Mp().Str("x").bytes()).Bytes()),
                     {"REGISTER", "\"instance\""});
+  // kill_grace_ms likewise, and bounded.
+  RegisterMsg with_grace{"w", 1, {}, {}, "", 42};
+  with_grace.kill_grace_ms = 60000;
+  Body grace = Body::Parse(Encode(with_grace)[2]);
+  REQUIRE(DecodeBody("REGISTER", grace.Bytes(), &out).ok());
+  CHECK(std::get<RegisterMsg>(out) == with_grace);
+  REQUIRE(DecodeBody("REGISTER", grace.Without("kill_grace_ms").Bytes(), &out).ok());
+  CHECK(std::get<RegisterMsg>(out).kill_grace_ms == 0);
+  RequireCorruption(DecodeBody("REGISTER", grace.With("kill_grace_ms", Mp().Uint(3600001).bytes()).Bytes()),
+                    {"REGISTER", "\"kill_grace_ms\"", "at most 3600000"});
 }
 
 TEST_CASE("a worker's HEARTBEAT may list the attempts it holds", "[codec]") {

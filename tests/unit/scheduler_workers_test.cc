@@ -332,5 +332,57 @@ TEST_CASE("a worker expiry held for unread messages fires as soon as they are re
   CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
 }
 
+TEST_CASE("a worker whose kill grace is longer than the backstop grace gets its own to stop a step",
+          "[core][workers][grace]") {
+  SchedulerOptions o = Quiet();
+  o.backstop_grace = 30s;
+  Harness h(o);
+  coordinator::WorkerJoined j;
+  j.name = "patient";
+  j.slots = 2;
+  j.kill_grace = 60s;  // SIGTERM, 60 s, SIGKILL, up to 10 s more, then the report
+  REQUIRE(h.core.Join(j, h.now, &h.out).ok());
+  common::GroupSpec g = MakeGroup("g", 2);
+  g.steps[0].timeout_s = 1;
+  REQUIRE(h.Submit(g).ok());
+  REQUIRE(h.Dispatches().size() == 2);
+  SECTION("a timed-out step's report") {
+    h.Advance(1s + 30s + 1s);  // past the backstop grace alone
+    CHECK(h.Of<coordinator::WorkerExpired>().empty());
+    h.Advance(1s + 60s + 10s + 1s - 32s - 1ms);
+    CHECK(h.Of<coordinator::WorkerExpired>().empty());
+    h.Advance(1ms);
+    REQUIRE(h.Of<coordinator::WorkerExpired>().size() == 1);
+    CHECK(h.Of<coordinator::WorkerExpired>()[0].reason.find("within its timeout plus 71s") != std::string::npos);
+  }
+  SECTION("a cancel's confirmation") {
+    h.out.clear();
+    REQUIRE(h.core.CancelGroupById("g", h.now, &h.out).ok());
+    h.Advance(40s);
+    CHECK(h.Of<coordinator::WorkerExpired>().empty());
+    for (int i = 0; i < 40 && h.Of<coordinator::WorkerExpired>().empty(); ++i) h.Advance(1s);
+    REQUIRE(h.Of<coordinator::WorkerExpired>().size() == 1);
+    CHECK(h.now == common::Time{} + 71s);
+  }
+}
+
+TEST_CASE("a worker that gives no kill grace, or a short one, gets the backstop grace", "[core][workers][grace]") {
+  SchedulerOptions o = Quiet();
+  o.backstop_grace = 30s;
+  Harness h(o);
+  coordinator::WorkerJoined j;
+  j.name = "quick";
+  j.slots = 1;
+  j.kill_grace = 5s;
+  REQUIRE(h.core.Join(j, h.now, &h.out).ok());
+  common::GroupSpec g = MakeGroup("g", 1);
+  g.steps[0].timeout_s = 1;
+  REQUIRE(h.Submit(g).ok());
+  h.Advance(31s - 1ms);
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());
+  h.Advance(1ms);
+  CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
+}
+
 }  // namespace
 }  // namespace cohort::testing

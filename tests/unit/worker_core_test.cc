@@ -31,6 +31,7 @@ TEST_CASE("an unanswered worker registers every heartbeat, then doubling up to t
   const auto reg = h.Sent<common::RegisterMsg>()[0];
   CHECK(reg.name == "w1");
   CHECK(reg.slots == 2);
+  CHECK(reg.kill_grace_ms == 5000);  // so that the coordinator waits long enough for a stop
   CHECK(h.core.NextDeadline() == h.now + 1s);
   using D = common::Duration;
   CHECK(RegisterTimes(h, 40s) == std::vector<D>{1s, 2s, 4s, 8s, 16s, 24s, 32s, 40s});
