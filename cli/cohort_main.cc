@@ -16,6 +16,7 @@
 #include "cli/client.h"
 #include "cli/display.h"
 #include "cli/group_waiter.h"
+#include "cli/result_pages.h"
 #include "common/group_spec.h"
 #include "common/options.h"
 #include "common/protocol.h"
@@ -46,6 +47,7 @@ const char* kUsage =
     "  submit -- CMD ARG...   submit a one-step group\n"
     "  status GROUP           show a group's steps\n"
     "  wait GROUP             wait until a group ends, then show it\n"
+    "  logs GROUP STEP        print a step's kept output (--stderr, --attempt N)\n"
     "  cancel GROUP [STEP]    cancel a whole group, or one of its steps\n"
     "  groups                 list the groups the coordinator knows\n"
     "  workers                list the workers and their slots\n"
@@ -62,6 +64,7 @@ struct Common {
   std::string coordinator;
   double timeout_s = 5;
   bool json = false;
+  bool jsonl = false;
   std::string coordinator_key, secret_key;
   std::optional<cohort::common::PeerCurve> curve;
 };
@@ -83,7 +86,10 @@ po::options_description CommonOptions(Common* c) {
        "seconds to wait for the coordinator to answer before giving up (exit 3); while waiting for a "
        "group (wait, submit --wait), the longest the coordinator may stay unreachable: the wait goes on "
        "across a coordinator restart")
-      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout")
+      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout; for "
+       "a group, one document with every step, however many (read page by page)")
+      ("jsonl", po::bool_switch(&c->jsonl), "for a group: one JSON object per step per line, then the group's "
+       "summary as the last line (for jq -c and log shippers)")
       ("coordinator-key", po::value(&c->coordinator_key)->value_name("FILE"),
        "the coordinator's public key file: talk CURVE, only to it (default: $COHORT_COORDINATOR_KEY)")
       ("curve-secret-key", po::value(&c->secret_key)->value_name("FILE"),
@@ -136,29 +142,35 @@ int ExitForState(const Json& result) {
   return state == "completed" || state == "running" ? kExitOk : kExitFailed;
 }
 
-void Show(const Json& doc, const std::string& body, bool json) {
-  if (json) {
-    std::cout << body << "\n";
-  } else {
-    cohort::cli::PrintResult(doc, std::cout);
+cohort::cli::ResultFormat FormatOf(const Common& c) {
+  return c.jsonl ? cohort::cli::ResultFormat::kJsonl
+         : c.json ? cohort::cli::ResultFormat::kJson
+                  : cohort::cli::ResultFormat::kTable;
+}
+
+// Shows the group's whole result, from its first page in `body` on; the exit
+// code for its state.
+int ShowResult(Client& client, const std::string& group, const std::string& body, const Common& c) {
+  Json summary;
+  if (Status s = cohort::cli::WriteResult(client, group, body, FormatOf(c), std::cout, &summary); !s.ok()) {
+    return Fail(StatusExit(s), s.message());
   }
+  return ExitForState(summary);
 }
 
 // Waits for the group's end, through coordinator restarts (see
 // cli/group_waiter.h), then shows its result. `submitted`: this client has
 // just submitted the group, so the coordinator had it.
-int WaitFor(Client& client, const std::string& group, bool json, bool submitted) {
+int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted) {
   cohort::cli::WaitSettings settings;
-  settings.progress = !json && ::isatty(STDERR_FILENO);
+  settings.progress = !c.json && !c.jsonl && ::isatty(STDERR_FILENO);
   settings.known = submitted;
   cohort::common::ReplyMsg reply;
   if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply); !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  Json doc = ParseBody(reply.body);
-  Show(doc, reply.body, json);
-  return ExitForState(doc);
+  return ShowResult(client, group, reply.body, c);
 }
 
 // Loads the CURVE keys the flags name. -1 to go on, else an exit code.
@@ -342,7 +354,7 @@ int Submit(std::vector<std::string> args) {
     }
     return kExitOk;
   }
-  return WaitFor(client, group, c.json, true);
+  return WaitFor(client, group, c, true);
 }
 
 int GroupCommand(const std::string& name, std::vector<std::string> args) {
@@ -367,7 +379,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
-  if (name == "wait") return WaitFor(client, group, c.json, false);
+  if (name == "wait") return WaitFor(client, group, c, false);
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
@@ -386,9 +398,39 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
     if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
     return kExitOk;
   }
-  Json doc = ParseBody(reply.body);
-  Show(doc, reply.body, c.json);
-  return ExitForState(doc);
+  return ShowResult(client, group, reply.body, c);
+}
+
+int Logs(std::vector<std::string> args) {
+  Common c;
+  std::string group, step;
+  uint32_t attempt = 0;
+  bool stderr_stream = false;
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")
+      ("attempt", po::value(&attempt)->value_name("N"), "that attempt (1, 2, ...; default: the last)")
+      ("stderr", po::bool_switch(&stderr_stream), "its stderr instead of its stdout")
+      ("group", po::value(&group))("step", po::value(&step));
+  opts.add(CommonOptions(&c));
+  po::positional_options_description pos;
+  pos.add("group", 1).add("step", 1);
+  po::variables_map vm;
+  const std::string usage =
+      "Usage: cohort logs GROUP STEP [--attempt N] [--stderr]\n\n"
+      "Prints the end of a step's output that the worker kept (--output-tail-kib,\n"
+      "64 KiB by default), byte for byte as the step wrote it, e.g.\n"
+      "  cohort logs build-42 test | less";
+  if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  if (group.empty() || step.empty()) return Fail(kExitUsage, "logs needs a GROUP and a STEP (see --help)");
+  if (int rc = LoadKeys(&c); rc >= 0) return rc;
+  Client client = MakeClient(c);
+  cohort::common::ReplyMsg reply;
+  const cohort::common::LogsMsg req{0, group, step, attempt, stderr_stream ? "stderr" : "stdout"};
+  if (Status s = client.CallRepeating(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  std::cout.write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+  std::cout.flush();
+  return std::cout ? kExitOk : kExitFailed;
 }
 
 int ListCommand(const std::string& name, std::vector<std::string> args) {
@@ -434,6 +476,7 @@ int main(int argc, char** argv) {
     if (cmd == "status" || cmd == "wait" || cmd == "cancel") return GroupCommand(cmd, args);
     if (cmd == "groups" || cmd == "workers") return ListCommand(cmd, args);
     if (cmd == "keygen") return Keygen(args);
+    if (cmd == "logs") return Logs(args);
   } catch (const std::exception& e) {
     return Fail(kExitFailed, std::string("unexpected error: ") + e.what());
   }

@@ -105,7 +105,8 @@ void PrintResult(const Json& r, std::ostream& out) {
   }
   Table({"STEP", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION", "ERROR"}, rows, out);
   if (std::string omitted = Text(r, "steps_omitted"); omitted != "-" && omitted != "0") {
-    out << "(" << omitted << " more steps not shown; `--json` has the counts)\n";
+    out << "(" << omitted << " more steps not shown: `cohort status " << Text(r, "group")
+        << " --jsonl` lists every step)\n";
   }
   if (r.is_object() && r.contains("errors") && r["errors"].is_array() && !r["errors"].empty()) {
     out << r["errors"].size() << (r["errors"].size() == 1 ? " error" : " errors") << ":\n";

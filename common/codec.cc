@@ -135,8 +135,12 @@ class Writer {
 // docs/PROTOCOL.md lists them. (A wrong count fails every round-trip test.)
 template <typename S> void Pack(Writer<S>& w, const SubmitMsg& m) { w.Map(2).U("req", m.req).Str("spec", m.spec); }
 template <typename S> void Pack(Writer<S>& w, const StatusMsg& m) {
-  w.Map(m.brief ? 3 : 2).U("req", m.req).Str("group", m.group);
+  w.Map(2 + (m.brief ? 1 : 0) + (m.cursor ? 1 : 0)).U("req", m.req).Str("group", m.group);
   if (m.brief) w.Bool("brief", true);
+  if (m.cursor) w.U("cursor", m.cursor);
+}
+template <typename S> void Pack(Writer<S>& w, const LogsMsg& m) {
+  w.Map(5).U("req", m.req).Str("group", m.group).Str("step", m.step).U("attempt", m.attempt).Str("stream", m.stream);
 }
 template <typename S> void Pack(Writer<S>& w, const WaitMsg& m) { w.Map(2).U("req", m.req).Str("group", m.group); }
 template <typename S> void Pack(Writer<S>& w, const CancelRequestMsg& m) {

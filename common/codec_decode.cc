@@ -332,6 +332,11 @@ void Read(Fields& f, SubmitMsg* m) { f.Int("req", &m->req).Str("spec", &m->spec)
 void Read(Fields& f, StatusMsg* m) {
   f.Int("req", &m->req).Str("group", &m->group);
   if (f.Has("brief")) f.Bool("brief", &m->brief);
+  if (f.Has("cursor")) f.Int("cursor", &m->cursor);
+}
+void Read(Fields& f, LogsMsg* m) {
+  f.Int("req", &m->req).Str("group", &m->group).Str("step", &m->step).Int("attempt", &m->attempt)
+      .Str("stream", &m->stream);
 }
 void Read(Fields& f, WaitMsg* m) { f.Int("req", &m->req).Str("group", &m->group); }
 void Read(Fields& f, CancelRequestMsg* m) { f.Int("req", &m->req).Str("group", &m->group).Str("step", &m->step); }

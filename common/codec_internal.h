@@ -29,7 +29,8 @@ namespace cohort::common::codec_internal {
 // Indexed by Message's alternatives, in order.
 inline constexpr std::string_view kCommandNames[] = {
     "SUBMIT",    "STATUS", "WAIT",    "CANCEL",   "GROUPS", "WORKERS",    "REPLY", "REGISTER",     "WELCOME",
-    "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP", "CONFIRM"};
+    "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP", "CONFIRM",
+    "LOGS"};
 static_assert(std::size(kCommandNames) == std::variant_size_v<Message>);
 
 inline constexpr size_t kNone = std::string_view::npos;
@@ -170,6 +171,10 @@ inline void Check(Checker&, const WorkersMsg&) {}
 inline void Check(Checker&, const ByeMsg&) {}
 inline void Check(Checker& c, const SubmitMsg& m) { c.Document(m.spec, "spec"); }
 inline void Check(Checker& c, const StatusMsg& m) { c.Name(m.group, "group"); }
+inline void Check(Checker& c, const LogsMsg& m) {
+  c.Name(m.group, "group").Name(m.step, "step");
+  c.Rule(m.stream == "stdout" || m.stream == "stderr", "stream", "must be \"stdout\" or \"stderr\"");
+}
 inline void Check(Checker& c, const WaitMsg& m) { c.Name(m.group, "group"); }
 inline void Check(Checker& c, const CancelRequestMsg& m) { c.Name(m.group, "group").Name(m.step, "step"); }
 inline void Check(Checker& c, const ReplyMsg& m) {

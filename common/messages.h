@@ -60,6 +60,9 @@ struct StatusMsg {
   // Optional on the wire (sent only when true): reply with the group's
   // summary (state and counts per step state), cheap at any size.
   bool brief = false;
+  // Optional on the wire (0 = the first page): the step index the page
+  // starts at, from the previous page's next_cursor (docs/PROTOCOL.md).
+  uint64_t cursor = 0;
   bool operator==(const StatusMsg&) const = default;
 };
 
@@ -221,9 +224,20 @@ struct CancelGroupMsg {
 
 // New messages go last: the index of each alternative is its number in the
 // fuzz corpus (fuzz/make_seeds.cc).
+// Wire command LOGS, from a client: the kept output tail of one attempt of a
+// step. The REPLY's body is the tail's bytes as the step wrote them.
+struct LogsMsg {
+  uint64_t req = 0;
+  std::string group;
+  std::string step;      // the step's id
+  uint32_t attempt = 0;  // 1-based; 0 = the last
+  std::string stream;    // "stdout" or "stderr"
+  bool operator==(const LogsMsg&) const = default;
+};
+
 using Message = std::variant<SubmitMsg, StatusMsg, WaitMsg, CancelRequestMsg, GroupsMsg, WorkersMsg, ReplyMsg,
                              RegisterMsg, WelcomeMsg, HeartbeatMsg, RunMsg, StartedMsg, FinishedMsg,
-                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg, ConfirmMsg>;
+                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg, ConfirmMsg, LogsMsg>;
 
 }  // namespace cohort::common
 

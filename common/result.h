@@ -76,6 +76,9 @@ struct StepResult {
   std::string error;    // why it failed or was cancelled; "" otherwise
   std::string waiting;  // for a pending step: what it waits for
   std::vector<AttemptRecord> attempts;
+  // The last attempt's output tails were left out to keep a page within its
+  // byte budget (they are empty here); LOGS reads them.
+  bool output_omitted = false;
 };
 
 struct GroupError {
@@ -90,7 +93,11 @@ struct GroupResult {
   std::optional<GroupError> cause;  // the first error, when there is one
   std::vector<GroupError> errors;   // every failed step, in the order they failed
   std::vector<StepResult> steps;    // in submission order
-  size_t steps_omitted = 0;         // left out of `steps` by a size cap (see Scheduler::Result)
+  size_t steps_omitted = 0;         // steps of the group not in `steps` (see Scheduler::ResultPage)
+  size_t errors_omitted = 0;        // errors left out of `errors` by the page's byte budget
+  // Where the next page starts (a step index, for STATUS's cursor); nullopt
+  // once `steps` reaches the group's last step.
+  std::optional<uint64_t> next_cursor;
   size_t counts[kStepStateCount] = {};  // every step, by state, whatever was left out
   Time submitted_at{};
   std::optional<Time> finished_at;

@@ -128,6 +128,7 @@ void WriteStep(JsonWriter& w, const StepResult& s, const WallClock& clock) {
   w.Key("stderr");
   if (last) w.String(last->stderr_tail);
   else w.Null();
+  w.Key("output_omitted").Bool(s.output_omitted);
   w.Key("history").BeginArray();
   for (const AttemptRecord& a : s.attempts) WriteAttempt(w, a, clock);
   w.EndArray();
@@ -207,7 +208,11 @@ std::string GroupResultJson(const GroupResult& r, const WallClock& clock) {
   }
   w.EndObject();
   w.Key("total").UInt(total);
+  w.Key("errors_omitted").UInt(r.errors_omitted);
   w.Key("steps_omitted").UInt(r.steps_omitted);
+  w.Key("next_cursor");
+  if (r.next_cursor) w.UInt(*r.next_cursor);
+  else w.Null();
   w.Key("steps").BeginArray();
   for (const StepResult& s : r.steps) WriteStep(w, s, clock);
   w.EndArray();

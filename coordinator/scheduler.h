@@ -197,11 +197,26 @@ class Scheduler {
   std::optional<common::Time> NextDeadline() const;
 
   // ---- Queries (no side effects) ----
-  // At most `max_steps` steps are detailed (their attempts copied); when a
+  // The whole result with every attempt's output, for tests and tools;
+  // replies use ResultPage. At most `max_steps` steps are detailed; when a
   // group has more, the ones not completed come first, the rest are counted
   // in steps_omitted, and those shown stay in submission order. Nothing for
   // an archived group: see Hydrate().
   std::optional<common::GroupResult> Result(std::string_view group, size_t max_steps = SIZE_MAX) const;
+  // One page of a group's result, for a reply that must stay within a
+  // message: its steps from index `from` in submission order, at most
+  // `max_steps` of them and `max_bytes` of output and error text (counted
+  // with a fixed overhead per step and per attempt, see PageCost), and the
+  // group's errors within `max_bytes` too. A page holds at least one step
+  // while any is left; a step that alone passes the budget comes without
+  // its output tails (output_omitted). next_cursor says where the next page
+  // starts. Nothing for an archived group: see Hydrate().
+  std::optional<common::GroupResult> ResultPage(std::string_view group, uint64_t from, size_t max_steps,
+                                                size_t max_bytes) const;
+  // The kept output tail of one attempt (0: the last) of a step: stdout, or
+  // stderr with `stderr`. NotFound naming what is missing.
+  common::Status Output(std::string_view group, std::string_view step_id, uint32_t attempt, bool stderr,
+                        std::string* out) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;

@@ -147,7 +147,7 @@ class Server {
                 common::Time now);
   void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m, common::Time now);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
-  std::string ResultBody(std::string_view group) const;
+  std::string ResultBody(std::string_view group, uint64_t cursor) const;
   void AnswerWaiters(const GroupFinished& f, common::Time now);
   // Forgets the WAITs of clients that have disconnected (see server_clients.cc).
   void SweepWaiters(common::Time now);

@@ -16,8 +16,12 @@ using common::Time;
 
 namespace {
 
-// Steps detailed in a STATUS or WAIT reply; the rest are counted.
-constexpr size_t kMaxDetailedSteps = 10000;
+// A page of a STATUS or WAIT reply: at most this many steps and this many
+// bytes of output and error text. JSON escapes a byte into at most 6, so a
+// page stays within a message (kMaxDocumentBytes) whatever the steps printed.
+constexpr size_t kPageSteps = 10000;
+constexpr size_t kPageBytes = 8u << 20;
+static_assert(kPageBytes * 6 + kPageSteps * 1024 < common::kMaxDocumentBytes);
 // WAITs held at once, over all clients (about 100 bytes each); past it a WAIT
 // is refused and the client polls with STATUS instead.
 constexpr size_t kMaxWaiters = 100000;
@@ -45,11 +49,10 @@ void Server::Reply(const std::string& route, uint64_t req, const Status& status,
   Send(clients_, route, std::move(reply));
 }
 
-std::string Server::ResultBody(std::string_view group) const {
+std::string Server::ResultBody(std::string_view group, uint64_t cursor) const {
   // A document for a million steps would take seconds to build on this loop
-  // and exceed a message; the steps that matter most are detailed, all are
-  // counted.
-  auto r = core_.Result(group, kMaxDetailedSteps);
+  // and exceed a message: one page, and the client asks for the next.
+  auto r = core_.ResultPage(group, cursor, kPageSteps, kPageBytes);
   if (!r) return "";
   return common::GroupResultJson(*r, wall_);
 }
@@ -87,12 +90,17 @@ void Server::OnClient(const common::Envelope& env, Time now) {
       Reply(env.route, *req, s, "");
       return;
     }
-    std::string body = ResultBody(m->group);
+    std::string body = ResultBody(m->group, m->cursor);
     // Decided before the call: its arguments may be evaluated in any order.
     Status found = body.empty() ? Status::NotFound("no group \"" + m->group + "\"") : Status::Ok();
     Reply(env.route, *req, found, std::move(body));
   } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
     OnWait(env.route, *req, *m, now);
+  } else if (auto* m = std::get_if<common::LogsMsg>(&msg)) {
+    std::string tail;
+    Status s = ReadArchived(m->group, now);
+    if (s.ok()) s = core_.Output(m->group, m->step, m->attempt, m->stream == "stderr", &tail);
+    Reply(env.route, *req, s, std::move(tail));
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
     if (Status s = ReadArchived(m->group, now); !s.ok()) {
       Reply(env.route, *req, s, "");
@@ -167,7 +175,7 @@ void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMs
     Reply(route, req, Status::NotFound("no group \"" + m.group + "\""), "");
   } else if (sum->state != common::GroupState::kRunning) {
     Status s = ReadArchived(m.group, now);
-    Reply(route, req, s, s.ok() ? ResultBody(m.group) : "");
+    Reply(route, req, s, s.ok() ? ResultBody(m.group, 0) : "");
   } else if (waiter_count_ >= kMaxWaiters) {
     Reply(route, req,
           Status::Unavailable("too many clients are waiting (" + std::to_string(kMaxWaiters) + "); poll group \"" +
@@ -190,7 +198,7 @@ void Server::AnswerWaiters(const GroupFinished& f, Time now) {
   if (it == waiters_.end()) return;
   // Archived already when a submission in the same turn needed its room.
   Status read = ReadArchived(f.group, now);
-  std::string body = read.ok() ? ResultBody(f.group) : "";
+  std::string body = read.ok() ? ResultBody(f.group, 0) : "";
   // Empty only with --retention 0, when the group is already forgotten.
   Status found = !read.ok()     ? read
                  : body.empty() ? Status::NotFound("group \"" + f.group + "\" finished " +

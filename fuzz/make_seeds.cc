@@ -77,6 +77,8 @@ std::vector<std::pair<std::string, Message>> Messages() {
       {"bye", ByeMsg{}},
       {"cancel_group", CancelGroupMsg{"build-42", 7}},
       {"confirm", ConfirmMsg{{{"build-42", 3, 1, 7}, {"g", 0, 2, 8}}}},
+      {"logs", LogsMsg{13, "build-42", "lint", 2, "stderr"}},
+      {"status_page", StatusMsg{14, "build-42", false, 10000}},
   };
 }
 

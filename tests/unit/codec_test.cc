@@ -56,6 +56,7 @@ TEST_CASE("command names follow the protocol", "[codec]") {
   CHECK(CommandName(ByeMsg{}) == "BYE");
   CHECK(CommandName(CancelGroupMsg{}) == "CANCEL_GROUP");
   CHECK(CommandName(ConfirmMsg{}) == "CONFIRM");
+  CHECK(CommandName(LogsMsg{}) == "LOGS");
 }
 
 TEST_CASE("bodies are the documented msgpack bytes", "[codec]") {

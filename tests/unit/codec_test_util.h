@@ -256,10 +256,14 @@ inline std::vector<Message> Samples() {
   numbered.seq = 18;
   HeartbeatMsg acked;
   acked.ack = UINT64_MAX;
+  StatusMsg paged{10, "g"};
+  paged.cursor = UINT64_MAX;
+  reg.kill_grace_ms = 3600000;
   return {
       SubmitMsg{UINT64_MAX, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"},
       SubmitMsg{0, ""},
       StatusMsg{1, "grp-ü-組"},
+      paged,
       WaitMsg{2, max_name},
       CancelRequestMsg{3, "g", ""},
       CancelRequestMsg{4, "g", "step-a"},
@@ -291,6 +295,8 @@ inline std::vector<Message> Samples() {
       CancelGroupMsg{max_name, UINT64_MAX},
       ConfirmMsg{{{"g", 0, 1, 1}, {"grp-ü-組", 7, 3, 12}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
       ConfirmMsg{},
+      LogsMsg{11, "g", "step-a", 0, "stdout"},
+      LogsMsg{UINT64_MAX, max_name, max_name, UINT32_MAX, "stderr"},
   };
 }
 

@@ -1,6 +1,7 @@
 // What the core holds must stay bounded by what is alive: labels nobody waits
 // for or offers leave the placement indexes, and retry arithmetic stays finite
 // however many attempts a step has had.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,80 @@ TEST_CASE("a long backoff grows to its cap and stays there, never past it", "[co
     REQUIRE(delay == (attempt == 1 ? common::Duration(1s) : attempt == 2 ? common::Duration(10s) : 30s));
     h.Advance(delay);
   }
+}
+
+TEST_CASE("a result page is bounded in steps and in bytes, and its cursor walks every step once",
+          "[core][results][bounds]") {
+  Harness h;
+  h.Join("w", 100);
+  common::GroupSpec g = MakeGroup("g", 50);
+  g.on_failure = common::OnFailure::kContinue;
+  REQUIRE(h.Submit(g).ok());
+  for (const Dispatch& d : h.Dispatches()) {
+    common::AttemptOutcome o = Exit(d.ref.step % 10 == 0 ? 1 : 0);
+    o.stdout_tail = std::string(d.ref.step == 7 ? 5000 : 1000, 'o');
+    h.Finish(d, o);
+  }
+  REQUIRE(h.State("g") == GroupState::kFailed);
+  // 4,000 bytes: a step of 1,000 bytes of output costs about 1,800 with its
+  // overheads, so at most two steps fit, and step8 (5,000 bytes) fits only
+  // alone and without its output.
+  std::vector<std::string> ids;
+  std::optional<uint64_t> cursor = 0;
+  int pages = 0;
+  while (cursor) {
+    auto page = h.core.ResultPage("g", *cursor, 3, 4000);
+    REQUIRE(page);
+    ++pages;
+    REQUIRE_FALSE(page->steps.empty());
+    CHECK(page->steps.size() <= 3);
+    CHECK(page->steps_omitted == 50 - page->steps.size());
+    CHECK(page->counts[static_cast<int>(StepState::kFailed)] == 5);
+    CHECK(page->errors.size() + page->errors_omitted == 5);
+    for (const auto& s : page->steps) {
+      ids.push_back(s.id);
+      INFO(s.id);
+      CHECK(s.output_omitted == (s.id == "step8"));
+      CHECK(s.attempts.back().stdout_tail.size() == (s.id == "step8" ? 0u : 1000u));
+    }
+    cursor = page->next_cursor;
+  }
+  CHECK(pages > 50 / 3);  // never more than 3 steps a page
+  CHECK(pages < 50);      // nor one step a page: two fit the bytes
+  REQUIRE(ids.size() == 50);
+  for (int i = 0; i < 50; ++i) CHECK(ids[i] == "step" + std::to_string(i + 1));
+  // Past the end: the summary, no steps, no next page.
+  auto past = h.core.ResultPage("g", 50, 3, 4000);
+  REQUIRE(past);
+  CHECK(past->steps.empty());
+  CHECK_FALSE(past->next_cursor);
+  CHECK_FALSE(h.core.ResultPage("nope", 0, 3, 4000));
+}
+
+TEST_CASE("one attempt's output is read back whole, by number or the last", "[core][results]") {
+  Harness h;
+  h.Join("w", 1);
+  common::GroupSpec g = MakeGroup("g", 1);
+  g.retry.max_attempts = 2;
+  g.retry.backoff_s = 0;
+  REQUIRE(h.Submit(g).ok());
+  common::AttemptOutcome first = Exit(1);
+  first.stdout_tail = std::string("one\xff\0", 5);
+  first.stderr_tail = "err1";
+  h.Finish(h.Dispatches()[0], first);
+  common::AttemptOutcome second = Exit(0);
+  second.stdout_tail = "two";
+  h.Finish(h.Dispatches()[0], second);
+  std::string out;
+  REQUIRE(h.core.Output("g", "step1", 1, false, &out).ok());
+  CHECK(out == std::string("one\xff\0", 5));
+  REQUIRE(h.core.Output("g", "step1", 1, true, &out).ok());
+  CHECK(out == "err1");
+  REQUIRE(h.core.Output("g", "step1", 0, false, &out).ok());
+  CHECK(out == "two");
+  CHECK(h.core.Output("g", "step1", 3, false, &out).message() == "step \"step1\" has run 2 attempt(s), not 3");
+  CHECK(h.core.Output("g", "nope", 0, false, &out).message() == "group \"g\" has no step \"nope\"");
+  CHECK(h.core.Output("x", "step1", 0, false, &out).code() == common::Status::Code::kNotFound);
 }
 
 }  // namespace

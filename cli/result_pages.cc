@@ -1,0 +1,118 @@
+#include "cli/result_pages.h"
+
+#include <optional>
+#include <vector>
+
+#include "cli/display.h"
+#include "common/messages.h"
+#include "common/result_json.h"
+
+namespace cohort::cli {
+namespace {
+
+using common::Status;
+using Json = nlohmann::json;
+
+// Fields that describe the page rather than the group.
+constexpr const char* kPageKeys[] = {"steps", "next_cursor", "steps_omitted"};
+
+Status ParsePage(const std::string& body, Json* page) {
+  std::string error;
+  if (!common::ParseJsonBounded(body, page, &error) || !page->is_object() || !page->contains("steps") ||
+      !(*page)["steps"].is_array()) {
+    return Status::Corruption("the coordinator sent a result page that is not a result document" +
+                              (error.empty() ? std::string() : ": " + error));
+  }
+  return Status::Ok();
+}
+
+std::optional<uint64_t> NextCursor(const Json& page) {
+  auto it = page.find("next_cursor");
+  if (it == page.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<uint64_t>();
+}
+
+Status NextPage(Client& client, const std::string& group, uint64_t cursor, Json* page) {
+  common::StatusMsg m{0, group};
+  m.cursor = cursor;
+  common::ReplyMsg reply;
+  if (Status s = client.CallRepeating(m, &reply); !s.ok()) return s;
+  if (Status s = ReplyStatus(reply); !s.ok()) {
+    return Status::FromCode(s.code(), "reading the steps of group " + group + " from step " + std::to_string(cursor) +
+                                " on: " + s.message());
+  }
+  return ParsePage(reply.body, page);
+}
+
+// The table's rows: the steps that need attention (not completed) first,
+// then completed ones, at most kTableRows in all, without their output.
+class TableRows {
+ public:
+  void Add(Json step) {
+    for (const char* k : {"stdout", "stderr", "history"}) step.erase(k);
+    const bool matters = !(step.contains("state") && step["state"] == "completed");
+    std::vector<Json>& into = matters ? attention_ : completed_;
+    if (attention_.size() + (matters ? 0 : completed_.size()) < kTableRows) into.push_back(std::move(step));
+    ++seen_;
+  }
+  Json Document(Json summary) {
+    Json steps = Json::array();
+    for (Json& s : attention_) steps.push_back(std::move(s));
+    for (Json& s : completed_) {
+      if (steps.size() >= kTableRows) break;
+      steps.push_back(std::move(s));
+    }
+    summary["steps_omitted"] = seen_ - steps.size();
+    summary["steps"] = std::move(steps);
+    return summary;
+  }
+
+ private:
+  std::vector<Json> attention_, completed_;
+  size_t seen_ = 0;
+};
+
+}  // namespace
+
+Status WriteResult(Client& client, const std::string& group, const std::string& first_body, ResultFormat format,
+                   std::ostream& out, Json* summary) {
+  Json page;
+  if (Status s = ParsePage(first_body, &page); !s.ok()) return s;
+  *summary = page;
+  for (const char* k : kPageKeys) summary->erase(k);
+  if (format == ResultFormat::kJson) {
+    out << "{";
+    for (const auto& [key, value] : summary->items()) out << Json(key).dump() << ":" << value.dump() << ",";
+    out << "\"next_cursor\":null,\"steps_omitted\":0,\"steps\":[";
+  }
+  TableRows table;
+  size_t written = 0;
+  std::optional<uint64_t> cursor;
+  while (true) {
+    for (Json& step : page["steps"]) {
+      if (format == ResultFormat::kJson) {
+        out << (written ? "," : "") << step.dump();
+      } else if (format == ResultFormat::kJsonl) {
+        step["group"] = (*summary)["group"];
+        out << step.dump() << "\n";
+      } else {
+        table.Add(std::move(step));
+      }
+      ++written;
+    }
+    std::optional<uint64_t> next = NextCursor(page);
+    if (!next) break;
+    // Each page starts after the one before: a coordinator that says
+    // otherwise would keep us reading for ever.
+    if (cursor && *next <= *cursor) return Status::Corruption("the coordinator's result pages do not advance");
+    cursor = next;
+    if (Status s = NextPage(client, group, *next, &page); !s.ok()) return s;
+  }
+  if (format == ResultFormat::kJson) out << "]}\n";
+  if (format == ResultFormat::kJsonl) out << summary->dump() << "\n";
+  if (format == ResultFormat::kTable) PrintResult(table.Document(*summary), out);
+  out.flush();
+  return Status::Ok();
+}
+
+}  // namespace cohort::cli
