@@ -44,6 +44,7 @@ struct Flags {
   uint64_t store_max_mb = 0;
   bool insecure = false;
   size_t max_groups = ServerOptions{}.scheduler.max_groups, max_steps = ServerOptions{}.scheduler.max_steps;
+  size_t max_output_mb = ServerOptions{}.scheduler.max_output_bytes >> 20;
 };
 
 po::options_description OptionTable(Flags* f) {
@@ -73,6 +74,9 @@ po::options_description OptionTable(Flags* f) {
       ("max-steps", po::value(&f->max_steps)->default_value(f->max_steps)->value_name("N"),
        "steps held in memory at most over all groups (about 1 KiB each); with a state store, finished "
        "groups leave memory first and are read back from the store when asked for")
+      ("max-output-mb", po::value(&f->max_output_mb)->default_value(f->max_output_mb)->value_name("MIB"),
+       "MiB of the steps' kept output held in memory, over all groups; past it finished groups leave memory "
+       "as for --max-steps, and while running groups alone hold more, submissions are refused")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error");
   po::options_description state("State (docs/OPERATIONS.md)");
@@ -124,10 +128,11 @@ po::options_description OptionTable(Flags* f) {
 int CheckFlags(Flags* f) {
   ServerOptions& o = f->server;
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(f->backstop_s > 0) || !(f->retention_s >= 0) || !(f->cancel_resend_s > 0) ||
-      f->max_groups < 1 || f->max_steps < 1 || !(f->lease_s > 0 && f->lease_s <= 86400)) {
+      f->max_groups < 1 || f->max_steps < 1 || f->max_output_mb < 1 || f->max_output_mb > (size_t{1} << 30) ||
+      !(f->lease_s > 0 && f->lease_s <= 86400)) {
     std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
-                 "--max-steps and --worker-lease must be positive (--worker-lease at most 86400), --retention "
-                 "non-negative\n";
+                 "--max-steps, --max-output-mb and --worker-lease must be positive (--worker-lease at most 86400, "
+                 "--max-output-mb at most 1073741824), --retention non-negative\n";
     return 2;
   }
   if (f->store != "sqlite" && f->store != "memory") {
@@ -194,6 +199,7 @@ void FinishSchedulerOptions(Flags* f) {
   o.scheduler.cancel_resend = cohort::common::SecondsToDuration(f->cancel_resend_s);
   o.scheduler.max_groups = f->max_groups;
   o.scheduler.max_steps = f->max_steps;
+  o.scheduler.max_output_bytes = f->max_output_mb << 20;
   o.scheduler.worker_lease = cohort::common::SecondsToDuration(f->lease_s);
   o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
                      static_cast<uint64_t>(std::random_device{}());

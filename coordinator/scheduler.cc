@@ -137,8 +137,10 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
                                " groups with " + std::to_string(steps_held_) + " steps; this group's " +
                                std::to_string(spec.steps.size()) + " steps would pass its limits (" +
                                std::to_string(options_.max_groups) + " groups, " +
-                               std::to_string(options_.max_steps) +
-                               " steps: --max-groups, --max-steps); submit again once groups have finished");
+                               std::to_string(options_.max_steps) + " steps, " +
+                               std::to_string(options_.max_output_bytes >> 20) + " MiB of output held (" +
+                               std::to_string(output_held_ >> 20) + " now): --max-groups, --max-steps, "
+                               "--max-output-mb); submit again once groups have finished");
   }
 
   auto owned = std::make_unique<Group>();
@@ -314,6 +316,7 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
 void Scheduler::Forget(Group* g) {
   ClearTimer(&g->retention_timer);
   Unpark(g);
+  output_held_ -= g->output_bytes;
   Journal<GroupForgotten>(g->submission);
   steps_held_ -= g->steps.size();
   groups_by_seq_.erase(g->seq);
@@ -323,6 +326,8 @@ void Scheduler::Forget(Group* g) {
 
 void Scheduler::Archive(Group* g) {
   steps_held_ -= g->steps.size();
+  output_held_ -= g->output_bytes;
+  g->output_bytes = 0;
   g->archived = true;
   g->archived_steps = g->steps.size();
   g->index = {};  // its keys point into the spec's steps
@@ -340,16 +345,35 @@ void Scheduler::Archive(Group* g) {
 bool Scheduler::ArchiveForRoom(size_t steps) {
   // With a journal, every finished group is in the store: it stays
   // queryable without its details in memory.
-  while (options_.journal && steps_held_ + steps > options_.max_steps && !detailed_seqs_.empty()) {
+  auto full = [&] { return steps_held_ + steps > options_.max_steps || output_held_ > options_.max_output_bytes; };
+  while (options_.journal && full() && !detailed_seqs_.empty()) {
     auto it = groups_by_seq_.find(detailed_seqs_.front());
     detailed_seqs_.pop_front();
     if (it != groups_by_seq_.end() && !it->second->archived) Archive(it->second);
   }
-  return steps_held_ + steps <= options_.max_steps;
+  return !full();
+}
+
+void Scheduler::HoldOutput(Group* g, size_t bytes) {
+  g->output_bytes += bytes;
+  output_held_ += bytes;
+  if (output_held_ <= options_.max_output_bytes) return;
+  if (options_.journal) {
+    ArchiveForRoom(0);
+    return;
+  }
+  // Without a store a finished group's output exists only here: it is
+  // forgotten, as for --max-steps. Never the group being added to.
+  while (output_held_ > options_.max_output_bytes && !finished_seqs_.empty() && finished_seqs_.front() != g->seq) {
+    Forget(groups_by_seq_.at(finished_seqs_.front()));
+  }
 }
 
 bool Scheduler::MakeRoom(size_t steps) {
-  auto fits = [&] { return groups_.size() < options_.max_groups && steps_held_ + steps <= options_.max_steps; };
+  auto fits = [&] {
+    return groups_.size() < options_.max_groups && steps_held_ + steps <= options_.max_steps &&
+           output_held_ <= options_.max_output_bytes;
+  };
   ArchiveForRoom(steps);
   // Forget() keeps the front of finished_seqs_ a group still held.
   while (!fits() && !finished_seqs_.empty()) Forget(groups_by_seq_.at(finished_seqs_.front()));
@@ -553,6 +577,7 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
   rec.stderr_tail = o.stderr_tail;
   JournalAttemptEnd(*g, e.ref.step, &o);
   Decide(g, e.ref.step, status, error, now, out);
+  HoldOutput(g, rec.stdout_tail.size() + rec.stderr_tail.size());
   Pump(now, out);
   return Status::Ok();
 }

@@ -83,6 +83,11 @@ struct SchedulerOptions {
   // is refused with Unavailable.
   size_t max_groups = 100000;
   size_t max_steps = 1000000;
+  // Bytes of the steps' output tails held in memory, running and finished
+  // groups together. Past it, finished groups leave memory as for max_steps
+  // (with a journal their output stays in the store), and while running
+  // groups alone hold more, a submit is refused with Unavailable.
+  size_t max_output_bytes = size_t{2} << 30;
   // Attempts in all for a step whose attempts keep being lost with workers,
   // independent of its max_attempts (infrastructure failures retry, as in Ray).
   int worker_lost_attempts = 3;
@@ -227,6 +232,7 @@ class Scheduler {
   // Restored attempts still waiting for their worker to claim them.
   size_t unclaimed_attempts() const { return unclaimed_count_; }
   size_t step_count() const { return steps_held_; }
+  size_t output_bytes() const { return output_held_; }
   uint64_t stale_reports() const { return stale_reports_; }
   // Labels the placement indexes hold an entry for (waiting groups, free
   // and live workers), counted once per index: what a label that nobody
@@ -322,6 +328,9 @@ class Scheduler {
   // limits: archives finished groups (ArchiveForRoom), then forgets them,
   // oldest first; false if running groups leave no room.
   bool MakeRoom(size_t steps);
+  // Counts `bytes` more output held by the group, and makes finished groups
+  // leave memory while max_output_bytes is passed.
+  void HoldOutput(Group* g, size_t bytes);
   // With a journal, archives finished groups, oldest first, until `steps`
   // more steps fit; whether they do.
   bool ArchiveForRoom(size_t steps);
@@ -400,6 +409,7 @@ class Scheduler {
   std::map<std::string, Fenced, std::less<>> fenced_;
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
+  size_t output_held_ = 0;             // their output tails in memory
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)
   // Finished groups whose details are held, oldest first (some may be
   // forgotten or archived since): what MakeRoom archives first.

@@ -180,7 +180,9 @@ Status Scheduler::Hydrate(const LoadedGroup& lg, Time now) {
   common::GroupSpec spec;
   if (Status s = ParseStored(lg, &spec); !s.ok()) return s;
   const uint64_t seq = stub->seq;
-  if (!ArchiveForRoom(spec.steps.size())) {
+  // Read back whatever output running groups hold: only steps can refuse it.
+  ArchiveForRoom(spec.steps.size());
+  if (steps_held_ + spec.steps.size() > options_.max_steps) {
     return Status::Unavailable("the coordinator is full: its running groups hold " + std::to_string(steps_held_) +
                                " steps, and group " + Quote(lg.accepted.group_id) + "'s " +
                                std::to_string(spec.steps.size()) + " would pass --max-steps");
@@ -218,6 +220,10 @@ Status Scheduler::RestoreGroup(const LoadedGroup& lg, common::GroupSpec spec, Ti
     if (c.step) cancel_asked.insert(*c.step);
   }
   for (const LoadedStep& ls : lg.steps) RestoreStep(g, ls, cancel_asked.count(ls.step) > 0, now);
+  for (const StepRt& st : g->steps) {
+    for (const common::AttemptRecord& a : st.attempts) g->output_bytes += a.stdout_tail.size() + a.stderr_tail.size();
+  }
+  output_held_ += g->output_bytes;
   for (uint32_t i = 0; i < n; ++i) {
     if (g->steps[i].state == StepState::kPending) g->pending[g->spec.steps[i].agent].push_back(i);
   }

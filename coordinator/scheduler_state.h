@@ -72,6 +72,7 @@ struct Group {
   // state, times and counts stay.
   bool archived = false;
   size_t archived_steps = 0;
+  size_t output_bytes = 0;  // its attempts' output tails, while held in memory
 
   int64_t max_parallel = std::numeric_limits<int64_t>::max();
   int64_t in_progress = 0;  // steps holding a slot

@@ -53,6 +53,7 @@ coordinator_options=(
   retention=3600
   max-groups=100000
   max-steps=1000000
+  max-output-mb=2048
   state-dir=
   store=sqlite
   sync=normal

@@ -165,5 +165,67 @@ TEST_CASE("one attempt's output is read back whole, by number or the last", "[co
   CHECK(h.core.Output("x", "step1", 0, false, &out).code() == common::Status::Code::kNotFound);
 }
 
+// Runs a one-step group `id` whose step prints `bytes` on stdout.
+void RunLoud(Harness& h, const std::string& id, size_t bytes) {
+  REQUIRE(h.Submit(MakeGroup(id, 1)).ok());
+  common::AttemptOutcome o = Exit(0);
+  o.stdout_tail = std::string(bytes, 'o');
+  h.Finish(h.Dispatches().at(0), o);
+}
+
+TEST_CASE("past the output budget finished groups leave memory for the store, oldest first",
+          "[core][limits][bounds]") {
+  SchedulerOptions o = Quiet();
+  o.journal = true;
+  o.max_output_bytes = 10000;
+  Harness h(o);
+  h.Join("w", 1);
+  RunLoud(h, "a", 4000);
+  RunLoud(h, "b", 4000);
+  CHECK(h.core.output_bytes() == 8000);
+  RunLoud(h, "c", 4000);  // 12,000: "a" goes to the store
+  CHECK(h.core.output_bytes() == 8000);
+  CHECK_FALSE(h.core.Result("a"));  // its details are in the store now
+  REQUIRE(h.core.Summary("a"));
+  CHECK(h.core.Summary("a")->state == GroupState::kCompleted);
+  CHECK(h.core.Result("c"));
+}
+
+TEST_CASE("without a store, past the output budget the oldest finished groups are forgotten",
+          "[core][limits][bounds]") {
+  SchedulerOptions o = Quiet();
+  o.max_output_bytes = 10000;
+  Harness h(o);
+  h.Join("w", 1);
+  RunLoud(h, "a", 4000);
+  RunLoud(h, "b", 4000);
+  RunLoud(h, "c", 4000);
+  CHECK_FALSE(h.core.Summary("a"));
+  CHECK(h.core.Summary("b"));
+  CHECK(h.core.output_bytes() == 8000);
+}
+
+TEST_CASE("while running groups alone hold more output than the budget, submissions are refused saying so",
+          "[core][limits][bounds]") {
+  SchedulerOptions o = Quiet();
+  o.journal = true;
+  o.max_output_bytes = 10000;
+  Harness h(o);
+  h.Join("w", 1);
+  REQUIRE(h.Submit(MakeGroup("long", 2)).ok());
+  common::AttemptOutcome loud = Exit(0);
+  loud.stdout_tail = std::string(12000, 'o');
+  h.Finish(h.Dispatches().at(0), loud);
+  const Dispatch second = h.Dispatches().at(0);  // step2 of "long" runs on
+  CHECK(h.core.output_bytes() == 12000);
+  common::Status s = h.Submit(MakeGroup("next", 1));
+  CHECK(s.code() == common::Status::Code::kUnavailable);
+  CHECK(s.message().find("--max-output-mb") != std::string::npos);
+  CHECK(s.message().find("0 MiB of output held (0 now)") != std::string::npos);  // 10,000 and 12,000 bytes
+  h.Finish(second, Exit(0));  // "long" ends, and leaves memory
+  CHECK(h.core.output_bytes() == 0);
+  CHECK(h.Submit(MakeGroup("next", 1)).ok());
+}
+
 }  // namespace
 }  // namespace cohort::testing
