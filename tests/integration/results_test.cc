@@ -89,6 +89,10 @@ TEST_CASE("every step of a 20,000-step group reads back through status --json an
   RunOutput table = c.Cli({"status", "big"});
   CHECK(table.out.find("more steps not shown: `cohort status big --jsonl` lists every step") != std::string::npos);
   CHECK(table.out.find("s600 ") < table.out.find("s0 "));
+
+  const long rss = RssKiB(c.coordinator().pid());
+  INFO("coordinator RSS " << rss << " KiB");
+  if (kRssMeaningful) CHECK(rss < 512 * 1024);
 }
 
 TEST_CASE("a group whose output passes a message's limit is read whole, and logs gives a tail byte for byte",
