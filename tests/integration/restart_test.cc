@@ -144,8 +144,15 @@ TEST_CASE("a worker never kills the steps of another worker with its name, from 
   REQUIRE(c.SubmitJson({{"id", "live"}, {"steps", {Marked({{"id", "s"}, {"shell", "sleep 300 & sleep 300 & wait"}}, m)}}},
                        {})
               .exit_code == 0);
-  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
-  const std::vector<pid_t> before = ProcessesWith(m);
+  // /proc/PID/environ reads empty while a process is in execve, so one read
+  // can miss a process: a list counts once two reads in a row agree.
+  std::vector<pid_t> before;
+  REQUIRE(WaitUntil(
+      [&] {
+        before = ProcessesWith(m);
+        return before.size() == 3 && ProcessesWith(m) == before;
+      },
+      20s));
 
   const std::string other_install = c.dir() + "/other-install";
   REQUIRE(RunProgram({"/bin/mkdir", "-p", other_install}, 10s).exit_code == 0);
@@ -160,7 +167,8 @@ TEST_CASE("a worker never kills the steps of another worker with its name, from 
                 c.dir() + "/second-w1.log");
   REQUIRE(WaitUntil([&] { return elsewhere.HasWorker("w1"); }, 20s));
   CHECK(second.Log().find("leftovers_killed") == std::string::npos);
-  CHECK(ProcessesWith(m) == before);
+  // A killed process never comes back; a read that missed one does.
+  CHECK(WaitUntil([&] { return ProcessesWith(m) == before; }, 5s));
   CHECK(c.Status("live")["state"] == "running");
   CHECK(c.Cli({"cancel", "live"}).exit_code == 0);
 }
