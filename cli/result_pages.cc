@@ -107,6 +107,12 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
     if (cursor && *next <= *cursor) return Status::Corruption("the coordinator's result pages do not advance");
     cursor = next;
     if (Status s = NextPage(client, group, *next, &page); !s.ok()) return s;
+    // The same acceptance of the id: a group forgotten and submitted again
+    // under it meanwhile is another group.
+    if (page.value("submitted_at", Json()) != summary->value("submitted_at", Json())) {
+      return Status::FailedPrecondition("group " + group + " was replaced by a new submission while its steps "
+                                        "were being read; read it again");
+    }
   }
   if (format == ResultFormat::kJson) out << "]}\n";
   if (format == ResultFormat::kJsonl) out << summary->dump() << "\n";

@@ -222,6 +222,7 @@ void Scheduler::StopGroup(Group* g, GroupState final_state, Time now, std::vecto
   if (g->stopping || g->finished) return;
   g->stopping = true;
   g->stop_state = final_state;
+  Unpark(g);  // nothing of it starts any more
   Journal<GroupStopped>(g->submission, final_state, UnixMs(now));
   const std::string why = StopReason(*g);
   for (auto& [agent, queue] : g->pending) {

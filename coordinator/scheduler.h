@@ -410,6 +410,7 @@ class Scheduler {
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   size_t output_held_ = 0;             // their output tails in memory
+  bool workers_unread_ = false;        // during Tick: see Tick()
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)
   // Finished groups whose details are held, oldest first (some may be
   // forgotten or archived since): what MakeRoom archives first.

@@ -58,7 +58,8 @@ void Scheduler::WakeFor(Worker* w) {
       Group* g = groups_by_seq_.at(*it->second.begin());
       Unpark(g);
       Enqueue(g);
-      --budget;
+      // A group with nothing left to place (stopping, say) costs no wake.
+      if (g->in_ring) --budget;
     }
   }
 }

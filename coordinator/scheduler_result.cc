@@ -85,6 +85,16 @@ common::AttemptRecord WithoutOutput(const common::AttemptRecord& a) {
   return c;
 }
 
+// Error text kept of a step too big for a page alone: 1,000 attempts of it
+// still fit one message, escaped.
+constexpr size_t kClippedErrorBytes = 4096;
+
+void Clip(std::string* text) {
+  if (text->size() <= kClippedErrorBytes) return;
+  text->resize(kClippedErrorBytes);
+  text->append(" [...]");
+}
+
 size_t ErrorCost(const common::GroupError& e) { return e.step.size() + e.error.size() + 64; }
 
 size_t StepCost(const common::StepSpec& spec, const internal::StepRt& st, bool with_output) {
@@ -137,12 +147,14 @@ std::optional<common::GroupResult> Scheduler::ResultPage(std::string_view id, ui
     for (size_t a = 0; a < st.attempts.size(); ++a) {
       const bool shown = with_output && a + 1 == st.attempts.size();
       s.attempts.push_back(WithoutOutput(st.attempts[a]));
+      if (!with_output) Clip(&s.attempts.back().error);
       if (shown) {
         s.attempts.back().stdout_tail = st.attempts[a].stdout_tail;
         s.attempts.back().stderr_tail = st.attempts[a].stderr_tail;
       }
     }
     s.output_omitted = !with_output && !st.attempts.empty();
+    if (!with_output) Clip(&s.error);
     r.steps.push_back(std::move(s));
   }
   r.steps_omitted = n - r.steps.size();

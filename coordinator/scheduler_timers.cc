@@ -38,6 +38,7 @@ std::optional<Time> Scheduler::NextDeadline() const {
 
 void Scheduler::Tick(Time now, std::vector<Action>* out, bool workers_unread) {
   event_time_ = now;
+  workers_unread_ = workers_unread;
   auto judges_worker = [](TimerKind k) {
     return k == TimerKind::kWorkerExpiry || k == TimerKind::kAttemptBackstop || k == TimerKind::kReattach;
   };
@@ -56,6 +57,7 @@ void Scheduler::Tick(Time now, std::vector<Action>* out, bool workers_unread) {
     FireTimer(t, now, out);
   }
   timers_.insert(held.begin(), held.end());
+  workers_unread_ = false;
   Pump(now, out);
 }
 
@@ -84,6 +86,7 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       return;
     }
     case TimerKind::kAttemptBackstop: {
+      if (t.b >= g->steps.size()) return;  // archived since
       StepRt& st = g->steps[t.b];
       if (st.timer != t) return;
       st.timer.reset();
@@ -100,7 +103,7 @@ void Scheduler::FireTimer(const Timer& t, Time now, std::vector<Action>* out) {
       return;
     }
     case TimerKind::kBackoff: {
-      if (g->steps[t.b].timer != t) return;
+      if (t.b >= g->steps.size() || g->steps[t.b].timer != t) return;
       RetryNow(g, t.b);
       return;
     }
@@ -141,7 +144,10 @@ void Scheduler::ResendCancels(Group* g, Time now, std::vector<Action>* out) {
   for (uint32_t i : g->active) {
     StepRt& st = g->steps[i];
     if (!st.cancel_requested) continue;
-    if (now - st.cancel_at >= StopGraceOf(st.worker)) {
+    // Its confirmation may be among worker messages not read yet: then it
+    // gets one more expiry window, as the other timers that judge workers.
+    const Duration unread = workers_unread_ ? ExpiryWindow() : Duration::zero();
+    if (now - st.cancel_at >= StopGraceOf(st.worker) + unread) {
       overdue.push_back(i);
       continue;
     }

@@ -211,7 +211,7 @@ void Scheduler::ReleaseFenced(const std::string& name, uint64_t instance, const 
     auto g_it = groups_by_seq_.find(t.a);
     if (g_it == groups_by_seq_.end()) return true;
     Group* g = g_it->second;
-    if (g->steps[t.b].timer != t) return true;  // retried, cancelled or stopped since
+    if (t.b >= g->steps.size() || g->steps[t.b].timer != t) return true;  // retried, cancelled, stopped, archived
     const uint32_t lost_attempt = static_cast<uint32_t>(g->steps[t.b].attempts.size());
     const bool listed = std::any_of(running.begin(), running.end(), [&](const AttemptRef& ref) {
       return ref.submission == g->submission && ref.step == t.b && ref.attempt == lost_attempt;

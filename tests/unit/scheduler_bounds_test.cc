@@ -165,6 +165,46 @@ TEST_CASE("one attempt's output is read back whole, by number or the last", "[co
   CHECK(h.core.Output("x", "step1", 0, false, &out).code() == common::Status::Code::kNotFound);
 }
 
+TEST_CASE("a freed labelled slot is not spent waking a group that is stopping", "[core][placement][bounds]") {
+  Harness h;
+  h.Join("free", 1);  // keeps the placement loop going while the x worker is busy
+  h.Join("x1", 1, {"x"});
+  common::GroupSpec a = MakeGroup("a", 2);
+  for (auto& st : a.steps) st.agent = "x";
+  REQUIRE(h.Submit(a).ok());
+  const Dispatch a1 = h.DispatchOf("step1");
+  common::GroupSpec b = MakeGroup("b", 1);
+  b.steps[0].agent = "x";
+  REQUIRE(h.Submit(b).ok());  // parked behind "a" under x
+  CHECK(h.Dispatches().empty());
+  h.out.clear();
+  REQUIRE(h.core.CancelGroupById("a", h.now, &h.out).ok());
+  h.Finish(a1, Cancelled());
+  // The x slot goes to "b", not to waking "a", which has nothing to place.
+  REQUIRE(h.Dispatches().size() == 1);
+  CHECK(h.Dispatches()[0].ref.group == "b");
+}
+
+TEST_CASE("a step too big for a page alone keeps a bounded part of its error text", "[core][results][bounds]") {
+  Harness h;
+  h.Join("w", 1);
+  common::GroupSpec g = MakeGroup("g", 1);
+  g.retry.max_attempts = 3;
+  g.retry.backoff_s = 0;
+  REQUIRE(h.Submit(g).ok());
+  for (int i = 0; i < 3; ++i) {
+    common::AttemptOutcome o = Exit(1);
+    o.error = std::string(100000, 'e');
+    h.Finish(h.Dispatches().at(0), o);
+  }
+  auto page = h.core.ResultPage("g", 0, 10, 50000);
+  REQUIRE(page);
+  REQUIRE(page->steps.size() == 1);
+  CHECK(page->steps[0].output_omitted);
+  for (const auto& a : page->steps[0].attempts) CHECK(a.error.size() == 4096 + 6);
+  CHECK(page->steps[0].error.size() == 4096 + 6);
+}
+
 // Runs a one-step group `id` whose step prints `bytes` on stdout.
 void RunLoud(Harness& h, const std::string& id, size_t bytes) {
   REQUIRE(h.Submit(MakeGroup(id, 1)).ok());

@@ -384,5 +384,27 @@ TEST_CASE("a worker that gives no kill grace, or a short one, gets the backstop 
   CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
 }
 
+TEST_CASE("an unconfirmed cancel waits for unread worker messages before its worker is lost", "[core][liveness]") {
+  SchedulerOptions o;  // heartbeats matter here: 1 s x 3
+  o.backstop_grace = 30s;
+  Harness h(o);
+  h.Join("w", 1);
+  REQUIRE(h.Submit(MakeGroup("g", 1)).ok());
+  REQUIRE(h.Dispatches().size() == 1);
+  h.out.clear();
+  REQUIRE(h.core.CancelGroupById("g", h.now, &h.out).ok());
+  // The worker heartbeats, but its confirmation may be queued unread.
+  auto tick_unread = [&](common::Duration d) {
+    h.now += d;
+    REQUIRE(h.core.Heartbeat("w", h.now).ok());
+    h.out.clear();
+    h.core.Tick(h.now, &h.out, /*workers_unread=*/true);
+  };
+  for (int i = 0; i < 32; ++i) tick_unread(1s);
+  CHECK(h.Of<coordinator::WorkerExpired>().empty());  // 32 s: past the grace, within a window more
+  tick_unread(1s);
+  CHECK(h.Of<coordinator::WorkerExpired>().size() == 1);
+}
+
 }  // namespace
 }  // namespace cohort::testing
