@@ -361,12 +361,35 @@ void Scheduler::HoldOutput(Group* g, size_t bytes) {
   if (output_held_ <= options_.max_output_bytes) return;
   if (options_.journal) {
     ArchiveForRoom(0);
+    if (output_held_ > options_.max_output_bytes) EvictRunningOutput();
     return;
   }
   // Without a store a finished group's output exists only here: it is
   // forgotten, as for --max-steps. Never the group being added to.
   while (output_held_ > options_.max_output_bytes && !finished_seqs_.empty() && finished_seqs_.front() != g->seq) {
     Forget(groups_by_seq_.at(finished_seqs_.front()));
+  }
+}
+
+void Scheduler::EvictRunningOutput() {
+  // A quarter of the budget freed at once, so that scans stay rare.
+  const size_t goal = options_.max_output_bytes - options_.max_output_bytes / 4;
+  for (auto& [id, owned] : groups_) {
+    Group* g = owned.get();
+    if (g->finished || g->archived) continue;
+    for (StepRt& st : g->steps) {
+      if (output_held_ <= goal) return;
+      if (st.output_in_store || !common::IsFinal(st.state)) continue;
+      size_t freed = 0;
+      for (common::AttemptRecord& a : st.attempts) {
+        freed += a.stdout_tail.size() + a.stderr_tail.size();
+        std::string().swap(a.stdout_tail);
+        std::string().swap(a.stderr_tail);
+      }
+      st.output_in_store = true;
+      g->output_bytes -= freed;
+      output_held_ -= freed;
+    }
   }
 }
 

@@ -220,8 +220,11 @@ class Scheduler {
                                                 size_t max_bytes) const;
   // The kept output tail of one attempt (0: the last) of a step: stdout, or
   // stderr with `stderr`. NotFound naming what is missing.
+  // When the core let go of that output (a running group's, past
+  // max_output_bytes), *in_store names the attempt and *out is empty: the
+  // caller reads it with Store::LoadOutput.
   common::Status Output(std::string_view group, std::string_view step_id, uint32_t attempt, bool stderr,
-                        std::string* out) const;
+                        std::string* out, std::optional<AttemptRef>* in_store) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
   std::vector<WorkerView> Workers() const;
@@ -331,6 +334,9 @@ class Scheduler {
   // Counts `bytes` more output held by the group, and makes finished groups
   // leave memory while max_output_bytes is passed.
   void HoldOutput(Group* g, size_t bytes);
+  // With a journal, lets go of the output of running groups' final steps
+  // (the store has it) until a quarter of max_output_bytes is free.
+  void EvictRunningOutput();
   // With a journal, archives finished groups, oldest first, until `steps`
   // more steps fit; whether they do.
   bool ArchiveForRoom(size_t steps);

@@ -153,7 +153,7 @@ std::optional<common::GroupResult> Scheduler::ResultPage(std::string_view id, ui
         s.attempts.back().stderr_tail = st.attempts[a].stderr_tail;
       }
     }
-    s.output_omitted = !with_output && !st.attempts.empty();
+    s.output_omitted = (!with_output || st.output_in_store) && !st.attempts.empty();
     if (!with_output) Clip(&s.error);
     r.steps.push_back(std::move(s));
   }
@@ -163,7 +163,8 @@ std::optional<common::GroupResult> Scheduler::ResultPage(std::string_view id, ui
 }
 
 Status Scheduler::Output(std::string_view id, std::string_view step_id, uint32_t attempt, bool stderr,
-                         std::string* out) const {
+                         std::string* out, std::optional<AttemptRef>* in_store) const {
+  in_store->reset();
   const Group* g = FindGroup(id);
   if (!g || g->archived) return Status::NotFound("no group " + Quote(id));
   auto it = g->index.find(step_id);
@@ -175,6 +176,11 @@ Status Scheduler::Output(std::string_view id, std::string_view step_id, uint32_t
                             " attempt(s), not " + std::to_string(attempt));
   }
   const common::AttemptRecord& a = attempt == 0 ? st.attempts.back() : st.attempts[attempt - 1];
+  if (st.output_in_store) {
+    out->clear();
+    *in_store = AttemptRef{g->spec.id, it->second, a.attempt, g->submission};
+    return Status::Ok();
+  }
   *out = stderr ? a.stderr_tail : a.stdout_tail;
   return Status::Ok();
 }

@@ -51,6 +51,9 @@ struct StepRt {
   std::optional<Timer> timer;     // backstop while running, backoff while retrying
   std::vector<common::AttemptRecord> attempts;
   std::string error;
+  // A final step of a running group whose attempts' output tails the core
+  // let go of to stay within max_output_bytes: the store has them.
+  bool output_in_store = false;
 };
 
 struct Group {

@@ -126,6 +126,8 @@ class Server {
   // Commits the core's journal. After an error a retry cannot mend, every
   // later call fails too and the turn ends the loop.
   common::Status CommitJournal(common::Time now);
+  // One attempt's output tail that the core keeps in the store only.
+  common::Status ReadStoredOutput(const AttemptRef& ref, bool stderr, common::Time now, std::string* out);
   // Commits the journal, then sends what waited for it; false on an error a
   // retry cannot mend.
   bool Flush(common::Time now);

@@ -99,7 +99,9 @@ void Server::OnClient(const common::Envelope& env, Time now) {
   } else if (auto* m = std::get_if<common::LogsMsg>(&msg)) {
     std::string tail;
     Status s = ReadArchived(m->group, now);
-    if (s.ok()) s = core_.Output(m->group, m->step, m->attempt, m->stream == "stderr", &tail);
+    std::optional<AttemptRef> in_store;
+    if (s.ok()) s = core_.Output(m->group, m->step, m->attempt, m->stream == "stderr", &tail, &in_store);
+    if (s.ok() && in_store) s = ReadStoredOutput(*in_store, m->stream == "stderr", now, &tail);
     Reply(env.route, *req, s, std::move(tail));
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
     if (Status s = ReadArchived(m->group, now); !s.ok()) {

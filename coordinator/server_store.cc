@@ -121,6 +121,20 @@ bool Server::Flush(Time now) {
   return true;
 }
 
+Status Server::ReadStoredOutput(const AttemptRef& ref, bool stderr, Time now, std::string* out) {
+  if (!options_.store) return Status::NotFound("the output of that attempt is no longer kept");
+  Status s = CommitJournal(now);
+  std::string stdout_tail, stderr_tail;
+  if (s.ok()) s = options_.store->LoadOutput(ref.submission, ref.step, ref.attempt, &stdout_tail, &stderr_tail);
+  if (!s.ok()) {
+    LogError("store_read_failed").Kv("group", ref.group).Kv("error", s.message());
+    return Status::Unavailable("the coordinator cannot read that output from its state store now (" +
+                               s.message() + "); ask again later");
+  }
+  *out = stderr ? std::move(stderr_tail) : std::move(stdout_tail);
+  return Status::Ok();
+}
+
 Status Server::ReadArchived(std::string_view group, Time now) {
   if (!options_.store || !core_.ArchivedSubmission(group)) return Status::Ok();
   // The group may have ended in this very turn: its last records must be

@@ -46,6 +46,8 @@ class SqliteStore : public Store {
   common::Status Commit(const std::vector<Record>& batch) override;
   common::Status Load(LoadedState* out) override;
   common::Status LoadGroup(uint64_t submission, LoadedGroup* out) override;
+  common::Status LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
+                            std::string* stderr_tail) override;
 
   // Caps the database at about `bytes` (0: no cap); a Commit that would
   // grow it past the cap fails as a full disk would. An operator's quota,

@@ -472,4 +472,27 @@ Status SqliteStore::LoadGroup(uint64_t submission, LoadedGroup* out) {
   return Status::Ok();
 }
 
+Status SqliteStore::LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
+                               std::string* stderr_tail) {
+  const std::string what = "attempt " + std::to_string(attempt) + " of step " + std::to_string(step) +
+                           " of submission " + std::to_string(submission);
+  if (submission > kMaxStoredUnsigned) return Status::NotFound("no stored " + what);
+  Statement& st = Sql(Dml::kLoadOutput);
+  st.BindInt(1, static_cast<int64_t>(submission));
+  st.BindInt(2, step);
+  st.BindInt(3, attempt);
+  const int rc = st.Step();
+  Status s;
+  if (rc == SQLITE_ROW) {
+    *stdout_tail = st.Bytes(0);
+    *stderr_tail = st.Bytes(1);
+  } else if (rc == SQLITE_DONE) {
+    s = Status::NotFound("no stored ended " + what);
+  } else {
+    s = db_->Error(rc, "reading the output of " + what);
+  }
+  st.Reset();
+  return s;
+}
+
 }  // namespace cohort::coordinator

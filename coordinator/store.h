@@ -237,6 +237,11 @@ class Store {
   // Replaces `*out` with everything stored of one group, finished or not.
   // NotFound when it was forgotten or never committed; Corruption as Load.
   virtual common::Status LoadGroup(uint64_t submission, LoadedGroup* out) = 0;
+
+  // One ended attempt's output tails, for a running group whose output the
+  // core let go of. NotFound when no such ended attempt is stored.
+  virtual common::Status LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
+                                    std::string* stderr_tail) = 0;
 };
 
 }  // namespace cohort::coordinator

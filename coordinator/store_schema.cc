@@ -207,6 +207,9 @@ constexpr std::string_view kDml[kDmlCount] = {
     "SELECT submission, step, state, error, unix_ms FROM step_ends WHERE submission = $1 ORDER BY step",
     "SELECT submission, seq, step, requested_by, unix_ms FROM cancels WHERE submission = $1 ORDER BY seq",
     "SELECT submission, seq, step_id, error, unix_ms FROM group_errors WHERE submission = $1 ORDER BY seq",
+    // kLoadOutput
+    "SELECT stdout_tail, stderr_tail FROM attempts"
+    " WHERE submission = $1 AND step = $2 AND attempt = $3 AND ended_unix_ms IS NOT NULL",
 };
 #undef COHORT_RUNNING_GROUPS
 

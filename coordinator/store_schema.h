@@ -81,6 +81,7 @@ enum class Dml : int {
   kLoadGroupStepEnds,
   kLoadGroupCancels,
   kLoadGroupErrors,
+  kLoadOutput,       // LoadOutput: one ended attempt's tails ($1 submission, $2 step, $3 attempt)
   kCount,
 };
 constexpr int kDmlCount = static_cast<int>(Dml::kCount);

@@ -144,4 +144,39 @@ TEST_CASE("a group whose output passes a message's limit is read whole, and logs
   if (kRssMeaningful) CHECK(rss < 512 * 1024);
 }
 
+TEST_CASE("a running group past --max-output-mb serves its finished steps' output from the store",
+          "[e2e][results]") {
+  Cluster c;
+  c.StartCoordinator({"--max-output-mb", "1"});
+  c.StartWorker("w1", 4);
+  const std::string gate = c.dir() + "/gate";
+  // 20 steps of 2 x 64 KiB kept output (2.5 MiB) and one that holds the
+  // group open until the test is done looking.
+  Json steps = Json::array();
+  for (int i = 0; i < 20; ++i) {
+    steps.push_back({{"id", "s" + std::to_string(i)}, {"shell", PrintCommand(i, 1) + "; " + PrintCommand(i, 2)}});
+  }
+  steps.push_back({{"id", "hold"}, {"shell", "while [ ! -e " + gate + " ]; do sleep 0.05; done"}});
+  REQUIRE(c.SubmitJson({{"id", "open"}, {"steps", steps}}, {}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return c.Status("open")["counts"]["completed"] == 20; }, 60s));
+
+  Json doc = Json::parse(c.Cli({"status", "open", "--json"}).out);
+  CHECK(doc["state"] == "running");
+  int omitted = 0;
+  for (const Json& s : doc["steps"]) omitted += s["output_omitted"].get<bool>() ? 1 : 0;
+  CHECK(omitted > 0);  // let go of to stay within the budget
+  for (int i : {0, 7, 19}) {
+    INFO("step " << i);
+    RunOutput out = c.Cli({"logs", "open", "s" + std::to_string(i)});
+    REQUIRE(out.exit_code == 0);
+    CHECK(out.out == Printed(i, 1).substr(Printed(i, 1).size() - 65536));
+    RunOutput err = c.Cli({"logs", "open", "s" + std::to_string(i), "--stderr"});
+    REQUIRE(err.exit_code == 0);
+    CHECK(err.out == Printed(i, 2).substr(Printed(i, 2).size() - 65536));
+  }
+  WriteFile(gate, "");
+  RunOutput w = c.Cli({"wait", "open", "--json"});
+  CHECK(w.exit_code == 0);
+}
+
 }  // namespace cohort::testing

@@ -154,15 +154,18 @@ TEST_CASE("one attempt's output is read back whole, by number or the last", "[co
   second.stdout_tail = "two";
   h.Finish(h.Dispatches()[0], second);
   std::string out;
-  REQUIRE(h.core.Output("g", "step1", 1, false, &out).ok());
+  std::optional<coordinator::AttemptRef> in_store;
+  REQUIRE(h.core.Output("g", "step1", 1, false, &out, &in_store).ok());
+  CHECK_FALSE(in_store);
   CHECK(out == std::string("one\xff\0", 5));
-  REQUIRE(h.core.Output("g", "step1", 1, true, &out).ok());
+  REQUIRE(h.core.Output("g", "step1", 1, true, &out, &in_store).ok());
   CHECK(out == "err1");
-  REQUIRE(h.core.Output("g", "step1", 0, false, &out).ok());
+  REQUIRE(h.core.Output("g", "step1", 0, false, &out, &in_store).ok());
   CHECK(out == "two");
-  CHECK(h.core.Output("g", "step1", 3, false, &out).message() == "step \"step1\" has run 2 attempt(s), not 3");
-  CHECK(h.core.Output("g", "nope", 0, false, &out).message() == "group \"g\" has no step \"nope\"");
-  CHECK(h.core.Output("x", "step1", 0, false, &out).code() == common::Status::Code::kNotFound);
+  CHECK(h.core.Output("g", "step1", 3, false, &out, &in_store).message() ==
+        "step \"step1\" has run 2 attempt(s), not 3");
+  CHECK(h.core.Output("g", "nope", 0, false, &out, &in_store).message() == "group \"g\" has no step \"nope\"");
+  CHECK(h.core.Output("x", "step1", 0, false, &out, &in_store).code() == common::Status::Code::kNotFound);
 }
 
 TEST_CASE("a freed labelled slot is not spent waking a group that is stopping", "[core][placement][bounds]") {
@@ -245,10 +248,9 @@ TEST_CASE("without a store, past the output budget the oldest finished groups ar
   CHECK(h.core.output_bytes() == 8000);
 }
 
-TEST_CASE("while running groups alone hold more output than the budget, submissions are refused saying so",
+TEST_CASE("without a store, while running groups alone hold more output than the budget, submissions are refused",
           "[core][limits][bounds]") {
   SchedulerOptions o = Quiet();
-  o.journal = true;
   o.max_output_bytes = 10000;
   Harness h(o);
   h.Join("w", 1);
@@ -257,14 +259,51 @@ TEST_CASE("while running groups alone hold more output than the budget, submissi
   loud.stdout_tail = std::string(12000, 'o');
   h.Finish(h.Dispatches().at(0), loud);
   const Dispatch second = h.Dispatches().at(0);  // step2 of "long" runs on
-  CHECK(h.core.output_bytes() == 12000);
+  CHECK(h.core.output_bytes() == 12000);  // nowhere else to keep it
   common::Status s = h.Submit(MakeGroup("next", 1));
   CHECK(s.code() == common::Status::Code::kUnavailable);
   CHECK(s.message().find("--max-output-mb") != std::string::npos);
   CHECK(s.message().find("0 MiB of output held (0 now)") != std::string::npos);  // 10,000 and 12,000 bytes
-  h.Finish(second, Exit(0));  // "long" ends, and leaves memory
-  CHECK(h.core.output_bytes() == 0);
+  h.Finish(second, Exit(0));  // "long" ends: the next submit may forget it
   CHECK(h.Submit(MakeGroup("next", 1)).ok());
+  CHECK_FALSE(h.core.Summary("long"));
+  CHECK(h.core.output_bytes() == 0);
+}
+
+TEST_CASE("a running group past the output budget keeps its finished steps' output in the store only",
+          "[core][limits][bounds]") {
+  SchedulerOptions o = Quiet();
+  o.journal = true;
+  o.max_output_bytes = 10000;
+  Harness h(o);
+  h.Join("w", 1);
+  REQUIRE(h.Submit(MakeGroup("long", 5)).ok());
+  for (int i = 0; i < 3; ++i) {
+    common::AttemptOutcome loud = Exit(0);
+    loud.stdout_tail = std::string(4000, 'a' + i);
+    h.Finish(h.Dispatches().at(0), loud);
+  }
+  // 12,000 bytes held by a running group: its oldest finished steps let go
+  // of their output until a quarter of the budget is free.
+  CHECK(h.core.output_bytes() <= 7500);
+  CHECK(h.State("long") == GroupState::kRunning);
+  auto page = h.core.ResultPage("long", 0, 10, 1 << 20);
+  REQUIRE(page);
+  CHECK(page->steps[0].output_omitted);
+  CHECK(page->steps[0].attempts.back().stdout_tail.empty());
+  CHECK_FALSE(page->steps[2].output_omitted);
+  CHECK(page->steps[2].attempts.back().stdout_tail == std::string(4000, 'c'));
+  // LOGS is told where to read it.
+  std::string out;
+  std::optional<coordinator::AttemptRef> in_store;
+  REQUIRE(h.core.Output("long", "step1", 0, false, &out, &in_store).ok());
+  REQUIRE(in_store);
+  CHECK(in_store->step == 0);
+  CHECK(in_store->attempt == 1);
+  CHECK(in_store->submission == 1);
+  REQUIRE(h.core.Output("long", "step3", 0, false, &out, &in_store).ok());
+  CHECK_FALSE(in_store);
+  CHECK(out == std::string(4000, 'c'));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The state store's size under a steady load: groups come and, once their
 // retention is over, are forgotten; SQLite reuses the pages they free, so the
-// file stops growing once as many groups are kept as retention holds.
+// file stops growing once as many groups are kept as retention holds. And
+// the one read that serves a running group's output back, LoadOutput.
 #include <sys/stat.h>
 
 #include <string>
@@ -84,6 +85,31 @@ TEST_CASE("Store: under a steady load whose groups are forgotten after retention
     const int64_t later = SizeAfter(dir, 2 * kKept + 1, 16 * kKept + 1, false);
     CHECK(later > 4 * warm);
   }
+}
+
+TEST_CASE("Store: LoadOutput reads one ended attempt's tails, byte for byte", "[unit][store]") {
+  TempDir tmp;
+  auto store = OpenOk(tmp.path + "/out");
+  REQUIRE_OK(store->Commit({GroupAccepted{4, "g", "{}", "alice", 1700000000000, 2}}));
+  REQUIRE_OK(store->Commit({AttemptStarted{4, 1, 1, "node1", 1700000000100}, AttemptStarted{4, 0, 1, "n", 1}}));
+  AttemptEnded e;
+  e.submission = 4;
+  e.step = 1;
+  e.attempt = 1;
+  e.ended_unix_ms = 1700000005000;
+  e.status = common::AttemptStatus::kFailed;
+  e.exit_code = 1;
+  e.stdout_tail = std::string("out\0\xff", 5);
+  e.stderr_tail = "err";
+  REQUIRE_OK(store->Commit({e}));
+  std::string out, err;
+  REQUIRE_OK(store->LoadOutput(4, 1, 1, &out, &err));
+  CHECK(out == std::string("out\0\xff", 5));
+  CHECK(err == "err");
+  // Not ended, never started, another group: NotFound.
+  CHECK(store->LoadOutput(4, 0, 1, &out, &err).code() == common::Status::Code::kNotFound);
+  CHECK(store->LoadOutput(4, 1, 2, &out, &err).code() == common::Status::Code::kNotFound);
+  CHECK(store->LoadOutput(5, 1, 1, &out, &err).code() == common::Status::Code::kNotFound);
 }
 
 }  // namespace
