@@ -203,11 +203,8 @@ class Scheduler {
 
   // ---- Queries (no side effects) ----
   // The whole result with every attempt's output, for tests and tools;
-  // replies use ResultPage. At most `max_steps` steps are detailed; when a
-  // group has more, the ones not completed come first, the rest are counted
-  // in steps_omitted, and those shown stay in submission order. Nothing for
-  // an archived group: see Hydrate().
-  std::optional<common::GroupResult> Result(std::string_view group, size_t max_steps = SIZE_MAX) const;
+  // replies use ResultPage. Nothing for an archived group: see Hydrate().
+  std::optional<common::GroupResult> Result(std::string_view group) const;
   // One page of a group's result, for a reply that must stay within a
   // message: its steps from index `from` in submission order, at most
   // `max_steps` of them and `max_bytes` of output and error text (counted
@@ -417,6 +414,10 @@ class Scheduler {
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   size_t output_held_ = 0;             // their output tails in memory
   bool workers_unread_ = false;        // during Tick: see Tick()
+  // EvictRunningOutput scans again only once output_held_ reaches this: a
+  // scan that freed too little (the output is in retrying steps) is not
+  // repeated on every result.
+  size_t next_eviction_at_ = 0;
   std::deque<uint64_t> finished_seqs_;  // finished groups, oldest first (some may be forgotten)
   // Finished groups whose details are held, oldest first (some may be
   // forgotten or archived since): what MakeRoom archives first.

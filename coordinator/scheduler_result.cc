@@ -27,31 +27,14 @@ common::GroupResult ResultHeader(const internal::Group& g) {
 
 }  // namespace
 
-std::optional<common::GroupResult> Scheduler::Result(std::string_view id, size_t max_steps) const {
+std::optional<common::GroupResult> Scheduler::Result(std::string_view id) const {
   const Group* g = FindGroup(id);
   if (!g || g->archived) return std::nullopt;
   const size_t n = g->steps.size();
-  std::vector<bool> shown;
-  if (n > max_steps) {
-    // Failures, cancels and what is still running matter more than the
-    // thousands that completed: pick those first, then fill with the rest.
-    shown.assign(n, false);
-    size_t picked = 0;
-    for (uint32_t i = 0; i < n && picked < max_steps; ++i) {
-      if (g->steps[i].state != StepState::kCompleted) shown[i] = true, ++picked;
-    }
-    for (uint32_t i = 0; i < n && picked < max_steps; ++i) {
-      if (!shown[i]) shown[i] = true, ++picked;
-    }
-  }
   common::GroupResult r = ResultHeader(*g);
   r.errors = g->errors;
-  r.steps.reserve(std::min(n, max_steps));
+  r.steps.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
-    if (!shown.empty() && !shown[i]) {
-      ++r.steps_omitted;
-      continue;
-    }
     const StepRt& st = g->steps[i];
     common::StepResult s;
     s.id = g->spec.steps[i].id;

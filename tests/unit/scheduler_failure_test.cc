@@ -241,27 +241,6 @@ TEST_CASE("results record each attempt: worker - times - exit code - output tail
   CHECK(sum.total == 1);
 }
 
-TEST_CASE("a capped result details what matters and counts the rest", "[core][results]") {
-  Harness h;
-  h.Join("w1", 2);
-  auto g = MakeGroup("g", 10);
-  g.on_failure = common::OnFailure::kContinue;
-  REQUIRE(h.Submit(g).ok());
-  h.Finish(h.DispatchOf("step1"), Exit(0));
-  h.Finish(h.DispatchOf("step3"), Exit(5));  // step2 still runs; step4 starts
-  auto r = *h.core.Result("g", 3);
-  REQUIRE(r.steps.size() == 3);
-  CHECK(r.steps_omitted == 7);
-  // Not completed ones first (step2 running, step3 failed, step4 running),
-  // in submission order; the completed step1 is left out.
-  CHECK(r.steps[0].id == "step2");
-  CHECK(r.steps[1].id == "step3");
-  CHECK(r.steps[2].id == "step4");
-  CHECK(r.counts[static_cast<int>(StepState::kCompleted)] == 1);
-  CHECK(r.counts[static_cast<int>(StepState::kPending)] == 6);
-  CHECK(h.core.Result("g")->steps.size() == 10);
-}
-
 TEST_CASE("a signal - a spawn error and a timeout are told apart in the error text", "[core][results]") {
   Harness h;
   h.Join("w1", 3);
