@@ -115,7 +115,7 @@ Status SqliteStore::Migrate() {
     s = Status::Corruption(db_->path() + " is damaged: schema version " + found +
                            "; restore it from a backup (docs/OPERATIONS.md) or move it away");
   } else if (s.ok() && version > schema::SupportedVersion()) {
-    s = Status::FailedPrecondition(schema::NewerVersionMessage(db_->path(), version));
+    s = Status::FailedPrecondition(schema::NewerVersionMessage(db_->path(), version, "start with another --state-dir"));
   }
   for (int v = static_cast<int>(version) + 1; s.ok() && v <= schema::SupportedVersion(); ++v) {
     s = RunMigration(v);
@@ -166,13 +166,9 @@ Status SqliteStore::Commit(const std::vector<Record>& batch) {
   }
   Status s = db_->Run(&begin_, "beginning a transaction");
   if (!s.ok()) return s;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    s = Apply(batch[i]);
-    if (!s.ok()) {
-      return Rollback(Status::FromCode(s.code(), Describe(batch[i]) + " (record " + std::to_string(i + 1) +
-                                                     " of " + std::to_string(batch.size()) +
-                                                     "): " + s.message()));
-    }
+  for (const schema::Op& op : schema::PlanBatch(batch)) {
+    s = Run(op);
+    if (!s.ok()) return Rollback(schema::RecordError(batch, op.record, s));
   }
   s = db_->Run(&commit_, "committing a batch of " + std::to_string(batch.size()) + " records");
   return s.ok() ? s : Rollback(s);

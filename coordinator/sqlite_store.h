@@ -28,6 +28,7 @@
 #include "coordinator/sqlite_checkpointer.h"
 #include "coordinator/sqlite_db.h"
 #include "coordinator/store.h"
+#include "coordinator/store_plan.h"
 #include "coordinator/store_schema.h"
 
 namespace cohort::coordinator {
@@ -66,27 +67,11 @@ class SqliteStore : public Store {
   common::Status Rollback(common::Status cause);
   Statement& Sql(schema::Dml which) { return statements_[static_cast<int>(which)]; }
 
-  // One record each, inside the open transaction (sqlite_store_records.cc).
-  common::Status Apply(const Record& record);
-  common::Status Apply(const GroupAccepted& r);
-  common::Status Apply(const AttemptStarted& r);
-  common::Status Apply(const AttemptEnded& r);
-  common::Status Apply(const StepEnded& r);
-  common::Status Apply(const CancelRequested& r);
-  common::Status Apply(const GroupStopped& r);
-  common::Status Apply(const ErrorAdded& r);
-  common::Status Apply(const GroupEnded& r);
-  common::Status Apply(const GroupForgotten& r);
-  // Runs `which` and fails with FailedPrecondition (`missing`) if it
-  // changed no row.
-  common::Status RunChanging(schema::Dml which, const std::string& missing);
-  // Runs kStopGroup or kEndGroup, which set a state and its time on the
-  // group's row once.
-  common::Status SetGroupState(schema::Dml which, uint64_t submission, common::GroupState state,
-                               int64_t unix_ms, const std::string& missing);
-
-  // Folds the tables into a LoadedState (sqlite_store_records.cc).
-  class Loader;
+  // One statement of a batch's plan, inside the open transaction
+  // (sqlite_store_records.cc).
+  common::Status Run(const schema::Op& op);
+  // The load statements' rows, for the shared loader (sqlite_store_records.cc).
+  class Rows;
 
   common::StateDirLock lock_;  // released only after the database is closed (see the destructor)
   std::unique_ptr<WalCheckpointer> checkpointer_;

@@ -1,475 +1,79 @@
-// SqliteStore: each record kind applied to its rows, and the rows folded
-// back into LoadedState.
+// SqliteStore: a batch's plan run statement by statement, and the load
+// statements' rows handed to the shared loader.
 #include <sqlite3.h>
 
-#include <algorithm>
-#include <limits>
-#include <map>
-#include <optional>
-#include <unordered_map>
-
 #include "coordinator/sqlite_store.h"
+#include "coordinator/store_loader.h"
+#include "coordinator/store_plan.h"
 
 namespace cohort::coordinator {
 
 using common::Status;
 using schema::Dml;
+using schema::Param;
 
-// ---- Apply ---------------------------------------------------------------------------
+namespace {
 
-Status SqliteStore::Apply(const Record& record) {
-  return std::visit([this](const auto& r) { return Apply(r); }, record);
-}
-
-Status SqliteStore::RunChanging(Dml which, const std::string& missing) {
-  Status s = db_->Run(&Sql(which), "writing");
-  if (s.ok() && db_->Changes() == 0) return Status::FailedPrecondition(missing);
-  return s;
-}
-
-Status SqliteStore::Apply(const GroupAccepted& r) {
-  Statement& raise = Sql(Dml::kRaiseMaxSubmission);
-  raise.BindInt(1, static_cast<int64_t>(r.submission));
-  Status s = db_->Run(&raise, "raising max_submission");
-  if (!s.ok()) return s;
-  if (db_->Changes() == 0) {
-    std::string max;
-    Statement& select = Sql(Dml::kSelectMaxSubmission);
-    if (select.Step() == SQLITE_ROW) max = select.Text(0);
-    select.Reset();
-    return Status::FailedPrecondition("submission " + std::to_string(r.submission) +
-                                      " was given out already (the highest so far is " + max + ")");
-  }
-  Statement& st = Sql(Dml::kAcceptGroup);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindText(2, r.group_id);
-  st.BindText(3, r.client);
-  st.BindInt(4, r.submitted_unix_ms);
-  st.BindInt(5, static_cast<int64_t>(r.step_count));
-  if (Status s = db_->Run(&st, "writing"); !s.ok()) return s;
-  Statement& spec = Sql(Dml::kStoreSpec);
-  spec.BindInt(1, static_cast<int64_t>(r.submission));
-  spec.BindText(2, r.spec_json);
-  return db_->Run(&spec, "writing");
-}
-
-Status SqliteStore::Apply(const AttemptStarted& r) {
-  Statement& st = Sql(Dml::kStartAttempt);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindInt(2, r.step);
-  st.BindInt(3, r.attempt);
-  st.BindText(4, r.worker);
-  st.BindInt(5, r.dispatched_unix_ms);
-  return RunChanging(Dml::kStartAttempt, "no such group, or no such step in it");
-}
-
-Status SqliteStore::Apply(const AttemptEnded& r) {
-  Statement& st = Sql(Dml::kEndAttempt);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindInt(2, r.step);
-  st.BindInt(3, r.attempt);
-  st.BindInt(4, r.ended_unix_ms);
-  st.BindText(5, common::AttemptStatusName(r.status));
-  r.exit_code ? st.BindInt(6, *r.exit_code) : st.BindNull(6);
-  r.signal ? st.BindInt(7, *r.signal) : st.BindNull(7);
-  st.BindInt(8, r.timed_out ? 1 : 0);
-  st.BindInt(9, r.cancelled ? 1 : 0);
-  st.BindText(10, r.error);
-  st.BindBytes(11, r.stdout_tail);
-  st.BindBytes(12, r.stderr_tail);
-  st.BindInt(13, static_cast<int64_t>(r.stdout_bytes));
-  st.BindInt(14, static_cast<int64_t>(r.stderr_bytes));
-  r.started_unix_ms ? st.BindInt(15, *r.started_unix_ms) : st.BindNull(15);
-  return RunChanging(Dml::kEndAttempt, "no such attempt was started, or it has ended already");
-}
-
-Status SqliteStore::Apply(const StepEnded& r) {
-  Statement& st = Sql(Dml::kEndStep);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindInt(2, r.step);
-  st.BindText(3, common::StepStateName(r.state));
-  st.BindText(4, r.error);
-  st.BindInt(5, r.unix_ms);
-  return RunChanging(Dml::kEndStep, "no such group, or no such step in it");
-}
-
-Status SqliteStore::Apply(const CancelRequested& r) {
-  Statement& st = Sql(Dml::kRequestCancel);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  r.step ? st.BindInt(2, *r.step) : st.BindNull(2);
-  st.BindText(3, r.who);
-  st.BindInt(4, r.unix_ms);
-  return RunChanging(Dml::kRequestCancel, "no such group, or no such step in it");
-}
-
-Status SqliteStore::SetGroupState(Dml which, uint64_t submission, common::GroupState state, int64_t unix_ms,
-                                  const std::string& missing) {
-  Statement& st = Sql(which);
-  st.BindInt(1, static_cast<int64_t>(submission));
-  st.BindText(2, common::GroupStateName(state));
-  st.BindInt(3, unix_ms);
-  return RunChanging(which, missing);
-}
-
-// A group stops once: a second GroupStopped, or one after GroupEnded, does
-// not fit what is stored (the core asking twice is its bug, and the first
-// stop's state is the one the group ends in), so it fails the batch the way
-// a second GroupEnded does.
-Status SqliteStore::Apply(const GroupStopped& r) {
-  return SetGroupState(Dml::kStopGroup, r.submission, r.state, r.unix_ms,
-                       "no such group, or it is stopping or has ended already");
-}
-
-Status SqliteStore::Apply(const ErrorAdded& r) {
-  Statement& st = Sql(Dml::kAddError);
-  st.BindInt(1, static_cast<int64_t>(r.submission));
-  st.BindInt(2, r.seq);
-  st.BindText(3, r.step_id);
-  st.BindText(4, r.error);
-  st.BindInt(5, r.unix_ms);
-  return RunChanging(Dml::kAddError, "no such group");
-}
-
-Status SqliteStore::Apply(const GroupEnded& r) {
-  return SetGroupState(Dml::kEndGroup, r.submission, r.state, r.unix_ms, "no such group, or it has ended already");
-}
-
-Status SqliteStore::Apply(const GroupForgotten& r) {
-  // Children first: their rows refer to the group's.
-  for (Dml which :
-       {Dml::kForgetAttempts, Dml::kForgetStepEnds, Dml::kForgetCancels, Dml::kForgetErrors, Dml::kForgetSpec}) {
-    Sql(which).BindInt(1, static_cast<int64_t>(r.submission));
-    Status s = db_->Run(&Sql(which), "deleting");
-    if (!s.ok()) return s;
-  }
-  Sql(Dml::kForgetGroup).BindInt(1, static_cast<int64_t>(r.submission));
-  return RunChanging(Dml::kForgetGroup, "no such group");
-}
-
-// ---- Load -----------------------------------------------------------------------------
-
-// Reads one table at a time, in key order, into groups indexed by
-// submission. Steps are gathered in ordered maps first (attempts and step
-// ends arrive from separate tables) and flattened at the end. Which groups
-// it reads is the statements it is given: Load's (the unfinished ones, then
-// the finished ones' summaries) or LoadGroup's (one, bound to $1).
-class SqliteStore::Loader {
+class StatementRow : public schema::Row {
  public:
-  struct Tables {
-    Dml groups, attempts, step_ends, cancels, errors;
-  };
-  static constexpr Tables kRunning = {Dml::kLoadGroups, Dml::kLoadAttempts, Dml::kLoadStepEnds, Dml::kLoadCancels,
-                                      Dml::kLoadErrors};
-  static constexpr Tables kOne = {Dml::kLoadGroup, Dml::kLoadGroupAttempts, Dml::kLoadGroupStepEnds,
-                                  Dml::kLoadGroupCancels, Dml::kLoadGroupErrors};
-
-  // `submission` is bound to every statement that takes one.
-  Loader(SqliteStore* store, LoadedState* out, const Tables& tables, uint64_t submission = 0)
-      : store_(store), out_(out), tables_(tables), submission_(submission) {}
-
-  Status Run() {
-    out_->groups.clear();
-    out_->finished.clear();
-    out_->max_submission = 0;
-    Status s = Groups();
-    if (s.ok()) s = Attempts();
-    if (s.ok()) s = StepEnds();
-    if (s.ok()) s = Cancels();
-    if (s.ok()) s = Errors();
-    if (!s.ok()) return s;
-    for (size_t i = 0; i < out_->groups.size(); ++i) {
-      for (auto& [index, step] : steps_[i]) out_->groups[i].steps.push_back(std::move(step));
-    }
-    return Status::Ok();
-  }
-
-  // Load's second part: the finished groups, summarized.
-  Status RunFinished() {
-    Status s = Finished();
-    if (s.ok()) s = Counts();
-    if (s.ok()) s = MaxSubmission();
-    return s;
-  }
+  explicit StatementRow(const Statement& st) : st_(st) {}
+  bool IsNull(int column) const override { return st_.IsNull(column); }
+  int64_t Int(int column) const override { return st_.Int(column); }
+  std::string Text(int column) const override { return st_.Text(column); }
+  std::string Bytes(int column) const override { return st_.Bytes(column); }
 
  private:
-  // Calls fn() for each row of `which`; the statement is reset either way.
-  template <typename Fn>
-  Status ForEachRow(Dml which, Fn fn) {
+  const Statement& st_;
+};
+
+}  // namespace
+
+class SqliteStore::Rows : public schema::RowSource {
+ public:
+  explicit Rows(SqliteStore* store) : store_(store) {}
+
+  Status ForEachRow(Dml which, uint64_t submission, const std::function<Status(const schema::Row&)>& fn) override {
     Statement& st = store_->Sql(which);
-    st.BindInt(1, static_cast<int64_t>(submission_));
+    st.BindInt(1, static_cast<int64_t>(submission));
     Status s;
     int rc = SQLITE_DONE;
-    while (s.ok() && (rc = st.Step()) == SQLITE_ROW) s = fn(st);
+    while (s.ok() && (rc = st.Step()) == SQLITE_ROW) s = fn(StatementRow(st));
     if (s.ok() && rc != SQLITE_DONE) s = store_->db_->Error(rc, "loading the state");
     st.Reset();
     return s;
   }
 
-  Status Bad(const std::string& what) const {
-    return Status::Corruption(store_->db_->path() + " is not a cohort state database or is damaged (" + what +
-                              "); restore it from a backup (docs/OPERATIONS.md) or move it away");
-  }
+  std::string where() const override { return store_->db_->path(); }
 
-  template <typename T>
-  static bool Fits(int64_t v, T* out) {
-    using Limits = std::numeric_limits<T>;
-    if constexpr (Limits::is_signed) {
-      if (v < static_cast<int64_t>(Limits::min()) || v > static_cast<int64_t>(Limits::max())) return false;
-    } else {
-      if (v < 0 || static_cast<uint64_t>(v) > static_cast<uint64_t>(Limits::max())) return false;
-    }
-    *out = static_cast<T>(v);
-    return true;
-  }
-
-  Status Groups() {
-    return ForEachRow(tables_.groups, [this](const Statement& st) {
-      LoadedGroup g;
-      GroupAccepted& a = g.accepted;
-      if (!Fits(st.Int(0), &a.submission) || a.submission == 0 || !Fits(st.Int(5), &a.step_count)) {
-        return Bad("submissions row " + std::to_string(st.Int(0)) + " has a bad submission or step count");
-      }
-      a.group_id = st.Text(1);
-      a.spec_json = st.Text(2);
-      a.client = st.Text(3);
-      a.submitted_unix_ms = st.Int(4);
-      Status s = StateAt(st, 6, "stop_state", schema::IsStopState, a.submission, &g.stopped);
-      if (s.ok()) s = StateAt(st, 8, "end_state", IsEndState, a.submission, &g.ended);
-      if (!s.ok()) return s;
-      index_[a.submission] = out_->groups.size();
-      out_->groups.push_back(std::move(g));
-      steps_.emplace_back();
-      return Status::Ok();
-    });
-  }
-
-  static bool IsEndState(common::GroupState state) { return state != common::GroupState::kRunning; }
-
-  // A group state column of submissions (stop_state, end_state) at `column`,
-  // its time in the next: absent while NULL, and set with both or neither.
-  template <typename Mark>
-  Status StateAt(const Statement& st, int column, const char* name, bool (*allowed)(common::GroupState),
-                 uint64_t submission, std::optional<Mark>* out) {
-    if (st.IsNull(column)) return Status::Ok();
-    const std::string what = "submissions row " + std::to_string(submission) + " has " + name + " \"" +
-                             st.Text(column) + "\"";
-    Mark mark{submission, {}, st.Int(column + 1)};
-    if (!schema::ParseGroupState(st.Text(column), &mark.state) || !allowed(mark.state)) return Bad(what);
-    if (st.IsNull(column + 1)) return Bad(what + " but no time");
-    *out = mark;
-    return Status::Ok();
-  }
-
-  // Where the group of a child table's `row` is in out_->groups.
-  Status GroupOf(const std::string& row, int64_t submission, size_t* group) {
-    auto it = index_.find(static_cast<uint64_t>(submission));
-    if (submission <= 0 || it == index_.end()) return Bad(row + " belongs to no group");
-    *group = it->second;
-    return Status::Ok();
-  }
-
-  // Where a child row's group is in out_->groups, after checking that the
-  // group exists and holds the step.
-  Status Locate(const char* table, int64_t submission, int64_t step, size_t* group, uint32_t* index) {
-    const std::string row = std::string(table) + " row (submission " + std::to_string(submission) + ", step " +
-                            std::to_string(step) + ")";
-    Status s = GroupOf(row, submission, group);
-    if (!s.ok()) return s;
-    if (!Fits(step, index) || *index >= out_->groups[*group].accepted.step_count) {
-      return Bad(row + " is past the group's step count");
-    }
-    return Status::Ok();
-  }
-
-  Status StepOf(const char* table, int64_t submission, int64_t step, LoadedStep** out) {
-    size_t group = 0;
-    uint32_t index = 0;
-    Status s = Locate(table, submission, step, &group, &index);
-    if (!s.ok()) return s;
-    LoadedStep& found = steps_[group][index];
-    found.step = index;
-    *out = &found;
-    return Status::Ok();
-  }
-
-  Status Attempts() {
-    return ForEachRow(tables_.attempts, [this](const Statement& st) {
-      LoadedStep* step = nullptr;
-      Status s = StepOf("attempts", st.Int(0), st.Int(1), &step);
-      if (!s.ok()) return s;
-      LoadedAttempt a;
-      a.started = {static_cast<uint64_t>(st.Int(0)), step->step, 0, st.Text(3), st.Int(4)};
-      if (!Fits(st.Int(2), &a.started.attempt)) return Bad("attempt number " + std::to_string(st.Int(2)));
-      if (!st.IsNull(5)) {
-        s = Ended(st, a.started, &a.ended.emplace());
-        if (!s.ok()) return s;
-      }
-      step->attempts.push_back(std::move(a));
-      return Status::Ok();
-    });
-  }
-
-  Status Ended(const Statement& st, const AttemptStarted& started, AttemptEnded* e) {
-    const std::string what = "attempt (submission " + std::to_string(started.submission) + ", step " +
-                             std::to_string(started.step) + ", attempt " + std::to_string(started.attempt) + ")";
-    e->submission = started.submission;
-    e->step = started.step;
-    e->attempt = started.attempt;
-    e->ended_unix_ms = st.Int(5);
-    if (!st.IsNull(16)) e->started_unix_ms = st.Int(16);
-    if (!schema::ParseAttemptStatus(st.Text(6), &e->status) || e->status == common::AttemptStatus::kRunning) {
-      return Bad(what + " has status \"" + st.Text(6) + "\"");
-    }
-    int v = 0;
-    if (!st.IsNull(7)) {
-      if (!Fits(st.Int(7), &v)) return Bad(what + " has exit code " + std::to_string(st.Int(7)));
-      e->exit_code = v;
-    }
-    if (!st.IsNull(8)) {
-      if (!Fits(st.Int(8), &v)) return Bad(what + " has signal " + std::to_string(st.Int(8)));
-      e->signal = v;
-    }
-    e->timed_out = st.Int(9) != 0;
-    e->cancelled = st.Int(10) != 0;
-    e->error = st.Text(11);
-    e->stdout_tail = st.Bytes(12);
-    e->stderr_tail = st.Bytes(13);
-    if (!Fits(st.Int(14), &e->stdout_bytes) || !Fits(st.Int(15), &e->stderr_bytes)) {
-      return Bad(what + " has a negative byte count");
-    }
-    return Status::Ok();
-  }
-
-  Status StepEnds() {
-    return ForEachRow(tables_.step_ends, [this](const Statement& st) {
-      LoadedStep* step = nullptr;
-      Status s = StepOf("step_ends", st.Int(0), st.Int(1), &step);
-      if (!s.ok()) return s;
-      StepEnded e{static_cast<uint64_t>(st.Int(0)), step->step, {}, st.Text(3), st.Int(4)};
-      if (!schema::ParseStepState(st.Text(2), &e.state) || !common::IsFinal(e.state)) {
-        return Bad("step_ends row (submission " + std::to_string(e.submission) + ", step " +
-                   std::to_string(e.step) + ") has state \"" + st.Text(2) + "\"");
-      }
-      step->ended = std::move(e);
-      return Status::Ok();
-    });
-  }
-
-  Status Cancels() {
-    return ForEachRow(tables_.cancels, [this](const Statement& st) {
-      CancelRequested c{static_cast<uint64_t>(st.Int(0)), std::nullopt, st.Text(3), st.Int(4)};
-      size_t group = 0;
-      uint32_t index = 0;
-      Status s = st.IsNull(2) ? GroupOf(KeyedRow("cancels", st), st.Int(0), &group)
-                              : Locate("cancels", st.Int(0), st.Int(2), &group, &index);
-      if (!s.ok()) return s;
-      if (!st.IsNull(2)) c.step = index;
-      out_->groups[group].cancels.push_back(std::move(c));
-      return Status::Ok();
-    });
-  }
-
-  Status Errors() {
-    return ForEachRow(tables_.errors, [this](const Statement& st) {
-      const std::string row = KeyedRow("group_errors", st);
-      size_t group = 0;
-      Status s = GroupOf(row, st.Int(0), &group);
-      if (!s.ok()) return s;
-      ErrorAdded e{static_cast<uint64_t>(st.Int(0)), 0, st.Text(2), st.Text(3), st.Int(4)};
-      if (!Fits(st.Int(1), &e.seq)) return Bad(row + " has a seq no error list reaches");
-      out_->groups[group].errors.push_back(std::move(e));
-      return Status::Ok();
-    });
-  }
-
-  // "cancels row (submission 7, seq 2)", for a table keyed (submission, seq)
-  // in its first two columns.
-  static std::string KeyedRow(const char* table, const Statement& st) {
-    return std::string(table) + " row (submission " + std::to_string(st.Int(0)) + ", seq " +
-           std::to_string(st.Int(1)) + ")";
-  }
-
-  Status Finished() {
-    return ForEachRow(Dml::kLoadFinished, [this](const Statement& st) {
-      FinishedSummary f;
-      if (!Fits(st.Int(0), &f.submission) || f.submission == 0 || !Fits(st.Int(4), &f.step_count)) {
-        return Bad("submissions row " + std::to_string(st.Int(0)) + " has a bad submission or step count");
-      }
-      f.group_id = st.Text(1);
-      f.client = st.Text(2);
-      f.submitted_unix_ms = st.Int(3);
-      std::optional<GroupEnded> ended;
-      Status s = StateAt(st, 5, "end_state", IsEndState, f.submission, &ended);
-      if (!s.ok()) return s;
-      f.ended = *ended;  // the statement selects rows with an end_state
-      finished_index_[f.submission] = out_->finished.size();
-      out_->finished.push_back(std::move(f));
-      return Status::Ok();
-    });
-  }
-
-  Status Counts() {
-    Status s = ForEachRow(Dml::kCountFinished, [this](const Statement& st) {
-      const std::string row = "step_ends of submission " + std::to_string(st.Int(0));
-      auto it = finished_index_.find(static_cast<uint64_t>(st.Int(0)));
-      common::StepState state{};
-      if (it == finished_index_.end()) return Bad(row + " belong to no group");
-      if (!schema::ParseStepState(st.Text(1), &state) || !common::IsFinal(state)) {
-        return Bad(row + " have state \"" + st.Text(1) + "\"");
-      }
-      out_->finished[it->second].counts[static_cast<int>(state)] = static_cast<uint64_t>(st.Int(2));
-      return Status::Ok();
-    });
-    return s;
-  }
-
-  // The counter, and never below a group still held (a counter lost to a
-  // hand edit must not let a submission be given out twice).
-  Status MaxSubmission() {
-    Status s = ForEachRow(Dml::kSelectMaxSubmission, [this](const Statement& st) {
-      if (!Fits(st.Int(0), &out_->max_submission)) return Bad("max_submission " + std::to_string(st.Int(0)));
-      return Status::Ok();
-    });
-    if (!out_->groups.empty()) {
-      out_->max_submission = std::max(out_->max_submission, out_->groups.back().accepted.submission);
-    }
-    if (!out_->finished.empty()) {
-      out_->max_submission = std::max(out_->max_submission, out_->finished.back().submission);
-    }
-    return s;
-  }
-
+ private:
   SqliteStore* store_;
-  LoadedState* out_;
-  Tables tables_;
-  uint64_t submission_;
-  std::unordered_map<uint64_t, size_t> index_;              // submission -> position in out_->groups
-  std::unordered_map<uint64_t, size_t> finished_index_;     // submission -> position in out_->finished
-  std::vector<std::map<uint32_t, LoadedStep>> steps_;      // per group, by step index
 };
 
-Status SqliteStore::Load(LoadedState* out) {
-  LoadedState loaded;
-  Loader loader(this, &loaded, Loader::kRunning);
-  Status s = loader.Run();
-  if (s.ok()) s = loader.RunFinished();
-  if (s.ok()) *out = std::move(loaded);
+Status SqliteStore::Run(const schema::Op& op) {
+  Statement& st = Sql(op.which);
+  for (size_t i = 0; i < op.params.size(); ++i) {
+    const Param& p = op.params[i];
+    const int n = static_cast<int>(i) + 1;
+    switch (p.kind) {
+      case Param::Kind::kNull: st.BindNull(n); break;
+      case Param::Kind::kInt: st.BindInt(n, p.integer); break;
+      case Param::Kind::kText: st.BindText(n, p.text); break;
+      case Param::Kind::kBytes: st.BindBytes(n, p.text); break;
+    }
+  }
+  Status s = db_->Run(&st, "writing");
+  if (s.ok() && !op.missing.empty() && db_->Changes() == 0) return Status::FailedPrecondition(op.missing);
   return s;
 }
 
+Status SqliteStore::Load(LoadedState* out) {
+  Rows rows(this);
+  return schema::LoadState(&rows, out);
+}
+
 Status SqliteStore::LoadGroup(uint64_t submission, LoadedGroup* out) {
-  if (submission == 0 || submission > kMaxStoredUnsigned) {
-    return Status::NotFound("no stored group has submission " + std::to_string(submission));
-  }
-  LoadedState loaded;
-  Status s = Loader(this, &loaded, Loader::kOne, submission).Run();
-  if (!s.ok()) return s;
-  if (loaded.groups.size() != 1) {
-    return Status::NotFound("no stored group has submission " + std::to_string(submission) +
-                            " (it was forgotten)");
-  }
-  *out = std::move(loaded.groups.front());
-  return Status::Ok();
+  Rows rows(this);
+  return schema::LoadOneGroup(&rows, submission, out);
 }
 
 Status SqliteStore::LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,

@@ -110,15 +110,29 @@ const std::vector<std::string_view> kVersion1 = {
     " PRIMARY KEY (submission, seq))",
 };
 
+// Version 2. Who leads the coordinators that share this database
+// (coordinator/leadership.h): one row, its epoch only ever growing, its
+// lease ending at expires_unix_ms of the database's own clock, so the
+// coordinators' clocks never have to agree. A store with one coordinator
+// (SQLite) keeps the table empty.
+const std::vector<std::string_view> kVersion2 = {
+    "CREATE TABLE leadership ("
+    " name TEXT PRIMARY KEY,"
+    " epoch BIGINT NOT NULL,"
+    " holder TEXT NOT NULL,"
+    " client_endpoint TEXT NOT NULL,"
+    " worker_endpoint TEXT NOT NULL,"
+    " expires_unix_ms BIGINT NOT NULL)",
+};
+
 const std::vector<std::vector<std::string_view>>& Migrations() {
-  static const std::vector<std::vector<std::string_view>> kAll = {kVersion1};
+  static const std::vector<std::vector<std::string_view>> kAll = {kVersion1, kVersion2};
   return kAll;
 }
 
-std::string NewerVersionMessage(const std::string& db, int64_t found) {
-  return db + ": schema version " + std::to_string(found) +
-         " is newer than this cohort-coordinator supports (" + std::to_string(SupportedVersion()) +
-         "): upgrade cohort-coordinator, or start with another --state-dir";
+std::string NewerVersionMessage(const std::string& db, int64_t found, std::string_view instead) {
+  return db + ": schema version " + std::to_string(found) + " is newer than this cohort-coordinator supports (" +
+         std::to_string(SupportedVersion()) + "): upgrade cohort-coordinator, or " + std::string(instead);
 }
 
 namespace {

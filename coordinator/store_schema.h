@@ -46,8 +46,9 @@ extern const char kInsertVersion[];  // $1: the version
 const std::vector<std::vector<std::string_view>>& Migrations();
 inline int SupportedVersion() { return static_cast<int>(Migrations().size()); }
 
-// The refusal of a database written by a newer cohort-coordinator.
-std::string NewerVersionMessage(const std::string& db, int64_t found);
+// The refusal of a database written by a newer cohort-coordinator;
+// `instead` is the other way out ("start with another --state-dir").
+std::string NewerVersionMessage(const std::string& db, int64_t found, std::string_view instead);
 
 // ---- Statements, indexed by Dml -------------------------------------------------
 

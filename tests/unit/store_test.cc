@@ -1,11 +1,11 @@
-// The state store on real SQLite files in a temporary directory: records
+// The state store on both engines, a real SQLite file in a temporary
+// directory and a real PostgreSQL database of the test's own: records
 // round-trip through a reopen, batches are all or nothing, a group stops
 // once and keeps its errors in order, forgotten groups leave no rows,
 // submissions are never given out twice, rows that contradict each other
 // fail Load, and every file the store cannot use is refused with a message
 // that says what to do.
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,7 +47,9 @@ using coordinator::SqliteStore;
 using coordinator::StepEnded;
 using coordinator::Store;
 using coordinator::SyncMode;
+using testing::Engine;
 using testing::OpenOk;
+using testing::TestDb;
 using testing::TempDir;
 
 // Everything stored, in one list: what Load restores in full, and each
@@ -65,6 +67,11 @@ LoadedState LoadOk(Store* store) {
   });
   state.finished.clear();
   return state;
+}
+
+LoadedState Reopened(const TestDb& db) {
+  auto store = db.Open();
+  return LoadOk(store.get());
 }
 
 LoadedState Reopened(const std::string& dir) {
@@ -90,28 +97,6 @@ AttemptEnded Ended(uint64_t submission, uint32_t step, uint32_t attempt) {
   return e;
 }
 
-// A second connection of the test's own, to look at or damage the file.
-struct RawDb {
-  sqlite3* db = nullptr;
-  explicit RawDb(const std::string& path) { REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK); }
-  ~RawDb() { sqlite3_close(db); }
-  void Exec(const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    sqlite3_free(err);
-    REQUIRE(rc == SQLITE_OK);
-  }
-  int64_t Count(const std::string& table) {
-    sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, ("SELECT COUNT(*) FROM " + table).c_str(), -1, &st, nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-  }
-};
-
 ErrorAdded Error(uint64_t submission, uint32_t seq, std::string step_id = "a") {
   return {submission, seq, std::move(step_id), "error " + std::to_string(seq), 1700000002000 + seq};
 }
@@ -120,7 +105,8 @@ ErrorAdded Error(uint64_t submission, uint32_t seq, std::string step_id = "a") {
 static_assert(std::variant_size_v<Record> == 9);
 
 TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store]") {
-  TempDir d;
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
   GroupAccepted g = Group(7, 4);
   g.spec_json = R"({"id":"build","steps":[{"id":"a","shell":"echo \"é\""}]})";
   g.submitted_unix_ms = INT64_MIN;
@@ -159,12 +145,12 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   ErrorAdded deadline{7, 1, "", "the group's deadline passed", INT64_MAX};
   GroupEnded group_end{7, GroupState::kCancelled, 47};
   {
-    auto store = OpenOk(d.path);
+    auto store = d.Open();
     REQUIRE_OK(store->Commit({g, started, full, bare_start, bare, running}));
     REQUIRE_OK(store->Commit({AttemptStarted{7, 3, 1, "node1-1", 6}, started_zero}));
     REQUIRE_OK(store->Commit({step_end, pending_cancelled, whole, one, stopped, step_error, deadline, group_end}));
   }
-  LoadedState state = Reopened(d.path);
+  LoadedState state = Reopened(d);
   REQUIRE(state.max_submission == 7);
   REQUIRE(state.groups.size() == 1);
   const coordinator::LoadedGroup& lg = state.groups[0];
@@ -195,8 +181,9 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
 
 TEST_CASE("Store: Load reads running groups in full and finished ones as summaries, and LoadGroup reads one",
           "[unit][store]") {
-  TempDir d;
-  auto store = OpenOk(d.path);
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  auto store = d.Open();
   // 1 finished (two steps completed, one failed), 2 running, 3 finished then forgotten.
   REQUIRE_OK(store->Commit({Group(1), Group(2), Group(3), AttemptStarted{1, 0, 1, "w", 10}, Ended(1, 0, 1),
                             StepEnded{1, 0, StepState::kCompleted, "", 11}, StepEnded{1, 1, StepState::kCompleted, "", 12},
@@ -206,7 +193,7 @@ TEST_CASE("Store: Load reads running groups in full and finished ones as summari
                             StepEnded{3, 2, StepState::kCancelled, "", 16}, GroupEnded{3, GroupState::kCancelled, 17},
                             GroupForgotten{3}}));
   store.reset();
-  store = OpenOk(d.path);
+  store = d.Open();
   LoadedState state;
   REQUIRE_OK(store->Load(&state));
   CHECK(state.max_submission == 3);
@@ -245,11 +232,12 @@ TEST_CASE("Store: Load reads running groups in full and finished ones as summari
 }
 
 TEST_CASE("Store: LoadGroup refuses rows of a group that does not exist with Corruption", "[unit][store]") {
-  TempDir d;
-  REQUIRE_OK(OpenOk(d.path)->Commit({Group(1), Group(2), Error(1, 0)}));
-  RawDb(d.path + "/cohort.db").Exec("PRAGMA foreign_keys = OFF; DELETE FROM submissions WHERE submission = 2;"
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  REQUIRE_OK(d.Open()->Commit({Group(1), Group(2), Error(1, 0)}));
+  d.Exec("DELETE FROM submissions WHERE submission = 2;"
                                     " UPDATE group_errors SET submission = 2");
-  auto store = OpenOk(d.path);
+  auto store = d.Open();
   coordinator::LoadedGroup g;
   Status s = store->LoadGroup(2, &g);
   CHECK(s.code() == Status::Code::kCorruption);
@@ -257,19 +245,21 @@ TEST_CASE("Store: LoadGroup refuses rows of a group that does not exist with Cor
 }
 
 TEST_CASE("Store: a new store is empty and Load replaces what it is given", "[unit][store]") {
-  TempDir d;
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
   LoadedState state;
   state.max_submission = 99;
   state.groups.emplace_back();
-  auto store = OpenOk(d.path);
+  auto store = d.Open();
   REQUIRE_OK(store->Load(&state));
   CHECK(state == LoadedState{});
   REQUIRE_OK(store->Commit({}));
 }
 
 TEST_CASE("Store: a batch that fails midway leaves nothing behind", "[unit][store]") {
-  TempDir d;
-  auto store = OpenOk(d.path);
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  auto store = d.Open();
   REQUIRE_OK(store->Commit({Group(1), AttemptStarted{1, 0, 1, "w", 1}}));
   const LoadedState before = LoadOk(store.get());
 
@@ -292,7 +282,7 @@ TEST_CASE("Store: a batch that fails midway leaves nothing behind", "[unit][stor
   SECTION("the same attempt started twice") {
     Status s = store->Commit({AttemptStarted{1, 0, 1, "w", 9}});
     CHECK(s.code() == Status::Code::kFailedPrecondition);
-    CHECK_THAT(s.message(), Catch::Contains("UNIQUE"));
+    CHECK_THAT(s.message(), Catch::Contains(d.unique_word()));
   }
   SECTION("a record that can never be stored is refused before anything is written") {
     AttemptEnded running = Ended(1, 0, 1);
@@ -342,9 +332,10 @@ TEST_CASE("Store: a full disk rolls the batch back, and a commit after space ret
 }
 
 TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
-  TempDir d;
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
   {
-    auto store = OpenOk(d.path);
+    auto store = d.Open();
     std::vector<Record> batch;
     for (uint64_t sub : {1, 2}) {
       batch.emplace_back(Group(sub));
@@ -366,13 +357,12 @@ TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK_THAT(s.message(), Catch::Contains("given out already"));
   }
-  RawDb raw(d.path + "/cohort.db");
-  for (const char* table : {"submissions", "group_specs", "attempts", "step_ends", "cancels", "group_errors"}) {
+    for (const char* table : {"submissions", "group_specs", "attempts", "step_ends", "cancels", "group_errors"}) {
     INFO(table);
-    CHECK(raw.Count(std::string(table) + " WHERE submission = 1") == 0);
-    CHECK(raw.Count(std::string(table) + " WHERE submission = 2") > 0);
+    CHECK(d.Count(std::string(table) + " WHERE submission = 1") == 0);
+    CHECK(d.Count(std::string(table) + " WHERE submission = 2") > 0);
   }
-  LoadedState state = Reopened(d.path);
+  LoadedState state = Reopened(d);
   REQUIRE(state.groups.size() == 1);
   CHECK(state.groups[0].accepted.submission == 2);
   CHECK(state.groups[0].errors.size() == 2);
@@ -381,8 +371,9 @@ TEST_CASE("Store: a forgotten group leaves no row behind", "[unit][store]") {
 
 TEST_CASE("Store: a group stops once: a second GroupStopped, or one after its end, fails the whole batch",
           "[unit][store]") {
-  TempDir d;
-  auto store = OpenOk(d.path);
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  auto store = d.Open();
   const GroupStopped first{1, GroupState::kFailed, 10};
   REQUIRE_OK(store->Commit({Group(1), Group(2), first}));
   REQUIRE_OK(store->Commit({GroupEnded{2, GroupState::kCompleted, 11}}));
@@ -413,13 +404,14 @@ TEST_CASE("Store: a group stops once: a second GroupStopped, or one after its en
   // The first stop, and the state it chose, stand; nothing else was kept.
   CHECK(LoadOk(store.get()) == before);
   store.reset();
-  CHECK(Reopened(d.path) == before);
+  CHECK(Reopened(d) == before);
 }
 
 TEST_CASE("Store: a GroupStopped neither cancelled nor failed is refused before anything is written",
           "[unit][store]") {
-  TempDir d;
-  auto store = OpenOk(d.path);
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  auto store = d.Open();
   REQUIRE_OK(store->Commit({Group(1)}));
   const LoadedState before = LoadOk(store.get());
   for (GroupState state : {GroupState::kRunning, GroupState::kCompleted}) {
@@ -434,9 +426,10 @@ TEST_CASE("Store: a GroupStopped neither cancelled nor failed is refused before 
 }
 
 TEST_CASE("Store: errors come back in seq order, and a seq the group has already is refused", "[unit][store]") {
-  TempDir d;
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
   {
-    auto store = OpenOk(d.path);
+    auto store = d.Open();
     // Interleaved with another group's, and over several batches.
     REQUIRE_OK(store->Commit({Group(1), Group(2), Error(1, 0), Error(2, 0, "")}));
     REQUIRE_OK(store->Commit({Error(1, 1, "b")}));
@@ -445,12 +438,12 @@ TEST_CASE("Store: errors come back in seq order, and a seq the group has already
     Status s = store->Commit({Error(1, 3), Error(1, 1, "c")});
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK_THAT(s.message(), Catch::StartsWith("ErrorAdded submission=1 ") &&
-                                Catch::Contains("(record 2 of 2)") && Catch::Contains("UNIQUE"));
+                                Catch::Contains("(record 2 of 2)") && Catch::Contains(d.unique_word()));
     s = store->Commit({Error(5, 0)});
     CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK_THAT(s.message(), Catch::Contains("no such group"));
   }
-  LoadedState state = Reopened(d.path);
+  LoadedState state = Reopened(d);
   REQUIRE(state.groups.size() == 2);
   CHECK(state.groups[0].errors == std::vector<ErrorAdded>{Error(1, 0), Error(1, 1, "b"), Error(1, 2, "")});
   CHECK(state.groups[1].errors == std::vector<ErrorAdded>{Error(2, 0, ""), Error(2, 1)});
@@ -474,12 +467,14 @@ TEST_CASE("Store: rows that contradict each other fail Load with Corruption, nam
        " UPDATE submissions SET end_state = 'failed', ended_unix_ms = 9",
        "step_ends of submission 1 have state \"running\""},
   };
+  const Engine engine = GENERATE(Engine::kSqlite, Engine::kPostgres);
   for (const Damage& damage : cases) {
     INFO(damage.sql);
-    TempDir d;
-    REQUIRE_OK(OpenOk(d.path)->Commit({Group(1), GroupStopped{1, GroupState::kFailed, 5}, Error(1, 0)}));
-    RawDb(d.path + "/cohort.db").Exec(std::string("PRAGMA foreign_keys = OFF; ") + damage.sql);
-    auto store = OpenOk(d.path);
+    TestDb d(engine);
+    INFO(d.engine_name());
+    REQUIRE_OK(d.Open()->Commit({Group(1), GroupStopped{1, GroupState::kFailed, 5}, Error(1, 0)}));
+    d.Exec(damage.sql);
+    auto store = d.Open();
     LoadedState state;
     Status s = store->Load(&state);
     CHECK(s.code() == Status::Code::kCorruption);
@@ -489,14 +484,15 @@ TEST_CASE("Store: rows that contradict each other fail Load with Corruption, nam
 }
 
 TEST_CASE("Store: a submission is never given out twice, across forgetting and reopening", "[unit][store]") {
-  TempDir d;
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
   {
-    auto store = OpenOk(d.path);
+    auto store = d.Open();
     REQUIRE_OK(store->Commit({Group(1), Group(2), Group(3)}));
     REQUIRE_OK(store->Commit({GroupForgotten{3}, GroupForgotten{2}}));
     CHECK(LoadOk(store.get()).max_submission == 3);
   }
-  auto store = OpenOk(d.path);
+  auto store = d.Open();
   LoadedState state = LoadOk(store.get());
   CHECK(state.max_submission == 3);
   CHECK(state.groups.size() == 1);
@@ -525,41 +521,60 @@ TEST_CASE("Store: a second store on the same directory is refused while the firs
 }
 
 TEST_CASE("Store: a database from a newer cohort-coordinator is refused", "[unit][store]") {
-  TempDir d;
-  REQUIRE_OK(OpenOk(d.path)->Commit({Group(1)}));
-  RawDb(d.path + "/cohort.db").Exec("UPDATE schema_version SET version = 99");
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  REQUIRE_OK(d.Open()->Commit({Group(1)}));
+  d.Exec("UPDATE schema_version SET version = 99");
   std::unique_ptr<Store> store;
-  Status s = SqliteStore::Open(d.path, SyncMode::kNormal, &store);
+  Status s = d.TryOpen(&store);
   CHECK(s.code() == Status::Code::kFailedPrecondition);
-  CHECK_THAT(s.message(), Catch::Contains(d.path + "/cohort.db: schema version 99 is newer than this "
+  CHECK_THAT(s.message(), Catch::Contains(d.where() + ": schema version 99 is newer than this "
                                           "cohort-coordinator supports (" +
                                           std::to_string(coordinator::schema::SupportedVersion()) +
-                                          "): upgrade cohort-coordinator, or start with another --state-dir"));
+                                          "): upgrade cohort-coordinator, or ") &&
+                              Catch::Contains(d.engine() == Engine::kSqlite ? "start with another --state-dir"
+                                                                            : "give --store another database"));
   CHECK_FALSE(store);
   // Refused, not touched: the version is still 99.
-  RawDb raw(d.path + "/cohort.db");
-  CHECK(raw.Count("schema_version WHERE version = 99") == 1);
+  CHECK(d.Count("schema_version WHERE version = 99") == 1);
 }
 
-TEST_CASE("Store: a damaged or foreign file is refused, never replaced by an empty state", "[unit][store]") {
+TEST_CASE("Store: an older schema is brought up to date, keeping what it holds", "[unit][store]") {
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  REQUIRE_OK(d.Open()->Commit({Group(1), AttemptStarted{1, 0, 1, "w", 1}}));
+  // Back to version 1 as it was released: without the leadership table.
+  d.Exec("DROP TABLE leadership; UPDATE schema_version SET version = 1");
+  auto store = d.Open();
+  CHECK(d.Count("schema_version WHERE version = " + std::to_string(coordinator::schema::SupportedVersion())) == 1);
+  CHECK(d.Count("leadership") == 0);
+  LoadedState state = LoadOk(store.get());
+  REQUIRE(state.groups.size() == 1);
+  CHECK(state.groups[0].steps.at(0).attempts.at(0).started == AttemptStarted{1, 0, 1, "w", 1});
+}
+
+TEST_CASE("Store: another program's database is refused, never written to", "[unit][store]") {
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  d.Exec("CREATE TABLE notes (body TEXT)");
+  std::unique_ptr<Store> store;
+  Status s = d.TryOpen(&store);
+  CHECK(s.code() == Status::Code::kCorruption);
+  CHECK_THAT(s.message(), Catch::Contains(d.where() + " is not a cohort state database") && Catch::Contains("notes"));
+  CHECK_FALSE(store);
+  CHECK(d.Count("notes") == 0);
+}
+
+TEST_CASE("Store: a damaged file is refused, never replaced by an empty state", "[unit][store]") {
   TempDir d;
   const std::string db = d.path + "/cohort.db";
-  SECTION("garbage over a real database") {
-    REQUIRE_OK(OpenOk(d.path)->Commit({Group(1)}));
-    std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, 'x');
-    std::unique_ptr<Store> store;
-    Status s = SqliteStore::Open(d.path, SyncMode::kNormal, &store);
-    CHECK(s.code() == Status::Code::kCorruption);
-    CHECK_THAT(s.message(), Catch::StartsWith(db + " is not a cohort state database or is damaged") &&
-                                Catch::EndsWith("restore it from a backup (docs/OPERATIONS.md) or move it away"));
-  }
-  SECTION("another program's database") {
-    RawDb(db).Exec("CREATE TABLE notes (body TEXT)");
-    std::unique_ptr<Store> store;
-    Status s = SqliteStore::Open(d.path, SyncMode::kNormal, &store);
-    CHECK(s.code() == Status::Code::kCorruption);
-    CHECK_THAT(s.message(), Catch::Contains(db + " is not a cohort state database") && Catch::Contains("notes"));
-  }
+  REQUIRE_OK(OpenOk(d.path)->Commit({Group(1)}));
+  std::ofstream(db, std::ios::binary | std::ios::trunc) << std::string(8192, 'x');
+  std::unique_ptr<Store> store;
+  Status s = SqliteStore::Open(d.path, SyncMode::kNormal, &store);
+  CHECK(s.code() == Status::Code::kCorruption);
+  CHECK_THAT(s.message(), Catch::StartsWith(db + " is not a cohort state database or is damaged") &&
+                              Catch::EndsWith("restore it from a backup (docs/OPERATIONS.md) or move it away"));
 }
 
 TEST_CASE("Store: a state directory that cannot be made or written is refused, naming it", "[unit][store]") {

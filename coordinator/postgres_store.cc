@@ -1,0 +1,305 @@
+// PostgresStore: connecting, the schema, the fenced group commit and the
+// loads. The lease statements are in postgres_election.cc.
+#include "coordinator/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include "coordinator/store_loader.h"
+#include "coordinator/store_plan.h"
+
+namespace cohort::coordinator {
+
+using common::Status;
+using schema::Dialect;
+using schema::Dml;
+using schema::Param;
+
+namespace {
+
+// Serializes schema upgrades between coordinators starting at once; any
+// constant of cohort's own ("cohort" in ASCII) would do.
+constexpr char kMigrationLock[] = "SELECT pg_advisory_xact_lock(111542068810356)";
+
+const std::string& StatementName(int i) {
+  static const std::array<std::string, schema::kDmlCount> kNames = [] {
+    std::array<std::string, schema::kDmlCount> names;
+    for (int n = 0; n < schema::kDmlCount; ++n) names[n] = "cohort_" + std::to_string(n);
+    return names;
+  }();
+  return kNames[i];
+}
+
+const std::string kBegin = "cohort_begin";
+const std::string kFence = "cohort_fence";
+// The fence locks the leadership row until the batch commits: a takeover
+// waits for it, and a batch after a takeover finds another epoch.
+constexpr char kFenceSql[] = "UPDATE leadership SET epoch = epoch WHERE name = 'leader' AND epoch = $1";
+
+class PgRow : public schema::Row {
+ public:
+  explicit PgRow(const PgResult& r) : r_(r) {}
+  bool IsNull(int column) const override { return r_.IsNull(0, column); }
+  int64_t Int(int column) const override { return r_.Int(0, column); }
+  std::string Text(int column) const override { return r_.Bytes(0, column); }
+  std::string Bytes(int column) const override { return r_.Bytes(0, column); }
+
+ private:
+  const PgResult& r_;
+};
+
+}  // namespace
+
+class PostgresStore::Rows : public schema::RowSource {
+ public:
+  explicit Rows(PostgresStore* store) : store_(store) {}
+
+  Status ForEachRow(Dml which, uint64_t submission, const std::function<Status(const schema::Row&)>& fn) override {
+    const int i = static_cast<int>(which);
+    std::vector<Param> params;
+    if (store_->params_[i] > 0) params.push_back(Param::Int(static_cast<int64_t>(submission)));
+    PgConn::Call call{&StatementName(i), &params};
+    return store_->conn_->ForEachRow(call, "loading the state", [&fn](const PgResult& r) { return fn(PgRow(r)); });
+  }
+
+  std::string where() const override { return "PostgreSQL " + store_->where_; }
+
+ private:
+  PostgresStore* store_;
+};
+
+Status PostgresStore::Open(const std::string& conninfo, std::unique_ptr<PostgresStore>* out) {
+  std::unique_ptr<PostgresStore> store(new PostgresStore(conninfo));
+  Status s = PgConn::Connect(conninfo, &store->conn_);
+  if (s.ok()) {
+    store->where_ = store->conn_->name();
+    s = store->CheckDatabase();
+  }
+  if (s.ok()) s = store->Migrate();
+  if (s.ok()) s = store->Connect();
+  if (!s.ok()) return s;
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+PostgresStore::~PostgresStore() = default;
+
+bool PostgresStore::IsConnInfo(const std::string& store) {
+  return store.rfind("postgresql://", 0) == 0 || store.rfind("postgres://", 0) == 0;
+}
+
+Status PostgresStore::CheckConnInfo(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    std::string why = error ? error : "out of memory";
+    PQfreemem(error);
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return Status::InvalidArgument("not a PostgreSQL connection string: " + why);
+  }
+  bool password = false;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') password = true;
+  }
+  PQconninfoFree(options);
+  if (password) {
+    return Status::InvalidArgument(
+        "the connection string holds a password, which every local user can read on a command line: put it in "
+        "PGPASSFILE (or ~/.pgpass) or PGPASSWORD instead");
+  }
+  return Status::Ok();
+}
+
+Status PostgresStore::CheckDatabase() {
+  PgResult r;
+  Status s = conn_->Query("SELECT current_setting('server_version_num')::BIGINT,"
+                          " pg_encoding_to_char(encoding)::TEXT FROM pg_database WHERE datname = current_database()",
+                          {}, "checking the server", &r);
+  if (!s.ok()) return s;
+  if (r.rows() != 1) return Status::IoError("PostgreSQL " + where_ + ": cannot read the database's encoding");
+  if (r.Int(0, 0) < 150000) {
+    return Status::FailedPrecondition("PostgreSQL " + where_ + " is version " + std::to_string(r.Int(0, 0)) +
+                                      "; cohort-coordinator needs PostgreSQL 15 or later");
+  }
+  if (r.Bytes(0, 1) != "UTF8") {
+    return Status::FailedPrecondition("PostgreSQL " + where_ + " has encoding " + r.Bytes(0, 1) +
+                                      "; create the database with ENCODING 'UTF8' (docs/OPERATIONS.md)");
+  }
+  return Status::Ok();
+}
+
+Status PostgresStore::Connect() {
+  if (!conn_ || conn_->broken()) {
+    conn_.reset();
+    Status s = PgConn::Connect(conninfo_, &conn_);
+    if (!s.ok()) return s;
+  }
+  for (int i = 0; i < schema::kDmlCount; ++i) {
+    Status s = conn_->Prepare(StatementName(i),
+                              schema::ForDialect(schema::DmlText(static_cast<Dml>(i)), Dialect::kPostgres),
+                              &params_[i]);
+    if (!s.ok()) return s;
+  }
+  int unused = 0;
+  Status s = conn_->Prepare(kBegin, "BEGIN", &unused);
+  if (s.ok()) s = conn_->Prepare(kFence, kFenceSql, &unused);
+  return s;
+}
+
+Status PostgresStore::Ready() {
+  if (conn_ && !conn_->broken()) return Status::Ok();
+  Status s = Connect();
+  if (!s.ok()) conn_.reset();
+  return s;
+}
+
+// All pending migrations run in one transaction with the version update,
+// as in SqliteStore: a crash midway leaves the old version, intact.
+Status PostgresStore::Migrate() {
+  Status s = conn_->Exec("BEGIN", "starting the schema upgrade");
+  if (s.ok()) s = conn_->Exec(kMigrationLock, "waiting for another coordinator's schema upgrade");
+  if (s.ok()) s = conn_->Exec(schema::kCreateVersionTable, "creating the schema_version table");
+  PgResult version;
+  if (s.ok()) s = conn_->Query(schema::kSelectVersion, {}, "reading the schema version", &version);
+  int64_t found = version.rows() > 0 ? version.Int(0, 0) : 0;
+  PgResult others;
+  if (s.ok() && found == 0) {
+    // A database someone else filled is not ours to add tables to.
+    s = conn_->Query("SELECT table_name::TEXT FROM information_schema.tables WHERE table_schema = current_schema()"
+                     " AND table_name <> 'schema_version'",
+                     {}, "reading the table list", &others);
+  }
+  if (s.ok() && others.rows() > 0) {
+    s = Status::Corruption("PostgreSQL " + where_ + " is not a cohort state database (it has a table \"" +
+                           others.Bytes(0, 0) + "\" and no schema version); give --store a database of cohort's own");
+  } else if (s.ok() && found < 0) {
+    s = Status::Corruption("PostgreSQL " + where_ + " is damaged: schema version " + std::to_string(found));
+  } else if (s.ok() && found > schema::SupportedVersion()) {
+    s = Status::FailedPrecondition(schema::NewerVersionMessage("PostgreSQL " + where_, found, "give --store another database"));
+  }
+  if (s.ok()) s = RunMigrations(found);
+  if (s.ok()) s = conn_->Exec("COMMIT", "committing the schema upgrade");
+  if (!s.ok()) conn_->Exec("ROLLBACK", "rolling back the schema upgrade").IgnoreError();
+  return s;
+}
+
+Status PostgresStore::RunMigrations(int64_t version) {
+  for (int v = static_cast<int>(version) + 1; v <= schema::SupportedVersion(); ++v) {
+    const std::string doing = "upgrading the schema to version " + std::to_string(v);
+    for (std::string_view sql : schema::Migrations()[v - 1]) {
+      Status s = conn_->Exec(schema::ForDialect(sql, Dialect::kPostgres), doing);
+      if (!s.ok()) return s;
+    }
+    PgResult r;
+    Status s = conn_->Exec(schema::kDeleteVersion, doing);
+    if (s.ok()) s = conn_->Query(schema::kInsertVersion, {std::to_string(v)}, doing, &r);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status PostgresStore::Commit(const std::vector<Record>& batch) {
+  if (batch.empty()) return Status::Ok();
+  if (deposed_) return Deposed("committing");
+  for (const Record& r : batch) {
+    Status s = schema::CheckRecord(r);
+    if (!s.ok()) return s;
+  }
+  Status s = Ready();
+  if (!s.ok()) return s;
+  const std::vector<schema::Op> ops = schema::PlanBatch(batch);
+  const std::vector<Param> none;
+  const std::vector<Param> fence = {Param::Int(static_cast<int64_t>(epoch_.value_or(0)))};
+  std::vector<PgConn::Call> calls;
+  calls.reserve(ops.size() + 2);
+  calls.push_back({&kBegin, &none});
+  if (epoch_) calls.push_back({&kFence, &fence});
+  const size_t first_op = calls.size();
+  for (const schema::Op& op : ops) calls.push_back({&StatementName(static_cast<int>(op.which)), &op.params});
+  std::vector<int64_t> changes;
+  size_t failed = 0;
+  s = conn_->Pipeline(calls, &changes, &failed);
+  if (epoch_ && failed >= first_op && changes[first_op - 1] != 1) {
+    Rollback(Status::Ok()).IgnoreError();
+    deposed_ = true;
+    return Deposed("committing");
+  }
+  // The first problem in batch order is the one reported, as SqliteStore,
+  // which stops there, reports it: a statement that changed no row comes
+  // before a later one that failed.
+  for (size_t i = 0; i < ops.size() && first_op + i < failed; ++i) {
+    if (!ops[i].missing.empty() && changes[first_op + i] == 0) {
+      return Rollback(schema::RecordError(batch, ops[i].record, Status::FailedPrecondition(ops[i].missing)));
+    }
+  }
+  if (!s.ok()) {
+    if (failed >= first_op && failed < calls.size()) s = schema::RecordError(batch, ops[failed - first_op].record, s);
+    return Rollback(s);
+  }
+  s = conn_->Exec("COMMIT", "committing a batch of " + std::to_string(batch.size()) + " records");
+  if (s.ok() || !conn_->broken()) return s.ok() ? s : Rollback(s);
+  // A COMMIT whose answer was lost may or may not have landed, so neither a
+  // retry nor giving up is safe: only a core restarted from what the
+  // database holds knows. IoError stops the daemon for that restart.
+  return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator restarts "
+                         "from what the database holds");
+}
+
+Status PostgresStore::Rollback(Status cause) {
+  if (cause.ok()) {
+    if (conn_ && !conn_->broken()) conn_->Exec("ROLLBACK", "rolling back").IgnoreError();
+    return cause;
+  }
+  std::string message = cause.message() + "; nothing of the batch was written";
+  if (conn_ && !conn_->broken()) {
+    Status s = conn_->Exec("ROLLBACK", "rolling back");
+    if (!s.ok()) message += " (but the rollback failed too: " + s.message() + ")";
+  }
+  return Status::FromCode(cause.code(), std::move(message));
+}
+
+Status PostgresStore::Load(LoadedState* out) {
+  Status s = Ready();
+  if (!s.ok()) return s;
+  // One snapshot for all the tables: a leader of another epoch cannot
+  // write meanwhile, but a deposed one's last commit may still land.
+  s = conn_->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting to load");
+  if (!s.ok()) return s;
+  Rows rows(this);
+  s = schema::LoadState(&rows, out);
+  Status end = conn_->Exec(s.ok() ? "COMMIT" : "ROLLBACK", "ending the load");
+  return s.ok() ? end : s;
+}
+
+Status PostgresStore::LoadGroup(uint64_t submission, LoadedGroup* out) {
+  Status s = Ready();
+  if (!s.ok()) return s;
+  s = conn_->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting to load a group");
+  if (!s.ok()) return s;
+  Rows rows(this);
+  s = schema::LoadOneGroup(&rows, submission, out);
+  Status end = conn_->Exec(s.ok() ? "COMMIT" : "ROLLBACK", "ending the load");
+  return s.ok() ? end : s;
+}
+
+Status PostgresStore::LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
+                                 std::string* stderr_tail) {
+  const std::string what = "attempt " + std::to_string(attempt) + " of step " + std::to_string(step) +
+                           " of submission " + std::to_string(submission);
+  if (submission > kMaxStoredUnsigned) return Status::NotFound("no stored " + what);
+  Status s = Ready();
+  if (!s.ok()) return s;
+  const std::vector<Param> params = {Param::Int(static_cast<int64_t>(submission)), Param::Int(step),
+                                     Param::Int(attempt)};
+  bool found = false;
+  s = conn_->ForEachRow({&StatementName(static_cast<int>(Dml::kLoadOutput)), &params},
+                        "reading the output of " + what, [&](const PgResult& r) {
+                          *stdout_tail = r.Bytes(0, 0);
+                          *stderr_tail = r.Bytes(0, 1);
+                          found = true;
+                          return Status::Ok();
+                        });
+  if (s.ok() && !found) return Status::NotFound("no stored ended " + what);
+  return s;
+}
+
+}  // namespace cohort::coordinator
