@@ -149,7 +149,9 @@ template <typename S> void Pack(Writer<S>& w, const CancelRequestMsg& m) {
 template <typename S> void Pack(Writer<S>& w, const GroupsMsg& m) { w.Map(1).U("req", m.req); }
 template <typename S> void Pack(Writer<S>& w, const WorkersMsg& m) { w.Map(1).U("req", m.req); }
 template <typename S> void Pack(Writer<S>& w, const ReplyMsg& m) {
-  w.Map(4).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error).Str("body", m.body);
+  w.Map(4 + (m.leader.empty() ? 0 : 1)).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error)
+      .Str("body", m.body);
+  if (!m.leader.empty()) w.Str("leader", m.leader);
 }
 template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
   w.Map(6 + (m.seq ? 1 : 0) + (m.kill_grace_ms ? 1 : 0)).Str("name", m.name).U("slots", m.slots)
@@ -158,20 +160,23 @@ template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
   if (m.kill_grace_ms) w.U("kill_grace_ms", m.kill_grace_ms);
 }
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
-  w.Map(3 + (m.lease_ms ? 1 : 0) + (m.ack ? 1 : 0)).U("heartbeat_ms", m.heartbeat_ms).U("liveness", m.liveness)
-      .Str("cancel_endpoint", m.cancel_endpoint);
+  w.Map(3 + (m.lease_ms ? 1 : 0) + (m.ack ? 1 : 0) + (m.epoch ? 1 : 0)).U("heartbeat_ms", m.heartbeat_ms)
+      .U("liveness", m.liveness).Str("cancel_endpoint", m.cancel_endpoint);
   if (m.lease_ms) w.U("lease_ms", m.lease_ms);
   if (m.ack) w.U("ack", m.ack);
+  if (m.epoch) w.U("epoch", m.epoch);
 }
 template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg& m) {
-  w.Map((m.running ? 1 : 0) + (m.seq ? 1 : 0) + (m.ack ? 1 : 0));
+  w.Map((m.running ? 1 : 0) + (m.seq ? 1 : 0) + (m.ack ? 1 : 0) + (m.epoch ? 1 : 0));
   if (m.running) w.Attempts("running", *m.running);
   if (m.seq) w.U("seq", m.seq);
   if (m.ack) w.U("ack", m.ack);
+  if (m.epoch) w.U("epoch", m.epoch);
 }
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
-  w.Map(10).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env)
-      .Str("cwd", m.cwd).U("timeout_ms", m.timeout_ms);
+  w.Map(10 + (m.epoch ? 1 : 0)).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell)
+      .Env("env", m.env).Str("cwd", m.cwd).U("timeout_ms", m.timeout_ms);
+  if (m.epoch) w.U("epoch", m.epoch);
 }
 template <typename S> void Pack(Writer<S>& w, const StartedMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const FinishedMsg& m) {
@@ -182,11 +187,18 @@ template <typename S> void Pack(Writer<S>& w, const FinishedMsg& m) {
       .I("finished_ms", m.finished_ms);
   if (m.lost) w.Bool("lost", true);
 }
-template <typename S> void Pack(Writer<S>& w, const CancelAttemptMsg& m) { w.Map(4).Id(m.id); }
-template <typename S> void Pack(Writer<S>& w, const ReregisterMsg& m) { w.Map(1).Text("reason", m.reason); }
+template <typename S> void Pack(Writer<S>& w, const CancelAttemptMsg& m) {
+  w.Map(4 + (m.epoch ? 1 : 0)).Id(m.id);
+  if (m.epoch) w.U("epoch", m.epoch);
+}
+template <typename S> void Pack(Writer<S>& w, const ReregisterMsg& m) {
+  w.Map(1 + (m.leader.empty() ? 0 : 1)).Text("reason", m.reason);
+  if (!m.leader.empty()) w.Str("leader", m.leader);
+}
 template <typename S> void Pack(Writer<S>& w, const ByeMsg&) { w.Map(0); }
 template <typename S> void Pack(Writer<S>& w, const CancelGroupMsg& m) {
-  w.Map(2).Str("group", m.group).U("submission", m.submission);
+  w.Map(2 + (m.epoch ? 1 : 0)).Str("group", m.group).U("submission", m.submission);
+  if (m.epoch) w.U("epoch", m.epoch);
 }
 template <typename S> void Pack(Writer<S>& w, const ConfirmMsg& m) { w.Map(1).Attempts("ids", m.ids); }
 

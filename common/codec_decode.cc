@@ -344,6 +344,7 @@ void Read(Fields& f, GroupsMsg* m) { f.Int("req", &m->req); }
 void Read(Fields& f, WorkersMsg* m) { f.Int("req", &m->req); }
 void Read(Fields& f, ReplyMsg* m) {
   f.Int("req", &m->req).Code("code", &m->code).Text("error", &m->error).Str("body", &m->body);
+  if (f.Has("leader")) f.Str("leader", &m->leader);
 }
 void Read(Fields& f, RegisterMsg* m) {
   f.Str("name", &m->name).Int("slots", &m->slots).Strings("agents", &m->agents).Attempts("running", &m->running)
@@ -356,15 +357,18 @@ void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);
   if (f.Has("lease_ms")) f.Int("lease_ms", &m->lease_ms);
   if (f.Has("ack")) f.Int("ack", &m->ack);
+  if (f.Has("epoch")) f.Int("epoch", &m->epoch);
 }
 void Read(Fields& f, HeartbeatMsg* m) {
   if (f.Has("running")) f.Attempts("running", &m->running.emplace());
   if (f.Has("seq")) f.Int("seq", &m->seq);
   if (f.Has("ack")) f.Int("ack", &m->ack);
+  if (f.Has("epoch")) f.Int("epoch", &m->epoch);
 }
 void Read(Fields& f, RunMsg* m) {
   f.Id(&m->id).Str("step_id", &m->step_id).Strings("argv", &m->argv).Str("shell", &m->shell).Env("env", &m->env)
       .Str("cwd", &m->cwd).Int("timeout_ms", &m->timeout_ms);
+  if (f.Has("epoch")) f.Int("epoch", &m->epoch);
 }
 void Read(Fields& f, StartedMsg* m) { f.Id(&m->id); }
 void Read(Fields& f, FinishedMsg* m) {
@@ -374,10 +378,19 @@ void Read(Fields& f, FinishedMsg* m) {
       .Int("stderr_bytes", &m->stderr_bytes).Int("started_ms", &m->started_ms).Int("finished_ms", &m->finished_ms);
   if (f.Has("lost")) f.Bool("lost", &m->lost);
 }
-void Read(Fields& f, CancelAttemptMsg* m) { f.Id(&m->id); }
-void Read(Fields& f, ReregisterMsg* m) { f.Text("reason", &m->reason); }
+void Read(Fields& f, CancelAttemptMsg* m) {
+  f.Id(&m->id);
+  if (f.Has("epoch")) f.Int("epoch", &m->epoch);
+}
+void Read(Fields& f, ReregisterMsg* m) {
+  f.Text("reason", &m->reason);
+  if (f.Has("leader")) f.Str("leader", &m->leader);
+}
 void Read(Fields&, ByeMsg*) {}
-void Read(Fields& f, CancelGroupMsg* m) { f.Str("group", &m->group).Int("submission", &m->submission); }
+void Read(Fields& f, CancelGroupMsg* m) {
+  f.Str("group", &m->group).Int("submission", &m->submission);
+  if (f.Has("epoch")) f.Int("epoch", &m->epoch);
+}
 void Read(Fields& f, ConfirmMsg* m) { f.Attempts("ids", &m->ids); }
 
 // Reads Message's alternative number `index`, then applies its value rules.

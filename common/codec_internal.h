@@ -138,7 +138,7 @@ inline void Check(Checker& c, const WaitMsg& m) { c.Name(m.group, "group"); }
 inline void Check(Checker& c, const CancelRequestMsg& m) { c.Name(m.group, "group").Name(m.step, "step"); }
 inline void Check(Checker& c, const ReplyMsg& m) {
   c.Rule(!WireCodeName(m.code).empty(), "code", "is not a known status code");
-  c.Text(m.error, "error").Document(m.body, "body");
+  c.Text(m.error, "error").Document(m.body, "body").String(m.leader, "leader");
 }
 inline void Check(Checker& c, const RegisterMsg& m) {
   c.Name(m.name, "name").Rule(m.slots >= 1, "slots", "must be at least 1, got 0").Count(m.agents.size(), "agents");
@@ -167,7 +167,7 @@ inline void Check(Checker& c, const FinishedMsg& m) {
   c.Id(m.id).Text(m.error, "error").Output(m.stdout_tail, "stdout").Output(m.stderr_tail, "stderr");
 }
 inline void Check(Checker& c, const CancelAttemptMsg& m) { c.Id(m.id); }
-inline void Check(Checker& c, const ReregisterMsg& m) { c.Text(m.reason, "reason"); }
+inline void Check(Checker& c, const ReregisterMsg& m) { c.Text(m.reason, "reason").String(m.leader, "leader"); }
 inline void Check(Checker& c, const CancelGroupMsg& m) {
   c.Name(m.group, "group").Submission(m.submission, "submission");
 }

@@ -99,6 +99,9 @@ struct ReplyMsg {
   Status::Code code = Status::Code::kOk;
   std::string error;  // the human message; "" when ok
   std::string body;   // a JSON document, "" when none (see docs/PROTOCOL.md)
+  // From a standby coordinator (code unavailable; optional on the wire, ""
+  // = not given): the client endpoint of the one that leads, to ask instead.
+  std::string leader;
   bool operator==(const ReplyMsg&) const = default;
 };
 
@@ -131,6 +134,10 @@ struct WelcomeMsg {
   // its steps, so the coordinator may run them elsewhere.
   uint32_t lease_ms = 0;
   uint64_t ack = 0;  // the seq of the REGISTER answered (optional, 0 = none)
+  // The coordinator's leadership epoch (optional, 0 = none: a coordinator
+  // that does not share its store). A worker obeys RUN and CANCEL only from
+  // the highest epoch it has seen (docs/ARCHITECTURE.md).
+  uint64_t epoch = 0;
   bool operator==(const WelcomeMsg&) const = default;
 };
 
@@ -148,6 +155,7 @@ struct HeartbeatMsg {
   // optional on the wire, 0 = not given.
   uint64_t seq = 0;
   uint64_t ack = 0;
+  uint64_t epoch = 0;  // coordinator -> worker, as in WELCOME
   bool operator==(const HeartbeatMsg&) const = default;
 };
 
@@ -159,6 +167,7 @@ struct RunMsg {
   std::vector<std::pair<std::string, std::string>> env;  // added, in order, to the worker's base environment
   std::string cwd;                // "" = the worker's default
   uint64_t timeout_ms = 0;        // 0 = no timeout
+  uint64_t epoch = 0;             // as in WELCOME
   bool operator==(const RunMsg&) const = default;
 };
 
@@ -190,6 +199,7 @@ struct FinishedMsg {
 // Wire command CANCEL, from the coordinator to the worker running the attempt.
 struct CancelAttemptMsg {
   AttemptId id;
+  uint64_t epoch = 0;  // as in WELCOME
   bool operator==(const CancelAttemptMsg&) const = default;
 };
 
@@ -197,6 +207,9 @@ struct CancelAttemptMsg {
 // worker lost); the worker must REGISTER again.
 struct ReregisterMsg {
   std::string reason;
+  // From a standby coordinator (optional, "" = not given): the worker
+  // endpoint of the one that leads, to register with instead.
+  std::string leader;
   bool operator==(const ReregisterMsg&) const = default;
 };
 
@@ -219,6 +232,7 @@ struct ConfirmMsg {
 struct CancelGroupMsg {
   std::string group;
   uint64_t submission = 0;  // as in AttemptId; what a worker matches on
+  uint64_t epoch = 0;       // as in WELCOME
   bool operator==(const CancelGroupMsg&) const = default;
 };
 

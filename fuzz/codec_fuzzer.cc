@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   const std::vector<std::string_view> frames = {cohort::common::kProtocol, command, body};
 
-  const Message sentinel = cohort::common::CancelGroupMsg{"untouched"};
+  const Message sentinel = cohort::common::CancelGroupMsg{"untouched", 0, 0};
   Message out = sentinel;
   cohort::common::Status s = cohort::common::Decode(frames, &out);
   if (s.ok()) {

@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     else ++env.dropped_frames;
   }
 
-  const cohort::common::Message sentinel = cohort::common::CancelGroupMsg{"untouched"};
+  const cohort::common::Message sentinel = cohort::common::CancelGroupMsg{"untouched", 0, 0};
   cohort::common::Message out = sentinel;
   cohort::common::Status s = cohort::common::DecodeEnvelope(env, &out);
   if (s.ok()) {

@@ -44,7 +44,7 @@ class SlowWorker {
   void Beat(std::optional<std::vector<common::AttemptId>> holding = std::nullopt) {
     if (Clock::now() - last_beat_ < 50ms) return;
     last_beat_ = Clock::now();
-    peer_.Send(common::HeartbeatMsg{std::move(holding)});
+    peer_.Send(common::HeartbeatMsg{std::move(holding), 0, 0, 0});
   }
 
   // The next RUN within `timeout`, heartbeating (with `holding`) meanwhile.

@@ -24,7 +24,7 @@ using namespace codec_testing;
 
 const std::vector<std::string_view> kUnsignedFields = {
     "req",          "step",          "attempt", "submission", "slots", "heartbeat_ms", "liveness", "timeout_ms",
-    "stdout_bytes", "stderr_bytes", "seq", "ack", "lease_ms", "instance"};
+    "stdout_bytes", "stderr_bytes", "seq", "ack", "lease_ms", "instance", "epoch"};
 
 bool IsUnsigned(std::string_view key) {
   for (auto k : kUnsignedFields) {
@@ -45,7 +45,8 @@ TEST_CASE("every field of every message is required (but the optional ones) and 
                             (command == "STATUS" && key == "cursor") ||
                             (command == "HEARTBEAT" && (key == "running" || key == "seq" || key == "ack")) ||
                             (command == "WELCOME" && (key == "lease_ms" || key == "ack")) ||
-                            (command == "FINISHED" && key == "lost");
+                            (command == "FINISHED" && key == "lost") || key == "epoch" ||
+                            ((command == "REPLY" || command == "REREGISTER") && key == "leader");
       if (!optional) RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
       const auto type = static_cast<uint8_t>(value[0]);
       const bool list = (type & 0xf0) == 0x90 || type == 0xdc || type == 0xdd;
@@ -242,7 +243,7 @@ TEST_CASE("value rules: every attempt names its submission, from 1", "[codec]") 
   RunMsg run;
   run.id = {"g", 0, 1};
   RequireCorruption(ValidateMessage(run), {"RUN: field \"submission\" " + rule});
-  RequireCorruption(ValidateMessage(CancelGroupMsg{"g"}), {"CANCEL_GROUP: field \"submission\" " + rule});
+  RequireCorruption(ValidateMessage(CancelGroupMsg{"g", 0, 0}), {"CANCEL_GROUP: field \"submission\" " + rule});
   RequireCorruption(ValidateMessage(RegisterMsg{"w", 1, {}, {{"g", 0, 1, 1}, {"g", 1, 1}}, ""}),
                     {"REGISTER: field \"running[1].submission\" " + rule});
   RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {}, {{"g", 0, 1, 0}}, ""})[2]),
@@ -281,7 +282,7 @@ TEST_CASE("names longer than kMaxNameBytes are Corruption", "[codec]") {
   RequireCorruption(DecodeBody("STATUS", Encode(StatusMsg{1, over})[2]),
                     {"STATUS: field \"group\" is 257 bytes", limit});
   RequireCorruption(DecodeBody("CANCEL", Encode(CancelRequestMsg{1, "g", over})[2]), {"CANCEL", "\"step\"", limit});
-  RequireCorruption(DecodeBody("CANCEL_GROUP", Encode(CancelGroupMsg{over})[2]), {"CANCEL_GROUP", "\"group\"", limit});
+  RequireCorruption(DecodeBody("CANCEL_GROUP", Encode(CancelGroupMsg{over, 0, 0})[2]), {"CANCEL_GROUP", "\"group\"", limit});
   RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{over, 1, {}, {}, ""})[2]),
                     {"REGISTER", "\"name\"", limit});
   RequireCorruption(DecodeBody("REGISTER", Encode(RegisterMsg{"w", 1, {"a", over}, {}, ""})[2]),
@@ -353,7 +354,7 @@ TEST_CASE("documents and whole messages over their limits are Corruption", "[cod
   RequireCorruption(ValidateMessage(submit), {"SUBMIT", "\"spec\"", "kMaxDocumentBytes"});
   std::get<SubmitMsg>(submit).spec.pop_back();
   CHECK(ValidateMessage(submit).ok());  // and so its body fits in kMaxMessageBytes
-  Message reply = ReplyMsg{1, Status::Code::kOk, "", std::move(std::get<SubmitMsg>(submit).spec) + " "};
+  Message reply = ReplyMsg{1, Status::Code::kOk, "", std::move(std::get<SubmitMsg>(submit).spec) + " ", ""};
   RequireCorruption(DecodeBody("REPLY", Encode(reply)[2]), {"REPLY", "\"body\"", "kMaxDocumentBytes"});
   RequireCorruption(DecodeBody("SUBMIT", std::string(kMaxMessageBytes + 1, '\0')),
                     {"SUBMIT: body is 67108865 bytes, over the limit of 67108864 (kMaxMessageBytes)"});

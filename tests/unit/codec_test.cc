@@ -65,11 +65,11 @@ TEST_CASE("bodies are the documented msgpack bytes", "[codec]") {
   CHECK(Encode(StatusMsg{300, "g"})[2] == Mp().Map(2).Str("req").Uint(300).Str("group").Str("g").bytes());
   const std::string id = Mp().Str("group").Str("g").Str("step").Uint(1).Str("attempt").Uint(2).Str("submission")
                              .Uint(300).bytes();
-  CHECK(Encode(CancelAttemptMsg{{"g", 1, 2, 300}})[2] == Mp().Map(4).Raw(id).bytes());
+  CHECK(Encode(CancelAttemptMsg{{"g", 1, 2, 300}, 0})[2] == Mp().Map(4).Raw(id).bytes());
   CHECK(Encode(CancelGroupMsg{"g", 300})[2] == Mp().Map(2).Str("group").Str("g").Str("submission").Uint(300).bytes());
   CHECK(Encode(ConfirmMsg{{{"g", 1, 2, 300}, {"g", 1, 2, 300}}})[2] ==
         Mp().Map(1).Str("ids").Array(2).Map(4).Raw(id).Map(4).Raw(id).bytes());
-  CHECK(Encode(ReplyMsg{1, Status::Code::kFailedPrecondition, "e", "{}"})[2] ==
+  CHECK(Encode(ReplyMsg{1, Status::Code::kFailedPrecondition, "e", "{}", ""})[2] ==
         Mp().Map(4).Str("req").Uint(1).Str("code").Str("failed_precondition").Str("error").Str("e").Str("body")
             .Str("{}").bytes());
   // Output goes out as bin, exit_code as nil when unset.
@@ -92,7 +92,7 @@ TEST_CASE("REPLY codes map to their wire names and back", "[codec]") {
     Status::Code back{};
     REQUIRE(ParseWireCode(WireCodeName(code), &back));
     CHECK(back == code);
-    ReplyMsg r{42, code, code == Status::Code::kOk ? "" : "why", ""};
+    ReplyMsg r{42, code, code == Status::Code::kOk ? "" : "why", "", ""};
     CHECK(RoundTrip(r) == Message(r));
   }
   CHECK(WireCodeName(Status::Code::kInvalidArgument) == "invalid_argument");
@@ -121,7 +121,7 @@ TEST_CASE("output may be sent as str - and free text is repaired to UTF-8", "[co
   REQUIRE(DecodeBody("FINISHED", foreign.Bytes(), &out).ok());
   CHECK(std::get<FinishedMsg>(out).error == "x?(???y");
   CHECK(std::get<FinishedMsg>(out).stdout_tail == "as str");
-  ReregisterMsg rr{std::string("\x80")};
+  ReregisterMsg rr{std::string("\x80"), ""};
   CHECK(std::get<ReregisterMsg>(RoundTrip(rr)).reason == "?");
   // Identifiers are not repaired but refused.
   RequireCorruption(DecodeBody("STATUS", Mp().Map(2).Str("req").Uint(1).Str("group").Str("g\xff").bytes()),
@@ -137,7 +137,7 @@ TEST_CASE("CANCEL is told apart by its req field", "[codec]") {
   REQUIRE(DecodeBody("CANCEL", Mp().Map(4).Str("group").Str("g").Str("step").Uint(2).Str("attempt").Uint(5)
                                    .Str("submission").Uint(6).bytes(),
                      &out).ok());
-  CHECK(std::get<CancelAttemptMsg>(out) == CancelAttemptMsg{{"g", 2, 5, 6}});
+  CHECK(std::get<CancelAttemptMsg>(out) == CancelAttemptMsg{{"g", 2, 5, 6}, 0});
   RequireCorruption(DecodeBody("CANCEL", Mp().Map(1).Str("group").Str("g").bytes()),
                     {"CANCEL", "\"req\"", "\"attempt\""});
   // A client's cancel with an integer step is a client's cancel gone wrong.

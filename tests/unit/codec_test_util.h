@@ -259,6 +259,12 @@ inline std::vector<Message> Samples() {
   StatusMsg paged{10, "g"};
   paged.cursor = UINT64_MAX;
   reg.kill_grace_ms = 3600000;
+  HeartbeatMsg from_leader;
+  from_leader.epoch = UINT64_MAX;
+  WelcomeMsg welcome_epoch{250, 5, "tcp://10.0.0.1:5702"};
+  welcome_epoch.epoch = 7;
+  RunMsg fenced_run = run;
+  fenced_run.epoch = 3;
   return {
       SubmitMsg{UINT64_MAX, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"},
       SubmitMsg{0, ""},
@@ -269,9 +275,10 @@ inline std::vector<Message> Samples() {
       CancelRequestMsg{4, "g", "step-a"},
       GroupsMsg{5},
       WorkersMsg{6},
-      ReplyMsg{7, Status::Code::kOk, "", R"({"group": "g"})"},
-      ReplyMsg{8, Status::Code::kNotFound, "no group \"x\"", ""},
-      ReplyMsg{9, Status::Code::kIoError, "disk full ✗", "[]"},
+      ReplyMsg{7, Status::Code::kOk, "", R"({"group": "g"})", ""},
+      ReplyMsg{8, Status::Code::kNotFound, "no group \"x\"", "", ""},
+      ReplyMsg{9, Status::Code::kIoError, "disk full ✗", "[]", ""},
+      ReplyMsg{10, Status::Code::kUnavailable, "standby", "", "tcp://node2:5700"},
       reg,
       RegisterMsg{"w", 1, {}, {}, ""},
       WelcomeMsg{250, 5, "tcp://10.0.0.1:5702"},
@@ -279,6 +286,9 @@ inline std::vector<Message> Samples() {
       HeartbeatMsg{},
       numbered,
       acked,
+      from_leader,
+      welcome_epoch,
+      fenced_run,
       HeartbeatMsg{std::vector<AttemptId>{{"g1", 0, 1, 1}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
       HeartbeatMsg{std::vector<AttemptId>{}},
       run,
@@ -287,12 +297,14 @@ inline std::vector<Message> Samples() {
       fin,
       ok_fin,
       lost_fin,
-      CancelAttemptMsg{{"g", 12, 4, 70000}},
-      ReregisterMsg{"unknown worker; register again"},
-      ReregisterMsg{""},
+      CancelAttemptMsg{{"g", 12, 4, 70000}, 0},
+      CancelAttemptMsg{{"g", 12, 4, 70000}, 9},
+      ReregisterMsg{"unknown worker; register again", ""},
+      ReregisterMsg{"standby", "tcp://node2:5701"},
+      ReregisterMsg{"", ""},
       ByeMsg{},
-      CancelGroupMsg{"g", 9},
-      CancelGroupMsg{max_name, UINT64_MAX},
+      CancelGroupMsg{"g", 9, 0},
+      CancelGroupMsg{max_name, UINT64_MAX, UINT64_MAX},
       ConfirmMsg{{{"g", 0, 1, 1}, {"grp-ü-組", 7, 3, 12}, {max_name, UINT32_MAX, UINT32_MAX, UINT64_MAX}}},
       ConfirmMsg{},
       LogsMsg{11, "g", "step-a", 0, "stdout"},

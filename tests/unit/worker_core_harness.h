@@ -67,7 +67,7 @@ class Harness {
   }
   void Broadcast(std::string group, uint64_t submission = 1) {
     out.clear();
-    core.OnBroadcast(common::CancelGroupMsg{std::move(group), submission}, now, &out);
+    core.OnBroadcast(common::CancelGroupMsg{std::move(group), submission, 0}, now, &out);
   }
   // Sends RUN g/step/attempt of `submission`; if the core asks to start it,
   // reports it started and returns its runner key (0 if the core did not ask).

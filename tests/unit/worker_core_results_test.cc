@@ -47,11 +47,11 @@ TEST_CASE("a result is held until a CONFIRM names it, and resent on cancel", "[w
   REQUIRE(h.core.unconfirmed() == 1);
   CHECK(h.core.unconfirmed_bytes() == 3);
   // A cancel for the finished attempt: the report may have been lost.
-  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});
   REQUIRE(h.Sent<FinishedMsg>().size() == 1);
   CHECK(h.Of<worker::CancelStep>().empty());
   // Neither an outage nor a long wait while registered forgets it.
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   h.Advance(100s);
   CHECK(h.core.unconfirmed() == 1);
   h.Welcome();
@@ -68,7 +68,7 @@ TEST_CASE("a result is held until a CONFIRM names it, and resent on cancel", "[w
   CHECK(h.out.empty());
   CHECK(h.core.unconfirmed() == 0);
   CHECK(h.core.unconfirmed_bytes() == 0);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});
   CHECK(h.out.empty());
   h.Advance(10s);
   CHECK(h.Sent<FinishedMsg>().empty());
@@ -95,7 +95,7 @@ TEST_CASE("an unconfirmed result is sent again every liveness x heartbeat while 
     h.Advance(100ms);
     note();
     if (h.now - start == 4500ms) {
-      h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});  // sent now, so next at 7.5 s
+      h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});  // sent now, so next at 7.5 s
       note();
     }
     if (h.now - start == 8s) {
@@ -128,10 +128,10 @@ TEST_CASE("unconfirmed results are bounded in number: the oldest is dropped, wit
                                   {"attempt", "1"},     {"bound", "count"},         {"unconfirmed", "4"},
                                   {"unconfirmed_bytes", "0"}, {"spilled_bytes", "0"}});
   // Dropped: not sent on a cancel, not listed when registering again.
-  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});
   CHECK(h.out.empty());
   h.now += 1s;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   REQUIRE(h.Sent<common::RegisterMsg>().size() == 1);
   CHECK(h.Sent<common::RegisterMsg>()[0].running == std::vector<AttemptId>{{"g", 1, 1, 1}, {"g", 2, 1, 1},
                                                                            {"g", 3, 1, 1}});
@@ -151,7 +151,7 @@ TEST_CASE("unconfirmed results are bounded in bytes, the newest always kept", "[
   h.End(h.Run("g", 2), 0, std::string(20, 'x'));
   CHECK(h.core.unconfirmed() == 1);
   CHECK(h.core.unconfirmed_bytes() == 20);
-  h.From(common::CancelAttemptMsg{{"g", 2, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 2, 1, 1}, 0});
   CHECK(h.Sent<FinishedMsg>().size() == 1);
 }
 
@@ -179,11 +179,11 @@ TEST_CASE("a result of an earlier submission is never taken for the new attempt 
   REQUIRE(fresh != 0);
   CHECK(h.Sent<FinishedMsg>().empty());
   // A cancel of the old attempt gets the old result again, and stops nothing.
-  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 1}, 0});
   CHECK(h.Of<worker::CancelStep>().empty());
   REQUIRE(h.Sent<FinishedMsg>().size() == 1);
   CHECK(h.Sent<FinishedMsg>()[0].id == AttemptId{"build-42", 0, 1, 1});
-  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 2}});
+  h.From(common::CancelAttemptMsg{{"build-42", 0, 1, 2}, 0});
   REQUIRE(h.Of<worker::CancelStep>().size() == 1);
   CHECK(h.Of<worker::CancelStep>()[0].key == fresh);
   h.End(fresh, 3);

@@ -55,7 +55,7 @@ TEST_CASE("past the memory bound the oldest results go to disk, not away, and st
   CHECK(h.core.spilled_bytes() == 6);
   // Listed as held, so that a coordinator back from a restart waits for it.
   h.now += 1s;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   REQUIRE(h.Sent<common::RegisterMsg>().size() == 1);
   CHECK(h.Sent<common::RegisterMsg>()[0].running == std::vector<AttemptId>{{"g", 0, 1, 1}, {"g", 1, 1, 1}});
   // The WELCOME sends the one in memory and asks for the one on disk.
@@ -75,7 +75,7 @@ TEST_CASE("results on disk are sent at most the memory bound per heartbeat, in o
   Harness h(SpillOptions(10, 1000));
   h.Connect();
   h.Welcome();
-  h.From(common::ReregisterMsg{"coordinator restarted"});  // unregistered: results wait for the WELCOME
+  h.From(common::ReregisterMsg{"coordinator restarted", ""});  // unregistered: results wait for the WELCOME
   for (uint32_t step = 0; step < 6; ++step) h.End(h.Run("g", step), 0, "abcdef");
   REQUIRE(h.core.spilled() == 5);
   h.Welcome();
@@ -160,7 +160,7 @@ TEST_CASE("a result the disk cannot keep or give back is dropped, with the disk'
   CHECK(h.core.spilled_bytes() == 0);
   // No longer listed, no longer sent.
   h.now += 1s;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   CHECK(h.Sent<common::RegisterMsg>()[0].running == std::vector<AttemptId>{{"g", 1, 1, 1}});
   h.Welcome();
   CHECK(SentFromDisk(h).empty());

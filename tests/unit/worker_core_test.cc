@@ -90,7 +90,7 @@ TEST_CASE("heartbeats list what the worker holds, every interval however busy it
   for (int i = 0; i < 50; ++i) {
     // Busy: every 100 ms a cancel of the finished attempt, which sends its
     // result again.
-    h.From(common::CancelAttemptMsg{{"g", 1, 1, 1}});
+    h.From(common::CancelAttemptMsg{{"g", 1, 1, 1}, 0});
     REQUIRE(h.Sent<FinishedMsg>().size() == 1);
     h.Advance(100ms);
     for (const auto& beat : h.Sent<common::HeartbeatMsg>()) {
@@ -163,11 +163,11 @@ TEST_CASE("a cancel stops an attempt held and does nothing for one unknown", "[w
   h.Connect();
   h.Welcome();
   const uint64_t key = h.Run("g", 3, 2);
-  h.From(common::CancelAttemptMsg{{"g", 3, 2, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 2, 1}, 0});
   auto cancels = h.Of<worker::CancelStep>();
   REQUIRE(cancels.size() == 1);
   CHECK(cancels[0].key == key);
-  h.From(common::CancelAttemptMsg{{"g", 3, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 3, 1, 1}, 0});
   CHECK(h.out.empty());
 }
 
@@ -271,7 +271,7 @@ TEST_CASE("a RUN with the id of an attempt still held is refused, the held one k
   CHECK(f[0].error == "worker w1 still runs an attempt with the same id from before a coordinator restart");
   CHECK(h.Noticed("run_collision"));
   CHECK(h.core.running() == 1);
-  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}});
+  h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});
   REQUIRE(h.Of<worker::CancelStep>().size() == 1);
   CHECK(h.Of<worker::CancelStep>()[0].key == key);
 }
@@ -329,14 +329,14 @@ TEST_CASE("REREGISTER registers again at most once per heartbeat", "[worker]") {
   h.Connect();  // registered at 0
   h.Welcome();
   h.now += 500ms;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   CHECK_FALSE(h.core.registered());
   CHECK(h.Sent<common::RegisterMsg>().empty());
   h.now += 500ms;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   CHECK(h.Sent<common::RegisterMsg>().size() == 1);
   h.now += 999ms;
-  h.From(common::ReregisterMsg{"unknown worker"});
+  h.From(common::ReregisterMsg{"unknown worker", ""});
   CHECK(h.Sent<common::RegisterMsg>().empty());
 }
 
