@@ -15,7 +15,9 @@
 #include "common/options.h"
 #include "common/secure_options.h"
 #include "common/state_dir.h"
+#include "coordinator/postgres_store.h"
 #include "coordinator/server.h"
+#include "coordinator/shared_run.h"
 #include "coordinator/sqlite_store.h"
 
 namespace {
@@ -41,6 +43,8 @@ struct Flags {
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, lease_s = 60;
   std::string log_level = "info", secret_key_file;
   std::string state_dir, store = "sqlite", sync = "normal";
+  std::string name, advertise_client, advertise_worker;
+  int leader_lease_ms = 4000;
   uint64_t store_max_mb = 0;
   bool insecure = false;
   size_t max_groups = ServerOptions{}.scheduler.max_groups, max_steps = ServerOptions{}.scheduler.max_steps;
@@ -85,8 +89,10 @@ po::options_description OptionTable(Flags* f) {
        "where groups and results are kept (cohort.db, locked while this runs); default /var/lib/cohort for "
        "root or a systemd service ($STATE_DIRECTORY), else $XDG_STATE_HOME/cohort or ~/.local/state/cohort")
       ("store", po::value(&f->store)->default_value(f->store)->value_name("KIND"),
-       "sqlite (durable, in --state-dir) or memory (nothing survives a restart: for throwaway use and "
-       "benchmarks)")
+       "sqlite (durable, in --state-dir), memory (nothing survives a restart: for throwaway use and "
+       "benchmarks), or a postgresql:// URI: a database that several coordinators share, one leading and "
+       "the others standing by to take over (docs/OPERATIONS.md); its password comes from PGPASSFILE or "
+       "PGPASSWORD, never the URI")
       ("store-max-mb", po::value(&f->store_max_mb)->default_value(f->store_max_mb)->value_name("MIB"),
        "a quota for cohort.db, in MiB (0: none; never below its current size). At the quota the coordinator "
        "acts as on a full disk: it refuses new groups (unavailable, saying why) and holds results "
@@ -101,6 +107,20 @@ po::options_description OptionTable(Flags* f) {
        "their running steps. Longer: longer coordinator outages survived; shorter: faster recovery from "
        "a dead worker. Keep it above twice the workers' --kill-grace-ms plus 2 s (docs/OPERATIONS.md)");
   opts.add(state);
+  po::options_description ha("Several coordinators on one PostgreSQL database (docs/OPERATIONS.md)");
+  ha.add_options()
+      ("name", po::value(&f->name)->value_name("NAME"),
+       "this coordinator's name in the leadership row and in standbys' answers; default the host name")
+      ("advertise-client", po::value(&f->advertise_client)->value_name("EP"),
+       "the client endpoint standbys send clients to while this one leads; default --client-endpoint with a "
+       "wildcard address replaced by the host name")
+      ("advertise-worker", po::value(&f->advertise_worker)->value_name("EP"),
+       "the worker endpoint standbys send workers to while this one leads; default as for --advertise-client")
+      ("leader-lease-ms", po::value(&f->leader_lease_ms)->default_value(f->leader_lease_ms)->value_name("MS"),
+       "how long the leader's lease lasts without renewal (it renews every quarter): a dead leader is "
+       "replaced within about this long, and a leader that cannot reach the database for nine tenths of "
+       "it stops leading");
+  opts.add(ha);
   po::options_description security("Security (docs/SECURITY.md)");
   security.add_options()
       ("curve-secret-key", po::value(&f->secret_key_file)->value_name("FILE"),
@@ -135,8 +155,30 @@ int CheckFlags(Flags* f) {
                  "--max-output-mb at most 1073741824), --retention non-negative\n";
     return 2;
   }
-  if (f->store != "sqlite" && f->store != "memory") {
-    std::cerr << "cohort-coordinator: --store: unknown kind \"" << f->store << "\" (sqlite or memory)\n";
+  const bool shared = cohort::coordinator::PostgresStore::IsConnInfo(f->store);
+  if (f->store != "sqlite" && f->store != "memory" && !shared) {
+    std::cerr << "cohort-coordinator: --store: unknown kind \"" << f->store
+              << "\" (sqlite, memory, or a postgresql:// URI)\n";
+    return 2;
+  }
+  if (shared) {
+    if (auto s = cohort::coordinator::PostgresStore::CheckConnInfo(f->store); !s.ok()) {
+      std::cerr << "cohort-coordinator: --store: " << s.message() << "\n";
+      return 2;
+    }
+    if (!f->state_dir.empty() || f->store_max_mb > 0 || f->sync != "normal") {
+      std::cerr << "cohort-coordinator: --state-dir, --store-max-mb and --sync are for --store sqlite; "
+                   "PostgreSQL has its own settings for where and how it writes\n";
+      return 2;
+    }
+  } else if (!f->name.empty() || !f->advertise_client.empty() || !f->advertise_worker.empty()) {
+    std::cerr << "cohort-coordinator: --name and --advertise-* are for coordinators sharing a postgresql:// "
+                 "--store\n";
+    return 2;
+  }
+  if (f->leader_lease_ms < 100 || f->leader_lease_ms > 600000) {
+    std::cerr << "cohort-coordinator: --leader-lease-ms must be from 100 to 600000, got " << f->leader_lease_ms
+              << "\n";
     return 2;
   }
   if (f->sync != "normal" && f->sync != "full") {
@@ -211,17 +253,19 @@ void FinishSchedulerOptions(Flags* f) {
 // Opens the store the flags ask for into the server's options; the exit
 // code and a line on stderr when it cannot be opened, -1 when it is.
 int OpenStore(Flags* f) {
-  if (f->store == "memory") return -1;
+  if (f->store == "memory" || cohort::coordinator::PostgresStore::IsConnInfo(f->store)) return -1;
   std::string dir = f->state_dir.empty() ? cohort::common::DefaultStateDir("cohort") : f->state_dir;
   if (dir.empty()) {
     std::cerr << "cohort-coordinator: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
     return 2;
   }
   auto sync = f->sync == "full" ? cohort::coordinator::SyncMode::kFull : cohort::coordinator::SyncMode::kNormal;
-  if (auto s = cohort::coordinator::SqliteStore::Open(dir, sync, &f->server.store); !s.ok()) {
+  std::unique_ptr<cohort::coordinator::Store> store;
+  if (auto s = cohort::coordinator::SqliteStore::Open(dir, sync, &store); !s.ok()) {
     std::cerr << "cohort-coordinator: " << s.message() << "\n";
     return 1;
   }
+  f->server.store = std::move(store);
   if (f->store_max_mb > 0) {
     // Open made a SqliteStore; only it has a size to cap.
     auto* sqlite = static_cast<cohort::coordinator::SqliteStore*>(f->server.store.get());
@@ -253,6 +297,20 @@ int main(int argc, char** argv) {
   cohort::common::RaiseOnTermination(&stop);
   cohort::common::StopSignal reload;
   cohort::common::RaiseOnHangup(&reload);
+  if (cohort::coordinator::PostgresStore::IsConnInfo(f.store)) {
+    cohort::coordinator::SharedOptions shared;
+    shared.conninfo = f.store;
+    shared.name = f.name;
+    shared.advertise_client = f.advertise_client;
+    shared.advertise_worker = f.advertise_worker;
+    shared.lease = std::chrono::milliseconds(f.leader_lease_ms);
+    if (!curve) {
+      cohort::common::LogWarn("no_authentication")
+          .Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
+    }
+    return cohort::coordinator::RunShared(std::move(shared), std::move(f.server), stop,
+                                          reload.valid() ? &reload : nullptr);
+  }
   cohort::coordinator::Server server(std::move(f.server));
   if (auto s = server.Bind(); !s.ok() || !stop.valid()) {
     std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";

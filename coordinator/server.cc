@@ -78,6 +78,7 @@ Status Server::Bind() {
 
 Time Server::NextWake() const {
   Time until = std::min({next_heartbeat_, next_waiter_sweep_, next_store_retry_});
+  if (options_.lease) until = std::min(until, options_.lease->NextRenewal());
   // While the store cannot be written the core's timers wait (see Turn).
   if (auto d = core_.NextDeadline(); d && !store_error_) until = std::min(until, *d);
   return until;
@@ -92,9 +93,10 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
     if (!Wait(stop, reload, &ready)) return 1;
     if (ready.stop) {
       LogInfo("stopping").Kv("groups", core_.group_count());
+      Resign();
       return 0;
     }
-    if (!Turn(ready, reload, env)) return 1;
+    if (!Turn(ready, reload, env)) return stepped_down_ ? kSteppedDown : 1;
   }
 }
 
@@ -128,6 +130,9 @@ bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Re
 bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelope& env) {
   Time now = Clock::now();
   const Time turn_start = now;
+  // First, before anything read is acted on: a process that was paused may
+  // have been deposed meanwhile.
+  if (!KeepLease(now)) return false;
   if (ready.reload && reload->Consume()) {
     if (zap_) {
       zap_->Reload();
@@ -224,10 +229,12 @@ void Server::Carry(Action& a, Time now) {
     common::CancelGroupMsg msg;
     msg.group = c->group;
     msg.submission = c->submission;
+    msg.epoch = options_.epoch;
     Send(cancels_, std::nullopt, std::move(msg));
   } else if (auto* c = std::get_if<CancelAttempt>(&a)) {
     common::CancelAttemptMsg msg;
     msg.id = {c->ref.group, c->ref.step, c->ref.attempt, c->ref.submission};
+    msg.epoch = options_.epoch;
     SendToWorker(c->worker, std::move(msg));
   } else if (auto* f = std::get_if<GroupFinished>(&a)) {
     limits_.Ended(f->group);
@@ -255,6 +262,7 @@ void Server::SendDispatch(Dispatch& d, Time now) {
   run.shell = std::move(d.spec.shell);
   run.env = std::move(d.spec.env);
   run.cwd = std::move(d.spec.cwd);
+  run.epoch = options_.epoch;
   run.timeout_ms = d.timeout ? static_cast<uint64_t>(std::max<int64_t>(
                                    1, std::chrono::duration_cast<std::chrono::milliseconds>(*d.timeout).count()))
                              : 0;

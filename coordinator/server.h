@@ -49,6 +49,8 @@
 #include "common/time.h"
 #include "common/transport.h"
 #include "coordinator/client_limits.h"
+#include "coordinator/leader_lease.h"
+#include "coordinator/leadership.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/store.h"
 #include "coordinator/zap_handler.h"
@@ -70,8 +72,15 @@ struct ServerOptions {
   size_t max_steps_per_group = 0;
   // Where groups and results are kept across restarts; null keeps them in
   // memory only (--store memory).
-  std::unique_ptr<Store> store;
+  std::shared_ptr<Store> store;
   std::string store_description = "memory";  // for the log: "sqlite /var/lib/cohort/cohort.db"
+  // With coordinators sharing the store (docs/ARCHITECTURE.md): the election
+  // the store offers and the lease this process won, both outliving the
+  // Server, and the lease's epoch, which every message to a worker carries.
+  // Null when this is the only coordinator.
+  Election* election = nullptr;
+  LeaderLease* lease = nullptr;
+  uint64_t epoch = 0;
 };
 
 class Server {
@@ -85,8 +94,11 @@ class Server {
   // error, or Unavailable naming the endpoint, on failure.
   common::Status Bind();
   // Serves until `stop` is raised; rereads the allowlists whenever `reload`
-  // is raised. Returns the process exit code.
+  // is raised. Returns the process exit code, or kSteppedDown when it
+  // stopped leading (deposed, or its lease ran out unrenewed) and has sent
+  // nothing since.
   int Run(const common::StopSignal& stop, common::StopSignal* reload = nullptr);
+  static constexpr int kSteppedDown = -1;
 
   const std::string& bound_client_endpoint() const { return bound_client_; }
   const std::string& bound_worker_endpoint() const { return bound_worker_; }
@@ -137,6 +149,12 @@ class Server {
   void SendHeld();
   // Why submissions are refused now ("" when they are not).
   std::string StoreTrouble() const;
+  // Renews the lease when due; false when this process no longer leads
+  // (then nothing more may leave it).
+  bool KeepLease(common::Time now);
+  bool Leads() const;
+  // Ends the lease at a clean stop, so a standby takes over at once.
+  void Resign();
 
   // Actions (server.cc).
   void Apply(common::Time now);
@@ -214,6 +232,8 @@ class Server {
   std::optional<common::Status> store_failed_;  // a failure only a restart mends
   common::Time next_store_retry_ = common::Time::max();
   common::RateLimiter store_log_{1, std::chrono::seconds(10)};
+  bool stepped_down_ = false;
+  common::RateLimiter lease_log_{1, std::chrono::seconds(5)};
 };
 
 }  // namespace cohort::coordinator

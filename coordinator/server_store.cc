@@ -85,6 +85,12 @@ Status Server::CommitJournal(Time now) {
   if (unsaved_.empty()) return Status::Ok();
   if (store_error_ && now < next_store_retry_) return *store_error_;
   Status s = options_.store->Commit(unsaved_);
+  if (!s.ok() && options_.election && options_.election->deposed()) {
+    LogError("deposed").Kv("epoch", options_.epoch).Kv("error", s.message()).Kv("unsaved_records", unsaved_.size());
+    stepped_down_ = true;
+    store_failed_ = s;
+    return s;
+  }
   if (!s.ok()) {
     if (s.code() != Status::Code::kUnavailable) {
       LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
@@ -117,8 +123,55 @@ bool Server::Flush(Time now) {
     if (store_failed_) return false;
     if (!s.ok()) return true;  // everything waits for the commit
   }
+  // The commit was fenced, but the process may have been paused since.
+  if (!Leads()) {
+    stepped_down_ = true;
+    return false;
+  }
   SendHeld();
   return true;
+}
+
+bool Server::Leads() const { return !options_.lease || options_.lease->Held(common::Clock::now()); }
+
+bool Server::KeepLease(Time now) {
+  if (!options_.election) return true;
+  LeaderLease& lease = *options_.lease;
+  if (now >= lease.NextRenewal()) {
+    const Time sent = common::Clock::now();
+    Leader current;
+    Status s = options_.election->Renew(lease.lease(), &current);
+    if (s.ok()) {
+      lease.Renewed(sent);
+    } else if (options_.election->deposed()) {
+      LogError("deposed").Kv("epoch", options_.epoch).Kv("leader", current.holder).Kv("leader_epoch",
+                                                                                      current.epoch);
+      stepped_down_ = true;
+      return false;
+    } else {
+      lease.RenewFailed(now);
+      uint64_t suppressed = 0;
+      if (lease_log_.Allow(now, &suppressed)) {
+        LogWarn("lease_renewal_failed")
+            .Kv("error", s.message())
+            .Kv("held_ms", std::chrono::duration_cast<std::chrono::milliseconds>(lease.held_until() - now).count())
+            .Kv("suppressed", suppressed);
+      }
+    }
+  }
+  if (Leads()) return true;
+  LogError("lease_lost")
+      .Kv("epoch", options_.epoch)
+      .Kv("detail", "the lease could not be renewed in time: stepping down, since a standby may lead now");
+  stepped_down_ = true;
+  return false;
+}
+
+void Server::Resign() {
+  if (!options_.election || stepped_down_) return;
+  if (Status s = options_.election->Resign(); !s.ok()) {
+    LogWarn("resign_failed").Kv("error", s.message()).Kv("detail", "a standby takes over when the lease runs out");
+  }
 }
 
 Status Server::ReadStoredOutput(const AttemptRef& ref, bool stderr, Time now, std::string* out) {

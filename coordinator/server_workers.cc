@@ -58,8 +58,11 @@ void Server::RevokeWorkers(Time now) {
 }
 
 void Server::SendHeartbeats(Time now) {
+  // An ack renews a worker's lease: only a leader may give it.
+  if (!Leads()) return;
   for (const auto& [name, route] : route_of_) {
     common::HeartbeatMsg beat;
+    beat.epoch = options_.epoch;
     if (auto it = acked_.find(name); it != acked_.end()) beat.ack = it->second;
     common::SendMessage(workers_, route, beat);
   }
@@ -160,6 +163,7 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   welcome.lease_ms = static_cast<uint32_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.scheduler.worker_lease).count());
   welcome.ack = reg.seq;
+  welcome.epoch = options_.epoch;
   if (reg.seq != 0) acked_[reg.name] = reg.seq;
   // Order matters: WELCOME first, then whatever Join placed on it.
   Send(workers_, env.route, std::move(welcome));

@@ -1,0 +1,147 @@
+#include "coordinator/standby.h"
+
+#include "common/clock.h"
+#include "common/codec.h"
+#include "common/transport.h"
+
+namespace cohort::coordinator {
+
+using common::Clock;
+using common::LogInfo;
+using common::LogWarn;
+using common::Status;
+using common::Time;
+
+std::string StandbyMessage(const std::string& me, const std::optional<Leader>& leader, const std::string& trouble) {
+  std::string m = "standby: coordinator " + me + " does not lead";
+  if (leader && leader->epoch > 0 && leader->expires_in_ms >= 0) {
+    return m + "; the leader is " + leader->holder + " at " + leader->client_endpoint + " (epoch " +
+           std::to_string(leader->epoch) + ")";
+  }
+  if (!trouble.empty()) return m + ", and cannot reach the database to learn who does (" + trouble + ")";
+  return m + "; no coordinator leads at the moment (a takeover is under way): try again in a few seconds";
+}
+
+Standby::Standby(StandbyOptions options, Election* election, LeaderLease* lease)
+    : options_(std::move(options)),
+      election_(election),
+      lease_(lease),
+      context_(1),
+      clients_(context_, zmq::socket_type::router),
+      workers_(context_, zmq::socket_type::router) {
+  for (zmq::socket_t* s : {&clients_, &workers_}) common::ConfigureSocket(*s);
+}
+
+Standby::~Standby() = default;
+
+Status Standby::Bind() {
+  if (options_.curve) {
+    // The same keys are admitted as by the leader: a standby tells an
+    // unknown peer nothing, not even where the leader is.
+    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
+    if (Status s = zap_->Start(); !s.ok()) return s;
+    for (auto [socket, domain] : {std::pair{&clients_, kClientDomain}, {&workers_, kWorkerDomain}}) {
+      if (Status s = common::MakeCurveServer(*socket, *options_.curve, domain); !s.ok()) return s;
+    }
+  }
+  if (Status s = common::BindSocket(clients_, options_.client_endpoint); !s.ok()) return s;
+  if (Status s = common::BindSocket(workers_, options_.worker_endpoint); !s.ok()) return s;
+  LogInfo("standby")
+      .Kv("name", options_.me.holder)
+      .Kv("client", options_.client_endpoint)
+      .Kv("worker", options_.worker_endpoint);
+  return Status::Ok();
+}
+
+Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
+  while (true) {
+    const Time now = Clock::now();
+    if (now >= lease_->NextCampaign()) {
+      bool did_win = false;
+      Campaign(now, &did_win);
+      if (did_win) {
+        *won = *leader_;
+        return Outcome::kWon;
+      }
+    }
+    zmq::pollitem_t items[4] = {
+        {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
+        {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
+        {nullptr, stop.fd(), ZMQ_POLLIN, 0},
+    };
+    const int count = zap_ ? 4 : 3;
+    if (zap_) items[3] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), lease_->NextCampaign())));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) {
+        common::LogError("poll_failed").Kv("error", e.what());
+        return Outcome::kFailed;
+      }
+    }
+    if (items[2].revents & ZMQ_POLLIN) return Outcome::kStopped;
+    if (zap_ && (items[3].revents & ZMQ_POLLIN)) zap_->HandleRequests(Clock::now());
+    AnswerWorkers();
+    AnswerClients();
+  }
+}
+
+void Standby::Campaign(Time now, bool* won) {
+  Leader current;
+  const Status s = election_->Campaign(options_.me, lease_->lease(), won, &current);
+  if (!s.ok()) {
+    lease_->Lost(Clock::now());
+    trouble_ = s.message();
+    uint64_t suppressed = 0;
+    if (trouble_log_.Allow(now, &suppressed)) {
+      LogWarn("campaign_failed").Kv("error", s.message()).Kv("suppressed", suppressed);
+    }
+    return;
+  }
+  trouble_.clear();
+  if (*won) {
+    lease_->Won(now);
+    leader_ = current;
+    return;
+  }
+  lease_->Lost(Clock::now());
+  if (!leader_ || leader_->epoch != current.epoch) {
+    LogInfo("leader_seen").Kv("leader", current.holder).Kv("epoch", current.epoch).Kv("client",
+                                                                                       current.client_endpoint);
+  }
+  leader_ = current;
+}
+
+void Standby::AnswerClients() {
+  common::Envelope env;
+  for (int i = 0; i < 256 && common::ReceiveEnvelope(clients_, true, &env); ++i) {
+    common::Message msg;
+    if (!common::DecodeEnvelope(env, &msg).ok()) continue;  // the leader logs bad input; a standby drops it
+    uint64_t req = 0;
+    std::visit(
+        [&req](const auto& m) {
+          if constexpr (requires { m.req; }) req = m.req;
+        },
+        msg);
+    common::ReplyMsg reply;
+    reply.req = req;
+    reply.code = Status::Code::kUnavailable;
+    reply.error = StandbyMessage(options_.me.holder, leader_, trouble_);
+    if (leader_ && leader_->expires_in_ms >= 0) reply.leader = leader_->client_endpoint;
+    common::SendMessage(clients_, env.route, reply);
+  }
+}
+
+void Standby::AnswerWorkers() {
+  common::Envelope env;
+  for (int i = 0; i < 256 && common::ReceiveEnvelope(workers_, true, &env); ++i) {
+    common::Message msg;
+    if (!common::DecodeEnvelope(env, &msg).ok()) continue;
+    common::ReregisterMsg answer;
+    answer.reason = StandbyMessage(options_.me.holder, leader_, trouble_);
+    if (leader_ && leader_->expires_in_ms >= 0) answer.leader = leader_->worker_endpoint;
+    common::SendMessage(workers_, env.route, answer);
+  }
+}
+
+}  // namespace cohort::coordinator
