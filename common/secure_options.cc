@@ -35,4 +35,20 @@ std::vector<std::string> NonLoopback(const std::vector<std::string>& endpoints) 
   return out;
 }
 
+std::vector<std::string> SplitEndpoints(const std::string& list) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    std::string one = list.substr(at, comma - at);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (!one.empty()) out.push_back(std::move(one));
+    at = comma + 1;
+  }
+  if (out.empty()) out.push_back(list);
+  return out;
+}
+
 }  // namespace cohort::common

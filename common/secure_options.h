@@ -34,6 +34,12 @@ Status LoadPeerCurve(const std::string& secret_key_file, const std::string& coor
 // The endpoints in `endpoints` that are not loopback (see IsLoopbackEndpoint).
 std::vector<std::string> NonLoopback(const std::vector<std::string>& endpoints);
 
+// "tcp://a:5701, tcp://b:5701" -> each endpoint, spaces trimmed, empty
+// entries dropped: how --coordinator names several coordinators that share
+// a database. A list with no endpoint gives {list} itself, so the error
+// names what was given.
+std::vector<std::string> SplitEndpoints(const std::string& list);
+
 }  // namespace cohort::common
 
 #endif  // COHORT_COMMON_SECURE_OPTIONS_H_

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/codec.h"
+
 #include "worker/worker_core_internal.h"
 
 namespace cohort::worker {
@@ -55,6 +57,8 @@ WorkerCore::WorkerCore(WorkerCoreOptions options)
   // worker never registered.
   const size_t slots = std::min(static_cast<size_t>(std::max<int64_t>(options_.slots, 0)), common::kMaxArgs - 1);
   options_.max_unconfirmed = std::min(options_.max_unconfirmed, common::kMaxArgs - slots);
+  if (options_.coordinators.empty()) options_.coordinators.push_back(options_.coordinator);
+  current_ = options_.coordinators.front();
 }
 
 void WorkerCore::Connect(Time now, std::vector<Action>* out) {
@@ -80,7 +84,7 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   out->push_back(SendToCoordinator{std::move(reg)});
   next_heartbeat_ = now + heartbeat();
   out->push_back(Note(Notice::Level::kInfo, "registering",
-                      {{"coordinator", options_.coordinator},
+                      {{"coordinator", current_},
                        {"name", options_.name},
                        {"slots", std::to_string(options_.slots)},
                        {"running", std::to_string(running)}}));
@@ -138,9 +142,10 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // and the ZMTP heartbeats notice a dead one. Closing it would only make
     // a busy coordinator lose us: we register again until it answers.
     out->push_back(Note(Notice::Level::kWarn, "coordinator_silent",
-                        {{"coordinator", options_.coordinator}, {"silent_ms", Ms(now - last_heard_)}}));
+                        {{"coordinator", current_}, {"silent_ms", Ms(now - last_heard_)}}));
     registered_ = false;
   }
+  if (!registered_) MoveOnIfSilent(now, out);
   // Unregistered, results wait for the WELCOME, which sends them all.
   if (registered_) {
     ResendDue(now, out);
@@ -170,6 +175,13 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
 }
 
 void WorkerCore::OnCoordinator(const common::Message& msg, Time now, std::vector<Action>* out) {
+  uint64_t epoch = 0;
+  std::visit(
+      [&epoch](const auto& m) {
+        if constexpr (requires { m.epoch; }) epoch = m.epoch;
+      },
+      msg);
+  if (FromOldLeader(epoch, common::CommandName(msg), out)) return;
   last_heard_ = now;
   if (auto* w = std::get_if<common::WelcomeMsg>(&msg)) {
     OnWelcome(*w, now, out);
@@ -198,14 +210,15 @@ void WorkerCore::StopForLease(Time now, std::vector<Action>* out) {
   }
   if (n == 0) return;
   out->push_back(Note(Notice::Level::kWarn, "lease_expired",
-                      {{"coordinator", options_.coordinator},
+                      {{"coordinator", current_},
                        {"lease_ms", Ms(lease_)},
                        {"acknowledged_ms_ago", lease_from_ ? Ms(now - *lease_from_) : "never"},
                        {"stopping", std::to_string(n)}}));
 }
 
 void WorkerCore::OnBroadcast(const common::Message& msg, Time now, std::vector<Action>* out) {
-  if (auto* g = std::get_if<common::CancelGroupMsg>(&msg)) OnCancelGroup(*g, now, out);
+  auto* g = std::get_if<common::CancelGroupMsg>(&msg);
+  if (g && !FromOldLeader(g->epoch, "CANCEL_GROUP", out)) OnCancelGroup(*g, now, out);
 }
 
 void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Action>* out) {
@@ -227,7 +240,7 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   // While unregistered the next REGISTER may have been a backoff away; from
   // now on the coordinator counts our silence by its heartbeat.
   next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat());
-  std::string endpoint = ReachableEndpoint(w.cancel_endpoint, options_.coordinator);
+  std::string endpoint = ReachableEndpoint(w.cancel_endpoint, current_);
   if (subscribed_ != endpoint) {
     out->push_back(Subscribe{endpoint});
     subscribed_ = endpoint;
@@ -395,6 +408,17 @@ void WorkerCore::OnCancelGroup(const common::CancelGroupMsg& g, Time, std::vecto
 }
 
 void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vector<Action>* out) {
+  if (!r.leader.empty() && r.leader != current_) {
+    MoveTo(r.leader, r.reason, now, out);
+    return;
+  }
+  // A standby that knows no leader (a takeover under way, or it cannot
+  // reach the database): another in the list may lead.
+  if (r.reason.starts_with("standby: ") && options_.coordinators.size() > 1 &&
+      now - moved_at_ >= heartbeat() * liveness_) {
+    MoveTo(options_.coordinators[(at_ + 1) % options_.coordinators.size()], r.reason, now, out);
+    return;
+  }
   out->push_back(Note(Notice::Level::kWarn, "register_again", {{"reason", r.reason}}));
   registered_ = false;
   // At most once per heartbeat: a refusal must not become a tight loop.

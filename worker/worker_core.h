@@ -43,6 +43,11 @@ namespace cohort::worker {
 
 struct WorkerCoreOptions {
   std::string coordinator;  // the endpoint dialled: a wildcard cancel endpoint is rewritten to its host
+  // Every coordinator's worker endpoint, when several share a database: the
+  // worker dials the first, moves to the leader a standby names, and to the
+  // next in the list when the one it dials stays silent. Empty: just
+  // `coordinator`.
+  std::vector<std::string> coordinators;
   std::string name;         // this worker's, never empty
   int64_t slots = 1;        // >= 1
   std::vector<std::string> agents;  // placement labels offered
@@ -128,6 +133,11 @@ struct SendSpilled {
 struct DeleteSpilled {
   uint64_t seq = 0;
 };
+// Close the DEALER and dial `endpoint` instead (another coordinator), then
+// call Connect.
+struct Dial {
+  std::string endpoint;
+};
 // A line for the log: `level=... event=EVENT k=v ...`.
 struct Notice {
   enum class Level { kDebug, kInfo, kWarn };
@@ -137,7 +147,7 @@ struct Notice {
 };
 
 using Action = std::variant<SendToCoordinator, Subscribe, StartStep, CancelStep, AwaitSteps, SpillResult,
-                            SendSpilled, DeleteSpilled, Notice>;
+                            SendSpilled, DeleteSpilled, Dial, Notice>;
 
 // "tcp://0.0.0.0:5702" advertised by a coordinator bound to a wildcard is
 // reachable at the host used to reach the coordinator itself; any other
@@ -147,6 +157,10 @@ std::string ReachableEndpoint(const std::string& advertised, const std::string& 
 class WorkerCore {
  public:
   explicit WorkerCore(WorkerCoreOptions options);
+
+  // The coordinator endpoint to dial now.
+  const std::string& endpoint() const { return current_; }
+  uint64_t epoch() const { return epoch_; }
 
   // The loop has dialled the coordinator: register.
   void Connect(common::Time now, std::vector<Action>* out);
@@ -232,6 +246,14 @@ class WorkerCore {
   // What REGISTER and HEARTBEAT list: the attempts running, then those
   // whose results are not yet confirmed.
   std::vector<common::AttemptId> Holding() const;
+  // Leaders (worker_core_leader.cc). True when `epoch` is a former
+  // leader's, whose RUN, CANCEL and acks are ignored; a newer one becomes
+  // the one obeyed.
+  bool FromOldLeader(uint64_t epoch, std::string_view what, std::vector<Action>* out);
+  void MoveTo(const std::string& endpoint, const std::string& why, common::Time now, std::vector<Action>* out);
+  // With several coordinators: the next in the list, if the one dialled has
+  // been silent for a liveness period since the last move.
+  void MoveOnIfSilent(common::Time now, std::vector<Action>* out);
   void OnWelcome(const common::WelcomeMsg& w, common::Time now, std::vector<Action>* out);
   void OnRun(const common::RunMsg& run, common::Time now, std::vector<Action>* out);
   void OnCancelAttempt(const common::AttemptId& id, common::Time now, std::vector<Action>* out);
@@ -301,6 +323,11 @@ class WorkerCore {
   std::optional<common::Time> lease_from_;  // send time of the latest acknowledged message
   uint64_t next_seq_ = 1;
   std::deque<std::pair<uint64_t, common::Time>> unacked_;  // (seq, sent), oldest first, bounded
+
+  std::string current_;      // the coordinator endpoint dialled
+  size_t at_ = 0;            // its place in options_.coordinators, when it is there
+  common::Time moved_at_{};  // the last move to another coordinator
+  uint64_t epoch_ = 0;       // the highest leadership epoch heard; 0: none
 };
 
 }  // namespace cohort::worker

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/options.h"
+#include "common/secure_options.h"
 #include "common/transport.h"
 
 namespace cohort::worker {
@@ -53,6 +54,7 @@ RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
 WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o, bool spill) {
   WorkerCoreOptions c;
   c.coordinator = o.coordinator;
+  c.coordinators = common::SplitEndpoints(o.coordinator);
   c.name = o.name;
   c.slots = o.slots;
   c.agents = o.agents;
@@ -130,6 +132,7 @@ void WorkerLoop::SendSpilled(uint64_t seq, Time now) {
 }
 
 void WorkerLoop::Connect(Time now) {
+  monitor_.reset();  // it watches the socket it was made for
   dealer_.emplace(context_, zmq::socket_type::dealer);
   common::ConfigureSocket(*dealer_);
   if (options_.curve) {
@@ -147,7 +150,7 @@ void WorkerLoop::Connect(Time now) {
   dealer_->set(zmq::sockopt::reconnect_ivl_max,
                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                     options_.max_reconnect_backoff).count()));
-  if (auto s = common::ConnectSocket(*dealer_, options_.coordinator); !s.ok()) {
+  if (auto s = common::ConnectSocket(*dealer_, core_.endpoint()); !s.ok()) {
     LogWarn("connect_failed").Kv("error", s.message());
   }
   std::vector<Action> actions;
@@ -192,6 +195,8 @@ void WorkerLoop::Execute(std::vector<Action>& actions, Time now) {
       SendSpilled(r->seq, now);
     } else if (auto* d = std::get_if<DeleteSpilled>(&action)) {
       if (spill_) spill_->Remove(d->seq);
+    } else if (std::holds_alternative<Dial>(action)) {
+      Connect(now);
     } else if (auto* n = std::get_if<Notice>(&action)) {
       Log(*n);
     }

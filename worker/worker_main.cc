@@ -58,7 +58,8 @@ po::options_description OptionTable(Flags* f) {
   po::options_description opts("Options");
   opts.add_options()
       ("coordinator", po::value(&o.coordinator)->default_value(o.coordinator)->value_name("EP"),
-       "the coordinator's worker endpoint; everything else is learned when registering")
+       "the coordinator's worker endpoint; everything else is learned when registering. Several, separated "
+       "by commas, for coordinators sharing a PostgreSQL database: the worker finds the leader among them")
       ("name", po::value(&o.name)->value_name("NAME"), "this worker's name (default: the host name); "
        "unique in the cluster, so run several workers per host with distinct names")
       ("slots", po::value(&o.slots)->default_value(0)->value_name("N"),
@@ -120,8 +121,9 @@ int CheckFlags(Flags* f) {
     std::cerr << "cohort-worker: " << s.message() << "\n";
     return 2;
   }
-  if (!o.curve && !cohort::common::IsLoopbackEndpoint(o.coordinator) && !f->insecure) {
-    std::cerr << "cohort-worker: refusing to connect to " << o.coordinator
+  if (auto open = cohort::common::NonLoopback(cohort::common::SplitEndpoints(o.coordinator));
+      !o.curve && !open.empty() && !f->insecure) {
+    std::cerr << "cohort-worker: refusing to connect to " << open.front()
               << " without CURVE: anyone on the way could send this worker commands.\n"
                  "  Give --coordinator-key and --curve-secret-key ("
               << cohort::common::KeygenHint() << "),\n  or --insecure on a network you fully trust.\n";
