@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/secure_options.h"
 #include "common/transport.h"
 
 namespace cohort::cli {
@@ -9,8 +10,24 @@ namespace cohort::cli {
 using common::Clock;
 using common::Status;
 
-Client::Client(std::string endpoint, common::Duration timeout, const std::optional<common::PeerCurve>& curve)
-    : endpoint_(std::move(endpoint)), timeout_(timeout), context_(1), socket_(context_, zmq::socket_type::dealer) {
+namespace {
+
+// A silent coordinator is left after this, when the next request goes out.
+constexpr auto kSilentFor = std::chrono::seconds(2);
+// Standby answers followed in a row before the client gives up on finding
+// a leader (several takeovers in flight, or coordinators that disagree).
+constexpr int kMaxRedirects = 8;
+// Requests kept for sending again after a move.
+constexpr size_t kMaxInFlight = 64;
+
+}  // namespace
+
+Client::Client(std::string endpoints, common::Duration timeout, const std::optional<common::PeerCurve>& curve)
+    : endpoints_(common::SplitEndpoints(endpoints)),
+      endpoint_(endpoints_.front()),
+      timeout_(timeout),
+      context_(1),
+      socket_(context_, zmq::socket_type::dealer) {
   common::ConfigureSocket(socket_);
   if (curve) {
     curve_ = true;
@@ -40,6 +57,16 @@ Status Client::Unreachable() const {
   }
   char secs[32];
   std::snprintf(secs, sizeof secs, "%g", common::DurationToSeconds(timeout_));
+  if (!standby_said_.empty()) {
+    return Status::Unavailable("no leading coordinator answered within " + std::string(secs) + "s; the last " +
+                               "answer was: " + standby_said_);
+  }
+  if (endpoints_.size() > 1) {
+    std::string all;
+    for (const std::string& e : endpoints_) all += (all.empty() ? "" : ", ") + e;
+    return Status::Unavailable("cannot reach any of the coordinators at " + all + ": no answer within " + secs +
+                               "s (is cohort-coordinator running? see --coordinator)");
+  }
   return Status::Unavailable("cannot reach the coordinator at " + endpoint_ + ": no answer within " + secs +
                              "s (is cohort-coordinator running? see --coordinator" +
                              (curve_ ? std::string("; is your public key in its --authorized-clients, and "
@@ -59,7 +86,42 @@ void Client::Repeat(uint64_t req, common::Message request) {
         if constexpr (requires { m.req; }) m.req = req;
       },
       request);
+  LeaveIfSilent();
+  if (!unanswered_since_) unanswered_since_ = Clock::now();
   if (connect_error_.ok()) common::SendMessage(socket_, std::nullopt, request);
+  if (endpoints_.size() > 1) {
+    in_flight_[req] = std::move(request);
+    if (in_flight_.size() > kMaxInFlight) in_flight_.erase(in_flight_.begin());
+  }
+}
+
+void Client::LeaveIfSilent() {
+  if (endpoints_.size() < 2 || !unanswered_since_ || Clock::now() - *unanswered_since_ < kSilentFor) return;
+  MoveTo(endpoints_[(at_ + 1) % endpoints_.size()]);
+}
+
+void Client::MoveTo(const std::string& endpoint) {
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    if (endpoints_[i] == endpoint) at_ = i;
+  }
+  try {
+    socket_.disconnect(endpoint_);
+  } catch (const zmq::error_t&) {
+    // Not connected there (the connect failed): nothing to undo.
+  }
+  endpoint_ = endpoint;
+  connect_error_ = common::ConnectSocket(socket_, endpoint_);
+  unanswered_since_ = Clock::now();
+  if (!connect_error_.ok()) return;
+  for (const auto& [req, request] : in_flight_) common::SendMessage(socket_, std::nullopt, request);
+}
+
+bool Client::Follow(const common::ReplyMsg& reply) {
+  standby_said_ = reply.error;
+  if (reply.leader.empty() || reply.leader == endpoint_ || redirects_ >= kMaxRedirects) return false;
+  ++redirects_;
+  MoveTo(reply.leader);
+  return true;
 }
 
 bool Client::Receive(uint64_t req, common::Duration wait, common::ReplyMsg* reply) {
@@ -81,7 +143,21 @@ bool Client::ReceiveAny(common::Duration wait, common::Message* msg) {
   common::Envelope env;
   while (true) {
     while (common::ReceiveEnvelope(socket_, false, &env)) {
-      if (common::DecodeEnvelope(env, msg).ok()) return true;
+      if (!common::DecodeEnvelope(env, msg).ok()) continue;
+      auto* reply = std::get_if<common::ReplyMsg>(msg);
+      if (reply && reply->code == Status::Code::kUnavailable && reply->error.starts_with("standby: ")) {
+        // A standby: its answer is not the coordinator's. Ask the leader
+        // it names; one that knows no leader yet is asked again later.
+        if (Follow(*reply)) continue;
+        if (endpoints_.size() > 1 || reply->leader.empty()) continue;
+      }
+      unanswered_since_.reset();
+      if (reply) {
+        in_flight_.erase(reply->req);
+        redirects_ = 0;
+        standby_said_.clear();
+      }
+      return true;
     }
     common::Time now = Clock::now();
     if (now >= until) return false;

@@ -2,11 +2,19 @@
 // request ids, and bounded waits, so an unreachable coordinator becomes a
 // clear error after a timeout instead of a hang.
 //
+// With several coordinators sharing a database, it is given all their
+// endpoints and finds the leader: a standby's answer names the leader's
+// endpoint, and the client moves there and sends its requests in flight
+// again; a coordinator that stays silent while requests wait is left for
+// the next endpoint in the list when the next request goes out.
+//
 // Thread contract: one thread.
 #ifndef COHORT_CLI_CLIENT_H_
 #define COHORT_CLI_CLIENT_H_
 
 #include <cstdint>
+#include <map>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -22,9 +30,10 @@ namespace cohort::cli {
 
 class Client {
  public:
-  // With `curve`, the connection is CURVE-encrypted and reaches only the
-  // holder of curve->server_public.
-  Client(std::string endpoint, common::Duration timeout, const std::optional<common::PeerCurve>& curve = std::nullopt);
+  // `endpoints`: one endpoint, or several separated by commas. With
+  // `curve`, the connection is CURVE-encrypted and reaches only the holder
+  // of curve->server_public.
+  Client(std::string endpoints, common::Duration timeout, const std::optional<common::PeerCurve>& curve = std::nullopt);
 
   // Sends a request (its req is assigned here) and returns that req.
   uint64_t Send(common::Message request);
@@ -49,6 +58,7 @@ class Client {
   // `*sent`, when given, counts the sends.
   common::Status CallRepeating(common::Message request, common::ReplyMsg* reply, int* sent = nullptr);
 
+  // The endpoint talked to now.
   const std::string& endpoint() const { return endpoint_; }
   common::Duration timeout() const { return timeout_; }
   common::Status Unreachable() const;
@@ -58,6 +68,16 @@ class Client {
   bool hopeless() const { return monitor_ && monitor_->hopeless(); }
 
  private:
+  // Moves the socket to `endpoint` and sends the requests in flight again.
+  void MoveTo(const std::string& endpoint);
+  // Before a send: leaves a coordinator that has been silent too long.
+  void LeaveIfSilent();
+  // A standby's answer naming the leader: followed (true) unless the
+  // redirects go round in circles.
+  bool Follow(const common::ReplyMsg& reply);
+
+  std::vector<std::string> endpoints_;
+  size_t at_ = 0;
   std::string endpoint_;
   common::Duration timeout_;
   zmq::context_t context_;
@@ -66,6 +86,10 @@ class Client {
   bool curve_ = false;
   uint64_t next_req_ = 1;
   common::Status connect_error_;
+  std::map<uint64_t, common::Message> in_flight_;  // sent, not answered: sent again after a move
+  std::optional<common::Time> unanswered_since_;   // the first send since the coordinator last spoke
+  int redirects_ = 0;                               // standby answers followed since the last other answer
+  std::string standby_said_;                        // the last standby's answer, for Unreachable()
 };
 
 // The reply's code as a Status (the coordinator's message included).

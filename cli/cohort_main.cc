@@ -81,7 +81,8 @@ po::options_description CommonOptions(Common* c) {
   po::options_description d("Connection");
   d.add_options()
       ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
-       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700)")
+       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700); several, "
+       "separated by commas, for coordinators sharing a PostgreSQL database: the leader is found among them")
       ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
        "seconds to wait for the coordinator to answer before giving up (exit 3); while waiting for a "
        "group (wait, submit --wait), the longest the coordinator may stay unreachable: the wait goes on "
