@@ -14,6 +14,11 @@ namespace {
 
 // A silent coordinator is left after this, when the next request goes out.
 constexpr auto kSilentFor = std::chrono::seconds(2);
+// A connection whose ZeroMQ handshake has not completed in this long is
+// left at once: nothing sent on it was delivered.
+constexpr auto kHandshakeWait = std::chrono::seconds(1);
+// How soon a standby that knew no leader is asked again.
+constexpr auto kStandbyRetry = std::chrono::milliseconds(500);
 // Standby answers followed in a row before the client gives up on finding
 // a leader (several takeovers in flight, or coordinators that disagree).
 constexpr int kMaxRedirects = 8;
@@ -89,18 +94,16 @@ void Client::Repeat(uint64_t req, common::Message request) {
   LeaveIfSilent();
   if (!unanswered_since_) unanswered_since_ = Clock::now();
   if (connect_error_.ok()) common::SendMessage(socket_, std::nullopt, request);
-  if (endpoints_.size() > 1) {
-    in_flight_[req] = std::move(request);
-    if (in_flight_.size() > kMaxInFlight) in_flight_.erase(in_flight_.begin());
-  }
+  in_flight_[req] = std::move(request);
+  if (in_flight_.size() > kMaxInFlight) in_flight_.erase(in_flight_.begin());
 }
 
 void Client::LeaveIfSilent() {
   if (endpoints_.size() < 2 || !unanswered_since_ || Clock::now() - *unanswered_since_ < kSilentFor) return;
-  MoveTo(endpoints_[(at_ + 1) % endpoints_.size()]);
+  MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !was_up_);
 }
 
-void Client::MoveTo(const std::string& endpoint) {
+void Client::MoveTo(const std::string& endpoint, bool resend_all) {
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     if (endpoints_[i] == endpoint) at_ = i;
   }
@@ -111,16 +114,41 @@ void Client::MoveTo(const std::string& endpoint) {
   }
   endpoint_ = endpoint;
   connect_error_ = common::ConnectSocket(socket_, endpoint_);
-  unanswered_since_ = Clock::now();
+  moved_at_ = Clock::now();
+  unanswered_since_ = moved_at_;
+  was_up_ = false;
   if (!connect_error_.ok()) return;
-  for (const auto& [req, request] : in_flight_) common::SendMessage(socket_, std::nullopt, request);
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    // A submission that reached a coordinator may have been accepted there
+    // before it fell silent: sent again it could run twice. It then ends
+    // as unreachable, as with one coordinator; an explicit group id makes
+    // the user's retry safe.
+    if (!resend_all && std::holds_alternative<common::SubmitMsg>(it->second)) {
+      it = in_flight_.erase(it);
+      continue;
+    }
+    common::SendMessage(socket_, std::nullopt, it->second);
+    ++it;
+  }
+}
+
+void Client::MoveIfDown() {
+  if (endpoints_.size() < 2 || !monitor_ || in_flight_.empty()) return;
+  if (monitor_->Up(endpoint_)) was_up_ = true;
+  // Down: refused or dropped. Never up: nothing was delivered (a process
+  // that is stopped still completes the TCP handshake, not ZeroMQ's).
+  const bool down = monitor_->Down(endpoint_);
+  if (down || (!was_up_ && Clock::now() - moved_at_ > kHandshakeWait)) {
+    MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !was_up_);
+  }
 }
 
 bool Client::Follow(const common::ReplyMsg& reply) {
   standby_said_ = reply.error;
   if (reply.leader.empty() || reply.leader == endpoint_ || redirects_ >= kMaxRedirects) return false;
   ++redirects_;
-  MoveTo(reply.leader);
+  // A standby acts on nothing: every request it answered may go again.
+  MoveTo(reply.leader, true);
   return true;
 }
 
@@ -149,7 +177,12 @@ bool Client::ReceiveAny(common::Duration wait, common::Message* msg) {
         // A standby: its answer is not the coordinator's. Ask the leader
         // it names; one that knows no leader yet is asked again later.
         if (Follow(*reply)) continue;
-        if (endpoints_.size() > 1 || reply->leader.empty()) continue;
+        if (reply->leader.empty()) {
+          // It knows no leader yet (a takeover under way): ask again soon.
+          if (!ask_standby_again_) ask_standby_again_ = Clock::now() + kStandbyRetry;
+          continue;
+        }
+        if (endpoints_.size() > 1) continue;
       }
       unanswered_since_.reset();
       if (reply) {
@@ -165,6 +198,9 @@ bool Client::ReceiveAny(common::Duration wait, common::Message* msg) {
     int count = 1;
     if (monitor_ && monitor_->pollable()) items[count++] = {monitor_->pollable(), 0, ZMQ_POLLIN, 0};
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now) + std::chrono::milliseconds(1);
+    // With several coordinators, a connection that never comes up is
+    // noticed by the clock, not by an event.
+    if (endpoints_.size() > 1 || ask_standby_again_) ms = std::min(ms, std::chrono::milliseconds(100));
     try {
       zmq::poll(items, count, ms);
     } catch (const zmq::error_t&) {
@@ -174,6 +210,11 @@ bool Client::ReceiveAny(common::Duration wait, common::Message* msg) {
     // so now rather than after the whole timeout.
     if (count > 1) monitor_->Drain();
     if (hopeless()) return false;
+    MoveIfDown();
+    if (ask_standby_again_ && Clock::now() >= *ask_standby_again_) {
+      ask_standby_again_.reset();
+      for (const auto& [req, request] : in_flight_) common::SendMessage(socket_, std::nullopt, request);
+    }
   }
 }
 

@@ -14,9 +14,9 @@
 
 #include <cstdint>
 #include <map>
-#include <vector>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -68,10 +68,14 @@ class Client {
   bool hopeless() const { return monitor_ && monitor_->hopeless(); }
 
  private:
-  // Moves the socket to `endpoint` and sends the requests in flight again.
-  void MoveTo(const std::string& endpoint);
+  // Moves the socket to `endpoint` and sends the requests in flight again;
+  // submissions only with `resend_all` (see client.cc).
+  void MoveTo(const std::string& endpoint, bool resend_all);
   // Before a send: leaves a coordinator that has been silent too long.
   void LeaveIfSilent();
+  // While waiting: leaves a coordinator whose connection is down, or never
+  // came up.
+  void MoveIfDown();
   // A standby's answer naming the leader: followed (true) unless the
   // redirects go round in circles.
   bool Follow(const common::ReplyMsg& reply);
@@ -88,8 +92,11 @@ class Client {
   common::Status connect_error_;
   std::map<uint64_t, common::Message> in_flight_;  // sent, not answered: sent again after a move
   std::optional<common::Time> unanswered_since_;   // the first send since the coordinator last spoke
+  common::Time moved_at_ = common::Clock::now();   // when endpoint_ was dialled
+  bool was_up_ = false;                             // its handshake completed since
   int redirects_ = 0;                               // standby answers followed since the last other answer
   std::string standby_said_;                        // the last standby's answer, for Unreachable()
+  std::optional<common::Time> ask_standby_again_;  // when to send the requests in flight again
 };
 
 // The reply's code as a Status (the coordinator's message included).

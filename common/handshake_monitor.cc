@@ -15,7 +15,8 @@ HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watch
     : pair_(context, zmq::socket_type::pair) {
   const std::string endpoint = "inproc://cohort-handshake-monitor-" + std::to_string(g_next_monitor++);
   const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                     ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED;
   if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), events) != 0) return;
   try {
     pair_.set(zmq::sockopt::linger, 0);
@@ -36,7 +37,7 @@ bool HandshakeMonitor::Drain() {
     zmq::message_t event;
     while (pair_.recv(event, zmq::recv_flags::dontwait)) {
       // Frame 1: uint16 event, uint32 value (native byte order); frame 2:
-      // the endpoint, read and dropped.
+      // the endpoint.
       uint16_t id = 0;
       uint32_t value = 0;
       const bool whole = event.size() >= 6;
@@ -45,12 +46,27 @@ bool HandshakeMonitor::Drain() {
         std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
       }
       // The parts of one message arrive together: these reads do not wait.
+      std::string endpoint;
       for (bool more = event.more(); more;) {
         zmq::message_t rest;
         if (!pair_.recv(rest, zmq::recv_flags::none)) break;
+        if (endpoint.empty()) endpoint = rest.to_string();
         more = rest.more();
       }
       if (!whole) continue;
+      switch (id) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        case ZMQ_EVENT_DISCONNECTED:
+        case ZMQ_EVENT_CONNECT_RETRIED:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+          (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED ? up_ : down_) = endpoint;
+          if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED ? down_ == endpoint : up_ == endpoint) {
+            (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED ? down_ : up_).clear();
+          }
+          break;
+        default:
+          break;
+      }
       switch (id) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
           outcome_ = Outcome::kSucceeded;

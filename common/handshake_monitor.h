@@ -45,12 +45,19 @@ class HandshakeMonitor {
   bool hopeless() const { return outcome_ == Outcome::kRefused || outcome_ == Outcome::kMismatch; }
   // What the last failure was, e.g. "ZAP status 400" or "errno 104".
   const std::string& detail() const { return detail_; }
+  // Whether the connection to `endpoint` is known to be up (a handshake
+  // succeeded and it has not dropped since) or down (it dropped, was
+  // refused, or closed mid-handshake, and no handshake succeeded since).
+  // Neither while a connection is still being made.
+  bool Up(const std::string& endpoint) const { return !up_.empty() && up_ == endpoint; }
+  bool Down(const std::string& endpoint) const { return !down_.empty() && down_ == endpoint; }
 
  private:
   zmq::socket_t pair_;
   bool valid_ = false;
   Outcome outcome_ = Outcome::kNone;
   std::string detail_;
+  std::string up_, down_;  // the endpoints of the latest connection events
 };
 
 }  // namespace cohort::common

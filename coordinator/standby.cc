@@ -54,9 +54,13 @@ Status Standby::Bind() {
 }
 
 Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
+  // At once: until a campaign has read the row, every answer would say that
+  // no leader is known.
+  bool first = true;
   while (true) {
     const Time now = Clock::now();
-    if (now >= lease_->NextCampaign()) {
+    if (first || now >= lease_->NextCampaign()) {
+      first = false;
       bool did_win = false;
       Campaign(now, &did_win);
       if (did_win) {
