@@ -1,5 +1,6 @@
 #include "tests/pg_server.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <libpq-fe.h>
@@ -8,14 +9,20 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <iterator>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -25,7 +32,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr auto kDeadline = std::chrono::seconds(30);
+constexpr auto kPoll = std::chrono::milliseconds(10);
+constexpr const char* kFallbackBinDir = "/usr/lib/postgresql/15/bin";
+constexpr const char* kDirTemplate = "/cohort-pg-XXXXXX";
+// sun_path holds 107 bytes and a NUL, and the socket is DIR/.s.PGSQL.PORT.
+constexpr size_t kMaxSocketPath = 107;
+constexpr size_t kLogTail = 2000;
+
 std::string BinDir() {
+  // libpq-dev's pg_config may belong to another major version than the
+  // installed server, so its answer counts only if a postgres is there.
   if (FILE* p = ::popen("pg_config --bindir 2>/dev/null", "r")) {
     char buf[512] = {};
     std::string out = std::fgets(buf, sizeof buf, p) ? buf : "";
@@ -33,11 +50,12 @@ std::string BinDir() {
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     if (!out.empty() && ::access((out + "/postgres").c_str(), X_OK) == 0) return out;
   }
-  return "/usr/lib/postgresql/15/bin";
+  return kFallbackBinDir;
 }
 
 int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -51,57 +69,191 @@ int FreePort() {
   return port;
 }
 
-// fork + (drop to uid/gid) + exec, stdout and stderr to `log`.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log, bool drop, uid_t uid, gid_t gid) {
+// Whether `uid` (with only group `gid`, as setgroups(0) leaves it) can walk
+// down to `dir`: a TMPDIR under /root would make initdb fail far less clearly.
+bool ReachableBy(const std::string& dir, uid_t uid, gid_t gid) {
+  for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
+    struct stat st {};
+    if (::stat(dir.substr(0, end).c_str(), &st) != 0) return false;
+    const mode_t bit = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH;
+    if ((st.st_mode & bit) == 0) return false;
+    if (end == std::string::npos) return true;
+  }
+}
+
+// $TMPDIR when the socket path under it fits and the server's user can reach
+// it; /tmp otherwise.
+std::string TempBase(bool drop, uid_t uid, gid_t gid) {
+  const char* env = std::getenv("TMPDIR");
+  std::string base = env != nullptr ? env : "";
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  const size_t socket_path = base.size() + std::strlen(kDirTemplate) + std::strlen("/.s.PGSQL.65535");
+  if (base.empty() || base[0] != '/' || socket_path > kMaxSocketPath || (drop && !ReachableBy(base, uid, gid))) {
+    return "/tmp";
+  }
+  return base;
+}
+
+long FileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
+}
+
+// The last kLogTail bytes of what `path` gained past `offset`.
+std::string Tail(const std::string& path, long offset) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "(no " + path + ")";
+  in.seekg(std::max(offset, FileSize(path) - static_cast<long>(kLogTail)));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void CloseFrom(int low) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, low, ~0U, 0) == 0) return;
+#endif
+  long max = ::sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = low; fd < max; ++fd) ::close(fd);
+}
+
+// fork + exec of argv[0] in `cwd`, stdin /dev/null, stdout and stderr
+// appended to `log`, as uid/gid when `drop`. The child stays in the test's
+// process group, so a Ctrl-C of the test run shuts the server down too.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log, bool drop, uid_t uid,
+            gid_t gid) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
-  // The child: its own process group, so a test's kill of ours spares it
-  // nothing and a Ctrl-C of the test run reaches it too.
-  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-  }
+  // Only async-signal-safe calls from here: the test may have threads.
+  const int in = ::open("/dev/null", O_RDONLY);
+  const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (in < 0 || out < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(126);
+  // The test's sockets and pipes would otherwise live as long as the server:
+  // a listening port stays taken, a pipe's reader never sees EOF.
+  CloseFrom(3);
+  // A blocked mask and ignored signals survive exec; a postmaster that never
+  // sees SIGINT would make every Stop a 30 s SIGKILL.
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
   if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) ::_exit(126);
+  // The test's own directory (say /root/...) may be closed to that user.
+  if (::chdir(cwd.c_str()) != 0) ::_exit(126);
   ::execv(args[0], args.data());
   ::_exit(127);
 }
 
-bool Finished(pid_t pid, int* status) { return ::waitpid(pid, status, WNOHANG) == pid; }
+// Reaps `pid` if it has exited. ECHILD (reaped elsewhere, or SIGCHLD
+// ignored) means it is gone as well.
+bool Exited(pid_t pid) {
+  int status = 0;
+  const pid_t r = ::waitpid(pid, &status, WNOHANG);
+  return r == pid || (r < 0 && errno != EINTR);
+}
+
+void Reap(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+struct ProcStat {
+  char state = 0;  // 0: no such process
+  pid_t ppid = 0;
+};
+
+ProcStat ReadStat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  // "pid (comm) S ppid ...", and comm may hold anything, parentheses too.
+  const size_t paren = line.rfind(')');
+  ProcStat s;
+  if (paren == std::string::npos || paren + 4 > line.size()) return s;
+  s.state = line[paren + 2];
+  s.ppid = static_cast<pid_t>(std::atol(line.c_str() + paren + 4));
+  return s;
+}
+
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    const pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
+    if (ReadStat(pid).ppid == parent) out.push_back(pid);
+  }
+  return out;
+}
+
+// A conninfo value, quoted only when it must be (so the usual string reads
+// "host=DIR port=P user=cohort dbname=NAME").
+std::string ConnValue(const std::string& v) {
+  if (!v.empty() && v.find_first_of(" \t\n\r\f\v'\\") == std::string::npos) return v;
+  std::string q = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "'";
+}
+
+std::string PercentEncode(const std::string& v) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
 bool PgServer::Start(std::unique_ptr<PgServer>* out, std::string* error, bool durable) {
   std::unique_ptr<PgServer> s(new PgServer());
+  s->owner_ = ::getpid();
   s->durable_ = durable;
   s->bin_ = BinDir();
-  if (!s->Init(error) || !s->Launch(error)) return false;
+  if (!s->Init(error)) return false;
+  // The free port can be taken between FreePort() and postgres's bind; a
+  // bind failure is worth a fresh port, anything else is not.
+  for (int attempt = 0;; ++attempt) {
+    bool transient = false;
+    if (s->Launch(&transient, error)) break;
+    if (!transient || attempt == 4) return false;
+    s->port_ = FreePort();
+  }
   *out = std::move(s);
   return true;
 }
 
 PgServer* PgServer::Shared(std::string* error) {
-  static std::unique_ptr<PgServer> shared;
+  static std::mutex mu;
+  static std::unique_ptr<PgServer> shared;  // its destructor at exit stops the server
   static std::string failed;
-  if (!shared && failed.empty()) {
+  static bool tried = false;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!tried) {
+    tried = true;
     if (!Start(&shared, &failed)) shared.reset();
-    if (!shared && failed.empty()) failed = "PostgreSQL did not start";
   }
   if (!shared) *error = failed;
   return shared.get();
 }
 
 bool PgServer::Init(std::string* error) {
-  // Short: a Unix socket's path must fit in 107 bytes.
-  char tmpl[] = "/tmp/cohort-pg-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    *error = "mkdtemp failed";
-    return false;
-  }
-  dir_ = tmpl;
   if (::geteuid() == 0) {
     const passwd* pw = ::getpwnam("postgres");
     if (pw == nullptr) pw = ::getpwnam("nobody");
@@ -112,100 +264,128 @@ bool PgServer::Init(std::string* error) {
     drop_ = true;
     uid_ = pw->pw_uid;
     gid_ = pw->pw_gid;
-    if (::chown(dir_.c_str(), uid_, gid_) != 0) {
-      *error = "cannot chown " + dir_;
-      return false;
+  }
+  std::string tmpl = TempBase(drop_, uid_, gid_) + kDirTemplate;
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    *error = "mkdtemp " + tmpl + ": " + std::strerror(errno);
+    return false;
+  }
+  dir_ = tmpl;
+  if (drop_ && ::chown(dir_.c_str(), uid_, gid_) != 0) {
+    *error = "chown " + dir_ + ": " + std::strerror(errno);
+    return false;
+  }
+  // Root in a container may lack CAP_DAC_OVERRIDE and still has to reach
+  // the socket in a directory the server's user owns.
+  ::chmod(dir_.c_str(), 0755);
+  const std::string log = dir_ + "/initdb.log";
+  const pid_t pid = Spawn(
+      {bin_ + "/initdb", "-D", data_dir(), "-U", "cohort", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
+      dir_, log, drop_, uid_, gid_);
+  int status = 0;
+  pid_t r = -1;
+  if (pid > 0) {
+    while ((r = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
     }
   }
-  ::chmod(dir_.c_str(), 0755);
-  const pid_t pid = Spawn({bin_ + "/initdb", "-D", data_dir(), "-U", "cohort", "--auth=trust", "-E", "UTF8",
-                           "--locale=C", "--no-sync"},
-                          dir_ + "/initdb.log", drop_, uid_, gid_);
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::ifstream in(dir_ + "/initdb.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    *error = "initdb failed (" + bin_ + "/initdb): " + ss.str();
+  if (r != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    *error = "initdb failed (" + bin_ + "/initdb, status " + std::to_string(status) + "): " + Tail(log, 0);
     return false;
   }
   port_ = FreePort();
-  return port_ > 0;
+  if (port_ <= 0) {
+    *error = "no free loopback port";
+    return false;
+  }
+  return true;
 }
 
-bool PgServer::Launch(std::string* error) {
+bool PgServer::Launch(bool* transient, std::string* error) {
+  *transient = false;
+  const std::string log = dir_ + "/postgres.log";
+  const long offset = FileSize(log);
   std::vector<std::string> argv = {bin_ + "/postgres", "-D", data_dir(), "-k", dir_, "-p", std::to_string(port_),
                                    "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"};
   if (!durable_) {
+    // Both only matter when the machine loses power; synchronous_commit
+    // stays on, or a Kill() would lose commits a test saw acknowledged.
     for (const char* setting : {"fsync=off", "full_page_writes=off"}) {
       argv.push_back("-c");
       argv.push_back(setting);
     }
   }
-  pid_ = Spawn(argv, dir_ + "/postgres.log", drop_, uid_, gid_);
+  pid_ = Spawn(argv, dir_, log, drop_, uid_, gid_);
   if (pid_ < 0) {
-    *error = "fork failed";
+    pid_ = -1;
+    *error = std::string("fork: ") + std::strerror(errno);
     return false;
   }
-  return WaitReady(error);
-}
-
-bool PgServer::WaitReady(std::string* error) {
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  const std::string conninfo = ConnInfo("postgres");
-  while (Clock::now() < deadline) {
-    if (PQping(conninfo.c_str()) == PQPING_OK) return true;
-    int status = 0;
-    if (Finished(pid_, &status)) {
+  // connect_timeout: a postmaster that hangs (stopped, say) must not hang us.
+  const std::string ping = ConnInfo("postgres") + " connect_timeout=2";
+  const auto deadline = Clock::now() + kDeadline;
+  while (true) {
+    const PGPing p = PQping(ping.c_str());
+    if (p == PQPING_OK) return true;
+    if (Exited(pid_)) {
       pid_ = -1;
-      *error = "postgres exited at start: " + LogTail();
+      const std::string tail = Tail(log, offset);
+      *transient = tail.find("could not bind") != std::string::npos ||
+                   tail.find("could not create any TCP/IP sockets") != std::string::npos ||
+                   tail.find("is still in use") != std::string::npos;
+      *error = "postgres exited at start: " + tail;
       return false;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (p == PQPING_NO_ATTEMPT || Clock::now() >= deadline) {
+      KillTree();
+      *error = "postgres did not accept connections within 30 s: " + Tail(log, offset);
+      return false;
+    }
+    std::this_thread::sleep_for(kPoll);
   }
-  *error = "postgres did not accept connections within 30 s: " + LogTail();
-  return false;
 }
 
-std::string PgServer::LogTail() const {
-  std::ifstream in(dir_ + "/postgres.log");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string all = ss.str();
-  return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
+bool PgServer::LaunchUntilUp(std::string* error) {
+  // On the same port a bind can fail while someone holds it for a moment.
+  const auto deadline = Clock::now() + kDeadline;
+  while (true) {
+    bool transient = false;
+    if (Launch(&transient, error)) return true;
+    if (!transient || Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 PgServer::~PgServer() {
+  // A forked child of the test that exits through exit() runs this too, and
+  // the server and directory are its parent's.
+  if (::getpid() != owner_) return;
   std::string ignored;
-  if (pid_ > 0) Stop(&ignored);
+  if (pid_ > 0 && !Stop(&ignored)) {
+    // Stop fell back to SIGKILL; the directory goes all the same.
+  }
   if (!dir_.empty()) {
-    const std::string cmd = "rm -rf '" + dir_ + "'";
-    if (std::system(cmd.c_str()) != 0) {
-      // A leftover temporary directory is harmless.
-    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);  // a leftover directory is harmless
   }
 }
 
 std::string PgServer::ConnInfo(const std::string& dbname) const {
-  return "host=" + dir_ + " port=" + std::to_string(port_) + " user=cohort dbname=" + dbname;
+  return "host=" + ConnValue(dir_) + " port=" + std::to_string(port_) + " user=cohort dbname=" + ConnValue(dbname);
 }
 
 std::string PgServer::Uri(const std::string& dbname) const {
-  std::string host;
-  for (char c : dir_) host += c == '/' ? std::string("%2F") : std::string(1, c);
-  return "postgresql://cohort@" + host + ":" + std::to_string(port_) + "/" + dbname;
+  return "postgresql://cohort@" + PercentEncode(dir_) + ":" + std::to_string(port_) + "/" + PercentEncode(dbname);
 }
 
 bool PgServer::Exec(const std::string& dbname, const std::string& sql, std::string* error) {
   PGconn* conn = PQconnectdb(ConnInfo(dbname).c_str());
   bool ok = PQstatus(conn) == CONNECTION_OK;
-  if (!ok) *error = PQerrorMessage(conn);
   if (ok) {
     PGresult* r = PQexec(conn, sql.c_str());
     ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok) *error = PQresultErrorMessage(r);
     PQclear(r);
   }
+  if (!ok) *error = PQerrorMessage(conn);
   PQfinish(conn);
   return ok;
 }
@@ -213,15 +393,17 @@ bool PgServer::Exec(const std::string& dbname, const std::string& sql, std::stri
 bool PgServer::CreateDatabase(const std::string& name, std::string* error) {
   PGconn* conn = PQconnectdb(conninfo().c_str());
   bool ok = PQstatus(conn) == CONNECTION_OK;
-  if (!ok) *error = PQerrorMessage(conn);
   if (ok) {
     char* quoted = PQescapeIdentifier(conn, name.c_str(), name.size());
-    PGresult* r = PQexec(conn, ("CREATE DATABASE " + std::string(quoted) + " ENCODING 'UTF8'").c_str());
-    PQfreemem(quoted);
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) *error = PQresultErrorMessage(r);
-    PQclear(r);
+    ok = quoted != nullptr;
+    if (ok) {
+      PGresult* r = PQexec(conn, ("CREATE DATABASE " + std::string(quoted)).c_str());
+      PQfreemem(quoted);
+      ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+    }
   }
+  if (!ok) *error = "CREATE DATABASE " + name + ": " + PQerrorMessage(conn);
   PQfinish(conn);
   return ok;
 }
@@ -229,41 +411,52 @@ bool PgServer::CreateDatabase(const std::string& name, std::string* error) {
 bool PgServer::Stop(std::string* error) {
   if (pid_ <= 0) return true;
   ::kill(pid_, SIGINT);
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  int status = 0;
-  while (!Finished(pid_, &status)) {
+  const auto deadline = Clock::now() + kDeadline;
+  while (!Exited(pid_)) {
     if (Clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
+      KillTree();
       *error = "postgres did not stop within 30 s; killed";
-      pid_ = -1;
       return false;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(kPoll);
   }
   pid_ = -1;
   return true;
 }
 
-bool PgServer::Restart(std::string* error) { return Stop(error) && Launch(error); }
+bool PgServer::Restart(std::string* error) { return Stop(error) && LaunchUntilUp(error); }
 
-void PgServer::Kill() {
+void PgServer::Kill() { KillTree(); }
+
+bool PgServer::StartAgain(std::string* error) { return pid_ > 0 || LaunchUntilUp(error); }
+
+void PgServer::KillTree() {
   if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
-
-bool PgServer::StartAgain(std::string* error) {
-  // The killed postmaster's backends notice it is gone and exit; the new
-  // one waits for the shared memory they hold to be released.
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (true) {
-    if (Launch(error)) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Killing the postmaster alone leaves its backends serving their clients
+  // until each notices, and a write sent right after Kill() can commit. So
+  // every child goes too. Stopped first, the postmaster cannot fork one we
+  // would miss, nor reap one whose pid could be reused before we signal it.
+  ::kill(pid_, SIGSTOP);
+  const auto deadline = Clock::now() + kDeadline;
+  char state = ReadStat(pid_).state;
+  while (state != 'T' && state != 't' && state != 'Z' && state != 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    state = ReadStat(pid_).state;
   }
+  // Already dead, its children are orphans we cannot name; they exit on
+  // their own once they notice.
+  const std::vector<pid_t> children = state == 'T' || state == 't' ? ChildrenOf(pid_) : std::vector<pid_t>{};
+  for (pid_t child : children) ::kill(child, SIGKILL);
+  // Zombies of the stopped postmaster have released their sockets and shared
+  // memory, which is what a restart needs.
+  for (pid_t child : children) {
+    for (char s = ReadStat(child).state; s != 'Z' && s != 0 && Clock::now() < deadline; s = ReadStat(child).state) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ::kill(pid_, SIGKILL);
+  Reap(pid_);
+  pid_ = -1;
 }
 
 }  // namespace cohort::testing

@@ -91,6 +91,8 @@ class Cluster {
   const std::string& client_endpoint() const { return client_; }
   int port(int i) const { return ports_[i]; }
   Daemon& coordinator() { return *coordinator_; }
+  // The coordinator's log over all its starts.
+  std::string CoordinatorLogs() { return coordinator_->Log(); }
   Daemon& worker(const std::string& name) { return *workers_.at(name); }
   void StopWorker(const std::string& name) { workers_.erase(name); }
   // A unique token for marking a test's processes.

@@ -2,7 +2,9 @@
 // groups from several concurrent clients, while the coordinator is SIGKILLed
 // at random moments and started again on the same state directory, and
 // workers are SIGKILLed and restarted too (now and then while the
-// coordinator is down). Afterwards:
+// coordinator is down). The same runs on PostgreSQL with two coordinators,
+// where each crash kills the leader, the standby takes over, and the killed
+// one comes back as a standby. Afterwards:
 //   1. every group whose SUBMIT was acknowledged has ended, and so has every
 //      group the coordinator lists;
 //   2. every step has one final state, its history one record per attempt,
@@ -23,7 +25,8 @@
 //      result reads the same after one more restart, and no step ran again
 //      meanwhile.
 //
-// Randomness is seeded: COHORT_CRASH_CHAOS_SEED=N replays a run's plan (the
+// Randomness is seeded: COHORT_CRASH_CHAOS_SEED=N (COHORT_HA_CHAOS_SEED=N on
+// PostgreSQL) replays a run's plan (the
 // groups, how their clients wait, the cancel delays, the kill and crash
 // schedule, each outage's length); the seed is printed first.
 // COHORT_CRASH_CHAOS_GROUPS=N (default 300) and COHORT_CRASH_CHAOS_CLIENTS=N
@@ -48,7 +51,9 @@
 #include <catch2/catch.hpp>
 
 #include "tests/integration/chaos_common.h"
+#include "tests/integration/crash_chaos_runs.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/ha_cluster.h"
 
 namespace cohort::testing {
 namespace {
@@ -56,6 +61,7 @@ namespace {
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using namespace crash_chaos;
 
 // Every CLI call may outlive an outage of the coordinator: none here lasts
 // more than a few seconds, so an exit 3 is a client that lost its way.
@@ -100,171 +106,9 @@ struct Outcome {
   std::map<std::string, std::string> runs;  // step id -> its run file when the client got the result
 };
 
-// The file a step appends its runs to.
-std::string RunFile(const std::string& runs_dir, const std::string& group, const std::string& step) {
-  return runs_dir + "/" + group + "." + step;
-}
-
-// A step as a shell script that first notes its attempt's start, with its
-// own marker in its environment for the process scans.
-Json Step(const std::string& id, const std::string& file, const std::string& script, const std::string& mark) {
-  return {{"id", id},
-          {"shell", "echo \"$COHORT_ATTEMPT start $COHORT_WORKER\" >> " + file + "; " + script},
-          {"env", {{"COHORT_TEST_MARK", mark}}}};
-}
-
-// A step that ends well also notes the end of its run, with the wall-clock
-// time: it tells whether a worker's death can explain a success that never
-// reached the coordinator (ChaosLog::ExplainedLoss).
-std::string Ended(const std::string& file) {
-  return "echo \"$COHORT_ATTEMPT end $(date +%s.%N)\" >> " + file;
-}
-
-Json MakeGroup(Kind kind, const std::string& id, const std::string& mark, const std::string& runs,
-               std::mt19937_64& rng) {
-  Json steps = Json::array();
-  const int n = 1 + static_cast<int>(rng() % 4);
-  auto file = [&](const std::string& step) { return RunFile(runs, id, step); };
-  // Long enough that a coordinator crash finds many of them running.
-  auto short_step = [&](int i) {
-    const std::string s = "s" + std::to_string(i);
-    return Step(s, file(s), "sleep 0." + std::to_string(1 + rng() % 9) + " && " + Ended(file(s)), mark);
-  };
-  // Half keep two background children, which a SIGKILLed worker leaves
-  // orphaned until it starts again and kills them (worker/leftovers.h).
-  auto long_step = [&](int i) {
-    const std::string s = "long" + std::to_string(i);
-    return Step(s, file(s), rng() % 2 ? "exec sleep 30" : "sleep 30 & sleep 30 & wait", mark);
-  };
-  Json g = {{"id", id}, {"max_parallel", 1 + rng() % 3}};
-  switch (kind) {
-    case Kind::kOk:
-      for (int i = 0; i < n; ++i) steps.push_back(short_step(i));
-      break;
-    case Kind::kFailing:
-      // on_failure is "cancel" by default: the failure stops the long steps.
-      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
-      steps.push_back(Step("bad", file("bad"), "sleep 0.3; echo boom >&2; exit 3", mark));
-      g["max_parallel"] = n + 1;
-      break;
-    case Kind::kTimeout:
-      for (int i = 0; i < n; ++i) steps.push_back(short_step(i));
-      steps.push_back(Step("slow", file("slow"), "exec sleep 30", mark));
-      steps.back()["timeout_s"] = 0.5;
-      break;
-    case Kind::kCancelled:
-      for (int i = 0; i < n; ++i) steps.push_back(long_step(i));
-      g["max_parallel"] = n;
-      break;
-    case Kind::kFlaky:
-      // Fails until it has started three times, wherever those ran.
-      steps.push_back(Step("flaky", file("flaky"),
-                           "[ $(grep -c start " + file("flaky") + ") -ge 3 ] && " + Ended(file("flaky")), mark));
-      steps.back()["retry"] = {{"max_attempts", 5}, {"backoff_s", 0.05}};
-      break;
-  }
-  g["steps"] = steps;
-  return g;
-}
-
-// The runs noted in a step's file, by attempt number: how many "start"
-// lines name it, and when each "end" line was written.
-struct Runs {
-  std::map<uint64_t, int> starts;
-  std::map<uint64_t, std::vector<double>> ends;  // seconds since the test's start
-};
-Runs ParseRuns(const std::string& text, double wall_t0) {
-  Runs r;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    uint64_t attempt = 0;
-    std::string what;
-    double at = 0;
-    words >> attempt >> what;
-    if (what == "end") {
-      words >> at;
-      r.ends[attempt].push_back(at - wall_t0);
-    } else {
-      r.starts[attempt]++;
-    }
-  }
-  return r;
-}
-
-// An outage of the coordinator, in seconds since the test's start.
-struct Outage {
-  double from_s, to_s;
-};
-
-// What the chaos did, and when (seconds since the test's start).
-struct ChaosLog {
-  int crashes = 0, worker_kills = 0, kills_during_outage = 0;
-  std::vector<Outage> outages;
-  std::map<std::string, std::vector<double>> kills;  // by worker
-  std::string broken;  // why the chaos stopped early
-
-  // An attempt that ran to its end at `end_s` on `worker` but was recorded
-  // lost: only the worker's death before its report was confirmed explains
-  // that, so the worker must have been killed soon after, or, if the
-  // coordinator was down meanwhile, soon after it came back (the worker
-  // keeps the result and reports it when it registers again). Anything else
-  // is a result the coordinator lost, and a step that may run again after
-  // it succeeded.
-  bool ExplainedLoss(const std::string& worker, double end_s) const {
-    // Generous for a loaded machine: a report and its commit take
-    // milliseconds, re-registering after an outage well under a second.
-    double until = end_s + 2;
-    for (const Outage& o : outages) {
-      if (o.from_s <= until && o.to_s >= end_s) until = std::max(until, o.to_s + 3);
-    }
-    auto it = kills.find(worker);
-    if (it == kills.end()) return false;
-    for (double k : it->second) {
-      // A kill just before the line was written can still let it through.
-      if (k >= end_s - 0.1 && k <= until) return true;
-    }
-    return false;
-  }
-};
-
-// Checks 2 and 3 on one step of a final result, given what its file held
-// when the client got the result.
-void CheckStep(const Json& s, const std::string& runs_text, const ChaosLog& chaos, double wall_t0) {
-  INFO("step " << s["id"] << ", its runs:\n" << runs_text);
-  CheckStepHistory(s);
-  const std::string state = s["state"];
-  const Json& h = s["history"];
-  // What ran. An attempt lost with its worker may or may not have started
-  // its process, so it may or may not have a line; every other record says
-  // for sure whether it ran.
-  const Runs r = ParseRuns(runs_text, wall_t0);
-  for (const auto& [attempt, count] : r.starts) {
-    CHECK(count == 1);  // no attempt ran twice, on one worker or two
-    CHECK(attempt >= 1);
-    CHECK(attempt <= h.size());  // nothing ran that the coordinator did not place
-  }
-  for (const auto& [attempt, times] : r.ends) CHECK(times.size() == 1);
-  for (const Json& a : h) {
-    const uint64_t n = a["attempt"];
-    if (!a["exit_code"].is_null()) CHECK(r.starts.count(n) == 1);
-    if (a["status"] == "succeeded") CHECK(r.ends.count(n) == 1);
-    if (a["status"] == "worker_lost" && r.ends.count(n)) {
-      INFO("attempt " << n << " succeeded at " << r.ends.at(n).front() << " s but was recorded " << a.dump());
-      CHECK(chaos.ExplainedLoss(a["worker"], r.ends.at(n).front()));
-    }
-  }
-  if (state == "completed" && !r.starts.empty() && !r.ends.empty()) {
-    // Nothing ran after the attempt that succeeded.
-    const uint64_t last = h.back()["attempt"];
-    CHECK(r.starts.rbegin()->first == last);
-    CHECK(r.ends.rbegin()->first == last);
-  }
-}
-
 // Runs a CLI command, noting an error unless `answered` accepts its output.
-RunOutput Client(Cluster& c, Outcome& o, std::vector<std::string> args,
+template <typename C>
+RunOutput Client(C& c, Outcome& o, std::vector<std::string> args,
                  const std::function<bool(const RunOutput&)>& answered, Clock::time_point t0,
                  std::chrono::milliseconds timeout = 60s) {
   args.push_back("--connect-timeout");
@@ -280,7 +124,8 @@ RunOutput Client(Cluster& c, Outcome& o, std::vector<std::string> args,
 
 // One client's share of the plan: group i, submitted, maybe cancelled,
 // waited for. The plan depends only on the seed and i.
-Outcome RunGroup(Cluster& c, uint64_t seed, int i, const std::string& mark, const std::string& runs,
+template <typename C>
+Outcome RunGroup(C& c, uint64_t seed, int i, const std::string& mark, const std::string& runs,
                  Clock::time_point t0) {
   std::mt19937_64 rng(seed * 1000003 + static_cast<uint64_t>(i));
   const Kind kind = static_cast<Kind>(rng() % 5);
@@ -336,9 +181,28 @@ Outcome RunGroup(Cluster& c, uint64_t seed, int i, const std::string& mark, cons
   return o;
 }
 
-// The coordinator's flags, the same on every start.
-std::vector<std::string> CoordinatorFlags() {
-  return {"--worker-lease", kWorkerLease, "--cancel-resend", "0.5", "--backstop-grace", "15"};
+// The coordinators' flags, the same on every start. Sharing a database, a
+// leader's lease of 2 s: a takeover then fits well inside the workers'
+// lease, as a restart does.
+template <typename C>
+std::vector<std::string> CoordinatorFlags(const C&) {
+  std::vector<std::string> flags = {"--worker-lease", kWorkerLease, "--cancel-resend", "0.5", "--backstop-grace",
+                                    "15"};
+  if constexpr (std::is_same_v<C, HaCluster>) {
+    flags.push_back("--leader-lease-ms");
+    flags.push_back("2000");
+  }
+  return flags;
+}
+
+// A worker started again, once the coordinator lists it.
+template <typename C>
+void StartJoined(C& c, const std::string& name) {
+  if constexpr (std::is_same_v<C, HaCluster>) {
+    c.StartWorkerJoined(name, kSlots);
+  } else {
+    c.StartWorker(name, kSlots);
+  }
 }
 
 // Throws, naming the daemon and quoting its log, if it exited by itself: a
@@ -351,7 +215,8 @@ void EnsureAlive(Daemon& d, const std::string& what) {
                            log.substr(log.size() - std::min<size_t>(log.size(), 8000)));
 }
 
-void SigkillWorker(Cluster& c, const std::string& name, Clock::time_point t0, ChaosLog* n) {
+template <typename C>
+void SigkillWorker(C& c, const std::string& name, Clock::time_point t0, ChaosLog* n) {
   EnsureAlive(c.worker(name), "worker " + name);
   n->kills[name].push_back(Since(t0, Clock::now()));
   c.worker(name).Kill(SIGKILL);
@@ -361,12 +226,14 @@ void SigkillWorker(Cluster& c, const std::string& name, Clock::time_point t0, Ch
 // Crashes the coordinator: SIGKILL, an outage whose length is part of the
 // plan, during which a worker may die and come back too, then the same
 // command line on the same state directory.
-void CrashCoordinator(Cluster& c, const std::vector<std::string>& workers, std::mt19937_64& rng,
+template <typename C>
+void CrashCoordinator(C& c, const std::vector<std::string>& workers, std::mt19937_64& rng,
                       Clock::time_point t0, ChaosLog* n) {
-  EnsureAlive(c.coordinator(), "the coordinator");
+  Daemon& leader = c.coordinator();
+  EnsureAlive(leader, "the coordinator");
   const auto from = Clock::now();
-  c.coordinator().Kill(SIGKILL);
-  if (c.coordinator().Wait(10s) < 0) throw std::runtime_error("the coordinator outlived a SIGKILL for 10 s");
+  leader.Kill(SIGKILL);
+  if (leader.Wait(10s) < 0) throw std::runtime_error("the coordinator outlived a SIGKILL for 10 s");
   const auto outage = std::chrono::milliseconds(rng() % kMaxOutageMs);
   std::string victim;
   if (n->crashes % 2 == 1) {
@@ -378,7 +245,7 @@ void CrashCoordinator(Cluster& c, const std::vector<std::string>& workers, std::
     ++n->kills_during_outage;
   }
   std::this_thread::sleep_for(outage);  // the outage itself
-  c.StartCoordinator(CoordinatorFlags());
+  c.StartCoordinator(CoordinatorFlags(c));
   n->outages.push_back({Since(t0, from), Since(t0, Clock::now())});
   ++n->crashes;
   if (!victim.empty() && !WaitUntil([&] { return c.HasWorker(victim); }, 20s)) {
@@ -392,7 +259,8 @@ void CrashCoordinator(Cluster& c, const std::vector<std::string>& workers, std::
 // clients are done. What went wrong, if anything, is in `broken`, and
 // `stop` tells the clients to take no more groups: nothing may throw while
 // their threads run.
-ChaosLog Chaos(Cluster& c, const std::vector<std::string>& workers, uint64_t seed,
+template <typename C>
+ChaosLog Chaos(C& c, const std::vector<std::string>& workers, uint64_t seed,
                const std::atomic<int>& clients_left, std::atomic<bool>* stop, Clock::time_point t0) {
   ChaosLog n;
   std::mt19937_64 rng(seed);
@@ -411,7 +279,7 @@ ChaosLog Chaos(Cluster& c, const std::vector<std::string>& workers, uint64_t see
       SigkillWorker(c, victim, t0, &n);
       ++n.worker_kills;
       WaitUntil([&] { return clients_left == 0; }, std::chrono::milliseconds(rng() % 800));
-      c.StartWorker(victim, kSlots);
+      StartJoined(c, victim);
     }
   } catch (const std::exception& e) {
     n.broken = e.what();
@@ -430,13 +298,15 @@ Json Stable(Json status) {
 }
 
 // Every group the coordinator holds, by id, read one by one.
-std::map<std::string, Json> ReadAll(Cluster& c, const std::set<std::string>& ids) {
+template <typename C>
+std::map<std::string, Json> ReadAll(C& c, const std::set<std::string>& ids) {
   std::map<std::string, Json> out;
   for (const std::string& id : ids) out[id] = Stable(c.Status(id));
   return out;
 }
 
-std::set<std::string> Listed(Cluster& c) {
+template <typename C>
+std::set<std::string> Listed(C& c) {
   std::set<std::string> ids;
   Json list = Json::parse(c.Cli({"groups", "--json"}).out, nullptr, false);
   REQUIRE(list.is_array());
@@ -454,21 +324,16 @@ std::string Describe(const std::vector<ClientError>& errors) {
   return out;
 }
 
-TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted under mixed groups from "
-          "concurrent clients",
-          "[e2e][chaos][durable]") {
-  const ChaosRun run = ReadChaosRun("crash chaos", "COHORT_CRASH_CHAOS", 8);
+template <typename C>
+void RunCrashChaos(C& c, const ChaosRun& run, const std::string& label) {
   const uint64_t seed = run.seed;
   const int groups = run.groups, clients = run.clients;
-  INFO("replay with COHORT_CRASH_CHAOS_SEED=" << seed);
-
-  Cluster c;
-  std::cout << "crash chaos: in " << c.dir() << " (COHORT_KEEP_TEST_DIRS=1 keeps it)" << std::endl;
+  std::cout << label << ": in " << c.dir() << " (COHORT_KEEP_TEST_DIRS=1 keeps it)" << std::endl;
   const std::string runs = c.dir() + "/runs";
   REQUIRE(::mkdir(runs.c_str(), 0700) == 0);
-  c.StartCoordinator(CoordinatorFlags());
+  c.StartCoordinator(CoordinatorFlags(c));
   const std::vector<std::string> workers = WorkerNames();
-  for (const auto& w : workers) c.StartWorker(w, kSlots);
+  for (const auto& w : workers) StartJoined(c, w);
   const std::string mark = c.Marker();
   const auto t0 = Clock::now();
   const double wall_t0 =
@@ -493,7 +358,7 @@ TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted und
   const ChaosLog chaos = Chaos(c, workers, seed, clients_left, &stop, t0);
   for (auto& th : threads) th.join();
   const double ran_s = Since(t0, Clock::now());
-  std::cout << "crash chaos: " << static_cast<int>(ran_s) << " s, " << chaos.crashes << " coordinator crashes, "
+  std::cout << label << ": " << static_cast<int>(ran_s) << " s, " << chaos.crashes << " coordinator crashes, "
             << chaos.worker_kills << " worker kills (+" << chaos.kills_during_outage
             << " during an outage); outages (s since start):" << std::fixed << std::setprecision(1);
   for (const Outage& o : chaos.outages) std::cout << " " << o.from_s << "-" << o.to_s;
@@ -503,7 +368,7 @@ TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted und
   std::sort(outcomes.begin(), outcomes.end(), [](const Outcome& a, const Outcome& b) { return a.index < b.index; });
   for (const Outcome& o : outcomes) {
     if (!o.errors.empty()) {
-      std::cout << "crash chaos: group " << o.id << " (" << KindName(o.kind)
+      std::cout << label << ": group " << o.id << " (" << KindName(o.kind)
                 << (o.submit_wait ? ", submit --wait" : ", submit + wait") << "):\n"
                 << Describe(o.errors);
     }
@@ -572,13 +437,13 @@ TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted und
       }
     }
   }
-  const std::string log = c.coordinator().Log();
+  const std::string log = c.CoordinatorLogs();
   size_t restored_unclaimed = 0;
   for (size_t at = log.find("unclaimed_attempts="); at != std::string::npos;
        at = log.find("unclaimed_attempts=", at + 1)) {
     restored_unclaimed += std::strtoul(log.c_str() + at + 19, nullptr, 10);
   }
-  std::cout << "crash chaos: " << groups << " groups (" << unacknowledged << " not acknowledged), "
+  std::cout << label << ": " << groups << " groups (" << unacknowledged << " not acknowledged), "
             << restored_unclaimed << " attempts restored running, " << lost_attempts
             << " attempts lost with their worker (" << lost_came_back << " to a worker back without them, "
             << lost_window << " to the reattach window), " << waits_across << " waits across an outage, "
@@ -602,11 +467,12 @@ TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted und
   // 6. Once more, a restart; the workers come back and claim nothing.
   std::mt19937_64 rng(seed + 1);
   const bool clean = rng() % 2;
-  std::cout << "crash chaos: the last restart after a " << (clean ? "SIGTERM" : "SIGKILL") << std::endl;
-  EnsureAlive(c.coordinator(), "the coordinator");
-  c.coordinator().Kill(clean ? SIGTERM : SIGKILL);
-  REQUIRE(c.coordinator().Wait(15s) >= 0);
-  c.StartCoordinator(CoordinatorFlags());
+  std::cout << label << ": the last restart after a " << (clean ? "SIGTERM" : "SIGKILL") << std::endl;
+  Daemon& leader = c.coordinator();
+  EnsureAlive(leader, "the coordinator");
+  leader.Kill(clean ? SIGTERM : SIGKILL);
+  REQUIRE(leader.Wait(15s) >= 0);
+  c.StartCoordinator(CoordinatorFlags(c));
   for (const auto& w : workers) CHECK(WaitUntil([&] { return c.HasWorker(w); }, 20s));
   const std::map<std::string, Json> after = ReadAll(c, ids);
   for (const auto& [id, status] : before) {
@@ -619,6 +485,27 @@ TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted und
   }
   // 5. No process of any step is left anywhere on the machine.
   CHECK(ProcessesWith(mark).empty());
+}
+
+TEST_CASE("crash chaos - the coordinator and workers SIGKILLed and restarted under mixed groups from "
+          "concurrent clients",
+          "[e2e][chaos][durable]") {
+  const ChaosRun run = ReadChaosRun("crash chaos", "COHORT_CRASH_CHAOS", 8);
+  INFO("replay with COHORT_CRASH_CHAOS_SEED=" << run.seed);
+  Cluster c;
+  RunCrashChaos(c, run, "crash chaos");
+}
+
+// The same chaos on PostgreSQL with two coordinators: each crash SIGKILLs
+// the one leading, the other takes over, and the killed one comes back as
+// a standby (and leads again at a later crash).
+TEST_CASE("crash chaos on PostgreSQL - the leader and workers SIGKILLed, standbys taking over, under mixed "
+          "groups from concurrent clients",
+          "[e2e][chaos][durable][ha]") {
+  const ChaosRun run = ReadChaosRun("crash chaos on PostgreSQL", "COHORT_HA_CHAOS", 8);
+  INFO("replay with COHORT_HA_CHAOS_SEED=" << run.seed);
+  HaCluster c(2);
+  RunCrashChaos(c, run, "crash chaos on PostgreSQL");
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -25,6 +27,9 @@ HaCluster::HaCluster(int coordinators, int heartbeat_ms) : heartbeat_ms_(heartbe
 HaCluster::~HaCluster() {
   workers_.clear();
   coordinators_.clear();
+  for (const std::string& m : markers_) {
+    for (pid_t pid : ProcessesWith(m)) ::kill(pid, SIGKILL);
+  }
   if (!std::getenv("COHORT_KEEP_TEST_DIRS")) RunProgram({"/bin/rm", "-rf", dir_}, 30s);
 }
 
@@ -34,8 +39,12 @@ Daemon& HaCluster::StartCoordinator(int i, std::vector<std::string> extra) {
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-coordinator", "--store", pg_->Uri(db_),
                                    "--name", "c" + std::to_string(i), "--client-endpoint", ep(p[0]),
                                    "--worker-endpoint", ep(p[1]), "--cancel-endpoint", ep(p[2]),
-                                   "--heartbeat-ms", std::to_string(heartbeat_ms_), "--worker-lease", "10",
-                                   "--log-level", "debug"};
+                                   "--heartbeat-ms", std::to_string(heartbeat_ms_), "--log-level", "debug"};
+  // As in Cluster: a lost worker's steps run again after 10 s, not a minute.
+  if (std::find(extra.begin(), extra.end(), "--worker-lease") == extra.end()) {
+    argv.push_back("--worker-lease");
+    argv.push_back("10");
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   coordinators_.at(i) = std::make_unique<Daemon>(argv, dir_ + "/c" + std::to_string(i) + ".log");
   return *coordinators_.at(i);
@@ -50,8 +59,68 @@ Daemon& HaCluster::StartWorker(const std::string& name, int slots, std::vector<s
                                    dir_ + "/worker-" + name + "-state"};
   for (const std::string& f : StepUserFlags()) argv.push_back(f);
   argv.insert(argv.end(), extra.begin(), extra.end());
+  // A previous worker of this name is stopped first: it holds the state
+  // directory the new one takes.
+  workers_.erase(name);
   workers_[name] = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");
   return *workers_[name];
+}
+
+void HaCluster::StartCoordinator(std::vector<std::string> extra) {
+  extra_ = extra;
+  for (size_t i = 0; i < coordinators_.size(); ++i) {
+    if (!coordinators_[i] || coordinators_[i]->Wait(0ms) != -1) StartCoordinator(static_cast<int>(i), extra);
+  }
+  if (WaitForLeader(30s) < 0) throw std::runtime_error("no coordinator came to lead:\n" + AllLogs());
+}
+
+Daemon& HaCluster::coordinator() {
+  int leader = -1;
+  WaitUntil(
+      [&] {
+        auto l = Leader();
+        if (!l || l->expires_in_ms < 0 || l->holder.size() < 2) return false;
+        const int i = std::atoi(l->holder.c_str() + 1);
+        if (i < 0 || i >= static_cast<int>(coordinators_.size()) || !coordinators_[i] ||
+            coordinators_[i]->Wait(0ms) != -1) {
+          return false;
+        }
+        leader = i;
+        return true;
+      },
+      30s);
+  if (leader < 0) throw std::runtime_error("no coordinator leads:\n" + AllLogs());
+  return *coordinators_[leader];
+}
+
+Daemon& HaCluster::StartWorkerJoined(const std::string& name, int slots) {
+  Daemon& d = StartWorker(name, slots);
+  if (!WaitUntil([&] { return HasWorker(name); }, 20s)) {
+    throw std::runtime_error("worker " + name + " did not join:\n" + d.Log());
+  }
+  return d;
+}
+
+bool HaCluster::HasWorker(const std::string& name) {
+  const nlohmann::json list =
+      nlohmann::json::parse(Cli({"workers", "--json", "--connect-timeout", "2"}).out, nullptr, false);
+  if (!list.is_array()) return false;
+  for (const auto& w : list) {
+    if (w.value("name", "") == name) return true;
+  }
+  return false;
+}
+
+std::string HaCluster::CoordinatorLogs() {
+  std::string out;
+  for (size_t i = 0; i < coordinators_.size(); ++i) out += ReadFile(dir_ + "/c" + std::to_string(i) + ".log");
+  return out;
+}
+
+std::string HaCluster::Marker() {
+  static std::mt19937_64 rng(std::random_device{}());
+  markers_.push_back("cohortmark" + std::to_string(rng() % 1000000000));
+  return markers_.back();
 }
 
 std::string HaCluster::Query(const std::string& sql) {

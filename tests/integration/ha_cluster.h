@@ -7,7 +7,9 @@
 #ifndef COHORT_TESTS_INTEGRATION_HA_CLUSTER_H_
 #define COHORT_TESTS_INTEGRATION_HA_CLUSTER_H_
 
+#include <array>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +42,23 @@ class HaCluster {
   Daemon& StartWorker(const std::string& name, int slots, std::vector<std::string> extra = {});
   Daemon& worker(const std::string& name) { return *workers_.at(name); }
 
+  // The surface Cluster offers, for tests written for both (the crash
+  // chaos): "the coordinator" is the one leading now.
+  // Starts every coordinator that is not running, with `extra`, and waits
+  // until one leads and answers.
+  void StartCoordinator(std::vector<std::string> extra);
+  // The leader, once one holds the lease and runs (waits up to 30 s; throws
+  // if none does).
+  Daemon& coordinator();
+  // Starts a worker and waits until the leader lists it.
+  Daemon& StartWorkerJoined(const std::string& name, int slots);
+  Daemon& LaunchWorker(const std::string& name, int slots) { return StartWorker(name, slots); }
+  bool HasWorker(const std::string& name);
+  // Every coordinator's log, as one text.
+  std::string CoordinatorLogs();
+  // A unique token for marking a test's processes, killed with the cluster.
+  std::string Marker();
+
   // The leadership row, if any.
   std::optional<LeaderRow> Leader();
   // Waits until a coordinator holds an unexpired lease and answers clients;
@@ -67,6 +86,8 @@ class HaCluster {
   std::vector<std::unique_ptr<Daemon>> coordinators_;
   std::map<std::string, std::unique_ptr<Daemon>> workers_;
   int files_ = 0;
+  std::vector<std::string> markers_;
+  std::vector<std::string> extra_;  // the flags StartCoordinator(extra) was given
 };
 
 }  // namespace cohort::testing
