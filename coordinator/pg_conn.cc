@@ -131,6 +131,7 @@ bool PgConn::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
 Status PgConn::Error(const pg_result* r, std::string_view doing) const {
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  sqlstate_ = state ? state : "";
   const std::string message = Trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
   Status::Code code = broken() ? Status::Code::kUnavailable : CodeOf(state);
   return Status::FromCode(code, "PostgreSQL " + name_ + ": " + std::string(doing) + ": " + message);
@@ -199,30 +200,39 @@ Status PgConn::Send(const Call& call) {
   return ok ? Status::Ok() : Error(nullptr, "sending a statement");
 }
 
-Status PgConn::Pipeline(const std::vector<Call>& calls, std::vector<int64_t>* changes, size_t* failed) {
-  changes->assign(calls.size(), 0);
+void PgConn::Poll() {
+  if (PQconsumeInput(conn_)) {
+    // A notice or an error the server sent on its own is read and dropped;
+    // a closed connection shows in broken().
+    while (PQisBusy(conn_) == 0) {
+      PgResult r(PQgetResult(conn_));
+      if (r.get() == nullptr) break;
+    }
+  }
+}
+
+Status PgConn::Pipeline(const std::vector<Call>& calls, size_t* failed) {
   *failed = calls.size();
+  sqlstate_.clear();
   if (!PQenterPipelineMode(conn_)) return Error(nullptr, "entering pipeline mode");
   Status s;
+  bool answered = true;  // every call sent so far has its answer
   for (size_t begin = 0; begin < calls.size() && s.ok(); begin += kChunk) {
     const size_t end = std::min(calls.size(), begin + kChunk);
     size_t sent = begin;
     for (; sent < end && s.ok(); ++sent) s = Send(calls[sent]);
+    answered = false;
     if (!PQpipelineSync(conn_)) {
       s = Error(nullptr, "sending a batch");
       break;
     }
     // Every call sent gets its results, then a NULL; the sync its own.
-    for (size_t i = begin; i < sent; ++i) {
+    size_t i = begin;
+    for (; i < sent; ++i) {
       PgResult r(PQgetResult(conn_));
+      if (r.get() == nullptr) break;
       const auto status = PQresultStatus(r.get());
-      if (r.get() == nullptr) {
-        if (s.ok()) s = Error(nullptr, "reading a batch's results");
-        break;
-      }
-      if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-        (*changes)[i] = r.Changes();
-      } else if (status != PGRES_PIPELINE_ABORTED && s.ok()) {
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_PIPELINE_ABORTED && s.ok()) {
         s = Error(r.get(), "writing");
         *failed = i;
       }
@@ -230,9 +240,14 @@ Status PgConn::Pipeline(const std::vector<Call>& calls, std::vector<int64_t>* ch
       }
     }
     PgResult sync(PQgetResult(conn_));
-    if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC && s.ok()) s = Error(sync.get(), "ending a batch");
+    if (i == sent && PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC) {
+      answered = true;
+    } else if (s.ok()) {
+      s = Error(sync.get(), "reading a batch's answers");
+    }
   }
   if (!PQexitPipelineMode(conn_) && s.ok()) s = Error(nullptr, "leaving pipeline mode");
+  if (!answered && *failed == calls.size() && s.ok()) s = Error(nullptr, "reading a batch's answers");
   return s;
 }
 

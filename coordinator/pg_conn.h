@@ -86,11 +86,17 @@ class PgConn {
     const std::string* statement;  // a prepared name
     const std::vector<schema::Param>* params;
   };
-  // Sends every call in one round trip, in one pipeline, and fills
-  // `changes` with what each changed. Stops at the first failure, returning
-  // its index in *failed (calls after it did not run); the transaction the
-  // calls run in is then aborted.
-  common::Status Pipeline(const std::vector<Call>& calls, std::vector<int64_t>* changes, size_t* failed);
+  // Sends every call in one pipeline, in one round trip (or a few, for a
+  // long one). On the first failure the server skips the calls after it;
+  // *failed is then its index, or calls.size() when the connection broke
+  // before that call's answer came (whether the calls after the last answer
+  // ran is then unknown), and sqlstate() its SQLSTATE.
+  common::Status Pipeline(const std::vector<Call>& calls, size_t* failed);
+  // Reads what the server sent meanwhile (a shutdown notice to an idle
+  // connection), so broken() is true of now.
+  void Poll();
+  // The SQLSTATE of the last error, "" when it had none (a broken connection).
+  const std::string& sqlstate() const { return sqlstate_; }
   // Runs one prepared statement and calls fn(result, row) row by row
   // (libpq's single-row mode), so a large result is never held whole.
   template <typename Fn>
@@ -109,6 +115,7 @@ class PgConn {
   pg_conn* conn_;
   std::string name_;
   std::vector<std::string> scratch_;  // parameters repaired for the server's text rules
+  mutable std::string sqlstate_;
 };
 
 template <typename Fn>

@@ -29,7 +29,31 @@ const std::string& StatementName(int i) {
   return kNames[i];
 }
 
+// The same statement checked by the server: a write that changes no row
+// fails (division by zero, SQLSTATE 22012) and so aborts the batch's
+// transaction, which the pipeline's COMMIT then never commits. So a batch
+// is one round trip, with no row counts to read in between.
+const std::string& CheckedName(int i) {
+  static const std::array<std::string, schema::kDmlCount> kNames = [] {
+    std::array<std::string, schema::kDmlCount> names;
+    for (int n = 0; n < schema::kDmlCount; ++n) names[n] = "cohort_checked_" + std::to_string(n);
+    return names;
+  }();
+  return kNames[i];
+}
+constexpr char kNoRowChanged[] = "22012";
+
+std::string Checked(std::string_view write) {
+  return "WITH changed AS (" + std::string(write) + " RETURNING 1) SELECT 1 / COUNT(*) FROM changed";
+}
+
+// The statements a batch's plan may require to change a row.
+bool IsWrite(Dml which) {
+  return static_cast<int>(which) <= static_cast<int>(Dml::kForgetGroup) && which != Dml::kSelectMaxSubmission;
+}
+
 const std::string kBegin = "cohort_begin";
+const std::string kCommit = "cohort_commit";
 const std::string kFence = "cohort_fence";
 // The fence locks the leadership row until the batch commits: a takeover
 // waits for it, and a batch after a takeover finds another epoch.
@@ -133,15 +157,16 @@ Status PostgresStore::Connect() {
     Status s = PgConn::Connect(conninfo_, &conn_);
     if (!s.ok()) return s;
   }
+  int unused = 0;
   for (int i = 0; i < schema::kDmlCount; ++i) {
-    Status s = conn_->Prepare(StatementName(i),
-                              schema::ForDialect(schema::DmlText(static_cast<Dml>(i)), Dialect::kPostgres),
-                              &params_[i]);
+    const std::string sql = schema::ForDialect(schema::DmlText(static_cast<Dml>(i)), Dialect::kPostgres);
+    Status s = conn_->Prepare(StatementName(i), sql, &params_[i]);
+    if (s.ok() && IsWrite(static_cast<Dml>(i))) s = conn_->Prepare(CheckedName(i), Checked(sql), &unused);
     if (!s.ok()) return s;
   }
-  int unused = 0;
   Status s = conn_->Prepare(kBegin, "BEGIN", &unused);
-  if (s.ok()) s = conn_->Prepare(kFence, kFenceSql, &unused);
+  if (s.ok()) s = conn_->Prepare(kCommit, "COMMIT", &unused);
+  if (s.ok()) s = conn_->Prepare(kFence, Checked(kFenceSql), &unused);
   return s;
 }
 
@@ -204,44 +229,50 @@ Status PostgresStore::Commit(const std::vector<Record>& batch) {
     Status s = schema::CheckRecord(r);
     if (!s.ok()) return s;
   }
+  // A server that shut down told the idle connection so: notice it now,
+  // before the batch, while a new connection can still take it whole.
+  if (conn_) conn_->Poll();
   Status s = Ready();
   if (!s.ok()) return s;
   const std::vector<schema::Op> ops = schema::PlanBatch(batch);
   const std::vector<Param> none;
   const std::vector<Param> fence = {Param::Int(static_cast<int64_t>(epoch_.value_or(0)))};
   std::vector<PgConn::Call> calls;
-  calls.reserve(ops.size() + 2);
+  calls.reserve(ops.size() + 3);
   calls.push_back({&kBegin, &none});
   if (epoch_) calls.push_back({&kFence, &fence});
   const size_t first_op = calls.size();
-  for (const schema::Op& op : ops) calls.push_back({&StatementName(static_cast<int>(op.which)), &op.params});
-  std::vector<int64_t> changes;
+  for (const schema::Op& op : ops) {
+    const int i = static_cast<int>(op.which);
+    calls.push_back({op.missing.empty() ? &StatementName(i) : &CheckedName(i), &op.params});
+  }
+  const size_t commit = calls.size();
+  calls.push_back({&kCommit, &none});
   size_t failed = 0;
-  s = conn_->Pipeline(calls, &changes, &failed);
-  if (epoch_ && failed >= first_op && changes[first_op - 1] != 1) {
+  s = conn_->Pipeline(calls, &failed);
+  if (s.ok()) return s;
+  if (failed == calls.size()) {
+    // The connection broke before the answers: the COMMIT may or may not
+    // have landed, so neither a retry nor giving up is safe. Only a core
+    // restarted from what the database holds knows; IoError stops the
+    // daemon for that restart.
+    return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator "
+                           "restarts from what the database holds");
+  }
+  const bool no_row = conn_->sqlstate() == kNoRowChanged;
+  if (epoch_ && failed == first_op - 1 && no_row) {
     Rollback(Status::Ok()).IgnoreError();
     deposed_ = true;
     return Deposed("committing");
   }
-  // The first problem in batch order is the one reported, as SqliteStore,
-  // which stops there, reports it: a statement that changed no row comes
-  // before a later one that failed.
-  for (size_t i = 0; i < ops.size() && first_op + i < failed; ++i) {
-    if (!ops[i].missing.empty() && changes[first_op + i] == 0) {
-      return Rollback(schema::RecordError(batch, ops[i].record, Status::FailedPrecondition(ops[i].missing)));
-    }
+  if (failed >= first_op && failed < commit) {
+    const schema::Op& op = ops[failed - first_op];
+    s = schema::RecordError(batch, op.record, no_row ? Status::FailedPrecondition(op.missing) : s);
   }
-  if (!s.ok()) {
-    if (failed >= first_op && failed < calls.size()) s = schema::RecordError(batch, ops[failed - first_op].record, s);
-    return Rollback(s);
-  }
-  s = conn_->Exec("COMMIT", "committing a batch of " + std::to_string(batch.size()) + " records");
-  if (s.ok() || !conn_->broken()) return s.ok() ? s : Rollback(s);
-  // A COMMIT whose answer was lost may or may not have landed, so neither a
-  // retry nor giving up is safe: only a core restarted from what the
-  // database holds knows. IoError stops the daemon for that restart.
-  return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator restarts "
-                         "from what the database holds");
+  // Any failure before the COMMIT aborted the transaction, and the COMMIT
+  // with it; one of the COMMIT itself ended it.
+  return failed == commit ? Status::FromCode(s.code(), s.message() + "; nothing of the batch was written")
+                          : Rollback(s);
 }
 
 Status PostgresStore::Rollback(Status cause) {
