@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 
+#include "coordinator/postgres_bulk.h"
 #include "coordinator/store_loader.h"
 #include "coordinator/store_plan.h"
 
@@ -50,6 +51,11 @@ std::string Checked(std::string_view write) {
 // The statements a batch's plan may require to change a row.
 bool IsWrite(Dml which) {
   return static_cast<int>(which) <= static_cast<int>(Dml::kForgetGroup) && which != Dml::kSelectMaxSubmission;
+}
+
+const std::string& BulkName(int k) {
+  static const std::array<std::string, bulk::kKinds> kNames = {"cohort_bulk_0", "cohort_bulk_1", "cohort_bulk_2"};
+  return kNames[k];
 }
 
 const std::string kBegin = "cohort_begin";
@@ -164,6 +170,10 @@ Status PostgresStore::Connect() {
     if (s.ok() && IsWrite(static_cast<Dml>(i))) s = conn_->Prepare(CheckedName(i), Checked(sql), &unused);
     if (!s.ok()) return s;
   }
+  for (int k = 0; k < bulk::kKinds; ++k) {
+    Status s = conn_->Prepare(BulkName(k), bulk::Sql(static_cast<bulk::Kind>(k)), &unused);
+    if (!s.ok()) return s;
+  }
   Status s = conn_->Prepare(kBegin, "BEGIN", &unused);
   if (s.ok()) s = conn_->Prepare(kCommit, "COMMIT", &unused);
   if (s.ok()) s = conn_->Prepare(kFence, Checked(kFenceSql), &unused);
@@ -235,17 +245,43 @@ Status PostgresStore::Commit(const std::vector<Record>& batch) {
   Status s = Ready();
   if (!s.ok()) return s;
   const std::vector<schema::Op> ops = schema::PlanBatch(batch);
+  bulk::Arranged arranged;
+  bulk::Arrange(batch, ops, &arranged);
+  std::vector<Step> steps;
+  steps.reserve(arranged.head.size() + bulk::kKinds + arranged.tail.size());
+  for (const schema::Op* op : arranged.head) steps.push_back(SingleStep(*op));
+  for (int k = 0; k < bulk::kKinds; ++k) {
+    if (arranged.rows[k] > 0) steps.push_back({&BulkName(k), &arranged.params[k], nullptr});
+  }
+  for (const schema::Op* op : arranged.tail) steps.push_back(SingleStep(*op));
+  bool exact = false;
+  s = RunBatch(batch, steps, &exact);
+  if (s.ok() || !exact) return s;
+  // A bulk statement failed a check: record by record, in the batch's own
+  // order, to name the record at fault (or to write the batch, should the
+  // order have mattered after all).
+  steps.clear();
+  for (const schema::Op& op : ops) steps.push_back(SingleStep(op));
+  return RunBatch(batch, steps, &exact);
+}
+
+PostgresStore::Step PostgresStore::SingleStep(const schema::Op& op) {
+  const int i = static_cast<int>(op.which);
+  return {op.missing.empty() ? &StatementName(i) : &CheckedName(i), &op.params, &op};
+}
+
+Status PostgresStore::RunBatch(const std::vector<Record>& batch, const std::vector<Step>& steps, bool* exact) {
+  *exact = false;
+  Status s = Ready();
+  if (!s.ok()) return s;
   const std::vector<Param> none;
   const std::vector<Param> fence = {Param::Int(static_cast<int64_t>(epoch_.value_or(0)))};
   std::vector<PgConn::Call> calls;
-  calls.reserve(ops.size() + 3);
+  calls.reserve(steps.size() + 3);
   calls.push_back({&kBegin, &none});
   if (epoch_) calls.push_back({&kFence, &fence});
-  const size_t first_op = calls.size();
-  for (const schema::Op& op : ops) {
-    const int i = static_cast<int>(op.which);
-    calls.push_back({op.missing.empty() ? &StatementName(i) : &CheckedName(i), &op.params});
-  }
+  const size_t first = calls.size();
+  for (const Step& step : steps) calls.push_back({step.statement, step.params});
   const size_t commit = calls.size();
   calls.push_back({&kCommit, &none});
   size_t failed = 0;
@@ -260,14 +296,19 @@ Status PostgresStore::Commit(const std::vector<Record>& batch) {
                            "restarts from what the database holds");
   }
   const bool no_row = conn_->sqlstate() == kNoRowChanged;
-  if (epoch_ && failed == first_op - 1 && no_row) {
+  if (epoch_ && failed == first - 1 && no_row) {
     Rollback(Status::Ok()).IgnoreError();
     deposed_ = true;
     return Deposed("committing");
   }
-  if (failed >= first_op && failed < commit) {
-    const schema::Op& op = ops[failed - first_op];
-    s = schema::RecordError(batch, op.record, no_row ? Status::FailedPrecondition(op.missing) : s);
+  if (failed >= first && failed < commit) {
+    const Step& step = steps[failed - first];
+    if (step.op == nullptr) {
+      *exact = !conn_->broken();
+      Rollback(Status::Ok()).IgnoreError();
+      return s;
+    }
+    s = schema::RecordError(batch, step.op->record, no_row ? Status::FailedPrecondition(step.op->missing) : s);
   }
   // Any failure before the COMMIT aborted the transaction, and the COMMIT
   // with it; one of the COMMIT itself ended it.

@@ -30,6 +30,7 @@
 #include "coordinator/leadership.h"
 #include "coordinator/pg_conn.h"
 #include "coordinator/store.h"
+#include "coordinator/store_plan.h"
 #include "coordinator/store_schema.h"
 
 namespace cohort::coordinator {
@@ -71,6 +72,17 @@ class PostgresStore : public Store, public Election {
   common::Status CheckDatabase();
   // Runs the migrations from `version` up, inside Migrate's transaction.
   common::Status RunMigrations(int64_t version);
+  // One statement of a batch's pipeline: a record's own (`op`), or a bulk
+  // statement over several (op null; postgres_bulk.h).
+  struct Step {
+    const std::string* statement;
+    const std::vector<schema::Param>* params;
+    const schema::Op* op;
+  };
+  static Step SingleStep(const schema::Op& op);
+  // BEGIN, the fence, `steps` and COMMIT in one pipeline. *exact: a bulk
+  // statement failed, and the batch should go again record by record.
+  common::Status RunBatch(const std::vector<Record>& batch, const std::vector<Step>& steps, bool* exact);
   // Ends an open transaction with ROLLBACK, keeping `cause` as the error.
   common::Status Rollback(common::Status cause);
   // The fence failed: who took over, for the message.

@@ -179,6 +179,62 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   CHECK(lg.steps[2].ended == step_end);
 }
 
+TEST_CASE("Store: many attempts in one batch round-trip whatever their text and bytes hold", "[unit][store]") {
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  // Quotes, backslashes, braces, commas, "NULL" and non-ASCII in text (the
+  // PostgreSQL store writes these attempts as arrays); every byte value in
+  // the tails.
+  const std::vector<std::string> texts = {"", "NULL", "w\"1\\", "{a,b}", "é 組", "x\ny", " spaced "};
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  std::vector<Record> started = {Group(1, 60)}, ended;
+  for (uint32_t step = 0; step < 60; ++step) {
+    const std::string& text = texts[step % texts.size()];
+    started.emplace_back(AttemptStarted{1, step, 1, text, 1000 + step});
+    AttemptEnded e = Ended(1, step, 1);
+    e.error = text;
+    e.stdout_tail = step % 2 ? every_byte : "";
+    e.stderr_tail = step % 3 ? text : every_byte;
+    if (step % 4 == 0) e.exit_code.reset();
+    if (step % 5 == 0) e.started_unix_ms.reset();
+    ended.emplace_back(e);
+    ended.emplace_back(StepEnded{1, step, StepState::kCompleted, text, 2000 + step});
+  }
+  std::vector<Record> both = started;
+  both.insert(both.end(), ended.begin(), ended.end());
+  {
+    auto store = d.Open();
+    REQUIRE_OK(store->Commit(started));
+    REQUIRE_OK(store->Commit(ended));
+  }
+  LoadedState state = Reopened(d);
+  REQUIRE(state.groups.size() == 1);
+  const coordinator::LoadedGroup& g = state.groups[0];
+  REQUIRE(g.steps.size() == 60);
+  for (uint32_t step = 0; step < 60; ++step) {
+    INFO("step " << step);
+    REQUIRE(g.steps[step].attempts.size() == 1);
+    CHECK(g.steps[step].attempts[0].started == std::get<AttemptStarted>(started[step + 1]));
+    CHECK(g.steps[step].attempts[0].ended == std::get<AttemptEnded>(ended[2 * step]));
+    CHECK(g.steps[step].ended == std::get<StepEnded>(ended[2 * step + 1]));
+  }
+  // The same in one batch, on another group, and a batch whose last attempt
+  // does not fit is refused naming that record, with nothing written.
+  for (Record& r : both) std::visit([](auto& x) { x.submission = 2; }, r);
+  auto store = d.Open();
+  REQUIRE_OK(store->Commit(both));
+  std::vector<Record> bad = {Group(3, 60)};
+  for (uint32_t step = 0; step < 60; ++step) bad.emplace_back(AttemptStarted{3, step, 1, "w", 1});
+  bad.emplace_back(Ended(3, 59, 2));
+  Status s = store->Commit(bad);
+  CHECK(s.code() == Status::Code::kFailedPrecondition);
+  CHECK_THAT(s.message(), Catch::Contains("AttemptEnded submission=3 step=59 attempt=2 (record 62 of 62)") &&
+                              Catch::Contains("nothing of the batch was written"));
+  CHECK(d.Count("submissions WHERE submission = 3") == 0);
+  CHECK(d.Count("attempts WHERE submission = 2") == 60);
+}
+
 TEST_CASE("Store: Load reads running groups in full and finished ones as summaries, and LoadGroup reads one",
           "[unit][store]") {
   TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
