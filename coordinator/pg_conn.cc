@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <cstring>
 
@@ -201,9 +202,12 @@ Status PgConn::Send(const Call& call) {
 }
 
 void PgConn::Poll() {
-  if (PQconsumeInput(conn_)) {
-    // A notice or an error the server sent on its own is read and dropped;
-    // a closed connection shows in broken().
+  // A server that shut down sent an error and then closed: the error is one
+  // read, the close another. Read while the socket has something, so that a
+  // closed connection shows in broken(); what the server said is dropped.
+  for (int reads = 0; reads < 8 && !broken(); ++reads) {
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0 || !PQconsumeInput(conn_)) break;
     while (PQisBusy(conn_) == 0) {
       PgResult r(PQgetResult(conn_));
       if (r.get() == nullptr) break;
@@ -249,6 +253,62 @@ Status PgConn::Pipeline(const std::vector<Call>& calls, size_t* failed) {
   if (!PQexitPipelineMode(conn_) && s.ok()) s = Error(nullptr, "leaving pipeline mode");
   if (!answered && *failed == calls.size() && s.ok()) s = Error(nullptr, "reading a batch's answers");
   return s;
+}
+
+int PgConn::fd() const { return PQsocket(conn_); }
+
+Status PgConn::StartPipeline(const std::vector<Call>& calls) {
+  sqlstate_.clear();
+  started_ = calls.size();
+  next_ = 0;
+  first_failed_ = calls.size();
+  started_status_ = Status::Ok();
+  if (calls.size() > kMaxStarted) return Status::InvalidArgument("a started pipeline takes at most 256 calls");
+  if (!PQenterPipelineMode(conn_)) return Error(nullptr, "entering pipeline mode");
+  for (const Call& call : calls) {
+    Status s = Send(call);
+    if (!s.ok()) return s;
+  }
+  if (!PQpipelineSync(conn_)) return Error(nullptr, "sending a batch");
+  return Status::Ok();
+}
+
+Status PgConn::PollPipeline(bool* done, size_t* failed) {
+  *done = false;
+  *failed = started_;
+  if (!PQconsumeInput(conn_)) {
+    *done = true;
+    Status s = Error(nullptr, "reading a batch's answers");
+    PQexitPipelineMode(conn_);
+    *failed = first_failed_ < started_ ? first_failed_ : started_;
+    return started_status_.ok() ? s : started_status_;
+  }
+  while (!PQisBusy(conn_)) {
+    PgResult r(PQgetResult(conn_));
+    if (next_ < started_) {
+      if (r.get() == nullptr) {
+        ++next_;  // the end of this call's answers
+        continue;
+      }
+      const auto status = PQresultStatus(r.get());
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_PIPELINE_ABORTED &&
+          started_status_.ok()) {
+        started_status_ = Error(r.get(), "writing");
+        first_failed_ = next_;
+      }
+      continue;
+    }
+    // Every call answered: the sync ends the pipeline.
+    *done = true;
+    if (PQresultStatus(r.get()) != PGRES_PIPELINE_SYNC && started_status_.ok()) {
+      started_status_ = Error(r.get(), "ending a batch");
+      first_failed_ = started_;
+    }
+    if (!PQexitPipelineMode(conn_) && started_status_.ok()) started_status_ = Error(nullptr, "leaving pipeline mode");
+    *failed = first_failed_;
+    return started_status_;
+  }
+  return Status::Ok();
 }
 
 Status PgConn::StartRows(const Call& call, std::string_view doing) {

@@ -92,6 +92,16 @@ class PgConn {
   // before that call's answer came (whether the calls after the last answer
   // ran is then unknown), and sqlstate() its SQLSTATE.
   common::Status Pipeline(const std::vector<Call>& calls, size_t* failed);
+  // The same in two halves, for a caller that goes on with other work:
+  // StartPipeline sends at most kMaxStarted calls and one sync (waiting only
+  // while the socket is full); PollPipeline reads what has arrived, never
+  // waiting, until *done, and then returns Pipeline's outcome. Between the
+  // two the connection takes nothing else.
+  static constexpr size_t kMaxStarted = 256;
+  common::Status StartPipeline(const std::vector<Call>& calls);
+  common::Status PollPipeline(bool* done, size_t* failed);
+  // The socket, to poll for the answers of a started pipeline.
+  int fd() const;
   // Reads what the server sent meanwhile (a shutdown notice to an idle
   // connection), so broken() is true of now.
   void Poll();
@@ -116,6 +126,12 @@ class PgConn {
   std::string name_;
   std::vector<std::string> scratch_;  // parameters repaired for the server's text rules
   mutable std::string sqlstate_;
+  // A started pipeline: how many calls, the one whose answers come next,
+  // and the first failure so far.
+  size_t started_ = 0;
+  size_t next_ = 0;
+  size_t first_failed_ = 0;
+  common::Status started_status_;
 };
 
 template <typename Fn>

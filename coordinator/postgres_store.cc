@@ -3,6 +3,7 @@
 #include "coordinator/postgres_store.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include "coordinator/postgres_bulk.h"
 #include "coordinator/store_loader.h"
@@ -110,6 +111,8 @@ Status PostgresStore::Open(const std::string& conninfo, std::unique_ptr<Postgres
   *out = std::move(store);
   return Status::Ok();
 }
+
+PostgresStore::PostgresStore(std::string conninfo) : conninfo_(std::move(conninfo)) {}
 
 PostgresStore::~PostgresStore() = default;
 
@@ -221,7 +224,9 @@ Status PostgresStore::RunMigrations(int64_t version) {
   for (int v = static_cast<int>(version) + 1; v <= schema::SupportedVersion(); ++v) {
     const std::string doing = "upgrading the schema to version " + std::to_string(v);
     for (std::string_view sql : schema::Migrations()[v - 1]) {
-      Status s = conn_->Exec(schema::ForDialect(sql, Dialect::kPostgres), doing);
+      const std::string statement = schema::ForDialect(sql, Dialect::kPostgres);
+      if (statement.empty()) continue;
+      Status s = conn_->Exec(statement, doing);
       if (!s.ok()) return s;
     }
     PgResult r;
@@ -232,8 +237,18 @@ Status PostgresStore::RunMigrations(int64_t version) {
   return Status::Ok();
 }
 
-Status PostgresStore::Commit(const std::vector<Record>& batch) {
-  if (batch.empty()) return Status::Ok();
+// A batch on its way: its plan, how its pipeline is laid out, and the
+// parameters the calls point to. Never moved once laid out.
+struct PostgresStore::Batch {
+  std::vector<schema::Op> ops;
+  bulk::Arranged arranged;
+  std::vector<Step> steps;
+  std::vector<Param> none, fence;
+  std::vector<PgConn::Call> calls;
+  size_t first = 0, commit = 0;  // where the steps begin, and the COMMIT
+};
+
+Status PostgresStore::Check(const std::vector<Record>& batch) {
   if (deposed_) return Deposed("committing");
   for (const Record& r : batch) {
     Status s = schema::CheckRecord(r);
@@ -242,52 +257,127 @@ Status PostgresStore::Commit(const std::vector<Record>& batch) {
   // A server that shut down told the idle connection so: notice it now,
   // before the batch, while a new connection can still take it whole.
   if (conn_) conn_->Poll();
-  Status s = Ready();
-  if (!s.ok()) return s;
-  const std::vector<schema::Op> ops = schema::PlanBatch(batch);
-  bulk::Arranged arranged;
-  bulk::Arrange(batch, ops, &arranged);
-  std::vector<Step> steps;
-  steps.reserve(arranged.head.size() + bulk::kKinds + arranged.tail.size());
-  for (const schema::Op* op : arranged.head) steps.push_back(SingleStep(*op));
-  for (int k = 0; k < bulk::kKinds; ++k) {
-    if (arranged.rows[k] > 0) steps.push_back({&BulkName(k), &arranged.params[k], nullptr});
-  }
-  for (const schema::Op* op : arranged.tail) steps.push_back(SingleStep(*op));
-  bool exact = false;
-  s = RunBatch(batch, steps, &exact);
-  if (s.ok() || !exact) return s;
-  // A bulk statement failed a check: record by record, in the batch's own
-  // order, to name the record at fault (or to write the batch, should the
-  // order have mattered after all).
-  steps.clear();
-  for (const schema::Op& op : ops) steps.push_back(SingleStep(op));
-  return RunBatch(batch, steps, &exact);
+  return Ready();
 }
+
+void PostgresStore::Lay(const std::vector<Record>& batch, bool exact, Batch* b) {
+  if (b->ops.empty()) {
+    b->ops = schema::PlanBatch(batch);
+    bulk::Arrange(batch, b->ops, &b->arranged);
+  }
+  b->steps.clear();
+  if (exact) {
+    // Record by record, in the batch's own order: to name the record a bulk
+    // statement's check refused (or to write the batch, should the order
+    // have mattered after all).
+    for (const schema::Op& op : b->ops) b->steps.push_back(SingleStep(op));
+  } else {
+    for (const schema::Op* op : b->arranged.head) b->steps.push_back(SingleStep(*op));
+    for (int k = 0; k < bulk::kKinds; ++k) {
+      if (b->arranged.rows[k] > 0) b->steps.push_back({&BulkName(k), &b->arranged.params[k], nullptr});
+    }
+    for (const schema::Op* op : b->arranged.tail) b->steps.push_back(SingleStep(*op));
+  }
+  b->fence = {Param::Int(static_cast<int64_t>(epoch_.value_or(0)))};
+  b->calls.clear();
+  b->calls.push_back({&kBegin, &b->none});
+  if (epoch_) b->calls.push_back({&kFence, &b->fence});
+  b->first = b->calls.size();
+  for (const Step& step : b->steps) b->calls.push_back({step.statement, step.params});
+  b->commit = b->calls.size();
+  b->calls.push_back({&kCommit, &b->none});
+}
+
+Status PostgresStore::Commit(const std::vector<Record>& batch) {
+  if (batch.empty()) return Status::Ok();
+  Status s = Check(batch);
+  if (!s.ok()) return s;
+  Batch b;
+  Lay(batch, false, &b);
+  bool exact = false;
+  s = RunBatch(batch, &b, &exact);
+  if (s.ok() || !exact) return s;
+  Lay(batch, true, &b);
+  return RunBatch(batch, &b, &exact);
+}
+
+Status PostgresStore::StartCommit(const std::vector<Record>& batch) {
+  pending_.reset();
+  finished_.reset();
+  Status s = batch.empty() ? Status::Ok() : Check(batch);
+  if (!s.ok()) return s;
+  pending_ = std::make_unique<Batch>();
+  Lay(batch, false, pending_.get());
+  if (batch.empty() || pending_->calls.size() > PgConn::kMaxStarted) {
+    // Nothing to send, or more than one round trip's worth: done here.
+    finished_ = Commit(batch);
+    return Status::Ok();
+  }
+  s = conn_->StartPipeline(pending_->calls);
+  if (!s.ok()) {
+    // Whatever was sent is aborted with the connection or the pipeline:
+    // the transaction never reaches its COMMIT.
+    pending_.reset();
+    if (conn_->broken()) return Status::Unavailable(s.message());
+    return s;
+  }
+  return Status::Ok();
+}
+
+Status PostgresStore::FinishCommit(const std::vector<Record>& batch, bool* done) {
+  *done = true;
+  if (finished_) {
+    Status s = *finished_;
+    finished_.reset();
+    pending_.reset();
+    return s;
+  }
+  if (!pending_) return Status::FailedPrecondition("no commit was started");
+  size_t failed = 0;
+  Status s = conn_->PollPipeline(done, &failed);
+  if (!*done) return Status::Ok();
+  bool exact = false;
+  s = Outcome(batch, *pending_, s, failed, &exact);
+  if (!s.ok() && exact) {
+    Lay(batch, true, pending_.get());
+    s = RunBatch(batch, pending_.get(), &exact);
+  }
+  pending_.reset();
+  return s;
+}
+
+int PostgresStore::fd() const { return conn_ ? conn_->fd() : -1; }
 
 PostgresStore::Step PostgresStore::SingleStep(const schema::Op& op) {
   const int i = static_cast<int>(op.which);
   return {op.missing.empty() ? &StatementName(i) : &CheckedName(i), &op.params, &op};
 }
 
-Status PostgresStore::RunBatch(const std::vector<Record>& batch, const std::vector<Step>& steps, bool* exact) {
+Status PostgresStore::RunBatch(const std::vector<Record>& batch, Batch* b, bool* exact) {
   *exact = false;
   Status s = Ready();
   if (!s.ok()) return s;
-  const std::vector<Param> none;
-  const std::vector<Param> fence = {Param::Int(static_cast<int64_t>(epoch_.value_or(0)))};
-  std::vector<PgConn::Call> calls;
-  calls.reserve(steps.size() + 3);
-  calls.push_back({&kBegin, &none});
-  if (epoch_) calls.push_back({&kFence, &fence});
-  const size_t first = calls.size();
-  for (const Step& step : steps) calls.push_back({step.statement, step.params});
-  const size_t commit = calls.size();
-  calls.push_back({&kCommit, &none});
   size_t failed = 0;
-  s = conn_->Pipeline(calls, &failed);
+  if (b->calls.size() > PgConn::kMaxStarted) {
+    s = conn_->Pipeline(b->calls, &failed);
+  } else {
+    s = conn_->StartPipeline(b->calls);
+    bool done = !s.ok();
+    while (!done) {
+      pollfd p{conn_->fd(), POLLIN, 0};
+      ::poll(&p, 1, -1);
+      s = conn_->PollPipeline(&done, &failed);
+    }
+    if (!s.ok() && failed == b->calls.size() && !conn_->broken()) failed = 0;  // refused before anything ran
+  }
+  return s.ok() ? s : Outcome(batch, *b, s, failed, exact);
+}
+
+Status PostgresStore::Outcome(const std::vector<Record>& batch, const Batch& b, Status s, size_t failed,
+                              bool* exact) {
+  *exact = false;
   if (s.ok()) return s;
-  if (failed == calls.size()) {
+  if (failed == b.calls.size()) {
     // The connection broke before the answers: the COMMIT may or may not
     // have landed, so neither a retry nor giving up is safe. Only a core
     // restarted from what the database holds knows; IoError stops the
@@ -296,13 +386,13 @@ Status PostgresStore::RunBatch(const std::vector<Record>& batch, const std::vect
                            "restarts from what the database holds");
   }
   const bool no_row = conn_->sqlstate() == kNoRowChanged;
-  if (epoch_ && failed == first - 1 && no_row) {
+  if (epoch_ && failed == b.first - 1 && no_row) {
     Rollback(Status::Ok()).IgnoreError();
     deposed_ = true;
     return Deposed("committing");
   }
-  if (failed >= first && failed < commit) {
-    const Step& step = steps[failed - first];
+  if (failed >= b.first && failed < b.commit) {
+    const Step& step = b.steps[failed - b.first];
     if (step.op == nullptr) {
       *exact = !conn_->broken();
       Rollback(Status::Ok()).IgnoreError();
@@ -312,8 +402,8 @@ Status PostgresStore::RunBatch(const std::vector<Record>& batch, const std::vect
   }
   // Any failure before the COMMIT aborted the transaction, and the COMMIT
   // with it; one of the COMMIT itself ended it.
-  return failed == commit ? Status::FromCode(s.code(), s.message() + "; nothing of the batch was written")
-                          : Rollback(s);
+  return failed == b.commit ? Status::FromCode(s.code(), s.message() + "; nothing of the batch was written")
+                            : Rollback(s);
 }
 
 Status PostgresStore::Rollback(Status cause) {

@@ -11,8 +11,10 @@
 // not in UTF8, and tables that are not cohort's, naming what to do.
 //
 // Commit is group commit as in SqliteStore, in one round trip: BEGIN, the
-// epoch fence and every statement of the batch go in one pipeline, the row
-// counts are checked, then COMMIT (or ROLLBACK). A connection that broke
+// epoch fence, the batch's statements (postgres_bulk.h) and COMMIT go in
+// one pipeline, each write checked on the server. StartCommit and
+// FinishCommit split it, so the coordinator's loop goes on while the
+// database works. A connection that broke
 // (the server restarted) fails with Unavailable and is made again on the
 // next call, so the caller's retry goes on where it left off.
 //
@@ -51,6 +53,10 @@ class PostgresStore : public Store, public Election {
   common::Status LoadGroup(uint64_t submission, LoadedGroup* out) override;
   common::Status LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
                             std::string* stderr_tail) override;
+  bool pipelined() const override { return true; }
+  common::Status StartCommit(const std::vector<Record>& batch) override;
+  common::Status FinishCommit(const std::vector<Record>& batch, bool* done) override;
+  int fd() const override;
 
   common::Status Campaign(const Leader& me, common::Duration lease, bool* won, Leader* current) override;
   common::Status Renew(common::Duration lease, Leader* current) override;
@@ -62,7 +68,7 @@ class PostgresStore : public Store, public Election {
   const std::string& where() const { return where_; }
 
  private:
-  explicit PostgresStore(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  explicit PostgresStore(std::string conninfo);
 
   // Connects (again, after a break) and prepares every statement.
   common::Status Connect();
@@ -79,10 +85,20 @@ class PostgresStore : public Store, public Election {
     const std::vector<schema::Param>* params;
     const schema::Op* op;
   };
+  struct Batch;
   static Step SingleStep(const schema::Op& op);
-  // BEGIN, the fence, `steps` and COMMIT in one pipeline. *exact: a bulk
-  // statement failed, and the batch should go again record by record.
-  common::Status RunBatch(const std::vector<Record>& batch, const std::vector<Step>& steps, bool* exact);
+  // What every batch passes before it is sent: not deposed, valid records,
+  // a working connection.
+  common::Status Check(const std::vector<Record>& batch);
+  // Lays out the pipeline: bulk statements where they fit, or (`exact`)
+  // record by record in batch order.
+  void Lay(const std::vector<Record>& batch, bool exact, Batch* b);
+  // Sends `b` and waits for its answers. *exact: a bulk statement failed,
+  // and the batch should go again record by record.
+  common::Status RunBatch(const std::vector<Record>& batch, Batch* b, bool* exact);
+  // A failed pipeline's Status, naming the record at fault.
+  common::Status Outcome(const std::vector<Record>& batch, const Batch& b, common::Status s, size_t failed,
+                         bool* exact);
   // Ends an open transaction with ROLLBACK, keeping `cause` as the error.
   common::Status Rollback(common::Status cause);
   // The fence failed: who took over, for the message.
@@ -97,6 +113,8 @@ class PostgresStore : public Store, public Election {
   std::array<int, schema::kDmlCount> params_{};  // parameters each statement takes
   std::optional<uint64_t> epoch_;  // won by Campaign: every Commit is fenced by it
   bool deposed_ = false;
+  std::unique_ptr<Batch> pending_;           // a started commit
+  std::optional<common::Status> finished_;  // its outcome, when it was done at once
 };
 
 }  // namespace cohort::coordinator

@@ -103,12 +103,14 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
 bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready) {
   const Time now = Clock::now();
   // Optional items last, so the indices of the first three hold.
-  zmq::pollitem_t items[5] = {
+  zmq::pollitem_t items[6] = {
       {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
       {nullptr, stop.fd(), ZMQ_POLLIN, 0},
   };
   int count = 3;
+  // A pipelined commit's answer wakes the loop.
+  if (in_flight_ && options_.store->fd() >= 0) items[count++] = {nullptr, options_.store->fd(), ZMQ_POLLIN, 0};
   const int zap_at = zap_ ? count++ : -1;
   if (zap_at >= 0) items[zap_at] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
   const int reload_at = reload ? count++ : -1;
@@ -133,6 +135,8 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   // First, before anything read is acted on: a process that was paused may
   // have been deposed meanwhile.
   if (!KeepLease(now)) return false;
+  // A commit that landed sends what waited for it before anything new.
+  if (!PollCommit(now)) return false;
   if (ready.reload && reload->Consume()) {
     if (zap_) {
       zap_->Reload();

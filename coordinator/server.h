@@ -143,10 +143,25 @@ class Server {
   // Commits the journal, then sends what waited for it; false on an error a
   // retry cannot mend.
   bool Flush(common::Time now);
+  // A failed commit: held for a retry (true), or the end of leading or of
+  // the daemon (false).
+  bool CommitFailed(const common::Status& s, common::Time now);
+  void Committed();
+  // Pipelined commits (server_store.cc): Flush's way with a store that
+  // commits while the loop goes on. PollCommit takes a landed commit's
+  // outcome and sends what waited for it; SettleInFlight waits for it.
+  bool FlushPipelined(common::Time now);
+  bool StartCommit(common::Time now);
+  void JoinInFlight();
+  bool PollCommit(common::Time now);
+  common::Status SettleInFlight(common::Time now);
   // Puts an archived finished group back in the core before a request about
   // it is handled (coordinator/archived.h); the error is the request's answer.
   common::Status ReadArchived(std::string_view group, common::Time now);
   void SendHeld();
+  struct Outgoing;
+  void SendOutgoing(std::vector<Outgoing>* messages,
+                    std::vector<std::pair<std::string, std::vector<common::AttemptId>>>* confirms);
   // Why submissions are refused now ("" when they are not).
   std::string StoreTrouble() const;
   // Renews the lease when due; false when this process no longer leads
@@ -230,6 +245,12 @@ class Server {
   std::unordered_map<std::string, size_t> confirm_at_;  // route -> index in confirms_
   std::optional<common::Status> store_error_;  // the last commit's failure, while it lasts
   std::optional<common::Status> store_failed_;  // a failure only a restart mends
+  // A pipelined commit in flight, and what waits for it to land.
+  bool in_flight_ = false;
+  common::Time in_flight_since_{};
+  std::vector<Record> in_flight_records_;
+  std::vector<Outgoing> in_flight_outbox_;
+  std::vector<std::pair<std::string, std::vector<common::AttemptId>>> in_flight_confirms_;
   common::Time next_store_retry_ = common::Time::max();
   common::RateLimiter store_log_{1, std::chrono::seconds(10)};
   bool stepped_down_ = false;

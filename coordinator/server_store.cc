@@ -1,5 +1,9 @@
 // The Server's store: the restore at start, the group commit of each loop
 // turn's journal, and the outbox of messages that wait for it.
+#include <poll.h>
+
+#include <iterator>
+
 #include "common/codec.h"
 #include "coordinator/archived.h"
 #include "coordinator/server.h"
@@ -81,43 +85,161 @@ std::string Server::StoreTrouble() const {
 
 Status Server::CommitJournal(Time now) {
   if (store_failed_) return *store_failed_;
+  // A pipelined commit in flight lands first: what follows is after it.
+  if (Status s = SettleInFlight(now); !s.ok()) return s;
   core_.TakeJournal(&unsaved_);
   if (unsaved_.empty()) return Status::Ok();
   if (store_error_ && now < next_store_retry_) return *store_error_;
   Status s = options_.store->Commit(unsaved_);
-  if (!s.ok() && options_.election && options_.election->deposed()) {
-    LogError("deposed").Kv("epoch", options_.epoch).Kv("error", s.message()).Kv("unsaved_records", unsaved_.size());
-    stepped_down_ = true;
-    store_failed_ = s;
-    return s;
-  }
   if (!s.ok()) {
-    if (s.code() != Status::Code::kUnavailable) {
-      LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
-      store_failed_ = s;
-      return s;
-    }
-    uint64_t suppressed = 0;
-    if (store_log_.Allow(now, &suppressed)) {
-      LogError("store_full")
-          .Kv("store", options_.store_description)
-          .Kv("error", s.message())
-          .Kv("held_records", unsaved_.size())
-          .Kv("held_messages", outbox_.size())
-          .Kv("suppressed", suppressed);
-    }
-    store_error_ = s;
-    next_store_retry_ = now + kStoreRetry;
+    CommitFailed(s, now);
     return s;
   }
-  if (store_error_) LogInfo("store_recovered").Kv("records", unsaved_.size());
-  store_error_.reset();
-  next_store_retry_ = Time::max();
+  Committed();
   unsaved_.clear();
   return Status::Ok();
 }
 
+bool Server::CommitFailed(const Status& s, Time now) {
+  if (options_.election && options_.election->deposed()) {
+    LogError("deposed").Kv("epoch", options_.epoch).Kv("error", s.message()).Kv("unsaved_records", unsaved_.size());
+    stepped_down_ = true;
+    store_failed_ = s;
+    return false;
+  }
+  if (s.code() != Status::Code::kUnavailable) {
+    LogError("store_failed").Kv("store", options_.store_description).Kv("error", s.message());
+    store_failed_ = s;
+    return false;
+  }
+  uint64_t suppressed = 0;
+  if (store_log_.Allow(now, &suppressed)) {
+    LogError("store_full")
+        .Kv("store", options_.store_description)
+        .Kv("error", s.message())
+        .Kv("held_records", unsaved_.size())
+        .Kv("held_messages", outbox_.size())
+        .Kv("suppressed", suppressed);
+  }
+  store_error_ = s;
+  next_store_retry_ = now + kStoreRetry;
+  return true;
+}
+
+void Server::Committed() {
+  if (store_error_) LogInfo("store_recovered").Kv("records", unsaved_.size() + in_flight_records_.size());
+  store_error_.reset();
+  next_store_retry_ = Time::max();
+}
+
+// ---- Pipelined commits ---------------------------------------------------------
+//
+// With a store on another process, the loop does not wait for a commit: it
+// starts one and goes on reading and deciding, and what the next turns
+// write and say waits for the next commit. One commit is in flight at a
+// time; when it lands, what waited for it is sent, and the next starts.
+// Order holds: a message waits for every record journaled before it.
+
+bool Server::FlushPipelined(Time now) {
+  if (store_failed_) return false;
+  core_.TakeJournal(&unsaved_);
+  if (in_flight_) {
+    // Nothing new to write: this turn's messages need only the batch in
+    // flight, and leave with it.
+    if (unsaved_.empty()) JoinInFlight();
+    return true;
+  }
+  if (unsaved_.empty()) {
+    if (!Leads()) {
+      stepped_down_ = true;
+      return false;
+    }
+    SendHeld();
+    return true;
+  }
+  if (store_error_ && now < next_store_retry_) return true;
+  return StartCommit(now);
+}
+
+bool Server::StartCommit(Time now) {
+  Status s = options_.store->StartCommit(unsaved_);
+  if (!s.ok()) return CommitFailed(s, now);
+  in_flight_ = true;
+  in_flight_since_ = now;
+  in_flight_records_ = std::move(unsaved_);
+  unsaved_.clear();
+  in_flight_outbox_ = std::move(outbox_);
+  outbox_.clear();
+  in_flight_confirms_ = std::move(confirms_);
+  confirms_.clear();
+  confirm_at_.clear();
+  return true;
+}
+
+void Server::JoinInFlight() {
+  std::move(outbox_.begin(), outbox_.end(), std::back_inserter(in_flight_outbox_));
+  outbox_.clear();
+  std::move(confirms_.begin(), confirms_.end(), std::back_inserter(in_flight_confirms_));
+  confirms_.clear();
+  confirm_at_.clear();
+}
+
+bool Server::PollCommit(Time now) {
+  if (!in_flight_) return true;
+  bool done = false;
+  Status s = options_.store->FinishCommit(in_flight_records_, &done);
+  if (!done) return true;
+  in_flight_ = false;
+  if (!s.ok()) {
+    // Nothing of the batch was written: it and everything after it wait
+    // again, in order, for the retry.
+    in_flight_records_.insert(in_flight_records_.end(), std::make_move_iterator(unsaved_.begin()),
+                              std::make_move_iterator(unsaved_.end()));
+    unsaved_ = std::move(in_flight_records_);
+    in_flight_records_.clear();
+    in_flight_outbox_.insert(in_flight_outbox_.end(), std::make_move_iterator(outbox_.begin()),
+                             std::make_move_iterator(outbox_.end()));
+    outbox_ = std::move(in_flight_outbox_);
+    in_flight_outbox_.clear();
+    std::vector<std::pair<std::string, std::vector<common::AttemptId>>> later = std::move(confirms_);
+    confirms_.clear();
+    confirm_at_.clear();
+    for (auto* list : {&in_flight_confirms_, &later}) {
+      for (auto& [route, ids] : *list) {
+        for (common::AttemptId& id : ids) ConfirmLater(route, id);
+      }
+    }
+    in_flight_confirms_.clear();
+    return CommitFailed(s, now);
+  }
+  Committed();
+  in_flight_records_.clear();
+  // The commit was fenced, but the process may have been paused since.
+  if (!Leads()) {
+    stepped_down_ = true;
+    return false;
+  }
+  SendOutgoing(&in_flight_outbox_, &in_flight_confirms_);
+  // RUNs that left well after their dispatch: the workers' lists wait, as
+  // after a slow turn (NoteSendDelay).
+  const Time sent = common::Clock::now();
+  const auto beat = std::chrono::milliseconds(options_.heartbeat_ms);
+  if (sent - in_flight_since_ > beat) lists_from_ = sent + beat * options_.liveness;
+  // What gathered meanwhile goes at once.
+  return FlushPipelined(now);
+}
+
+Status Server::SettleInFlight(Time now) {
+  while (in_flight_) {
+    pollfd p{options_.store->fd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    if (!PollCommit(now)) return store_failed_ ? *store_failed_ : Status::FailedPrecondition("stepped down");
+  }
+  return store_error_ ? *store_error_ : Status::Ok();
+}
+
 bool Server::Flush(Time now) {
+  if (options_.store && options_.store->pipelined()) return FlushPipelined(now);
   if (options_.store) {
     Status s = CommitJournal(now);
     if (store_failed_) return false;
@@ -138,6 +260,8 @@ bool Server::KeepLease(Time now) {
   if (!options_.election) return true;
   LeaderLease& lease = *options_.lease;
   if (now >= lease.NextRenewal()) {
+    // The connection takes one thing at a time: a commit in flight first.
+    if (!SettleInFlight(now).ok() && (store_failed_ || stepped_down_)) return false;
     const Time sent = common::Clock::now();
     Leader current;
     Status s = options_.election->Renew(lease.lease(), &current);
@@ -169,6 +293,7 @@ bool Server::KeepLease(Time now) {
 
 void Server::Resign() {
   if (!options_.election || stepped_down_) return;
+  if (!SettleInFlight(common::Clock::now()).ok() && (store_failed_ || stepped_down_)) return;
   if (Status s = options_.election->Resign(); !s.ok()) {
     LogWarn("resign_failed").Kv("error", s.message()).Kv("detail", "a standby takes over when the lease runs out");
   }
@@ -207,11 +332,14 @@ Status Server::ReadArchived(std::string_view group, Time now) {
   return s;
 }
 
-void Server::SendHeld() {
+void Server::SendHeld() { SendOutgoing(&outbox_, &confirms_); confirm_at_.clear(); }
+
+void Server::SendOutgoing(std::vector<Outgoing>* messages,
+                          std::vector<std::pair<std::string, std::vector<common::AttemptId>>>* confirms) {
   std::vector<Outgoing> held;
-  held.swap(outbox_);
+  held.swap(*messages);
   for (Outgoing& o : held) common::SendMessage(*o.socket, o.route, o.msg);
-  for (auto& [route, ids] : confirms_) {
+  for (auto& [route, ids] : *confirms) {
     for (size_t at = 0; at < ids.size(); at += common::kMaxArgs) {
       common::ConfirmMsg confirm;
       const size_t end = std::min(ids.size(), at + common::kMaxArgs);
@@ -219,8 +347,7 @@ void Server::SendHeld() {
       common::SendMessage(workers_, route, confirm);
     }
   }
-  confirms_.clear();
-  confirm_at_.clear();
+  confirms->clear();
 }
 
 }  // namespace cohort::coordinator

@@ -132,7 +132,9 @@ Status SqliteStore::Migrate() {
 Status SqliteStore::RunMigration(int version) {
   const std::string doing = "upgrading the schema to version " + std::to_string(version);
   for (std::string_view sql : schema::Migrations()[version - 1]) {
-    Status s = db_->Exec(schema::ForDialect(sql, Dialect::kSqlite), doing);
+    const std::string statement = schema::ForDialect(sql, Dialect::kSqlite);
+    if (statement.empty()) continue;
+    Status s = db_->Exec(statement, doing);
     if (!s.ok()) return s;
   }
   Status s = db_->Exec(schema::kDeleteVersion, doing);

@@ -242,6 +242,20 @@ class Store {
   // core let go of. NotFound when no such ended attempt is stored.
   virtual common::Status LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,
                                     std::string* stderr_tail) = 0;
+
+  // Commit in two halves, for a store on another process (PostgreSQL):
+  // StartCommit sends the batch and returns; the caller goes on, polls
+  // fd() for readability, and calls FinishCommit with the same batch until
+  // *done, which then gives Commit's outcome. One at a time; nothing else
+  // is asked of the store in between. An error from StartCommit means the
+  // batch was not committed, as Commit's. Only when pipelined().
+  virtual bool pipelined() const { return false; }
+  virtual common::Status StartCommit(const std::vector<Record>& batch) { return Commit(batch); }
+  virtual common::Status FinishCommit(const std::vector<Record>& /*batch*/, bool* done) {
+    *done = true;
+    return common::Status::Ok();
+  }
+  virtual int fd() const { return -1; }
 };
 
 }  // namespace cohort::coordinator

@@ -28,7 +28,9 @@ namespace cohort::coordinator::schema {
 
 enum class Dialect { kSqlite, kPostgres };
 
-// Replaces {bytes} with the dialect's raw-bytes type.
+// Replaces {bytes} with the dialect's raw-bytes type. A statement that
+// starts {postgres} is PostgreSQL's alone (a storage setting SQLite has no
+// words for): "" for SQLite, which a migration skips.
 std::string ForDialect(std::string_view sql, Dialect dialect);
 
 // ---- Versions and migrations -------------------------------------------------

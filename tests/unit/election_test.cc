@@ -118,7 +118,7 @@ TEST_CASE("Election: a store without a lease commits unfenced, as the only coord
   CHECK_FALSE(a->deposed());
 }
 
-TEST_CASE("PostgresStore: a restart of the server fails the next call with Unavailable, then it goes on",
+TEST_CASE("PostgresStore: a restarted server is reconnected to, one that is down fails calls with Unavailable",
           "[unit][store]") {
   std::unique_ptr<testing::PgServer> server;
   std::string error;
@@ -128,9 +128,9 @@ TEST_CASE("PostgresStore: a restart of the server fails the next call with Unava
   std::unique_ptr<PostgresStore> store;
   REQUIRE_OK(PostgresStore::Open(server->ConnInfo("restart"), &store));
   REQUIRE_OK(store->Commit({Group(1)}));
+  // The server's goodbye to the idle connection is noticed before the next
+  // batch, which goes whole on a new connection.
   REQUIRE(server->Restart(&error));
-  Status s = store->Commit({Group(2)});
-  CHECK(s.code() == Status::Code::kUnavailable);
   REQUIRE_OK(store->Commit({Group(2)}));
   LoadedState state;
   REQUIRE_OK(store->Load(&state));
