@@ -47,8 +47,8 @@ struct Flags {
   int leader_lease_ms = 4000;
   uint64_t store_max_mb = 0;
   bool insecure = false;
-  size_t max_groups = ServerOptions{}.scheduler.max_groups, max_steps = ServerOptions{}.scheduler.max_steps;
-  size_t max_output_mb = ServerOptions{}.scheduler.max_output_bytes >> 20;
+  size_t max_groups = cohort::coordinator::SchedulerOptions{}.max_groups, max_steps = cohort::coordinator::SchedulerOptions{}.max_steps;
+  size_t max_output_mb = cohort::coordinator::SchedulerOptions{}.max_output_bytes >> 20;
 };
 
 po::options_description OptionTable(Flags* f) {
@@ -308,7 +308,7 @@ int main(int argc, char** argv) {
       cohort::common::LogWarn("no_authentication")
           .Kv("detail", "no --curve-secret-key: whoever reaches the client endpoint may submit");
     }
-    return cohort::coordinator::RunShared(std::move(shared), std::move(f.server), stop,
+    return cohort::coordinator::RunShared(std::move(shared), f.server, stop,
                                           reload.valid() ? &reload : nullptr);
   }
   cohort::coordinator::Server server(std::move(f.server));

@@ -64,7 +64,7 @@ std::string Advertised(const std::string& endpoint, const std::string& host) {
   return endpoint;
 }
 
-int RunShared(SharedOptions shared, ServerOptions base, const common::StopSignal& stop,
+int RunShared(SharedOptions shared, const ServerOptions& base, const common::StopSignal& stop,
               common::StopSignal* reload) {
   const std::string host = HostName();
   Leader me;

@@ -27,7 +27,7 @@ struct SharedOptions {
 std::string Advertised(const std::string& endpoint, const std::string& host);
 
 // The process exit code.
-int RunShared(SharedOptions shared, ServerOptions base, const common::StopSignal& stop,
+int RunShared(SharedOptions shared, const ServerOptions& base, const common::StopSignal& stop,
               common::StopSignal* reload);
 
 }  // namespace cohort::coordinator

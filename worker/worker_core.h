@@ -133,11 +133,9 @@ struct SendSpilled {
 struct DeleteSpilled {
   uint64_t seq = 0;
 };
-// Close the DEALER and dial `endpoint` instead (another coordinator), then
+// Close the DEALER and dial endpoint() instead (another coordinator), then
 // call Connect.
-struct Dial {
-  std::string endpoint;
-};
+struct Dial {};
 // A line for the log: `level=... event=EVENT k=v ...`.
 struct Notice {
   enum class Level { kDebug, kInfo, kWarn };

@@ -40,7 +40,7 @@ void WorkerCore::MoveTo(const std::string& endpoint, const std::string& why, Tim
   registered_ = false;
   // The cancel endpoint is learned anew from the next WELCOME.
   subscribed_.reset();
-  out->push_back(Dial{current_});
+  out->emplace_back(std::in_place_type<Dial>);
 }
 
 void WorkerCore::MoveOnIfSilent(Time now, std::vector<Action>* out) {

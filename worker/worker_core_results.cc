@@ -36,7 +36,7 @@ void WorkerCore::SendResult(uint64_t seq, Time now, std::vector<Action>* out) {
   }
   u.sent_at = now;
   if (registered_) sends_.emplace_back(now, seq);
-  out->push_back(SendToCoordinator{u.msg});
+  out->emplace_back(std::in_place_type<SendToCoordinator>, u.msg);
 }
 
 void WorkerCore::FlushSpilled(Time now, std::vector<Action>* out) {
@@ -117,7 +117,7 @@ void WorkerCore::KeepWithinBounds(std::vector<Action>* out) {
 
 void WorkerCore::Spill(uint64_t seq, std::vector<Action>* out) {
   Unconfirmed& u = unconfirmed_.at(seq);
-  out->push_back(SpillResult{seq, std::move(u.msg)});
+  out->emplace_back(std::in_place_type<SpillResult>, SpillResult{seq, std::move(u.msg)});
   u.msg.reset();
   in_memory_from_ = seq + 1;
   unconfirmed_bytes_ -= u.bytes;
