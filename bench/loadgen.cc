@@ -91,7 +91,7 @@ struct Options {
 [[noreturn]] void Usage(const char* msg) {
   std::fprintf(stderr,
                "loadgen: %s\nusage: loadgen --workers K --slots S --steps N --coordinator-bin PATH "
-               "[--timeout-s T] [--heartbeat-ms MS] [--store memory|sqlite] [--sync normal|full]\n",
+               "[--timeout-s T] [--heartbeat-ms MS] [--store memory|sqlite|postgresql://...] [--sync normal|full]\n",
                msg);
   std::exit(2);
 }
