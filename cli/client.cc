@@ -117,6 +117,10 @@ void Client::MoveTo(const std::string& endpoint, bool resend_all) {
   moved_at_ = Clock::now();
   unanswered_since_ = moved_at_;
   was_up_ = false;
+  if (monitor_) {
+    monitor_->Drain();  // events of the endpoint left behind count for it, not for this one
+    handshakes_at_move_ = monitor_->handshakes();
+  }
   if (!connect_error_.ok()) return;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     // A submission that reached a coordinator may have been accepted there
@@ -134,7 +138,7 @@ void Client::MoveTo(const std::string& endpoint, bool resend_all) {
 
 void Client::MoveIfDown() {
   if (endpoints_.size() < 2 || !monitor_ || in_flight_.empty()) return;
-  if (monitor_->Up(endpoint_)) was_up_ = true;
+  if (monitor_->handshakes() > handshakes_at_move_) was_up_ = true;
   // Down: refused or dropped. Never up: nothing was delivered (a process
   // that is stopped still completes the TCP handshake, not ZeroMQ's).
   const bool down = monitor_->Down(endpoint_);

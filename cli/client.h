@@ -94,6 +94,7 @@ class Client {
   std::optional<common::Time> unanswered_since_;   // the first send since the coordinator last spoke
   common::Time moved_at_ = common::Clock::now();   // when endpoint_ was dialled
   bool was_up_ = false;                             // its handshake completed since
+  uint64_t handshakes_at_move_ = 0;                 // the monitor's count when it was dialled
   int redirects_ = 0;                               // standby answers followed since the last other answer
   std::string standby_said_;                        // the last standby's answer, for Unreachable()
   std::optional<common::Time> ask_standby_again_;  // when to send the requests in flight again

@@ -69,6 +69,7 @@ bool HandshakeMonitor::Drain() {
       }
       switch (id) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+          ++handshakes_;
           outcome_ = Outcome::kSucceeded;
           detail_.clear();
           break;

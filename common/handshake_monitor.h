@@ -11,6 +11,7 @@
 #ifndef COHORT_COMMON_HANDSHAKE_MONITOR_H_
 #define COHORT_COMMON_HANDSHAKE_MONITOR_H_
 
+#include <cstdint>
 #include <string>
 
 #include <zmq.hpp>
@@ -50,6 +51,10 @@ class HandshakeMonitor {
   // refused, or closed mid-handshake, and no handshake succeeded since).
   // Neither while a connection is still being made.
   bool Up(const std::string& endpoint) const { return !up_.empty() && up_ == endpoint; }
+  // Handshakes that succeeded so far, on any endpoint: a caller that counts
+  // them before dialling knows whether one completed since, even when the
+  // connection dropped again before it looked.
+  uint64_t handshakes() const { return handshakes_; }
   bool Down(const std::string& endpoint) const { return !down_.empty() && down_ == endpoint; }
 
  private:
@@ -58,6 +63,7 @@ class HandshakeMonitor {
   Outcome outcome_ = Outcome::kNone;
   std::string detail_;
   std::string up_, down_;  // the endpoints of the latest connection events
+  uint64_t handshakes_ = 0;
 };
 
 }  // namespace cohort::common

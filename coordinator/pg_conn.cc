@@ -132,7 +132,7 @@ bool PgConn::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
 Status PgConn::Error(const pg_result* r, std::string_view doing) const {
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-  sqlstate_ = state ? state : "";
+  if (r != nullptr) sqlstate_ = state ? state : "";
   const std::string message = Trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
   Status::Code code = broken() ? Status::Code::kUnavailable : CodeOf(state);
   return Status::FromCode(code, "PostgreSQL " + name_ + ": " + std::string(doing) + ": " + message);
@@ -238,7 +238,9 @@ Status PgConn::Pipeline(const std::vector<Call>& calls, size_t* failed) {
       const auto status = PQresultStatus(r.get());
       if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_PIPELINE_ABORTED && s.ok()) {
         s = Error(r.get(), "writing");
-        *failed = i;
+        // An error libpq made up for a lost connection (no SQLSTATE) says
+        // nothing of what the server did with this call and the ones after.
+        *failed = sqlstate_.empty() ? calls.size() : i;
       }
       while (PgResult(PQgetResult(conn_)).get() != nullptr) {
       }
@@ -294,7 +296,7 @@ Status PgConn::PollPipeline(bool* done, size_t* failed) {
       if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_PIPELINE_ABORTED &&
           started_status_.ok()) {
         started_status_ = Error(r.get(), "writing");
-        first_failed_ = next_;
+        first_failed_ = sqlstate_.empty() ? started_ : next_;  // as in Pipeline
       }
       continue;
     }

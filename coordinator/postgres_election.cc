@@ -13,11 +13,16 @@ namespace {
 
 // Inserts the row the first time; afterwards takes it over only once its
 // lease has run out. Concurrent campaigns queue on the row's lock, and each
-// one after the winner sees the new expiry and takes nothing.
+// one after the winner sees the new expiry and takes nothing. An epoch is
+// at least the database's clock in milliseconds, not just one more than
+// the row's: a row restored from an old backup, or lost in an asynchronous
+// failover, must not hand out an epoch that was given before (workers
+// would ignore its leader, or obey two).
 constexpr char kCampaign[] =
     "INSERT INTO leadership (name, epoch, holder, client_endpoint, worker_endpoint, expires_unix_ms)"
-    " VALUES ('leader', 1, $1, $2, $3, " COHORT_NOW_MS " + CAST($4 AS BIGINT))"
-    " ON CONFLICT (name) DO UPDATE SET epoch = leadership.epoch + 1, holder = excluded.holder,"
+    " VALUES ('leader', " COHORT_NOW_MS ", $1, $2, $3, " COHORT_NOW_MS " + CAST($4 AS BIGINT))"
+    " ON CONFLICT (name) DO UPDATE SET epoch = GREATEST(leadership.epoch + 1, " COHORT_NOW_MS "),"
+    " holder = excluded.holder,"
     " client_endpoint = excluded.client_endpoint, worker_endpoint = excluded.worker_endpoint,"
     " expires_unix_ms = excluded.expires_unix_ms"
     " WHERE leadership.expires_unix_ms < " COHORT_NOW_MS " RETURNING epoch";
@@ -67,6 +72,7 @@ Status PostgresStore::Campaign(const Leader& me, common::Duration lease, bool* w
   if (!s.ok()) return s;
   if (r.rows() == 1) {
     epoch_ = static_cast<uint64_t>(r.Int(0, 0));
+    lease_ = lease;
     *won = true;
     *current = me;
     current->epoch = *epoch_;

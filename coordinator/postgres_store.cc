@@ -82,20 +82,28 @@ class PgRow : public schema::Row {
 
 class PostgresStore::Rows : public schema::RowSource {
  public:
-  explicit Rows(PostgresStore* store) : store_(store) {}
+  // `renew`: renew the lease after each table (a restore's long load).
+  explicit Rows(PostgresStore* store, bool renew = true) : store_(store), renew_(renew) {}
 
   Status ForEachRow(Dml which, uint64_t submission, const std::function<Status(const schema::Row&)>& fn) override {
     const int i = static_cast<int>(which);
     std::vector<Param> params;
     if (store_->params_[i] > 0) params.push_back(Param::Int(static_cast<int64_t>(submission)));
     PgConn::Call call{&StatementName(i), &params};
-    return store_->conn_->ForEachRow(call, "loading the state", [&fn](const PgResult& r) { return fn(PgRow(r)); });
+    Status s =
+        store_->conn_->ForEachRow(call, "loading the state", [&fn](const PgResult& r) { return fn(PgRow(r)); });
+    if (s.ok() && renew_ && store_->epoch_) {
+      Leader current;
+      s = store_->Renew(store_->lease_, &current);
+    }
+    return s;
   }
 
   std::string where() const override { return "PostgreSQL " + store_->where_; }
 
  private:
   PostgresStore* store_;
+  bool renew_;
 };
 
 Status PostgresStore::Open(const std::string& conninfo, std::unique_ptr<PostgresStore>* out) {
@@ -315,10 +323,14 @@ Status PostgresStore::StartCommit(const std::vector<Record>& batch) {
   }
   s = conn_->StartPipeline(pending_->calls);
   if (!s.ok()) {
-    // Whatever was sent is aborted with the connection or the pipeline:
-    // the transaction never reaches its COMMIT.
+    // Sending failed, so the COMMIT, last, was not sent; but calls before
+    // it were, and a connection that broke meanwhile leaves their fate
+    // unknown too. A restart from the database settles it.
     pending_.reset();
-    if (conn_->broken()) return Status::Unavailable(s.message());
+    if (conn_->broken()) {
+      return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator "
+                             "restarts from what the database holds");
+    }
     return s;
   }
   return Status::Ok();
@@ -422,25 +434,21 @@ Status PostgresStore::Rollback(Status cause) {
 Status PostgresStore::Load(LoadedState* out) {
   Status s = Ready();
   if (!s.ok()) return s;
-  // One snapshot for all the tables: a leader of another epoch cannot
-  // write meanwhile, but a deposed one's last commit may still land.
-  s = conn_->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting to load");
-  if (!s.ok()) return s;
+  // No snapshot transaction: once a campaign is won nobody else can write
+  // (a former leader's commit is fenced, and one under way held the row's
+  // lock the campaign waited for), and the lease is renewed between the
+  // tables, which a transaction would hide from the standbys until the end:
+  // a load longer than the lease must not hand the leadership over.
   Rows rows(this);
-  s = schema::LoadState(&rows, out);
-  Status end = conn_->Exec(s.ok() ? "COMMIT" : "ROLLBACK", "ending the load");
-  return s.ok() ? end : s;
+  return schema::LoadState(&rows, out);
 }
 
 Status PostgresStore::LoadGroup(uint64_t submission, LoadedGroup* out) {
   Status s = Ready();
   if (!s.ok()) return s;
-  s = conn_->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "starting to load a group");
-  if (!s.ok()) return s;
-  Rows rows(this);
-  s = schema::LoadOneGroup(&rows, submission, out);
-  Status end = conn_->Exec(s.ok() ? "COMMIT" : "ROLLBACK", "ending the load");
-  return s.ok() ? end : s;
+  // As Load: only this process writes, and not while it reads.
+  Rows rows(this, /*renew=*/false);
+  return schema::LoadOneGroup(&rows, submission, out);
 }
 
 Status PostgresStore::LoadOutput(uint64_t submission, uint32_t step, uint32_t attempt, std::string* stdout_tail,

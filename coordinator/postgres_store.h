@@ -112,6 +112,7 @@ class PostgresStore : public Store, public Election {
   std::unique_ptr<PgConn> conn_;
   std::array<int, schema::kDmlCount> params_{};  // parameters each statement takes
   std::optional<uint64_t> epoch_;  // won by Campaign: every Commit is fenced by it
+  common::Duration lease_{};       // as won, for the renewals during a long load
   bool deposed_ = false;
   std::unique_ptr<Batch> pending_;           // a started commit
   std::optional<common::Status> finished_;  // its outcome, when it was done at once

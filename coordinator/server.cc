@@ -54,6 +54,11 @@ Status Server::Bind() {
   // Before any peer can connect: a worker registering must find the
   // restored attempts it claims.
   if (Status s = Restore(); !s.ok()) return s;
+  // A long restore may have outlasted the lease as this process counts it
+  // (the store renewed it in the database meanwhile).
+  if (options_.election && !KeepLease(Clock::now())) {
+    return Status::Unavailable("the lease was lost while the state was loaded");
+  }
   if (options_.curve) {
     // The handler must answer before the first peer can handshake.
     zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);

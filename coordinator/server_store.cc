@@ -173,7 +173,9 @@ bool Server::StartCommit(Time now) {
   in_flight_confirms_ = std::move(confirms_);
   confirms_.clear();
   confirm_at_.clear();
-  return true;
+  // A store may have committed at once (a batch too long for one round
+  // trip): its socket will not wake the loop for it.
+  return PollCommit(now);
 }
 
 void Server::JoinInFlight() {

@@ -109,6 +109,12 @@ void Standby::Campaign(Time now, bool* won) {
     return;
   }
   lease_->Lost(Clock::now());
+  // This process's own lease, not yet run out after it stepped down: it
+  // must not send anyone to itself.
+  if (current.client_endpoint == options_.me.client_endpoint &&
+      current.worker_endpoint == options_.me.worker_endpoint) {
+    current.expires_in_ms = -1;
+  }
   if (!leader_ || leader_->epoch != current.epoch) {
     LogInfo("leader_seen").Kv("leader", current.holder).Kv("epoch", current.epoch).Kv("client",
                                                                                        current.client_endpoint);
