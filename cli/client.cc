@@ -100,8 +100,10 @@ void Client::Repeat(uint64_t req, common::Message request) {
 
 void Client::LeaveIfSilent() {
   if (endpoints_.size() < 2 || !unanswered_since_ || Clock::now() - *unanswered_since_ < kSilentFor) return;
-  MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !was_up_);
+  MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !Reached());
 }
+
+bool Client::Reached() const { return monitor_ && monitor_->handshakes() > handshakes_at_move_; }
 
 void Client::MoveTo(const std::string& endpoint, bool resend_all) {
   for (size_t i = 0; i < endpoints_.size(); ++i) {
@@ -116,7 +118,6 @@ void Client::MoveTo(const std::string& endpoint, bool resend_all) {
   connect_error_ = common::ConnectSocket(socket_, endpoint_);
   moved_at_ = Clock::now();
   unanswered_since_ = moved_at_;
-  was_up_ = false;
   if (monitor_) {
     monitor_->Drain();  // events of the endpoint left behind count for it, not for this one
     handshakes_at_move_ = monitor_->handshakes();
@@ -138,12 +139,12 @@ void Client::MoveTo(const std::string& endpoint, bool resend_all) {
 
 void Client::MoveIfDown() {
   if (endpoints_.size() < 2 || !monitor_ || in_flight_.empty()) return;
-  if (monitor_->handshakes() > handshakes_at_move_) was_up_ = true;
   // Down: refused or dropped. Never up: nothing was delivered (a process
   // that is stopped still completes the TCP handshake, not ZeroMQ's).
   const bool down = monitor_->Down(endpoint_);
-  if (down || (!was_up_ && Clock::now() - moved_at_ > kHandshakeWait)) {
-    MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !was_up_);
+  const bool reached = Reached();
+  if (down || (!reached && Clock::now() - moved_at_ > kHandshakeWait)) {
+    MoveTo(endpoints_[(at_ + 1) % endpoints_.size()], !reached);
   }
 }
 

@@ -76,6 +76,9 @@ class Client {
   // While waiting: leaves a coordinator whose connection is down, or never
   // came up.
   void MoveIfDown();
+  // Whether a ZeroMQ handshake completed since endpoint_ was dialled: then
+  // what was sent may have been delivered.
+  bool Reached() const;
   // A standby's answer naming the leader: followed (true) unless the
   // redirects go round in circles.
   bool Follow(const common::ReplyMsg& reply);
@@ -93,7 +96,6 @@ class Client {
   std::map<uint64_t, common::Message> in_flight_;  // sent, not answered: sent again after a move
   std::optional<common::Time> unanswered_since_;   // the first send since the coordinator last spoke
   common::Time moved_at_ = common::Clock::now();   // when endpoint_ was dialled
-  bool was_up_ = false;                             // its handshake completed since
   uint64_t handshakes_at_move_ = 0;                 // the monitor's count when it was dialled
   int redirects_ = 0;                               // standby answers followed since the last other answer
   std::string standby_said_;                        // the last standby's answer, for Unreachable()

@@ -14,11 +14,6 @@ using common::Status;
 
 namespace {
 
-// Calls per pipeline sync: the server's replies to one chunk (a few dozen
-// bytes each) always fit the socket buffers, so a blocking send can never
-// wait on a server that waits on us to read.
-constexpr size_t kChunk = 256;
-
 // What the server calls an SQLSTATE class, mapped to what the caller can do.
 Status::Code CodeOf(const char* sqlstate) {
   const std::string_view state = sqlstate ? sqlstate : "";
@@ -217,44 +212,26 @@ void PgConn::Poll() {
 
 Status PgConn::Pipeline(const std::vector<Call>& calls, size_t* failed) {
   *failed = calls.size();
-  sqlstate_.clear();
-  if (!PQenterPipelineMode(conn_)) return Error(nullptr, "entering pipeline mode");
-  Status s;
-  bool answered = true;  // every call sent so far has its answer
-  for (size_t begin = 0; begin < calls.size() && s.ok(); begin += kChunk) {
-    const size_t end = std::min(calls.size(), begin + kChunk);
-    size_t sent = begin;
-    for (; sent < end && s.ok(); ++sent) s = Send(calls[sent]);
-    answered = false;
-    if (!PQpipelineSync(conn_)) {
-      s = Error(nullptr, "sending a batch");
-      break;
+  // In pieces of kMaxStarted calls: the server's answers to one piece (a few
+  // dozen bytes each) always fit the socket buffers, so a blocking send can
+  // never wait on a server that waits on us to read. A piece that fails
+  // stops the rest; its transaction is aborted.
+  for (size_t begin = 0; begin < calls.size(); begin += kMaxStarted) {
+    const std::vector<Call> piece(calls.begin() + static_cast<long>(begin),
+                                  calls.begin() + static_cast<long>(std::min(calls.size(), begin + kMaxStarted)));
+    Status s = StartPipeline(piece);
+    size_t at = piece.size();
+    for (bool done = !s.ok(); !done;) {
+      pollfd p{fd(), POLLIN, 0};
+      ::poll(&p, 1, -1);
+      s = PollPipeline(&done, &at);
     }
-    // Every call sent gets its results, then a NULL; the sync its own.
-    size_t i = begin;
-    for (; i < sent; ++i) {
-      PgResult r(PQgetResult(conn_));
-      if (r.get() == nullptr) break;
-      const auto status = PQresultStatus(r.get());
-      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_PIPELINE_ABORTED && s.ok()) {
-        s = Error(r.get(), "writing");
-        // An error libpq made up for a lost connection (no SQLSTATE) says
-        // nothing of what the server did with this call and the ones after.
-        *failed = sqlstate_.empty() ? calls.size() : i;
-      }
-      while (PgResult(PQgetResult(conn_)).get() != nullptr) {
-      }
-    }
-    PgResult sync(PQgetResult(conn_));
-    if (i == sent && PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC) {
-      answered = true;
-    } else if (s.ok()) {
-      s = Error(sync.get(), "reading a batch's answers");
+    if (!s.ok()) {
+      if (at < piece.size()) *failed = begin + at;  // else unknown: calls.size()
+      return s;
     }
   }
-  if (!PQexitPipelineMode(conn_) && s.ok()) s = Error(nullptr, "leaving pipeline mode");
-  if (!answered && *failed == calls.size() && s.ok()) s = Error(nullptr, "reading a batch's answers");
-  return s;
+  return Status::Ok();
 }
 
 int PgConn::fd() const { return PQsocket(conn_); }

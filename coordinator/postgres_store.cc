@@ -3,7 +3,6 @@
 #include "coordinator/postgres_store.h"
 
 #include <libpq-fe.h>
-#include <poll.h>
 
 #include "coordinator/postgres_bulk.h"
 #include "coordinator/store_loader.h"
@@ -22,27 +21,33 @@ namespace {
 // constant of cohort's own ("cohort" in ASCII) would do.
 constexpr char kMigrationLock[] = "SELECT pg_advisory_xact_lock(111542068810356)";
 
-const std::string& StatementName(int i) {
-  static const std::array<std::string, schema::kDmlCount> kNames = [] {
-    std::array<std::string, schema::kDmlCount> names;
-    for (int n = 0; n < schema::kDmlCount; ++n) names[n] = "cohort_" + std::to_string(n);
-    return names;
-  }();
-  return kNames[i];
-}
+// The names the statements are prepared under: each of store_schema.h's,
+// each again checked by the server (see Checked), and the bulk ones.
+struct Names {
+  std::array<std::string, schema::kDmlCount> plain, checked;
+  std::array<std::string, bulk::kKinds> bulk;
+};
 
-// The same statement checked by the server: a write that changes no row
-// fails (division by zero, SQLSTATE 22012) and so aborts the batch's
-// transaction, which the pipeline's COMMIT then never commits. So a batch
-// is one round trip, with no row counts to read in between.
-const std::string& CheckedName(int i) {
-  static const std::array<std::string, schema::kDmlCount> kNames = [] {
-    std::array<std::string, schema::kDmlCount> names;
-    for (int n = 0; n < schema::kDmlCount; ++n) names[n] = "cohort_checked_" + std::to_string(n);
-    return names;
+const Names& StatementNames() {
+  static const Names kNames = [] {
+    Names n;
+    for (int i = 0; i < schema::kDmlCount; ++i) {
+      n.plain[i] = "cohort_" + std::to_string(i);
+      n.checked[i] = "cohort_checked_" + std::to_string(i);
+    }
+    for (int k = 0; k < bulk::kKinds; ++k) n.bulk[k] = "cohort_bulk_" + std::to_string(k);
+    return n;
   }();
-  return kNames[i];
+  return kNames;
 }
+const std::string& StatementName(int i) { return StatementNames().plain[i]; }
+const std::string& CheckedName(int i) { return StatementNames().checked[i]; }
+const std::string& BulkName(int k) { return StatementNames().bulk[k]; }
+
+// A checked statement fails (division by zero, SQLSTATE 22012) when its
+// write changes no row, and so aborts the batch's transaction, which the
+// pipeline's COMMIT then never commits. So a batch is one round trip, with
+// no row counts to read in between.
 constexpr char kNoRowChanged[] = "22012";
 
 std::string Checked(std::string_view write) {
@@ -52,11 +57,6 @@ std::string Checked(std::string_view write) {
 // The statements a batch's plan may require to change a row.
 bool IsWrite(Dml which) {
   return static_cast<int>(which) <= static_cast<int>(Dml::kForgetGroup) && which != Dml::kSelectMaxSubmission;
-}
-
-const std::string& BulkName(int k) {
-  static const std::array<std::string, bulk::kKinds> kNames = {"cohort_bulk_0", "cohort_bulk_1", "cohort_bulk_2"};
-  return kNames[k];
 }
 
 const std::string kBegin = "cohort_begin";
@@ -220,7 +220,8 @@ Status PostgresStore::Migrate() {
   } else if (s.ok() && found < 0) {
     s = Status::Corruption("PostgreSQL " + where_ + " is damaged: schema version " + std::to_string(found));
   } else if (s.ok() && found > schema::SupportedVersion()) {
-    s = Status::FailedPrecondition(schema::NewerVersionMessage("PostgreSQL " + where_, found, "give --store another database"));
+    s = Status::FailedPrecondition(
+        schema::NewerVersionMessage("PostgreSQL " + where_, found, "give --store another database"));
   }
   if (s.ok()) s = RunMigrations(found);
   if (s.ok()) s = conn_->Exec("COMMIT", "committing the schema upgrade");
@@ -302,11 +303,15 @@ Status PostgresStore::Commit(const std::vector<Record>& batch) {
   if (!s.ok()) return s;
   Batch b;
   Lay(batch, false, &b);
+  return RunLaid(batch, &b);
+}
+
+Status PostgresStore::RunLaid(const std::vector<Record>& batch, Batch* b) {
   bool exact = false;
-  s = RunBatch(batch, &b, &exact);
+  Status s = RunBatch(batch, b, &exact);
   if (s.ok() || !exact) return s;
-  Lay(batch, true, &b);
-  return RunBatch(batch, &b, &exact);
+  Lay(batch, true, b);
+  return RunBatch(batch, b, &exact);
 }
 
 Status PostgresStore::StartCommit(const std::vector<Record>& batch) {
@@ -318,20 +323,14 @@ Status PostgresStore::StartCommit(const std::vector<Record>& batch) {
   Lay(batch, false, pending_.get());
   if (batch.empty() || pending_->calls.size() > PgConn::kMaxStarted) {
     // Nothing to send, or more than one round trip's worth: done here.
-    finished_ = Commit(batch);
+    finished_ = batch.empty() ? Status::Ok() : RunLaid(batch, pending_.get());
     return Status::Ok();
   }
   s = conn_->StartPipeline(pending_->calls);
   if (!s.ok()) {
-    // Sending failed, so the COMMIT, last, was not sent; but calls before
-    // it were, and a connection that broke meanwhile leaves their fate
-    // unknown too. A restart from the database settles it.
+    // Sending failed, so the COMMIT, last, never ran: nothing was written.
     pending_.reset();
-    if (conn_->broken()) {
-      return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator "
-                             "restarts from what the database holds");
-    }
-    return s;
+    return conn_->broken() ? Status::Unavailable(s.message() + "; nothing of the batch was written") : s;
   }
   return Status::Ok();
 }
@@ -350,7 +349,7 @@ Status PostgresStore::FinishCommit(const std::vector<Record>& batch, bool* done)
   if (!*done) return Status::Ok();
   bool exact = false;
   s = Outcome(batch, *pending_, s, failed, &exact);
-  if (!s.ok() && exact) {
+  if (exact) {
     Lay(batch, true, pending_.get());
     s = RunBatch(batch, pending_.get(), &exact);
   }
@@ -370,18 +369,7 @@ Status PostgresStore::RunBatch(const std::vector<Record>& batch, Batch* b, bool*
   Status s = Ready();
   if (!s.ok()) return s;
   size_t failed = 0;
-  if (b->calls.size() > PgConn::kMaxStarted) {
-    s = conn_->Pipeline(b->calls, &failed);
-  } else {
-    s = conn_->StartPipeline(b->calls);
-    bool done = !s.ok();
-    while (!done) {
-      pollfd p{conn_->fd(), POLLIN, 0};
-      ::poll(&p, 1, -1);
-      s = conn_->PollPipeline(&done, &failed);
-    }
-    if (!s.ok() && failed == b->calls.size() && !conn_->broken()) failed = 0;  // refused before anything ran
-  }
+  s = conn_->Pipeline(b->calls, &failed);
   return s.ok() ? s : Outcome(batch, *b, s, failed, exact);
 }
 
@@ -391,11 +379,14 @@ Status PostgresStore::Outcome(const std::vector<Record>& batch, const Batch& b, 
   if (s.ok()) return s;
   if (failed == b.calls.size()) {
     // The connection broke before the answers: the COMMIT may or may not
-    // have landed, so neither a retry nor giving up is safe. Only a core
-    // restarted from what the database holds knows; IoError stops the
-    // daemon for that restart.
-    return Status::IoError(s.message() + "; whether the batch was written is unknown, so the coordinator "
-                           "restarts from what the database holds");
+    // have landed. The batch goes again (the caller retries Unavailable);
+    // had it landed, the retry's records are refused as ones already stored
+    // (an attempt started twice, a step ended twice, a submission reused),
+    // which stops the daemon, and a restart reads what the database holds.
+    // Only cancel requests, whose rows carry no key of their own, would be
+    // stored twice; a duplicate request changes nothing.
+    return Status::Unavailable(s.message() + "; whether the batch was written is unknown: it goes again, and is "
+                               "refused should it have landed");
   }
   const bool no_row = conn_->sqlstate() == kNoRowChanged;
   if (epoch_ && failed == b.first - 1 && no_row) {

@@ -96,6 +96,8 @@ class PostgresStore : public Store, public Election {
   // Sends `b` and waits for its answers. *exact: a bulk statement failed,
   // and the batch should go again record by record.
   common::Status RunBatch(const std::vector<Record>& batch, Batch* b, bool* exact);
+  // RunBatch, and again record by record when a bulk check failed.
+  common::Status RunLaid(const std::vector<Record>& batch, Batch* b);
   // A failed pipeline's Status, naming the record at fault.
   common::Status Outcome(const std::vector<Record>& batch, const Batch& b, common::Status s, size_t failed,
                          bool* exact);

@@ -237,7 +237,9 @@ Status Server::SettleInFlight(Time now) {
     ::poll(&p, 1, 100);
     if (!PollCommit(now)) return store_failed_ ? *store_failed_ : Status::FailedPrecondition("stepped down");
   }
-  return store_error_ ? *store_error_ : Status::Ok();
+  // A commit that failed for want of room is back in unsaved_: the caller's
+  // retry schedule (next_store_retry_) decides when it goes again.
+  return Status::Ok();
 }
 
 bool Server::Flush(Time now) {

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,17 +25,18 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#include "worker/unique_fd.h"
 
 namespace cohort::testing {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using Fd = worker::UniqueFd;
 
 constexpr auto kDeadline = std::chrono::seconds(30);
-constexpr auto kPoll = std::chrono::milliseconds(10);
 constexpr const char* kFallbackBinDir = "/usr/lib/postgresql/15/bin";
 constexpr const char* kDirTemplate = "/cohort-pg-XXXXXX";
 // sun_path holds 107 bytes and a NUL, and the socket is DIR/.s.PGSQL.PORT.
@@ -152,6 +155,35 @@ bool Exited(pid_t pid) {
   int status = 0;
   const pid_t r = ::waitpid(pid, &status, WNOHANG);
   return r == pid || (r < 0 && errno != EINTR);
+}
+
+// A descriptor that becomes readable when `pid` exits (a zombie counts);
+// -1 if the process is gone already.
+int PidFd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Waits until one of `fds` (those >= 0) is readable or `deadline` passes;
+// false at the deadline. Nothing here sleeps: every wait is on an event.
+bool WaitReadable(const std::vector<int>& fds, Clock::time_point deadline) {
+  std::vector<pollfd> items;
+  for (int fd : fds) {
+    if (fd >= 0) items.push_back({fd, POLLIN, 0});
+  }
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    const int n = ::poll(items.data(), items.size(), static_cast<int>(std::min<long long>(left, 60000)) + 1);
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// Whether postmaster.pid in `data_dir` says the server accepts connections.
+bool SaysReady(const std::string& data_dir) {
+  std::ifstream in(data_dir + "/postmaster.pid");
+  std::string line;
+  for (int i = 0; i < 8 && std::getline(in, line); ++i) {
+  }
+  return line.rfind("ready", 0) == 0;
 }
 
 void Reap(pid_t pid) {
@@ -314,17 +346,26 @@ bool PgServer::Launch(bool* transient, std::string* error) {
       argv.push_back(setting);
     }
   }
+  // The server says it is ready in postmaster.pid, in its data directory:
+  // each change there wakes the wait below, as does the server's exit.
+  Fd changes(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (changes.get() < 0 ||
+      ::inotify_add_watch(changes.get(), data_dir().c_str(), IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    *error = std::string("inotify: ") + std::strerror(errno);
+    return false;
+  }
   pid_ = Spawn(argv, dir_, log, drop_, uid_, gid_);
   if (pid_ < 0) {
     pid_ = -1;
     *error = std::string("fork: ") + std::strerror(errno);
     return false;
   }
+  Fd exited(PidFd(pid_));
   // connect_timeout: a postmaster that hangs (stopped, say) must not hang us.
   const std::string ping = ConnInfo("postgres") + " connect_timeout=2";
   const auto deadline = Clock::now() + kDeadline;
   while (true) {
-    const PGPing p = PQping(ping.c_str());
+    const PGPing p = SaysReady(data_dir()) ? PQping(ping.c_str()) : PQPING_REJECT;
     if (p == PQPING_OK) return true;
     if (Exited(pid_)) {
       pid_ = -1;
@@ -335,23 +376,25 @@ bool PgServer::Launch(bool* transient, std::string* error) {
       *error = "postgres exited at start: " + tail;
       return false;
     }
-    if (p == PQPING_NO_ATTEMPT || Clock::now() >= deadline) {
+    if (p == PQPING_NO_ATTEMPT || !WaitReadable({changes.get(), exited.get()}, deadline)) {
       KillTree();
       *error = "postgres did not accept connections within 30 s: " + Tail(log, offset);
       return false;
     }
-    std::this_thread::sleep_for(kPoll);
+    char events[4096];
+    while (::read(changes.get(), events, sizeof events) > 0) {
+    }
   }
 }
 
 bool PgServer::LaunchUntilUp(std::string* error) {
-  // On the same port a bind can fail while someone holds it for a moment.
+  // On the same port a bind can fail while someone holds it for a moment;
+  // each try is a whole start of postgres, which paces the tries.
   const auto deadline = Clock::now() + kDeadline;
   while (true) {
     bool transient = false;
     if (Launch(&transient, error)) return true;
     if (!transient || Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
@@ -410,15 +453,15 @@ bool PgServer::CreateDatabase(const std::string& name, std::string* error) {
 
 bool PgServer::Stop(std::string* error) {
   if (pid_ <= 0) return true;
+  Fd exited(PidFd(pid_));
   ::kill(pid_, SIGINT);
   const auto deadline = Clock::now() + kDeadline;
   while (!Exited(pid_)) {
-    if (Clock::now() >= deadline) {
+    if (!WaitReadable({exited.get()}, deadline)) {
       KillTree();
       *error = "postgres did not stop within 30 s; killed";
       return false;
     }
-    std::this_thread::sleep_for(kPoll);
   }
   pid_ = -1;
   return true;
@@ -437,23 +480,25 @@ void PgServer::KillTree() {
   // every child goes too. Stopped first, the postmaster cannot fork one we
   // would miss, nor reap one whose pid could be reused before we signal it.
   ::kill(pid_, SIGSTOP);
-  const auto deadline = Clock::now() + kDeadline;
-  char state = ReadStat(pid_).state;
-  while (state != 'T' && state != 't' && state != 'Z' && state != 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    state = ReadStat(pid_).state;
+  // It is our child: waitid returns once it has stopped (or died), and
+  // leaves it for Reap below.
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WSTOPPED | WEXITED | WNOWAIT) < 0 && errno == EINTR) {
   }
+  const char state = ReadStat(pid_).state;
   // Already dead, its children are orphans we cannot name; they exit on
   // their own once they notice.
   const std::vector<pid_t> children = state == 'T' || state == 't' ? ChildrenOf(pid_) : std::vector<pid_t>{};
-  for (pid_t child : children) ::kill(child, SIGKILL);
-  // Zombies of the stopped postmaster have released their sockets and shared
-  // memory, which is what a restart needs.
+  std::vector<Fd> exits;
   for (pid_t child : children) {
-    for (char s = ReadStat(child).state; s != 'Z' && s != 0 && Clock::now() < deadline; s = ReadStat(child).state) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    exits.emplace_back(PidFd(child));
+    ::kill(child, SIGKILL);
   }
+  // Zombies of the stopped postmaster have released their sockets and shared
+  // memory, which is what a restart needs; a pidfd is readable once its
+  // process has exited, reaped or not.
+  const auto deadline = Clock::now() + kDeadline;
+  for (const Fd& exit : exits) WaitReadable({exit.get()}, deadline);
   ::kill(pid_, SIGKILL);
   Reap(pid_);
   pid_ = -1;
