@@ -193,7 +193,7 @@ def wait_workers(client, n, names=()):
         r = subprocess.run([COHORT, "workers", "--json", "--coordinator", client, "--connect-timeout", "1"],
                            capture_output=True, text=True)
         if r.returncode == 0:
-            ws = json.loads(r.stdout or "[]")
+            ws = [w for w in json.loads(r.stdout or "[]") if w.get("state") != "lost"]
             if len(ws) >= n and all(any(w["name"] == nm for w in ws) for nm in names):
                 return
         time.sleep(0.1)

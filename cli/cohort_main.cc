@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/command_line.h"
+#include "cli/admin_commands.h"
 #include "cli/display.h"
 #include "cli/group_waiter.h"
 #include "cli/result_pages.h"
@@ -27,13 +29,19 @@ namespace {
 
 namespace po = boost::program_options;
 using cohort::cli::Client;
+using cohort::cli::Common;
+using cohort::cli::CommonOptions;
+using cohort::cli::Fail;
+using cohort::cli::kExitFailed;
+using cohort::cli::kExitOk;
+using cohort::cli::kExitUsage;
+using cohort::cli::LoadKeys;
+using cohort::cli::MakeClient;
+using cohort::cli::Parse;
+using cohort::cli::ParseBody;
+using cohort::cli::StatusExit;
 using cohort::common::Status;
 using Json = nlohmann::json;
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
 
 const char* kUsage =
     "Usage: cohort COMMAND [options]\n"
@@ -50,7 +58,12 @@ const char* kUsage =
     "  logs GROUP STEP        print a step's kept output (--stderr, --attempt N)\n"
     "  cancel GROUP [STEP]    cancel a whole group, or one of its steps\n"
     "  groups                 list the groups the coordinator knows\n"
-    "  workers                list the workers and their slots\n"
+    "  workers                list the workers: state, slots, version, last seen\n"
+    "  cordon WORKER          place no new steps on a worker (running ones go on)\n"
+    "  drain WORKER           cordon a worker and wait until its steps have ended\n"
+    "  uncordon WORKER        place steps on a worker again\n"
+    "  ping                   check that the coordinator answers: version, uptime,\n"
+    "                         leader or standby (exit 0; 3 when it does not answer)\n"
     "  keygen NAME            write a CURVE key pair: NAME.key (public) and\n"
     "                         NAME.key_secret (mode 0600); see docs/SECURITY.md\n"
     "\n"
@@ -60,81 +73,6 @@ const char* kUsage =
     "Environment: COHORT_COORDINATOR, COHORT_COORDINATOR_KEY and COHORT_SECRET_KEY are\n"
     "the defaults for --coordinator, --coordinator-key and --curve-secret-key.\n";
 
-struct Common {
-  std::string coordinator;
-  double timeout_s = 5;
-  bool json = false;
-  bool jsonl = false;
-  std::string coordinator_key, secret_key;
-  std::optional<cohort::common::PeerCurve> curve;
-};
-
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-po::options_description CommonOptions(Common* c) {
-  c->coordinator = EnvOr("COHORT_COORDINATOR", cohort::common::kDefaultClientEndpoint);
-  c->coordinator_key = EnvOr("COHORT_COORDINATOR_KEY", "");
-  c->secret_key = EnvOr("COHORT_SECRET_KEY", "");
-  po::options_description d("Connection");
-  d.add_options()
-      ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
-       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700); several, "
-       "separated by commas, for coordinators sharing a PostgreSQL database: the leader is found among them")
-      ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
-       "seconds to wait for the coordinator to answer before giving up (exit 3); while waiting for a "
-       "group (wait, submit --wait), the longest the coordinator may stay unreachable: the wait goes on "
-       "across a coordinator restart")
-      ("json", po::bool_switch(&c->json), "print the coordinator's JSON document and nothing else on stdout; for "
-       "a group, one document with every step, however many (read page by page)")
-      ("jsonl", po::bool_switch(&c->jsonl), "for a group: one JSON object per step per line, then the group's "
-       "summary as the last line (for jq -c and log shippers)")
-      ("coordinator-key", po::value(&c->coordinator_key)->value_name("FILE"),
-       "the coordinator's public key file: talk CURVE, only to it (default: $COHORT_COORDINATOR_KEY)")
-      ("curve-secret-key", po::value(&c->secret_key)->value_name("FILE"),
-       "your secret key file (NAME.key_secret, mode 0600), whose public key the coordinator authorized "
-       "(default: $COHORT_SECRET_KEY)");
-  return d;
-}
-
-int Fail(int code, const std::string& message) {
-  std::cerr << "cohort: " << message << "\n";
-  return code;
-}
-
-// Parses a subcommand's arguments. Returns -1 to go on, else an exit code.
-int Parse(const std::vector<std::string>& args, const std::string& usage, po::options_description& opts,
-          const po::positional_options_description& pos, po::variables_map* vm) {
-  try {
-    po::store(po::command_line_parser(args).options(opts).positional(pos).run(), *vm);
-    if (vm->count("help")) {
-      std::cout << usage << "\n" << opts << "\n";
-      return kExitOk;
-    }
-    po::notify(*vm);
-  } catch (const po::error& e) {
-    return Fail(kExitUsage, std::string(e.what()) + " (see --help)");
-  }
-  return -1;
-}
-
-int StatusExit(const Status& s) {
-  switch (s.code()) {
-    case Status::Code::kOk: return kExitOk;
-    case Status::Code::kUnavailable: return kExitUnreachable;
-    case Status::Code::kInvalidArgument:
-    case Status::Code::kAlreadyExists: return kExitUsage;
-    default: return kExitFailed;
-  }
-}
-
-Json ParseBody(const std::string& body) {
-  Json j;
-  std::string error;
-  return cohort::common::ParseJsonBounded(body, &j, &error) ? j : Json();
-}
 
 int ExitForState(const Json& result) {
   std::string state = result.is_object() && result.contains("state") && result["state"].is_string()
@@ -172,18 +110,6 @@ int WaitFor(Client& client, const std::string& group, const Common& c, bool subm
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
   return ShowResult(client, group, reply.body, c);
-}
-
-// Loads the CURVE keys the flags name. -1 to go on, else an exit code.
-int LoadKeys(Common* c) {
-  if (Status s = cohort::common::LoadPeerCurve(c->secret_key, c->coordinator_key, &c->curve); !s.ok()) {
-    return Fail(kExitUsage, s.message());
-  }
-  return -1;
-}
-
-Client MakeClient(const Common& c) {
-  return Client(c.coordinator, cohort::common::SecondsToDuration(c.timeout_s > 0 ? c.timeout_s : 5), c.curve);
 }
 
 int Keygen(const std::vector<std::string>& args) {
@@ -478,6 +404,8 @@ int main(int argc, char** argv) {
     if (cmd == "groups" || cmd == "workers") return ListCommand(cmd, args);
     if (cmd == "keygen") return Keygen(args);
     if (cmd == "logs") return Logs(args);
+    if (cmd == "ping") return cohort::cli::Ping(args);
+    if (cmd == "cordon" || cmd == "uncordon" || cmd == "drain") return cohort::cli::SetWorkerMode(cmd, args);
   } catch (const std::exception& e) {
     return Fail(kExitFailed, std::string("unexpected error: ") + e.what());
   }

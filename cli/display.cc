@@ -128,15 +128,32 @@ void PrintGroups(const Json& list, std::ostream& out) {
   Table({"GROUP", "STATE", "STEPS", "COMPLETED", "RUNNING", "FAILED", "CANCELLED", "SUBMITTED"}, rows, out);
 }
 
+namespace {
+
+// "2 s ago", "5 min ago": how long since, from the coordinator's own count.
+std::string Ago(const Json& w, const char* key) {
+  if (!w.is_object() || !w.contains(key) || !w[key].is_number_integer()) return "";
+  const int64_t s = w[key].get<int64_t>() / 1000;
+  if (s < 120) return std::to_string(s) + " s ago";
+  if (s < 7200) return std::to_string(s / 60) + " min ago";
+  return std::to_string(s / 3600) + " h ago";
+}
+
+}  // namespace
+
 void PrintWorkers(const Json& list, std::ostream& out) {
   std::vector<std::vector<std::string>> rows;
   if (list.is_array()) {
     for (const Json& w : list) {
-      rows.push_back({Cell(Text(w, "name"), 40), Text(w, "slots"), Text(w, "running"), Cell(Text(w, "agents")),
-                      Text(w, "last_heartbeat")});
+      std::string state = Text(w, "state");
+      // How long a worker has been lost (or cordoned, or draining) is what
+      // an operator asks first.
+      if (!state.empty() && state != "ready") state += " " + Ago(w, "state_age_ms");
+      rows.push_back({Cell(Text(w, "name"), 40), Cell(state, 30), Text(w, "slots"), Text(w, "running"),
+                      Cell(Text(w, "agents")), Cell(Text(w, "version"), 20), Ago(w, "last_heartbeat_age_ms")});
     }
   }
-  Table({"NAME", "SLOTS", "RUNNING", "AGENTS", "LAST HEARTBEAT"}, rows, out);
+  Table({"NAME", "STATE", "SLOTS", "RUNNING", "AGENTS", "VERSION", "LAST SEEN"}, rows, out);
 }
 
 }  // namespace cohort::cli

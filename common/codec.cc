@@ -148,16 +148,22 @@ template <typename S> void Pack(Writer<S>& w, const CancelRequestMsg& m) {
 }
 template <typename S> void Pack(Writer<S>& w, const GroupsMsg& m) { w.Map(1).U("req", m.req); }
 template <typename S> void Pack(Writer<S>& w, const WorkersMsg& m) { w.Map(1).U("req", m.req); }
+template <typename S> void Pack(Writer<S>& w, const PingMsg& m) { w.Map(1).U("req", m.req); }
+template <typename S> void Pack(Writer<S>& w, const CordonMsg& m) {
+  w.Map(3).U("req", m.req).Str("worker", m.worker).Str("mode", m.mode);
+}
 template <typename S> void Pack(Writer<S>& w, const ReplyMsg& m) {
   w.Map(4 + (m.leader.empty() ? 0 : 1)).U("req", m.req).Str("code", WireCodeName(m.code)).Text("error", m.error)
       .Str("body", m.body);
   if (!m.leader.empty()) w.Str("leader", m.leader);
 }
 template <typename S> void Pack(Writer<S>& w, const RegisterMsg& m) {
-  w.Map(6 + (m.seq ? 1 : 0) + (m.kill_grace_ms ? 1 : 0)).Str("name", m.name).U("slots", m.slots)
-      .Strings("agents", m.agents).Attempts("running", m.running).Str("version", m.version).U("instance", m.instance);
+  w.Map(6 + (m.seq ? 1 : 0) + (m.kill_grace_ms ? 1 : 0) + (m.draining ? 1 : 0)).Str("name", m.name)
+      .U("slots", m.slots).Strings("agents", m.agents).Attempts("running", m.running).Str("version", m.version)
+      .U("instance", m.instance);
   if (m.seq) w.U("seq", m.seq);
   if (m.kill_grace_ms) w.U("kill_grace_ms", m.kill_grace_ms);
+  if (m.draining) w.Bool("draining", true);
 }
 template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
   w.Map(3 + (m.lease_ms ? 1 : 0) + (m.ack ? 1 : 0) + (m.epoch ? 1 : 0)).U("heartbeat_ms", m.heartbeat_ms)
@@ -167,11 +173,12 @@ template <typename S> void Pack(Writer<S>& w, const WelcomeMsg& m) {
   if (m.epoch) w.U("epoch", m.epoch);
 }
 template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg& m) {
-  w.Map((m.running ? 1 : 0) + (m.seq ? 1 : 0) + (m.ack ? 1 : 0) + (m.epoch ? 1 : 0));
+  w.Map((m.running ? 1 : 0) + (m.seq ? 1 : 0) + (m.ack ? 1 : 0) + (m.epoch ? 1 : 0) + (m.draining ? 1 : 0));
   if (m.running) w.Attempts("running", *m.running);
   if (m.seq) w.U("seq", m.seq);
   if (m.ack) w.U("ack", m.ack);
   if (m.epoch) w.U("epoch", m.epoch);
+  if (m.draining) w.Bool("draining", true);
 }
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
   w.Map(10 + (m.epoch ? 1 : 0)).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell)

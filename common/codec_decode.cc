@@ -342,6 +342,8 @@ void Read(Fields& f, WaitMsg* m) { f.Int("req", &m->req).Str("group", &m->group)
 void Read(Fields& f, CancelRequestMsg* m) { f.Int("req", &m->req).Str("group", &m->group).Str("step", &m->step); }
 void Read(Fields& f, GroupsMsg* m) { f.Int("req", &m->req); }
 void Read(Fields& f, WorkersMsg* m) { f.Int("req", &m->req); }
+void Read(Fields& f, PingMsg* m) { f.Int("req", &m->req); }
+void Read(Fields& f, CordonMsg* m) { f.Int("req", &m->req).Str("worker", &m->worker).Str("mode", &m->mode); }
 void Read(Fields& f, ReplyMsg* m) {
   f.Int("req", &m->req).Code("code", &m->code).Text("error", &m->error).Str("body", &m->body);
   if (f.Has("leader")) f.Str("leader", &m->leader);
@@ -352,6 +354,7 @@ void Read(Fields& f, RegisterMsg* m) {
   if (f.Has("instance")) f.Int("instance", &m->instance);
   if (f.Has("seq")) f.Int("seq", &m->seq);
   if (f.Has("kill_grace_ms")) f.Int("kill_grace_ms", &m->kill_grace_ms);
+  if (f.Has("draining")) f.Bool("draining", &m->draining);
 }
 void Read(Fields& f, WelcomeMsg* m) {
   f.Int("heartbeat_ms", &m->heartbeat_ms).Int("liveness", &m->liveness).Str("cancel_endpoint", &m->cancel_endpoint);
@@ -364,6 +367,7 @@ void Read(Fields& f, HeartbeatMsg* m) {
   if (f.Has("seq")) f.Int("seq", &m->seq);
   if (f.Has("ack")) f.Int("ack", &m->ack);
   if (f.Has("epoch")) f.Int("epoch", &m->epoch);
+  if (f.Has("draining")) f.Bool("draining", &m->draining);
 }
 void Read(Fields& f, RunMsg* m) {
   f.Id(&m->id).Str("step_id", &m->step_id).Strings("argv", &m->argv).Str("shell", &m->shell).Env("env", &m->env)

@@ -35,7 +35,7 @@ using common::Utf8SequenceLength;
 inline constexpr std::string_view kCommandNames[] = {
     "SUBMIT",    "STATUS", "WAIT",    "CANCEL",   "GROUPS", "WORKERS",    "REPLY", "REGISTER",     "WELCOME",
     "HEARTBEAT", "RUN",    "STARTED", "FINISHED", "CANCEL", "REREGISTER", "BYE",   "CANCEL_GROUP", "CONFIRM",
-    "LOGS"};
+    "LOGS",      "PING",   "CORDON"};
 static_assert(std::size(kCommandNames) == std::variant_size_v<Message>);
 
 inline constexpr size_t kNone = std::string_view::npos;
@@ -127,6 +127,12 @@ class Checker {
 
 inline void Check(Checker&, const GroupsMsg&) {}
 inline void Check(Checker&, const WorkersMsg&) {}
+inline void Check(Checker&, const PingMsg&) {}
+inline void Check(Checker& c, const CordonMsg& m) {
+  c.Name(m.worker, "worker").Rule(!m.worker.empty(), "worker", "must name a worker");
+  c.Rule(m.mode == "cordoned" || m.mode == "draining" || m.mode == "ready", "mode",
+         "must be \"cordoned\", \"draining\" or \"ready\"");
+}
 inline void Check(Checker&, const ByeMsg&) {}
 inline void Check(Checker& c, const SubmitMsg& m) { c.Document(m.spec, "spec"); }
 inline void Check(Checker& c, const StatusMsg& m) { c.Name(m.group, "group"); }

@@ -65,6 +65,12 @@ void RaiseOnTermination(StopSignal* stop) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+std::string HostName(const std::string& fallback) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return fallback;
+  return host;
+}
+
 int PollTimeoutMs(Time now, Time until) {
   if (until <= now) return 0;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now + std::chrono::microseconds(999));

@@ -7,6 +7,8 @@
 #ifndef COHORT_COMMON_DAEMON_H_
 #define COHORT_COMMON_DAEMON_H_
 
+#include <string>
+
 #include "common/status.h"
 #include "common/time.h"
 
@@ -41,6 +43,9 @@ void RaiseOnTermination(StopSignal* stop);
 
 // SIGHUP raises `reload` (the coordinator rereads its allowlists).
 void RaiseOnHangup(StopSignal* reload);
+
+// This host's name, or `fallback` when it has none.
+std::string HostName(const std::string& fallback);
 
 // Milliseconds from `now` until `until`, rounded up (waking early would only
 // spin once more), 0 if past, at most 60 s.

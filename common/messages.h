@@ -4,7 +4,8 @@
 // (docs/PROTOCOL.md), except stdout/stderr, which are macros in <cstdio>.
 //
 // Who sends what:
-//   client -> coordinator   SUBMIT STATUS WAIT CANCEL GROUPS WORKERS (each with a req id)
+//   client -> coordinator   SUBMIT STATUS WAIT CANCEL GROUPS WORKERS LOGS PING CORDON
+//                           (each with a req id)
 //   coordinator -> client   REPLY (echoing req)
 //   worker -> coordinator   REGISTER STARTED FINISHED HEARTBEAT BYE
 //   coordinator -> worker   WELCOME RUN CANCEL HEARTBEAT REREGISTER CONFIRM
@@ -122,6 +123,9 @@ struct RegisterMsg {
   // at most kMaxKillGraceMs): the coordinator waits at least this much more
   // than the worker's own wait after SIGKILL for a stopped step's report.
   uint32_t kill_grace_ms = 0;
+  // The worker is leaving (SIGTERM) and wants no new steps (optional, false
+  // = not given). Its heartbeats say the same while it lasts.
+  bool draining = false;
   bool operator==(const RegisterMsg&) const = default;
 };
 
@@ -156,6 +160,7 @@ struct HeartbeatMsg {
   uint64_t seq = 0;
   uint64_t ack = 0;
   uint64_t epoch = 0;  // coordinator -> worker, as in WELCOME
+  bool draining = false;  // worker -> coordinator, as in REGISTER
   bool operator==(const HeartbeatMsg&) const = default;
 };
 
@@ -249,9 +254,28 @@ struct LogsMsg {
   bool operator==(const LogsMsg&) const = default;
 };
 
+// Wire command PING, from a client: is this coordinator up, which version,
+// and does it lead? Answered by a leader and by a standby alike (REPLY ok;
+// the body says which), without following any redirect: a health check.
+struct PingMsg {
+  uint64_t req = 0;
+  bool operator==(const PingMsg&) const = default;
+};
+
+// Wire command CORDON, from a client: whether new steps may go to a worker.
+// `mode` is "cordoned" (no new steps), "draining" (the same; the CLI then
+// waits for the running ones to end) or "ready".
+struct CordonMsg {
+  uint64_t req = 0;
+  std::string worker;
+  std::string mode;
+  bool operator==(const CordonMsg&) const = default;
+};
+
 using Message = std::variant<SubmitMsg, StatusMsg, WaitMsg, CancelRequestMsg, GroupsMsg, WorkersMsg, ReplyMsg,
                              RegisterMsg, WelcomeMsg, HeartbeatMsg, RunMsg, StartedMsg, FinishedMsg,
-                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg, ConfirmMsg, LogsMsg>;
+                             CancelAttemptMsg, ReregisterMsg, ByeMsg, CancelGroupMsg, ConfirmMsg, LogsMsg, PingMsg,
+                             CordonMsg>;
 
 }  // namespace cohort::common
 

@@ -8,9 +8,9 @@
 
 #include <boost/program_options.hpp>
 
-namespace cohort::common {
+#include "common/version.h"
 
-constexpr const char* kVersion = "0.1.0";
+namespace cohort::common {
 
 // Parses argv (and the file named by --config, whose values the command line
 // overrides) into `vm`. Prints help/version when asked. Returns -1 to go on,

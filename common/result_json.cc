@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "common/json_writer.h"
+#include "common/protocol.h"
+#include "common/version.h"
 
 namespace cohort::common {
 namespace {
@@ -158,16 +160,27 @@ void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) 
   w.EndObject();
 }
 
-void WriteWorker(JsonWriter& w, const WorkerSummary& s, const WallClock& clock) {
+int64_t AgeMs(Time then, Time now) {
+  return now > then ? std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count() : 0;
+}
+
+void WriteWorker(JsonWriter& w, const WorkerSummary& s, const WallClock& clock, Time now) {
   w.BeginObject();
   w.Key("agents").BeginArray();
   for (const std::string& a : s.agents) w.String(a);
   w.EndArray();
   w.Key("last_heartbeat");
   WriteTime(w, s.last_heartbeat, clock);
+  w.Key("last_heartbeat_age_ms").Int(AgeMs(s.last_heartbeat, now));
   w.Key("name").String(s.name);
+  w.Key("reason").String(s.reason);
   w.Key("running").Int(s.running);
+  w.Key("since");
+  WriteTime(w, s.since, clock);
   w.Key("slots").Int(s.slots);
+  w.Key("state").String(s.state);
+  w.Key("state_age_ms").Int(AgeMs(s.since, now));
+  w.Key("version").String(s.version);
   w.EndObject();
 }
 
@@ -237,12 +250,27 @@ std::string GroupListJson(const std::vector<GroupSummary>& groups, const WallClo
   return out;
 }
 
-std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock) {
+std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock, Time now) {
   std::string out;
   JsonWriter w(&out);
   w.BeginArray();
-  for (const WorkerSummary& s : workers) WriteWorker(w, s, clock);
+  for (const WorkerSummary& s : workers) WriteWorker(w, s, clock, now);
   w.EndArray();
+  return out;
+}
+
+std::string PingJson(const PingInfo& ping) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Key("epoch").UInt(ping.epoch);
+  w.Key("leader").String(ping.leader);
+  w.Key("name").String(ping.name);
+  w.Key("protocol").String(kProtocol);
+  w.Key("role").String(ping.role);
+  w.Key("uptime_ms").Int(ping.uptime_ms);
+  w.Key("version").String(kVersion);
+  w.EndObject();
   return out;
 }
 

@@ -36,15 +36,32 @@ std::string GroupSummaryJson(const GroupSummary& summary, const WallClock& clock
 // The reply to GROUPS: every group held, as an array of summaries.
 std::string GroupListJson(const std::vector<GroupSummary>& groups, const WallClock& clock);
 
-// One live worker as the WORKERS reply lists it.
+// One worker as the WORKERS reply lists it: live ones, then those lost lately.
 struct WorkerSummary {
   std::string name;
   int64_t slots = 0;
   int64_t running = 0;
   std::vector<std::string> agents;
   Time last_heartbeat{};
+  std::string version;
+  std::string state = "ready";  // ready, cordoned, draining, drained or lost
+  Time since{};                 // when it entered `state`
+  std::string reason;           // who cordoned it, or why it was lost
 };
-std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock);
+// Ages ("last_heartbeat_age_ms", "state_age_ms") count to `now` on the
+// coordinator's clock, so a client on a skewed clock still reads them right.
+std::string WorkerListJson(const std::vector<WorkerSummary>& workers, const WallClock& clock, Time now);
+
+// The reply to PING: who answers and how long it has run. "version" and
+// "protocol" are this build's.
+struct PingInfo {
+  std::string role;    // "leader" or "standby"
+  std::string name;    // the coordinator's name (--name, or the host name)
+  std::string leader;  // the leader's client endpoint: its own for a leader, "" when a standby knows none
+  uint64_t epoch = 0;  // the leadership epoch (0: a coordinator that shares no store)
+  int64_t uptime_ms = 0;
+};
+std::string PingJson(const PingInfo& ping);
 
 // The reply to SUBMIT: {"group":"<id>"}.
 // {"group": ID}, and "existing": true when the SUBMIT attached to a group

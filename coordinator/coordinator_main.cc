@@ -11,6 +11,7 @@
 #include <random>
 
 #include "common/daemon.h"
+#include "common/systemd_notify.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/secure_options.h"
@@ -293,6 +294,10 @@ int main(int argc, char** argv) {
   if (rc = OpenStore(&f); rc >= 0) return rc;
   const bool curve = f.server.curve.has_value();
 
+  // Taken before anything can start a process that would inherit it.
+  cohort::common::SystemdNotifier notifier = cohort::common::SystemdNotifier::FromEnvironment();
+  f.server.notifier = &notifier;
+  f.server.name = cohort::common::HostName("localhost");
   cohort::common::StopSignal stop;
   cohort::common::RaiseOnTermination(&stop);
   cohort::common::StopSignal reload;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -63,6 +64,9 @@ struct WorkerJoined {
   std::string user_id;
   // The worker's time between SIGTERM and SIGKILL (zero: it did not say).
   common::Duration kill_grace{};
+  std::string version;  // its build, for `cohort workers`
+  // It is leaving (SIGTERM): it finishes what it runs and takes nothing new.
+  bool draining = false;
 };
 struct WorkerHeartbeat {
   std::string name;
@@ -73,6 +77,7 @@ struct WorkerHeartbeat {
   // here never arrived: it is lost. Listed attempts that are not current
   // are told to stop.
   std::optional<std::vector<AttemptRef>> running;
+  bool draining = false;  // as in WorkerJoined
 };
 struct WorkerLost {
   std::string name;
@@ -102,9 +107,17 @@ struct CancelStep {
   std::string step_id;
   std::string who;
 };
+// Whether new steps may be placed on a worker, as an operator sets it. It is
+// kept by name, so a cordoned worker that restarts comes back cordoned.
+enum class WorkerMode { kReady, kCordoned, kDraining };
+struct SetWorkerMode {
+  std::string worker;
+  WorkerMode mode = WorkerMode::kReady;
+  std::string who;  // for the log: the client that asked
+};
 
 using Event = std::variant<SubmitGroup, WorkerJoined, WorkerHeartbeat, WorkerLost, StepStarted,
-                           StepFinished, Tick, LoopStalled, CancelGroup, CancelStep>;
+                           StepFinished, Tick, LoopStalled, CancelGroup, CancelStep, SetWorkerMode>;
 
 // ---- Actions --------------------------------------------------------------
 
@@ -145,6 +158,17 @@ struct WorkerExpired {
 
 using Action = std::variant<Dispatch, BroadcastCancel, CancelAttempt, GroupFinished, WorkerExpired>;
 
+// What the core holds, counted: for the daemon's status line and metrics.
+struct CoreCounts {
+  size_t groups_running = 0;
+  size_t groups_finished = 0;  // held for their retention (archived ones included)
+  size_t steps[common::kStepStateCount] = {};  // by state, over the groups held in full
+  size_t workers = 0;  // live
+  size_t workers_unplaceable = 0;  // cordoned, draining or leaving
+  int64_t slots = 0;   // of live workers
+  int64_t slots_busy = 0;
+};
+
 struct WorkerView {
   std::string name;
   int64_t slots = 0;
@@ -152,7 +176,15 @@ struct WorkerView {
   std::vector<std::string> agents;
   common::Time last_heartbeat{};
   std::string user_id;  // as joined: the CURVE User-Id (NAME|KEY), "" without CURVE
+  std::string version;
+  // "ready", "cordoned", "draining" (new steps go elsewhere, running ones
+  // finish), "drained" (draining with nothing left running), or "lost".
+  std::string state = "ready";
+  common::Time since{};  // when it entered `state` (for "lost": when it was lost)
+  std::string reason;     // why: who cordoned it, "the worker is stopping", or why it was lost
 };
+
+std::string_view WorkerModeName(WorkerMode mode);
 
 }  // namespace cohort::coordinator
 

@@ -53,6 +53,7 @@ Status Scheduler::Handle(Event event, Time now, std::vector<Action>* out) {
     }
     Status operator()(CancelGroup& e) { return s->CancelGroupById(e.group, now, out, e.who); }
     Status operator()(CancelStep& e) { return s->CancelStepById(e.group, e.step_id, now, out, e.who); }
+    Status operator()(SetWorkerMode& e) { return s->SetMode(e, now, out); }
   };
   return std::visit(Visitor{this, now, out}, event);
 }

@@ -111,6 +111,9 @@ struct SchedulerOptions {
   // never runs twice at once; the cost is this much delay after a worker
   // dies for good.
   common::Duration worker_lease = std::chrono::seconds(60);
+  // How long a lost worker stays in LostWorkers(), so an operator sees what
+  // went away and when; at most kMaxLostWorkers are kept.
+  common::Duration lost_listed_for = std::chrono::hours(1);
 };
 
 class Scheduler {
@@ -177,6 +180,10 @@ class Scheduler {
   // the stall's length), so each gets that long again plus a full expiry
   // window from `now`.
   void Stalled(common::Duration busy, common::Time now);
+  // Cordons, drains or readies a worker, live or recently lost, by name
+  // (see WorkerMode); NotFound for a name never seen. A worker that is not
+  // ready keeps its running steps and is offered no new one.
+  common::Status SetMode(const SetWorkerMode& e, common::Time now, std::vector<Action>* out);
   // No worker may expire before `until`; later expiries are kept. Stalled()
   // is the event's rule; this is the mechanism under it.
   void GraceWorkers(common::Time until);
@@ -224,7 +231,13 @@ class Scheduler {
                         std::string* out, std::optional<AttemptRef>* in_store) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
+  // The live workers, with their state (ready, cordoned, draining, drained).
   std::vector<WorkerView> Workers() const;
+  // Workers lost within lost_listed_for before `now`, newest first.
+  std::vector<WorkerView> LostWorkers(common::Time now) const;
+  // Linear in the groups and workers held.
+  CoreCounts Counts() const;
+  static constexpr size_t kMaxLostWorkers = 1024;
   size_t group_count() const { return groups_.size(); }
   // The mapping records are written with: whoever shows the core's times
   // uses it too, so a time shown before a restart is shown the same after.
@@ -363,6 +376,15 @@ class Scheduler {
   void WakeFor(Worker* w);
   // A live worker offering `agent` came or went.
   void CountAgentWorker(const std::string& agent, int delta);
+  // Worker states (scheduler_worker_states.cc). Whether new steps may go to
+  // `w`: ready, as an operator set it, and not leaving of its own accord.
+  bool Placeable(const Worker& w) const;
+  // After a change of either: takes `w` out of the free index or puts it
+  // back, and places what waited for it.
+  void Replace(Worker* w, common::Time now, std::vector<Action>* out);
+  WorkerView ViewOf(const Worker& w) const;
+  // Keeps `gone` in the lost list, evicting what is old.
+  void RememberLost(const Worker& gone, std::string reason, common::Time now);
   std::string WaitingReason(const Group& g, uint32_t step) const;
 
   SchedulerOptions options_;
@@ -410,6 +432,16 @@ class Scheduler {
     std::vector<Timer> retries;
   };
   std::map<std::string, Fenced, std::less<>> fenced_;
+  // Operator modes other than ready, by worker name, whether or not the
+  // worker is live now.
+  struct ModeEntry {
+    WorkerMode mode = WorkerMode::kReady;
+    common::Time since{};
+    std::string who;
+  };
+  std::map<std::string, ModeEntry, std::less<>> modes_;
+  size_t unplaceable_ = 0;  // live workers not offered new steps
+  std::map<std::string, WorkerView, std::less<>> lost_;
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   size_t output_held_ = 0;             // their output tails in memory

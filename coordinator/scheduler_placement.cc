@@ -192,7 +192,7 @@ void Scheduler::ArmBackstop(Group* g, uint32_t i, Time at_least) {
 void Scheduler::IndexWorker(Worker* w) {
   if (w->indexed) return;
   w->indexed = true;
-  const int64_t free = w->free();
+  const int64_t free = w->placeable ? w->free() : 0;
   total_free_ += free;
   if (free <= 0) return;
   w->key = {-free, w->seq};
@@ -203,7 +203,7 @@ void Scheduler::IndexWorker(Worker* w) {
 void Scheduler::UnindexWorker(Worker* w) {
   if (!w->indexed) return;
   w->indexed = false;
-  const int64_t free = w->free();
+  const int64_t free = w->placeable ? w->free() : 0;
   total_free_ -= free;
   if (free <= 0) return;
   free_any_.erase(w->key);
@@ -236,8 +236,12 @@ std::string Scheduler::WaitingReason(const Group& g, uint32_t i) const {
     return "max_parallel (" + std::to_string(g.max_parallel) + ") reached";
   }
   if (workers_.empty()) return "no worker has joined";
-  if (!agent.empty()) return "every worker offering agent \"" + agent + "\" is busy";
-  return total_free_ > 0 ? "queued behind other groups" : "every worker slot is busy";
+  // Cordoned and draining workers offer no free slot: say so, or an
+  // operator would look for busy steps that are not there.
+  const std::string unplaceable =
+      unplaceable_ == 0 ? "" : " (" + std::to_string(unplaceable_) + " cordoned or draining)";
+  if (!agent.empty()) return "every worker offering agent \"" + agent + "\" is busy" + unplaceable;
+  return total_free_ > 0 ? "queued behind other groups" : "every worker slot is busy" + unplaceable;
 }
 
 }  // namespace cohort::coordinator

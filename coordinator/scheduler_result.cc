@@ -193,12 +193,4 @@ std::vector<common::GroupSummary> Scheduler::Groups() const {
   return out;
 }
 
-std::vector<WorkerView> Scheduler::Workers() const {
-  std::vector<WorkerView> out;
-  for (const auto& [name, w] : workers_) {
-    out.push_back({w->name, w->slots, w->running, w->agents, w->last_heartbeat, w->user_id});
-  }
-  return out;
-}
-
 }  // namespace cohort::coordinator

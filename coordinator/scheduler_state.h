@@ -146,6 +146,12 @@ struct Worker {
   std::set<std::tuple<uint64_t, uint32_t, uint32_t>> reported;
   bool indexed = false;
   FreeKey key;  // its key in the free sets while indexed
+  std::string version;
+  // Leaving of its own accord (SIGTERM), since `draining_since`.
+  bool draining = false;
+  common::Time draining_since{};
+  // Offered new steps (Scheduler::Placeable), as of its last Replace.
+  bool placeable = true;
 
   int64_t free() const { return slots > running ? slots - running : 0; }
 };

@@ -44,6 +44,10 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
   }
   w->instance = j.instance;
   w->user_id = j.user_id;
+  w->version = j.version;
+  if (j.draining && !w->draining) w->draining_since = now;
+  w->draining = j.draining;
+  lost_.erase(w->name);
   w->slots = j.slots;
   w->stop_grace = StopGraceFor(j.kill_grace);
   w->agents = j.agents;
@@ -67,6 +71,15 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     LoseUnheld(w, held, std::nullopt, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
   }
   ReleaseFenced(w->name, j.instance, j.running);
+  // Unindexed, so the flag can be set directly.
+  if (const bool placeable = Placeable(*w); placeable != w->placeable) {
+    w->placeable = placeable;
+    if (placeable) {
+      --unplaceable_;
+    } else {
+      ++unplaceable_;
+    }
+  }
   IndexWorker(w);
   WakeFor(w);
   Pump(now, out);
@@ -85,9 +98,16 @@ Status Scheduler::Heartbeat(std::string_view name, Time now) {
 }
 
 Status Scheduler::Heartbeat(const WorkerHeartbeat& h, Time now, std::vector<Action>* out) {
-  if (Status s = Heartbeat(h.name, now); !s.ok() || !h.running) return s;
-  event_time_ = now;
+  if (Status s = Heartbeat(h.name, now); !s.ok()) return s;
   Worker* w = FindWorker(h.name);
+  if (h.draining != w->draining) {
+    event_time_ = now;
+    w->draining = h.draining;
+    w->draining_since = now;
+    Replace(w, now, out);
+  }
+  if (!h.running) return Status::Ok();
+  event_time_ = now;
   std::set<internal::AttemptKey> held;
   // Every result the worker has sent and not yet seen confirmed is listed,
   // so most heartbeats of a busy worker name attempts already closed: those
@@ -176,8 +196,10 @@ Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now,
   std::string why = "worker " + Quote(w->name) + " lost: " + std::string(reason);
   // Detach first, so closing the attempts does not touch the worker's slots.
   workers_by_seq_.erase(w->seq);
+  if (!w->placeable) --unplaceable_;
   std::unique_ptr<Worker> gone = std::move(workers_.find(name)->second);
   workers_.erase(workers_.find(name));
+  RememberLost(*gone, std::string(reason), now);
   // Gone silent, it stops its steps itself once its lease runs out, counted
   // from no later than the last message we had from it (its lease renews
   // only from messages we received). Until then they may still run.

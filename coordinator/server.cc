@@ -84,6 +84,9 @@ Status Server::Bind() {
 Time Server::NextWake() const {
   Time until = std::min({next_heartbeat_, next_waiter_sweep_, next_store_retry_});
   if (options_.lease) until = std::min(until, options_.lease->NextRenewal());
+  if (options_.notifier) {
+    if (auto w = options_.notifier->NextWatchdog()) until = std::min(until, *w);
+  }
   // While the store cannot be written the core's timers wait (see Turn).
   if (auto d = core_.NextDeadline(); d && !store_error_) until = std::min(until, *d);
   return until;
@@ -92,17 +95,41 @@ Time Server::NextWake() const {
 int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
   next_heartbeat_ = Clock::now();
   next_waiter_sweep_ = next_heartbeat_;
+  if (options_.notifier) options_.notifier->Ready(StatusLine());
+  next_status_ = next_heartbeat_ + std::chrono::seconds(1);
   common::Envelope env;
   while (true) {
     Ready ready;
     if (!Wait(stop, reload, &ready)) return 1;
     if (ready.stop) {
       LogInfo("stopping").Kv("groups", core_.group_count());
+      if (options_.notifier) options_.notifier->Stopping("stopping: " + StatusLine());
       Resign();
       return 0;
     }
     if (!Turn(ready, reload, env)) return stepped_down_ ? kSteppedDown : 1;
+    Notify(Clock::now());
   }
+}
+
+std::string Server::StatusLine() const {
+  const CoreCounts c = core_.Counts();
+  std::string line = options_.epoch ? "leading (epoch " + std::to_string(options_.epoch) + "): " : "";
+  if (std::string trouble = StoreTrouble(); !trouble.empty()) line += "REFUSING GROUPS: " + trouble + "; ";
+  line += std::to_string(c.groups_running) + " groups running, " +
+          std::to_string(c.steps[static_cast<int>(common::StepState::kRunning)]) + " steps running, " +
+          std::to_string(c.workers) + " workers";
+  if (c.workers_unplaceable) line += " (" + std::to_string(c.workers_unplaceable) + " cordoned or draining)";
+  line += ", " + std::to_string(c.slots_busy) + "/" + std::to_string(c.slots) + " slots busy";
+  return line;
+}
+
+void Server::Notify(Time now) {
+  if (!options_.notifier) return;
+  options_.notifier->Watchdog(now);
+  if (now < next_status_) return;
+  next_status_ = now + std::chrono::seconds(1);
+  options_.notifier->Status(StatusLine());
 }
 
 bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready) {
@@ -144,8 +171,10 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   if (!PollCommit(now)) return false;
   if (ready.reload && reload->Consume()) {
     if (zap_) {
+      if (options_.notifier) options_.notifier->Reloading();
       zap_->Reload();
       RevokeWorkers(now);
+      if (options_.notifier) options_.notifier->Ready(StatusLine());
     } else {
       LogInfo("reload_ignored").Kv("reason", "no CURVE allowlists to reload");
     }

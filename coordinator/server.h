@@ -44,6 +44,7 @@
 #include "common/messages.h"
 #include "common/protocol.h"
 #include "common/status.h"
+#include "common/systemd_notify.h"
 #include "common/curve_keys.h"
 #include "common/clock.h"
 #include "common/time.h"
@@ -81,6 +82,12 @@ struct ServerOptions {
   Election* election = nullptr;
   LeaderLease* lease = nullptr;
   uint64_t epoch = 0;
+  // Who this is in PING answers and when the process started.
+  std::string name;
+  common::Time started = common::Clock::now();
+  // Readiness, status and watchdog for systemd; null sends none. Outlives
+  // the Server.
+  common::SystemdNotifier* notifier = nullptr;
 };
 
 class Server {
@@ -126,6 +133,10 @@ class Server {
   void ServeClients(common::Envelope& env, common::Time now);
   void BadMessage(std::string_view socket, const common::Status& why, common::Time now);
   common::Time NextWake() const;
+  // systemd's STATUS= line: what runs, on how many workers, and any trouble.
+  std::string StatusLine() const;
+  // Pings the watchdog and redraws the status, at most once a second.
+  void Notify(common::Time now);
 
   // The store and the outbox (server_store.cc).
   // Loads the store into the core; the core's clock starts after the load,
@@ -255,6 +266,7 @@ class Server {
   common::RateLimiter store_log_{1, std::chrono::seconds(10)};
   bool stepped_down_ = false;
   common::RateLimiter lease_log_{1, std::chrono::seconds(5)};
+  common::Time next_status_{};
 };
 
 }  // namespace cohort::coordinator

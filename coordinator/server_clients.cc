@@ -116,10 +116,25 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     Reply(env.route, *req, Status::Ok(), common::GroupListJson(core_.Groups(), wall_));
   } else if (std::holds_alternative<common::WorkersMsg>(msg)) {
     std::vector<common::WorkerSummary> list;
-    for (WorkerView& w : core_.Workers()) {
-      list.push_back({std::move(w.name), w.slots, w.running, std::move(w.agents), w.last_heartbeat});
+    std::vector<WorkerView> views = core_.Workers();
+    for (WorkerView& w : core_.LostWorkers(now)) views.push_back(std::move(w));
+    for (WorkerView& w : views) {
+      list.push_back({std::move(w.name), w.slots, w.running, std::move(w.agents), w.last_heartbeat,
+                      std::move(w.version), std::move(w.state), w.since, std::move(w.reason)});
     }
-    Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_));
+    Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_, now));
+  } else if (auto* m = std::get_if<common::CordonMsg>(&msg)) {
+    const WorkerMode mode = m->mode == "cordoned"   ? WorkerMode::kCordoned
+                            : m->mode == "draining" ? WorkerMode::kDraining
+                                                    : WorkerMode::kReady;
+    Status s = core_.Handle(SetWorkerMode{m->worker, mode, client}, now, &actions_);
+    LogInfo("worker_mode_set").Kv("worker", m->worker).Kv("mode", m->mode).Kv("client", client)
+        .Kv("result", s.ToString());
+    Reply(env.route, *req, s, "");
+  } else if (std::holds_alternative<common::PingMsg>(msg)) {
+    Reply(env.route, *req, Status::Ok(),
+          common::PingJson({"leader", options_.name, options_.client_endpoint, options_.epoch,
+                            std::chrono::duration_cast<std::chrono::milliseconds>(now - options_.started).count()}));
   } else {
     Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");
   }

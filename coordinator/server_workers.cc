@@ -89,8 +89,16 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
   // say what the worker holds.
   auto* beat = std::get_if<common::HeartbeatMsg>(&msg);
   if (beat && beat->seq != 0) acked_[name] = beat->seq;
-  Status s = beat && beat->running && now >= lists_from_ ? core_.Heartbeat(Holding(name, beat), now, &actions_)
-                                                         : core_.Heartbeat(name, now);
+  Status s;
+  if (beat) {
+    // A list is passed only while what was sent left on time (see
+    // NoteSendDelay); whether the worker is leaving, always.
+    WorkerHeartbeat h = beat->running && now >= lists_from_ ? Holding(name, beat) : WorkerHeartbeat{name, {}, false};
+    h.draining = beat->draining;
+    s = core_.Heartbeat(h, now, &actions_);
+  } else {
+    s = core_.Heartbeat(name, now);
+  }
   if (!s.ok()) {
     Forget(name);
     Refuse(env.route, s.message());
@@ -136,6 +144,8 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
   j.same_connection = holder != route_of_.end() && holder->second == env.route;
   j.instance = reg.instance;
   j.kill_grace = std::chrono::milliseconds(reg.kill_grace_ms);
+  j.version = reg.version;
+  j.draining = reg.draining;
   if (zap_) j.user_id = env.user;
   if (Status s = core_.Handle(std::move(j), now, &actions_); !s.ok()) {
     BadMessage("worker", s, now);

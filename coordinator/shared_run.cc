@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/postgres_store.h"
@@ -18,12 +19,6 @@ using common::Status;
 
 namespace {
 
-std::string HostName() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
-  return host;
-}
-
 // Waits up to `ms` for `stop`; true if it was raised.
 bool StopWithin(const common::StopSignal& stop, int ms) {
   pollfd p{stop.fd(), POLLIN, 0};
@@ -33,7 +28,7 @@ bool StopWithin(const common::StopSignal& stop, int ms) {
 // Connects until it works, stop is raised (false, *code 0), or the error
 // is one no retry mends (false, *code 1).
 bool OpenStore(const std::string& conninfo, const common::StopSignal& stop, std::unique_ptr<PostgresStore>* out,
-               int* code) {
+               int* code, common::SystemdNotifier* notifier) {
   common::RateLimiter log{1, std::chrono::seconds(10)};
   while (true) {
     Status s = PostgresStore::Open(conninfo, out);
@@ -46,6 +41,10 @@ bool OpenStore(const std::string& conninfo, const common::StopSignal& stop, std:
     uint64_t suppressed = 0;
     if (log.Allow(common::Clock::now(), &suppressed)) {
       LogWarn("database_unreachable").Kv("error", s.message()).Kv("suppressed", suppressed);
+    }
+    if (notifier) {
+      notifier->Status("waiting for the database: " + s.message());
+      notifier->Watchdog(common::Clock::now());
     }
     if (StopWithin(stop, 1000)) {
       *code = 0;
@@ -66,7 +65,7 @@ std::string Advertised(const std::string& endpoint, const std::string& host) {
 
 int RunShared(SharedOptions shared, const ServerOptions& base, const common::StopSignal& stop,
               common::StopSignal* reload) {
-  const std::string host = HostName();
+  const std::string host = common::HostName("localhost");
   Leader me;
   me.holder = shared.name.empty() ? host : shared.name;
   me.client_endpoint = shared.advertise_client.empty() ? Advertised(base.client_endpoint, host)
@@ -77,11 +76,11 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
   while (true) {
     std::unique_ptr<PostgresStore> store;
     int code = 0;
-    if (!OpenStore(shared.conninfo, stop, &store, &code)) return code;
+    if (!OpenStore(shared.conninfo, stop, &store, &code, base.notifier)) return code;
     Leader won;
     {
       StandbyOptions so{base.client_endpoint, base.worker_endpoint, me, base.curve, base.authorized_clients,
-                        base.authorized_workers};
+                        base.authorized_workers, base.started, base.notifier};
       Standby standby(std::move(so), store.get(), &lease);
       if (Status s = standby.Bind(); !s.ok()) {
         LogError("bind_failed").Kv("error", s.message());
@@ -95,6 +94,7 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
     }  // the standby's sockets are closed here, before the Server binds the same endpoints
     LogInfo("leading").Kv("name", me.holder).Kv("epoch", won.epoch).Kv("client", me.client_endpoint);
     ServerOptions options = base;
+    options.name = me.holder;
     options.election = store.get();
     options.lease = &lease;
     options.epoch = won.epoch;

@@ -2,6 +2,7 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/result_json.h"
 #include "common/transport.h"
 
 namespace cohort::coordinator {
@@ -57,6 +58,7 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
   // At once: until a campaign has read the row, every answer would say that
   // no leader is known.
   bool first = true;
+  bool first_ready = true;
   while (true) {
     const Time now = Clock::now();
     if (first || now >= lease_->NextCampaign()) {
@@ -67,6 +69,18 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
         *won = *leader_;
         return Outcome::kWon;
       }
+      // Ready as a standby: bound, and able to say who leads. Again after
+      // each campaign, so the status names the current leader.
+      if (options_.notifier) {
+        if (first_ready) options_.notifier->Ready(StatusLine());
+        options_.notifier->Status(StatusLine());
+      }
+      first_ready = false;
+    }
+    if (options_.notifier) options_.notifier->Watchdog(Clock::now());
+    Time wake = lease_->NextCampaign();
+    if (options_.notifier) {
+      if (auto w = options_.notifier->NextWatchdog()) wake = std::min(wake, *w);
     }
     zmq::pollitem_t items[4] = {
         {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
@@ -76,14 +90,17 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
     const int count = zap_ ? 4 : 3;
     if (zap_) items[3] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
     try {
-      zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), lease_->NextCampaign())));
+      zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), wake)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
         common::LogError("poll_failed").Kv("error", e.what());
         return Outcome::kFailed;
       }
     }
-    if (items[2].revents & ZMQ_POLLIN) return Outcome::kStopped;
+    if (items[2].revents & ZMQ_POLLIN) {
+      if (options_.notifier) options_.notifier->Stopping("stopping: " + StatusLine());
+      return Outcome::kStopped;
+    }
     if (zap_ && (items[3].revents & ZMQ_POLLIN)) zap_->HandleRequests(Clock::now());
     AnswerWorkers();
     AnswerClients();
@@ -135,12 +152,24 @@ void Standby::AnswerClients() {
         msg);
     common::ReplyMsg reply;
     reply.req = req;
+    const bool known = leader_ && leader_->expires_in_ms >= 0;
+    if (std::holds_alternative<common::PingMsg>(msg)) {
+      // A health check: a standby is healthy, and says it stands by.
+      reply.code = Status::Code::kOk;
+      reply.body = common::PingJson(
+          {"standby", options_.me.holder, known ? leader_->client_endpoint : "", known ? leader_->epoch : 0,
+           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - options_.started).count()});
+      common::SendMessage(clients_, env.route, reply);
+      continue;
+    }
     reply.code = Status::Code::kUnavailable;
     reply.error = StandbyMessage(options_.me.holder, leader_, trouble_);
-    if (leader_ && leader_->expires_in_ms >= 0) reply.leader = leader_->client_endpoint;
+    if (known) reply.leader = leader_->client_endpoint;
     common::SendMessage(clients_, env.route, reply);
   }
 }
+
+std::string Standby::StatusLine() const { return StandbyMessage(options_.me.holder, leader_, trouble_); }
 
 void Standby::AnswerWorkers() {
   common::Envelope env;

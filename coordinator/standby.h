@@ -23,6 +23,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/systemd_notify.h"
 #include "common/time.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/leadership.h"
@@ -35,6 +36,8 @@ struct StandbyOptions {
   Leader me;  // name and advertised endpoints, for campaigns and the log
   std::optional<common::CurveKeyPair> curve;
   std::string authorized_clients, authorized_workers;
+  common::Time started{};  // when the process started, for PING
+  common::SystemdNotifier* notifier = nullptr;  // null: none; outlives the Standby
 };
 
 // The refusal a standby answers with: what this coordinator is and who
@@ -59,6 +62,7 @@ class Standby {
   void Campaign(common::Time now, bool* won);
   void AnswerClients();
   void AnswerWorkers();
+  std::string StatusLine() const;
 
   StandbyOptions options_;
   Election* election_;

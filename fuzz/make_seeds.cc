@@ -78,6 +78,8 @@ std::vector<std::pair<std::string, Message>> Messages() {
       {"cancel_group", CancelGroupMsg{"build-42", 7, 0}},
       {"confirm", ConfirmMsg{{{"build-42", 3, 1, 7}, {"g", 0, 2, 8}}}},
       {"logs", LogsMsg{13, "build-42", "lint", 2, "stderr"}},
+      {"ping", PingMsg{15}},
+      {"cordon", CordonMsg{16, "node-1", "draining"}},
       {"status_page", StatusMsg{14, "build-42", false, 10000}},
   };
 }
@@ -140,7 +142,7 @@ std::vector<std::pair<std::string, std::string>> Replies() {
   return {{"result.json", GroupResultJson(r, clock)},
           {"summary.json", GroupSummaryJson(s, clock)},
           {"groups.json", GroupListJson({s}, clock)},
-          {"workers.json", WorkerListJson({w1}, clock)},
+          {"workers.json", WorkerListJson({w1}, clock, At(5))},
           {"submitted.json", SubmittedJson("build-42")}};
 }
 

@@ -80,6 +80,7 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
                           common::kMaxKillGraceMs));
   last_register_ = now;
   reg.running = Holding();
+  reg.draining = draining_;
   const size_t running = reg.running.size();
   out->push_back(SendToCoordinator{std::move(reg)});
   next_heartbeat_ = now + heartbeat();
@@ -131,10 +132,15 @@ Time WorkerCore::NextDeadline() const {
   if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
   if (registered_ && !sends_.empty()) until = std::min(until, sends_.front().first + heartbeat() * liveness_);
   if (registered_ && !spill_queue_.empty()) until = std::min(until, spill_window_ + heartbeat());
+  if (draining_ && !stopping_) until = std::min(until, drain_until_);
   return until;
 }
 
 void WorkerCore::Tick(Time now, std::vector<Action>* out) {
+  if (draining_ && !stopping_) {
+    DrainTick(now, out);
+    if (stopping_) return;
+  }
   if (LeaseRunOut(now)) StopForLease(now, out);
   if (registered_ && now - last_heard_ >= heartbeat() * liveness_) {
     // The coordinator restarted, is gone, or is busy. The socket is kept:
@@ -158,6 +164,7 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // silently at the high-water mark).
     common::HeartbeatMsg beat{Holding()};
     beat.seq = NextSeq(now);
+    beat.draining = draining_;
     out->push_back(SendToCoordinator{std::move(beat)});
     next_heartbeat_ = now + heartbeat();
   } else {

@@ -185,6 +185,17 @@ class WorkerCore {
   void Tick(common::Time now, std::vector<Action>* out);
   // The worker is stopping: its steps are stopped and awaited (AwaitSteps).
   void Shutdown(common::Time now, std::vector<Action>* out);
+  // The worker is leaving gently (worker_core_drain.cc): it tells the
+  // coordinator to place nothing new on it (REGISTER and every HEARTBEAT say
+  // `draining`), lets its running steps end and their results be confirmed,
+  // then shuts down as above; what still runs after `timeout` is stopped
+  // then. A RUN that crossed the news still runs. No-op once stopping.
+  void Drain(common::Time now, common::Duration timeout, std::vector<Action>* out);
+  bool draining() const { return draining_; }
+  common::Time drain_until() const { return drain_until_; }
+  // Shutdown has run (by a call, or at the end of a drain): the loop closes
+  // its sockets and exits.
+  bool stopping() const { return stopping_; }
   // The AwaitSteps of Shutdown is over. Only when every step is dead does
   // the worker say BYE (the coordinator then runs them elsewhere at once);
   // otherwise it leaves silently and the coordinator waits out the lease.
@@ -258,6 +269,8 @@ class WorkerCore {
   void OnCancelGroup(const common::CancelGroupMsg& g, common::Time now, std::vector<Action>* out);
   void OnReregister(const common::ReregisterMsg& r, common::Time now, std::vector<Action>* out);
   void OnConfirm(const common::ConfirmMsg& c, std::vector<Action>* out);
+  // While draining: shuts down once nothing is left, or at the deadline.
+  void DrainTick(common::Time now, std::vector<Action>* out);
   // Sends a FINISHED and keeps it until the coordinator confirms it.
   void SendFinished(common::FinishedMsg f, common::Time now, std::vector<Action>* out);
   // Reports a step that never started: "worker NAME <why>"; `lost` asks the
@@ -310,6 +323,8 @@ class WorkerCore {
 
   bool registered_ = false;
   bool stopping_ = false;  // Shutdown was called: no RUN starts any more
+  bool draining_ = false;
+  common::Time drain_until_{};
   int heartbeat_ms_;
   int liveness_;
   common::Time last_heard_{};

@@ -22,16 +22,10 @@ namespace {
 
 constexpr int kBatch = 256;
 
-std::string HostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "worker";
-  return buf;
-}
-
 }  // namespace
 
 WorkerOptions WithDefaults(WorkerOptions o) {
-  if (o.name.empty()) o.name = HostName();
+  if (o.name.empty()) o.name = common::HostName("worker");
   if (o.slots <= 0) o.slots = std::max(1u, std::thread::hardware_concurrency());
   return o;
 }
@@ -246,11 +240,48 @@ void WorkerLoop::StartOne(StartStep& start, Time now) {
 Time WorkerLoop::NextWake() const {
   Time until = core_.NextDeadline();
   if (auto d = runner_.NextDeadline()) until = std::min(until, *d);
+  if (options_.notifier) {
+    if (auto w = options_.notifier->NextWatchdog()) until = std::min(until, *w);
+  }
   return until;
 }
 
-int WorkerLoop::Run(const common::StopSignal& stop) {
+std::string WorkerLoop::StatusLine(Time now) const {
+  std::string line;
+  if (core_.draining()) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(core_.drain_until() - now).count();
+    line = "draining (" + std::to_string(std::max<int64_t>(left, 0)) + " s left): ";
+  }
+  line += std::to_string(core_.running()) + "/" + std::to_string(core_.options().slots) + " slots busy, ";
+  line += core_.registered() ? "registered with " + core_.endpoint() : "not registered, dialling " + core_.endpoint();
+  if (core_.unconfirmed() > 0) line += ", " + std::to_string(core_.unconfirmed()) + " results unconfirmed";
+  return line;
+}
+
+void WorkerLoop::Notify(Time now) {
+  if (!options_.notifier) return;
+  options_.notifier->Watchdog(now);
+  if (now < next_status_) return;
+  next_status_ = now + std::chrono::seconds(1);
+  options_.notifier->Status(StatusLine(now));
+}
+
+void WorkerLoop::OnStop(Time now) {
+  if (core_.draining() || options_.drain_timeout <= common::Duration::zero()) {
+    if (options_.notifier) options_.notifier->Stopping("stopping the steps still running");
+    Shutdown();
+    return;
+  }
+  std::vector<Action> actions;
+  core_.Drain(now, options_.drain_timeout, &actions);
+  if (options_.notifier) options_.notifier->Stopping(StatusLine(now));
+  Execute(actions, now);
+  if (core_.stopping()) CloseSockets();
+}
+
+int WorkerLoop::Run(common::StopSignal& stop) {
   Connect(Clock::now());
+  if (options_.notifier) options_.notifier->Ready(StatusLine(Clock::now()));
   std::vector<PollFd> fds;
   std::vector<zmq::pollitem_t> items;
   std::vector<RunResult> finished;
@@ -276,9 +307,9 @@ int WorkerLoop::Run(const common::StopSignal& stop) {
       }
     }
     now = Clock::now();
-    if (items[0].revents & ZMQ_POLLIN) {
-      Shutdown();
-      return 0;
+    if ((items[0].revents & ZMQ_POLLIN) && stop.Consume()) {
+      OnStop(now);
+      if (core_.stopping()) return 0;
     }
     // Finished processes first: their reports free the coordinator's slots.
     finished.clear();
@@ -296,6 +327,12 @@ int WorkerLoop::Run(const common::StopSignal& stop) {
     actions.clear();
     core_.Tick(now, &actions);
     Execute(actions, now);
+    if (core_.stopping()) {
+      // A drain ended: its shutdown has run.
+      CloseSockets();
+      return 0;
+    }
+    Notify(now);
   }
 }
 
@@ -334,6 +371,10 @@ void WorkerLoop::Shutdown() {
   std::vector<Action> actions;
   core_.Shutdown(Clock::now(), &actions);
   Execute(actions, Clock::now());
+  CloseSockets();
+}
+
+void WorkerLoop::CloseSockets() {
   dealer_.reset();
   monitor_.reset();
   sub_.reset();

@@ -26,6 +26,7 @@
 #include "common/messages.h"
 #include "common/protocol.h"
 #include "common/secure_options.h"
+#include "common/systemd_notify.h"
 #include "common/clock.h"
 #include "common/time.h"
 #include "worker/result_spill.h"
@@ -57,6 +58,13 @@ struct WorkerOptions {
   // Steps drop to this user; nullopt runs them as the worker's own.
   std::optional<RunAsUser> run_as;
   StepPolicy policy;
+  // On the first SIGTERM the worker drains for up to this long (see
+  // WorkerCore::Drain); zero stops its steps at once. A second SIGTERM stops
+  // them at once either way.
+  common::Duration drain_timeout = std::chrono::seconds(30);
+  // Readiness, status and watchdog for systemd; null sends none. Outlives
+  // the loop.
+  common::SystemdNotifier* notifier = nullptr;
 };
 
 // `o` with what was left to the worker filled in: the host name for an
@@ -73,9 +81,10 @@ class WorkerLoop {
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
 
-  // Serves until `stop` is raised; then says goodbye, stops every step and
-  // returns the exit code.
-  int Run(const common::StopSignal& stop);
+  // Serves until `stop` is raised; then drains (drain_timeout), says
+  // goodbye, stops every step and returns the exit code. `stop` is lowered
+  // when read, so that a second raise cuts the drain short.
+  int Run(common::StopSignal& stop);
 
   const WorkerOptions& options() const { return options_; }
 
@@ -83,8 +92,7 @@ class WorkerLoop {
   void Connect(common::Time now);
   void Subscribe(const std::string& endpoint);
   // Carries out `actions` in order, feeding the outcome of each StartStep
-  // back to the core before the next one.
-  // Carries out `actions` in order; a StartStep's request is used up.
+  // back to the core before the next one; a StartStep's request is used up.
   void Execute(std::vector<Action>& actions, common::Time now);
   // Runs the runner until every step has stopped or `until`, then tells the
   // core which (AwaitSteps).
@@ -95,7 +103,13 @@ class WorkerLoop {
   void ReadCoordinator(common::Time now);
   void ReadBroadcasts(common::Time now);
   void Shutdown();
+  void CloseSockets();
+  // The first stop drains; a second, or a stop without a drain timeout,
+  // shuts down at once.
+  void OnStop(common::Time now);
   common::Time NextWake() const;
+  std::string StatusLine(common::Time now) const;
+  void Notify(common::Time now);
 
   WorkerOptions options_;
   const ResultSpill* spill_;
@@ -106,6 +120,7 @@ class WorkerLoop {
   StepRunner runner_;
   WorkerCore core_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
+  common::Time next_status_{};
 };
 
 }  // namespace cohort::worker

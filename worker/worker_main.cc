@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/daemon.h"
+#include "common/systemd_notify.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/state_dir.h"
@@ -37,8 +38,10 @@ constexpr const char* kUsage =
     "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
     "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
     "them when it is back; past the coordinator's --worker-lease without an answer it\n"
-    "stops them, so that they never run twice. SIGTERM stops the worker: the steps are\n"
-    "killed, then the coordinator is told, and they are retried on other workers.\n"
+    "stops them, so that they never run twice. SIGTERM drains the worker: it takes no new\n"
+    "steps and lets its running ones finish for up to --drain-timeout, then stops what is\n"
+    "left (SIGTERM, SIGKILL after --kill-grace-ms), tells the coordinator, which retries\n"
+    "those on other workers, and exits. A second SIGTERM skips the rest of the drain.\n"
     "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
     "--insecure; started as root it needs --run-as.";
 
@@ -48,6 +51,7 @@ struct Flags {
   std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands, state_dir;
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
+  double drain_timeout_s = 30;
   size_t tail_kib = 64;
   size_t unconfirmed_mib = 64;
   size_t spill_mib = 1024;
@@ -68,6 +72,9 @@ po::options_description OptionTable(Flags* f) {
        "\"agent\" run only on workers offering it)")
       ("kill-grace-ms", po::value(&f->kill_grace_ms)->default_value(f->kill_grace_ms)->value_name("MS"),
        "time between SIGTERM and SIGKILL when a step is timed out or cancelled")
+      ("drain-timeout", po::value(&f->drain_timeout_s)->default_value(f->drain_timeout_s)->value_name("S"),
+       "on SIGTERM, seconds to let running steps finish (no new ones are taken) before stopping the rest; "
+       "0 stops them at once. A stop takes at most this plus --kill-grace-ms plus 10 s")
       ("heartbeat-ms", po::value(&o.heartbeat_ms)->default_value(o.heartbeat_ms)->value_name("MS"),
        "heartbeat interval until the coordinator sends its own")
       ("state-dir", po::value(&f->state_dir)->value_name("DIR"),
@@ -109,6 +116,10 @@ po::options_description OptionTable(Flags* f) {
 // stderr for flags that cannot work; -1 if they can.
 int CheckFlags(Flags* f) {
   WorkerOptions& o = f->worker;
+  if (!(f->drain_timeout_s >= 0 && f->drain_timeout_s <= 86400)) {
+    std::cerr << "cohort-worker: --drain-timeout must be from 0 to 86400 seconds, got " << f->drain_timeout_s << "\n";
+    return 2;
+  }
   if (o.slots < 0 || f->kill_grace_ms < 0 || f->kill_grace_ms > cohort::common::kMaxKillGraceMs ||
       o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024 ||
       f->unconfirmed_mib > (size_t{1} << 30) || f->spill_mib > (size_t{1} << 30)) {
@@ -248,6 +259,7 @@ int main(int argc, char** argv) {
   o.tail_bytes = f.tail_kib * 1024;
   o.max_unconfirmed_bytes = f.unconfirmed_mib << 20;
   o.max_spilled_bytes = f.spill_mib << 20;
+  o.drain_timeout = cohort::common::SecondsToDuration(f.drain_timeout_s);
   if (auto s = cohort::worker::StepRunner::BecomeSubreaper(); !s.ok()) {
     cohort::common::LogWarn("subreaper_failed").Kv("error", s.message());
   }
@@ -272,6 +284,8 @@ int main(int argc, char** argv) {
           .Kv("reason", "an earlier life kept them, and the coordinator takes that life's attempts for lost");
     }
   }
+  cohort::common::SystemdNotifier notifier = cohort::common::SystemdNotifier::FromEnvironment();
+  o.notifier = &notifier;
   cohort::worker::WorkerLoop loop(o, f.spill_mib > 0 ? &spill : nullptr);
   return loop.Run(stop);
 }

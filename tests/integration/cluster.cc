@@ -303,8 +303,9 @@ nlohmann::json Cluster::Status(const std::string& group) {
 }
 
 bool Cluster::HasWorker(const std::string& name) {
+  // Lost workers stay listed for a while: only a live one counts.
   for (const auto& w : Workers()) {
-    if (w.value("name", "") == name) return true;
+    if (w.value("name", "") == name && w.value("state", "") != "lost") return true;
   }
   return false;
 }

@@ -106,7 +106,7 @@ bool HaCluster::HasWorker(const std::string& name) {
       nlohmann::json::parse(Cli({"workers", "--json", "--connect-timeout", "2"}).out, nullptr, false);
   if (!list.is_array()) return false;
   for (const auto& w : list) {
-    if (w.value("name", "") == name) return true;
+    if (w.value("name", "") == name && w.value("state", "") != "lost") return true;
   }
   return false;
 }

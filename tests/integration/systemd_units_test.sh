@@ -78,6 +78,7 @@ worker_options=(
   slots=0
   agents=
   kill-grace-ms=5000
+  drain-timeout=30
   heartbeat-ms=1000
   output-tail-kib=64
   unconfirmed-mib=64
@@ -228,20 +229,27 @@ expect_line "$worker_unit" "KillMode=mixed"
 expect_line "$worker_unit" "StateDirectory=cohort-worker/%i"
 expect_line "$worker_unit" "Restart=always"
 expect_line "$worker_unit" "RestartSec=2"
+for unit in "$coordinator_unit" "$worker_unit"; do
+  expect_line "$unit" "Type=notify"
+  expect_line "$unit" "NotifyAccess=main"
+  expect_line "$unit" "RestartPreventExitStatus=2 6"
+  grep -Eq '^WatchdogSec=[0-9]+s$' "$unit" || fail "$(basename "$unit") lacks WatchdogSec=Ns"
+done
 grep -Eq '^ProtectSystem=' "$worker_unit" &&
   fail "cohort-worker@.service must not set ProtectSystem= (steps write where their user expects)"
 
-# The stop timeouts must leave the worker time to kill its steps gracefully:
-# it waits at most kill-grace-ms + 2 s; the coordinator's backstop must
-# outlast the kill grace too.
+# The stop timeouts must leave the worker time to drain and then kill its
+# steps gracefully: it takes at most drain-timeout + kill-grace-ms + 10 s;
+# the coordinator's backstop must outlast the kill grace too.
 kill_grace_ms=$(conf_value "$worker_conf" kill-grace-ms)
+drain_s=$(conf_value "$worker_conf" drain-timeout)
 timeout_stop=$(directive "$worker_unit" TimeoutStopSec)
 backstop=$(conf_value "$coordinator_conf" backstop-grace)
-if [[ "$kill_grace_ms" =~ ^[0-9]+$ && "$timeout_stop" =~ ^([0-9]+)s?$ ]]; then
-  [ $(( BASH_REMATCH[1] * 1000 )) -gt $(( kill_grace_ms + 2000 )) ] ||
-    fail "TimeoutStopSec=$timeout_stop is not above kill-grace-ms ($kill_grace_ms) + 2 s"
+if [[ "$kill_grace_ms" =~ ^[0-9]+$ && "$drain_s" =~ ^[0-9]+$ && "$timeout_stop" =~ ^([0-9]+)s?$ ]]; then
+  [ $(( BASH_REMATCH[1] * 1000 )) -gt $(( drain_s * 1000 + kill_grace_ms + 10000 )) ] ||
+    fail "TimeoutStopSec=$timeout_stop is not above drain-timeout ($drain_s s) + kill-grace-ms ($kill_grace_ms) + 10 s"
 else
-  fail "cannot compare TimeoutStopSec='$timeout_stop' with kill-grace-ms='$kill_grace_ms' (want plain numbers)"
+  fail "cannot compare TimeoutStopSec='$timeout_stop' with drain-timeout='$drain_s' and kill-grace-ms='$kill_grace_ms' (want plain numbers)"
 fi
 if [[ "$backstop" =~ ^[0-9]+$ ]]; then
   # A worker may take kill-grace-ms plus 10 s after SIGKILL to report a stop.

@@ -41,9 +41,11 @@ TEST_CASE("every field of every message is required (but the optional ones) and 
       INFO(command << " field " << key);
       const std::string quoted = "\"" + key + "\"";
       // The optional fields are tested on their own.
-      const bool optional = (command == "REGISTER" && (key == "instance" || key == "seq" || key == "kill_grace_ms")) ||
+      const bool optional = (command == "REGISTER" && (key == "instance" || key == "seq" || key == "kill_grace_ms" ||
+                                                       key == "draining")) ||
                             (command == "STATUS" && key == "cursor") ||
-                            (command == "HEARTBEAT" && (key == "running" || key == "seq" || key == "ack")) ||
+                            (command == "HEARTBEAT" &&
+                             (key == "running" || key == "seq" || key == "ack" || key == "draining")) ||
                             (command == "WELCOME" && (key == "lease_ms" || key == "ack")) ||
                             (command == "FINISHED" && key == "lost") || key == "epoch" ||
                             ((command == "REPLY" || command == "REREGISTER") && key == "leader");
@@ -160,6 +162,23 @@ TEST_CASE("list fields check their entries", "[codec]") {
   CHECK(std::get<RegisterMsg>(out).kill_grace_ms == 0);
   RequireCorruption(DecodeBody("REGISTER", grace.With("kill_grace_ms", Mp().Uint(3600001).bytes()).Bytes()),
                     {"REGISTER", "\"kill_grace_ms\"", "at most 3600000"});
+  // draining is optional: absent means not draining, and only a bool is one.
+  CHECK(std::get<RegisterMsg>(out).draining == false);
+  REQUIRE(DecodeBody("REGISTER", grace.Plus("draining", Mp().Bool(true).bytes()).Bytes(), &out).ok());
+  CHECK(std::get<RegisterMsg>(out).draining);
+  RequireCorruption(DecodeBody("REGISTER", grace.Plus("draining", Mp().Uint(1).bytes()).Bytes()),
+                    {"REGISTER", "\"draining\""});
+}
+
+TEST_CASE("CORDON names a worker and one of three modes", "[codec]") {
+  Message out;
+  Body body = Body::Parse(Encode(CordonMsg{1, "w1", "draining"})[2]);
+  REQUIRE(DecodeBody("CORDON", body.Bytes(), &out).ok());
+  CHECK(std::get<CordonMsg>(out) == CordonMsg{1, "w1", "draining"});
+  RequireCorruption(DecodeBody("CORDON", body.With("mode", Mp().Str("drained").bytes()).Bytes()),
+                    {"CORDON", "\"mode\"", "\"cordoned\", \"draining\" or \"ready\""});
+  RequireCorruption(DecodeBody("CORDON", body.With("worker", Mp().Str("").bytes()).Bytes()), {"CORDON", "\"worker\""});
+  RequireCorruption(DecodeBody("CORDON", body.Without("worker").Bytes()), {"CORDON", "\"worker\""});
 }
 
 TEST_CASE("a worker's HEARTBEAT may list the attempts it holds", "[codec]") {

@@ -57,6 +57,8 @@ TEST_CASE("command names follow the protocol", "[codec]") {
   CHECK(CommandName(CancelGroupMsg{}) == "CANCEL_GROUP");
   CHECK(CommandName(ConfirmMsg{}) == "CONFIRM");
   CHECK(CommandName(LogsMsg{}) == "LOGS");
+  CHECK(CommandName(PingMsg{}) == "PING");
+  CHECK(CommandName(CordonMsg{}) == "CORDON");
 }
 
 TEST_CASE("bodies are the documented msgpack bytes", "[codec]") {

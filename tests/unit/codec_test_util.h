@@ -149,6 +149,12 @@ struct Body {
     }
     return out;
   }
+  // `key` added, for an optional field the encoder left out.
+  Body Plus(const std::string& key, const std::string& value) const {
+    Body out = *this;
+    out.fields.emplace_back(key, value);
+    return out;
+  }
   Body With(const std::string& key, const std::string& value) const {
     Body out = *this;
     for (auto& f : out.fields) {
@@ -265,6 +271,10 @@ inline std::vector<Message> Samples() {
   welcome_epoch.epoch = 7;
   RunMsg fenced_run = run;
   fenced_run.epoch = 3;
+  RegisterMsg leaving{"w", 2, {}, {}, "0.1.0"};
+  leaving.draining = true;
+  HeartbeatMsg draining_beat{std::vector<AttemptId>{{"g", 0, 1, 1}}};
+  draining_beat.draining = true;
   return {
       SubmitMsg{UINT64_MAX, R"({"id": "g", "steps": [{"id": "a", "shell": "true"}]})"},
       SubmitMsg{0, ""},
@@ -309,6 +319,12 @@ inline std::vector<Message> Samples() {
       ConfirmMsg{},
       LogsMsg{11, "g", "step-a", 0, "stdout"},
       LogsMsg{UINT64_MAX, max_name, max_name, UINT32_MAX, "stderr"},
+      PingMsg{12},
+      CordonMsg{13, "w1", "cordoned"},
+      CordonMsg{UINT64_MAX, max_name, "draining"},
+      CordonMsg{0, "w", "ready"},
+      leaving,
+      draining_beat,
   };
 }
 

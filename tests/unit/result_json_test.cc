@@ -178,12 +178,19 @@ Json SummaryTree(const common::GroupSummary& s, const common::WallClock& clock) 
   return j;
 }
 
-Json WorkerTree(const common::WorkerSummary& w, const common::WallClock& clock) {
+Json WorkerTree(const common::WorkerSummary& w, const common::WallClock& clock, common::Time now) {
+  auto age = [&](common::Time t) { return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count(); };
   return {{"name", w.name},
           {"slots", w.slots},
           {"running", w.running},
           {"agents", w.agents},
-          {"last_heartbeat", common::FormatUnixMs(clock.ToUnixMs(w.last_heartbeat))}};
+          {"last_heartbeat", common::FormatUnixMs(clock.ToUnixMs(w.last_heartbeat))},
+          {"last_heartbeat_age_ms", age(w.last_heartbeat)},
+          {"version", w.version},
+          {"state", w.state},
+          {"since", common::FormatUnixMs(clock.ToUnixMs(w.since))},
+          {"state_age_ms", age(w.since)},
+          {"reason", w.reason}};
 }
 
 }  // namespace
@@ -203,12 +210,15 @@ TEST_CASE("summaries and lists are written byte for byte as the nlohmann trees w
   CHECK(common::GroupListJson({running, done}, clock) ==
         common::DumpJson(Json::array({SummaryTree(running, clock), SummaryTree(done, clock)})));
 
-  common::WorkerSummary gpu{"w1", 4, 1, {"gpu", "linux"}, t0 + 250ms};
-  common::WorkerSummary plain{"w\n2", 1, 0, {}, t0};
-  CHECK(common::WorkerListJson({}, clock) == common::DumpJson(Json::array()));
-  const std::string workers = common::WorkerListJson({gpu, plain}, clock);
-  CHECK(workers == common::DumpJson(Json::array({WorkerTree(gpu, clock), WorkerTree(plain, clock)})));
+  common::WorkerSummary gpu{"w1", 4, 1, {"gpu", "linux"}, t0 + 250ms, "0.1.0", "cordoned", t0 + 100ms, "by alice"};
+  common::WorkerSummary plain{"w\n2", 1, 0, {}, t0, "", "lost", t0 + 1s, "no heartbeat for 3s"};
+  const common::Time now = t0 + 2s;
+  CHECK(common::WorkerListJson({}, clock, now) == common::DumpJson(Json::array()));
+  const std::string workers = common::WorkerListJson({gpu, plain}, clock, now);
+  CHECK(workers == common::DumpJson(Json::array({WorkerTree(gpu, clock, now), WorkerTree(plain, clock, now)})));
   const Json parsed = Json::parse(workers);
+  CHECK(parsed[0]["last_heartbeat_age_ms"] == 1750);
+  CHECK(parsed[1]["state_age_ms"] == 1000);
   CHECK(parsed[0]["slots"].is_number_integer());
   CHECK(parsed[1]["agents"].is_array());
 

@@ -1,0 +1,53 @@
+// What every `cohort` command shares: the connection options (endpoint,
+// timeout, CURVE keys, output format), parsing a command's arguments, and
+// turning a Status into one line on stderr and an exit code.
+#ifndef COHORT_CLI_COMMAND_LINE_H_
+#define COHORT_CLI_COMMAND_LINE_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+#include "common/secure_options.h"
+#include "common/status.h"
+
+namespace cohort::cli {
+
+// The exit codes every command shares (documented in `cohort --help`).
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+struct Common {
+  std::string coordinator;
+  double timeout_s = 5;
+  bool json = false;
+  bool jsonl = false;
+  std::string coordinator_key, secret_key;
+  std::optional<common::PeerCurve> curve;
+};
+
+// The "Connection" options, their defaults read from the environment.
+boost::program_options::options_description CommonOptions(Common* c);
+// Prints "cohort: MESSAGE" on stderr; returns `code`.
+int Fail(int code, const std::string& message);
+// Parses a subcommand's arguments. Returns -1 to go on, else an exit code.
+int Parse(const std::vector<std::string>& args, const std::string& usage,
+          boost::program_options::options_description& opts,
+          const boost::program_options::positional_options_description& pos,
+          boost::program_options::variables_map* vm);
+int StatusExit(const common::Status& s);
+// A reply's JSON body, or null when it is not JSON.
+nlohmann::json ParseBody(const std::string& body);
+// Loads the CURVE keys the flags name. -1 to go on, else an exit code.
+int LoadKeys(Common* c);
+Client MakeClient(const Common& c);
+
+}  // namespace cohort::cli
+
+#endif  // COHORT_CLI_COMMAND_LINE_H_

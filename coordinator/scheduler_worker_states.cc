@@ -1,0 +1,141 @@
+// The Scheduler's worker states: the modes an operator sets (cordoned,
+// draining), a worker leaving of its own accord, what the WORKERS view
+// shows of each, and the workers lost lately.
+#include <algorithm>
+
+#include "coordinator/scheduler.h"
+#include "coordinator/scheduler_text.h"
+
+namespace cohort::coordinator {
+
+using common::Status;
+using common::Time;
+using internal::Quote;
+
+std::string_view WorkerModeName(WorkerMode mode) {
+  switch (mode) {
+    case WorkerMode::kReady: return "ready";
+    case WorkerMode::kCordoned: return "cordoned";
+    case WorkerMode::kDraining: return "draining";
+  }
+  return "ready";
+}
+
+Status Scheduler::SetMode(const SetWorkerMode& e, Time now, std::vector<Action>* out) {
+  event_time_ = now;
+  Worker* w = FindWorker(e.worker);
+  if (!w && !lost_.count(e.worker) && !modes_.count(e.worker)) {
+    return Status::NotFound("no worker named " + Quote(e.worker) + " is connected or was lost lately");
+  }
+  auto it = modes_.find(e.worker);
+  const WorkerMode before = it == modes_.end() ? WorkerMode::kReady : it->second.mode;
+  if (e.mode == before) return Status::Ok();
+  if (e.mode == WorkerMode::kReady) {
+    modes_.erase(it);
+  } else {
+    modes_[e.worker] = {e.mode, now, e.who};
+  }
+  if (w) Replace(w, now, out);
+  return Status::Ok();
+}
+
+bool Scheduler::Placeable(const Worker& w) const {
+  if (w.draining) return false;
+  auto it = modes_.find(w.name);
+  return it == modes_.end() || it->second.mode == WorkerMode::kReady;
+}
+
+void Scheduler::Replace(Worker* w, Time now, std::vector<Action>* out) {
+  const bool placeable = Placeable(*w);
+  if (placeable == w->placeable) return;
+  // The free index counts a worker's slots as of when it was indexed.
+  const bool was_indexed = w->indexed;
+  UnindexWorker(w);
+  w->placeable = placeable;
+  if (placeable) {
+    --unplaceable_;
+  } else {
+    ++unplaceable_;
+  }
+  if (!was_indexed) return;
+  IndexWorker(w);
+  if (placeable) {
+    WakeFor(w);
+    Pump(now, out);
+  }
+}
+
+WorkerView Scheduler::ViewOf(const Worker& w) const {
+  WorkerView v;
+  v.name = w.name;
+  v.slots = w.slots;
+  v.running = w.running;
+  v.agents = w.agents;
+  v.last_heartbeat = w.last_heartbeat;
+  v.user_id = w.user_id;
+  v.version = w.version;
+  auto it = modes_.find(w.name);
+  if (w.draining) {
+    v.state = w.running > 0 ? "draining" : "drained";
+    v.since = w.draining_since;
+    v.reason = "the worker is stopping";
+  } else if (it != modes_.end()) {
+    v.state = it->second.mode == WorkerMode::kDraining && w.running == 0 ? "drained"
+                                                                          : std::string(WorkerModeName(it->second.mode));
+    v.since = it->second.since;
+    v.reason = it->second.who.empty() ? "" : "by " + it->second.who;
+  }
+  return v;
+}
+
+std::vector<WorkerView> Scheduler::Workers() const {
+  std::vector<WorkerView> out;
+  out.reserve(workers_.size());
+  for (const auto& [name, w] : workers_) out.push_back(ViewOf(*w));
+  return out;
+}
+
+CoreCounts Scheduler::Counts() const {
+  CoreCounts c;
+  for (const auto& [id, g] : groups_) {
+    ++(g->finished ? c.groups_finished : c.groups_running);
+    for (int s = 0; s < common::kStepStateCount; ++s) c.steps[s] += g->counts[s];
+  }
+  c.workers = workers_.size();
+  c.workers_unplaceable = unplaceable_;
+  for (const auto& [name, w] : workers_) {
+    c.slots += w->slots;
+    c.slots_busy += std::min(w->running, w->slots);
+  }
+  return c;
+}
+
+std::vector<WorkerView> Scheduler::LostWorkers(Time now) const {
+  std::vector<WorkerView> out;
+  for (const auto& [name, v] : lost_) {
+    if (v.since + options_.lost_listed_for > now) out.push_back(v);
+  }
+  std::sort(out.begin(), out.end(), [](const WorkerView& a, const WorkerView& b) { return a.since > b.since; });
+  return out;
+}
+
+void Scheduler::RememberLost(const Worker& gone, std::string reason, Time now) {
+  WorkerView v = ViewOf(gone);
+  v.running = 0;
+  v.state = "lost";
+  v.since = now;
+  v.reason = std::move(reason);
+  std::erase_if(lost_, [&](const auto& entry) { return entry.second.since + options_.lost_listed_for <= now; });
+  if (lost_.size() >= kMaxLostWorkers && !lost_.count(gone.name)) {
+    auto oldest = std::min_element(lost_.begin(), lost_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.since < b.second.since; });
+    lost_.erase(oldest);
+  }
+  lost_[gone.name] = std::move(v);
+  // A mode outlives its worker only while the worker is remembered.
+  std::erase_if(modes_, [&](const auto& entry) {
+    return !workers_.count(entry.first) && !lost_.count(entry.first) && entry.first != gone.name;
+  });
+}
+
+}  // namespace cohort::coordinator
