@@ -1,47 +1,41 @@
 #include "tests/pg_server.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <mutex>
 #include <vector>
 
-#include "worker/unique_fd.h"
+#include "common/unique_fd.h"
+#include "tests/harness_util.h"
 
 namespace cohort::testing {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Fd = worker::UniqueFd;
+using Fd = common::UniqueFd;
 
 constexpr auto kDeadline = std::chrono::seconds(30);
 constexpr const char* kFallbackBinDir = "/usr/lib/postgresql/15/bin";
 constexpr const char* kDirTemplate = "/cohort-pg-XXXXXX";
 // sun_path holds 107 bytes and a NUL, and the socket is DIR/.s.PGSQL.PORT.
 constexpr size_t kMaxSocketPath = 107;
-constexpr size_t kLogTail = 2000;
 
 std::string BinDir() {
   // libpq-dev's pg_config may belong to another major version than the
@@ -97,86 +91,6 @@ std::string TempBase(bool drop, uid_t uid, gid_t gid) {
   return base;
 }
 
-long FileSize(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
-}
-
-// The last kLogTail bytes of what `path` gained past `offset`.
-std::string Tail(const std::string& path, long offset) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "(no " + path + ")";
-  in.seekg(std::max(offset, FileSize(path) - static_cast<long>(kLogTail)));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void CloseFrom(int low) {
-#ifdef SYS_close_range
-  if (::syscall(SYS_close_range, low, ~0U, 0) == 0) return;
-#endif
-  long max = ::sysconf(_SC_OPEN_MAX);
-  if (max < 0 || max > 65536) max = 65536;
-  for (int fd = low; fd < max; ++fd) ::close(fd);
-}
-
-// fork + exec of argv[0] in `cwd`, stdin /dev/null, stdout and stderr
-// appended to `log`, as uid/gid when `drop`. The child stays in the test's
-// process group, so a Ctrl-C of the test run shuts the server down too.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log, bool drop, uid_t uid,
-            gid_t gid) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid != 0) return pid;
-  // Only async-signal-safe calls from here: the test may have threads.
-  const int in = ::open("/dev/null", O_RDONLY);
-  const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (in < 0 || out < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) ::_exit(126);
-  // The test's sockets and pipes would otherwise live as long as the server:
-  // a listening port stays taken, a pipe's reader never sees EOF.
-  CloseFrom(3);
-  // A blocked mask and ignored signals survive exec; a postmaster that never
-  // sees SIGINT would make every Stop a 30 s SIGKILL.
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
-  if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) ::_exit(126);
-  // The test's own directory (say /root/...) may be closed to that user.
-  if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-  ::execv(args[0], args.data());
-  ::_exit(127);
-}
-
-// Reaps `pid` if it has exited. ECHILD (reaped elsewhere, or SIGCHLD
-// ignored) means it is gone as well.
-bool Exited(pid_t pid) {
-  int status = 0;
-  const pid_t r = ::waitpid(pid, &status, WNOHANG);
-  return r == pid || (r < 0 && errno != EINTR);
-}
-
-// A descriptor that becomes readable when `pid` exits (a zombie counts);
-// -1 if the process is gone already.
-int PidFd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-// Waits until one of `fds` (those >= 0) is readable or `deadline` passes;
-// false at the deadline. Nothing here sleeps: every wait is on an event.
-bool WaitReadable(const std::vector<int>& fds, Clock::time_point deadline) {
-  std::vector<pollfd> items;
-  for (int fd : fds) {
-    if (fd >= 0) items.push_back({fd, POLLIN, 0});
-  }
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
-    const int n = ::poll(items.data(), items.size(), static_cast<int>(std::min<long long>(left, 60000)) + 1);
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
-
 // Whether postmaster.pid in `data_dir` says the server accepts connections.
 bool SaysReady(const std::string& data_dir) {
   std::ifstream in(data_dir + "/postmaster.pid");
@@ -184,12 +98,6 @@ bool SaysReady(const std::string& data_dir) {
   for (int i = 0; i < 8 && std::getline(in, line); ++i) {
   }
   return line.rfind("ready", 0) == 0;
-}
-
-void Reap(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
 }
 
 struct ProcStat {
@@ -234,21 +142,6 @@ std::string ConnValue(const std::string& v) {
     q += c;
   }
   return q + "'";
-}
-
-std::string PercentEncode(const std::string& v) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -313,7 +206,7 @@ bool PgServer::Init(std::string* error) {
   const std::string log = dir_ + "/initdb.log";
   const pid_t pid = Spawn(
       {bin_ + "/initdb", "-D", data_dir(), "-U", "cohort", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
-      dir_, log, drop_, uid_, gid_);
+      SpawnOptions{.cwd = dir_, .log = log, .drop = drop_, .uid = uid_, .gid = gid_});
   int status = 0;
   pid_t r = -1;
   if (pid > 0) {
@@ -354,7 +247,7 @@ bool PgServer::Launch(bool* transient, std::string* error) {
     *error = std::string("inotify: ") + std::strerror(errno);
     return false;
   }
-  pid_ = Spawn(argv, dir_, log, drop_, uid_, gid_);
+  pid_ = Spawn(argv, SpawnOptions{.cwd = dir_, .log = log, .drop = drop_, .uid = uid_, .gid = gid_});
   if (pid_ < 0) {
     pid_ = -1;
     *error = std::string("fork: ") + std::strerror(errno);

@@ -1,45 +1,13 @@
-// UniqueFd owns one file descriptor and closes it when it goes out of scope,
-// so that no early return in the spawn path or the runner can leak an fd (a
-// worker that runs thousands of steps would otherwise run out of them). It is
-// a move-only value with no thread contract of its own.
+// The worker's name for common::UniqueFd (common/unique_fd.h), which the
+// spawn path and the runner use throughout.
 #ifndef COHORT_WORKER_UNIQUE_FD_H_
 #define COHORT_WORKER_UNIQUE_FD_H_
 
-#include <unistd.h>
-
-#include <utility>
+#include "common/unique_fd.h"
 
 namespace cohort::worker {
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) Reset(other.Release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
-  int Release() { return std::exchange(fd_, -1); }
-
-  // close() is not retried on EINTR: Linux releases the descriptor even then,
-  // and a retry could close an fd that another thread has just been given.
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using common::UniqueFd;
 
 }  // namespace cohort::worker
 
