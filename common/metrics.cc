@@ -5,8 +5,10 @@
 #include <cmath>
 #include <utility>
 
+#include "common/protocol.h"
 #include "common/quote.h"
 #include "common/utf8.h"
+#include "common/version.h"
 
 namespace cohort::common {
 
@@ -234,6 +236,17 @@ std::string Exposition::Text() const {
     out.append(f.samples);
   }
   return out;
+}
+
+void AddGauge(Exposition& e, std::string_view name, std::string_view help, double value) {
+  e.Declare(name, MetricType::kGauge, help).IgnoreError();
+  e.Add(name, {}, value).IgnoreError();
+}
+
+void AddProcessMetrics(Exposition& e, Time started, Time now) {
+  e.Declare("cohort_build_info", MetricType::kGauge, "This build's version and protocol (always 1).").IgnoreError();
+  e.Add("cohort_build_info", {{"version", kVersion}, {"protocol", kProtocol}}, 1).IgnoreError();
+  AddGauge(e, "cohort_uptime_seconds", "Seconds since this process started.", DurationToSeconds(now - started));
 }
 
 }  // namespace cohort::common

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/time.h"
 
 namespace cohort::common {
 
@@ -143,6 +144,13 @@ class Exposition {
 // which Prometheus keeps for itself).
 bool ValidMetricName(std::string_view name);
 bool ValidLabelName(std::string_view name);
+
+// One unlabelled gauge, declared and set. For the daemons' fixed metric
+// names: a failure would be a programming error, and is ignored.
+void AddGauge(Exposition& e, std::string_view name, std::string_view help, double value);
+// What every cohort daemon exposes: cohort_build_info{version,protocol} and
+// cohort_uptime_seconds since `started`.
+void AddProcessMetrics(Exposition& e, Time started, Time now);
 
 }  // namespace cohort::common
 

@@ -12,6 +12,7 @@
 
 #include "common/daemon.h"
 #include "common/systemd_notify.h"
+#include "common/metrics_server.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/secure_options.h"
@@ -44,7 +45,7 @@ struct Flags {
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, lease_s = 60;
   std::string log_level = "info", secret_key_file;
   std::string state_dir, store = "sqlite", sync = "normal";
-  std::string name, advertise_client, advertise_worker;
+  std::string name, advertise_client, advertise_worker, metrics_endpoint;
   int leader_lease_ms = 4000;
   uint64_t store_max_mb = 0;
   bool insecure = false;
@@ -83,7 +84,10 @@ po::options_description OptionTable(Flags* f) {
        "MiB of the steps' kept output held in memory, over all groups; past it finished groups leave memory "
        "as for --max-steps, and while running groups alone hold more, submissions are refused")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
-       "debug, info, warn or error");
+       "debug, info, warn or error")
+      ("metrics-endpoint", po::value(&f->metrics_endpoint)->value_name("HOST:PORT"),
+       "serve Prometheus metrics over HTTP at /metrics there (a bare PORT means 127.0.0.1; off by default; "
+       "docs/OPERATIONS.md, Monitoring); a standby serves them too");
   po::options_description state("State (docs/OPERATIONS.md)");
   state.add_options()
       ("state-dir", po::value(&f->state_dir)->value_name("DIR"),
@@ -298,6 +302,15 @@ int main(int argc, char** argv) {
   cohort::common::SystemdNotifier notifier = cohort::common::SystemdNotifier::FromEnvironment();
   f.server.notifier = &notifier;
   f.server.name = cohort::common::HostName("localhost");
+  std::unique_ptr<cohort::common::MetricsServer> metrics;
+  if (!f.metrics_endpoint.empty()) {
+    if (auto s = cohort::common::MetricsServer::Listen(f.metrics_endpoint, &metrics); !s.ok()) {
+      std::cerr << "cohort-coordinator: --metrics-endpoint: " << s.message() << "\n";
+      return s.code() == cohort::common::Status::Code::kInvalidArgument ? 2 : 1;
+    }
+    cohort::common::LogInfo("metrics").Kv("endpoint", metrics->endpoint());
+    f.server.metrics = metrics.get();
+  }
   cohort::common::StopSignal stop;
   cohort::common::RaiseOnTermination(&stop);
   cohort::common::StopSignal reload;

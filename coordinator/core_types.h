@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/group_spec.h"
+#include "common/metrics.h"
 #include "common/result.h"
 #include "common/time.h"
 
@@ -158,6 +159,11 @@ struct WorkerExpired {
 
 using Action = std::variant<Dispatch, BroadcastCancel, CancelAttempt, GroupFinished, WorkerExpired>;
 
+// Why steps that could start do not: the first of these that holds.
+enum class QueueCause { kMaxParallel, kNoEligibleWorker, kNoFreeSlot, kBehindOtherGroups, kBackoff };
+inline constexpr int kQueueCauseCount = 5;
+std::string_view QueueCauseName(QueueCause cause);
+
 // What the core holds, counted: for the daemon's status line and metrics.
 struct CoreCounts {
   size_t groups_running = 0;
@@ -167,6 +173,21 @@ struct CoreCounts {
   size_t workers_unplaceable = 0;  // cordoned, draining or leaving
   int64_t slots = 0;   // of live workers
   int64_t slots_busy = 0;
+  // Steps of running groups waiting to start, by cause. Each group's
+  // waiting steps count under the cause of its first one.
+  size_t queued[kQueueCauseCount] = {};
+};
+
+// What the core has seen since it started, for metrics: latencies in
+// seconds and counts of decisions. Not restored from a store.
+struct CoreObservations {
+  CoreObservations();
+  common::Histogram dispatch_to_start;  // RUN sent to STARTED heard
+  common::Histogram run_time;           // started to ended, every attempt that ran
+  common::Histogram cancel_latency;     // cancel asked to the attempt reported over
+  // Attempts that failed and were retried, by how they failed.
+  uint64_t retries_exit = 0, retries_timeout = 0, retries_worker_lost = 0;
+  uint64_t groups_ended[4] = {};  // by common::GroupState
 };
 
 struct WorkerView {

@@ -311,6 +311,7 @@ void Scheduler::MaybeFinish(Group* g, Time now, std::vector<Action>* out) {
   g->pending.clear();
   g->retry_ready.clear();
   Unpark(g);
+  ++observations_.groups_ended[static_cast<int>(g->state)];
   Journal<GroupEnded>(g->submission, g->state, UnixMs(now));
   out->push_back(GroupFinished{g->spec.id, g->state, g->submission});
 }
@@ -392,6 +393,9 @@ void Scheduler::Decide(Group* g, uint32_t i, AttemptStatus status, const std::st
     }
     bool retry = allowed && !g->stopping && !cancel_asked && static_cast<int64_t>(st.attempts.size()) < limit;
     if (retry) {
+      ++(kind == common::FailureKind::kTimeout      ? observations_.retries_timeout
+         : kind == common::FailureKind::kWorkerLost ? observations_.retries_worker_lost
+                                                    : observations_.retries_exit);
       SetState(g, i, StepState::kRetrying);
       Duration delay = kind == common::FailureKind::kWorkerLost
                            ? std::max(Duration::zero(), retry_not_before - now)
@@ -448,7 +452,11 @@ Status Scheduler::Started(const StepStarted& e, Time now, std::vector<Action>* o
     out->push_back(CancelAttempt{e.ref, e.worker});
     return Status::Ok();
   }
-  if (!st->attempts.back().started_at) st->attempts.back().started_at = now;
+  common::AttemptRecord& rec = st->attempts.back();
+  if (!rec.started_at) {
+    rec.started_at = now;
+    observations_.dispatch_to_start.Observe(common::DurationToSeconds(now - rec.dispatched_at));
+  }
   return Status::Ok();
 }
 
@@ -502,9 +510,13 @@ Status Scheduler::Finished(const StepFinished& e, Time now, std::vector<Action>*
       error = "ended without an exit code";
     }
   }
+  if (status == AttemptStatus::kCancelled && st->cancel_requested) {
+    observations_.cancel_latency.Observe(common::DurationToSeconds(now - st->cancel_at));
+  }
   CloseAttempt(g, e.ref.step, status, now);
   common::AttemptRecord& rec = st->attempts.back();
   if (!rec.started_at) rec.started_at = rec.dispatched_at;
+  observations_.run_time.Observe(common::DurationToSeconds(now - *rec.started_at));
   rec.exit_code = o.exit_code;
   rec.signal = o.signal;
   rec.error = error;

@@ -235,8 +235,9 @@ class Scheduler {
   std::vector<WorkerView> Workers() const;
   // Workers lost within lost_listed_for before `now`, newest first.
   std::vector<WorkerView> LostWorkers(common::Time now) const;
-  // Linear in the groups and workers held.
+  // Linear in the groups and workers held (scheduler_metrics.cc).
   CoreCounts Counts() const;
+  const CoreObservations& observations() const { return observations_; }
   static constexpr size_t kMaxLostWorkers = 1024;
   size_t group_count() const { return groups_.size(); }
   // The mapping records are written with: whoever shows the core's times
@@ -386,6 +387,8 @@ class Scheduler {
   // Keeps `gone` in the lost list, evicting what is old.
   void RememberLost(const Worker& gone, std::string reason, common::Time now);
   std::string WaitingReason(const Group& g, uint32_t step) const;
+  // Why a step of `g` needing `agent` ("" for any worker) waits now.
+  QueueCause CauseOf(const Group& g, const std::string& agent) const;
 
   SchedulerOptions options_;
   std::mt19937_64 rng_;
@@ -442,6 +445,7 @@ class Scheduler {
   std::map<std::string, ModeEntry, std::less<>> modes_;
   size_t unplaceable_ = 0;  // live workers not offered new steps
   std::map<std::string, WorkerView, std::less<>> lost_;
+  CoreObservations observations_;
 
   size_t steps_held_ = 0;              // steps of every group held, running or retained
   size_t output_held_ = 0;             // their output tails in memory

@@ -223,25 +223,37 @@ void Scheduler::AdjustRunning(Worker* w, int64_t delta) {
   if (delta < 0 && was_indexed && !w->agents.empty() && !parked_.empty()) WakeFor(w);
 }
 
+QueueCause Scheduler::CauseOf(const Group& g, const std::string& agent) const {
+  if (!agent.empty()) {
+    auto it = agent_workers_.find(agent);
+    if (it == agent_workers_.end() || it->second <= 0) return QueueCause::kNoEligibleWorker;
+  }
+  if (g.in_progress >= g.max_parallel) return QueueCause::kMaxParallel;
+  if (workers_.empty()) return QueueCause::kNoEligibleWorker;
+  if (!agent.empty()) return QueueCause::kNoFreeSlot;
+  return total_free_ > 0 ? QueueCause::kBehindOtherGroups : QueueCause::kNoFreeSlot;
+}
+
 std::string Scheduler::WaitingReason(const Group& g, uint32_t i) const {
   if (g.stopping || g.finished) return "";
   const std::string& agent = g.spec.steps[i].agent;
-  if (!agent.empty()) {
-    auto it = agent_workers_.find(agent);
-    if (it == agent_workers_.end() || it->second <= 0) {
-      return "no live worker offers agent \"" + agent + "\"";
-    }
-  }
-  if (g.in_progress >= g.max_parallel) {
-    return "max_parallel (" + std::to_string(g.max_parallel) + ") reached";
-  }
-  if (workers_.empty()) return "no worker has joined";
   // Cordoned and draining workers offer no free slot: say so, or an
   // operator would look for busy steps that are not there.
   const std::string unplaceable =
       unplaceable_ == 0 ? "" : " (" + std::to_string(unplaceable_) + " cordoned or draining)";
-  if (!agent.empty()) return "every worker offering agent \"" + agent + "\" is busy" + unplaceable;
-  return total_free_ > 0 ? "queued behind other groups" : "every worker slot is busy" + unplaceable;
+  switch (CauseOf(g, agent)) {
+    case QueueCause::kNoEligibleWorker:
+      return agent.empty() ? "no worker has joined" : "no live worker offers agent \"" + agent + "\"";
+    case QueueCause::kMaxParallel:
+      return "max_parallel (" + std::to_string(g.max_parallel) + ") reached";
+    case QueueCause::kNoFreeSlot:
+      return agent.empty() ? "every worker slot is busy" + unplaceable
+                           : "every worker offering agent \"" + agent + "\" is busy" + unplaceable;
+    case QueueCause::kBehindOtherGroups:
+    case QueueCause::kBackoff:
+      break;
+  }
+  return "queued behind other groups";
 }
 
 }  // namespace cohort::coordinator

@@ -95,21 +95,6 @@ std::vector<WorkerView> Scheduler::Workers() const {
   return out;
 }
 
-CoreCounts Scheduler::Counts() const {
-  CoreCounts c;
-  for (const auto& [id, g] : groups_) {
-    ++(g->finished ? c.groups_finished : c.groups_running);
-    for (int s = 0; s < common::kStepStateCount; ++s) c.steps[s] += g->counts[s];
-  }
-  c.workers = workers_.size();
-  c.workers_unplaceable = unplaceable_;
-  for (const auto& [name, w] : workers_) {
-    c.slots += w->slots;
-    c.slots_busy += std::min(w->running, w->slots);
-  }
-  return c;
-}
-
 std::vector<WorkerView> Scheduler::LostWorkers(Time now) const {
   std::vector<WorkerView> out;
   for (const auto& [name, v] : lost_) {

@@ -87,6 +87,9 @@ Time Server::NextWake() const {
   if (options_.notifier) {
     if (auto w = options_.notifier->NextWatchdog()) until = std::min(until, *w);
   }
+  if (options_.metrics) {
+    if (auto m = options_.metrics->NextDeadline()) until = std::min(until, *m);
+  }
   // While the store cannot be written the core's timers wait (see Turn).
   if (auto d = core_.NextDeadline(); d && !store_error_) until = std::min(until, *d);
   return until;
@@ -108,7 +111,9 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
       return 0;
     }
     if (!Turn(ready, reload, env)) return stepped_down_ ? kSteppedDown : 1;
-    Notify(Clock::now());
+    const Time done = Clock::now();
+    if (options_.metrics) options_.metrics->Process(metrics_fds_, done, [&] { return MetricsText(done); });
+    Notify(done);
   }
 }
 
@@ -135,26 +140,30 @@ void Server::Notify(Time now) {
 bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready) {
   const Time now = Clock::now();
   // Optional items last, so the indices of the first three hold.
-  zmq::pollitem_t items[6] = {
+  std::vector<zmq::pollitem_t> items = {
       {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
       {nullptr, stop.fd(), ZMQ_POLLIN, 0},
   };
-  int count = 3;
   // A pipelined commit's answer wakes the loop.
-  if (in_flight_ && options_.store->fd() >= 0) items[count++] = {nullptr, options_.store->fd(), ZMQ_POLLIN, 0};
-  const int zap_at = zap_ ? count++ : -1;
-  if (zap_at >= 0) items[zap_at] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
-  const int reload_at = reload ? count++ : -1;
-  if (reload_at >= 0) items[reload_at] = {nullptr, reload->fd(), ZMQ_POLLIN, 0};
+  if (in_flight_ && options_.store->fd() >= 0) items.push_back({nullptr, options_.store->fd(), ZMQ_POLLIN, 0});
+  const int zap_at = zap_ ? static_cast<int>(items.size()) : -1;
+  if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
+  const int reload_at = reload ? static_cast<int>(items.size()) : -1;
+  if (reload) items.push_back({nullptr, reload->fd(), ZMQ_POLLIN, 0});
+  const size_t metrics_at = items.size();
+  metrics_fds_.clear();
+  if (options_.metrics) options_.metrics->PollFds(&metrics_fds_);
+  for (const pollfd& p : metrics_fds_) items.push_back({nullptr, p.fd, p.events, 0});
   try {
-    zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) {
       common::LogError("poll_failed").Kv("error", e.what());
       return false;
     }
   }
+  for (size_t i = 0; i < metrics_fds_.size(); ++i) metrics_fds_[i].revents = items[metrics_at + i].revents;
   ready->stop = items[2].revents & ZMQ_POLLIN;
   ready->zap = zap_at >= 0 && (items[zap_at].revents & ZMQ_POLLIN);
   ready->reload = reload_at >= 0 && (items[reload_at].revents & ZMQ_POLLIN);
@@ -241,6 +250,7 @@ void Server::ServeClients(common::Envelope& env, Time now) {
 }
 
 void Server::BadMessage(std::string_view socket, const Status& why, Time now) {
+  ++(socket == "client" ? bad_client_messages_ : bad_worker_messages_);
   uint64_t suppressed = 0;
   if (bad_input_log_.Allow(now, &suppressed)) {
     LogWarn("bad_message").Kv("socket", socket).Kv("error", why.message()).Kv("suppressed", suppressed);

@@ -45,6 +45,8 @@
 #include "common/protocol.h"
 #include "common/status.h"
 #include "common/systemd_notify.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 #include "common/curve_keys.h"
 #include "common/clock.h"
 #include "common/time.h"
@@ -88,7 +90,14 @@ struct ServerOptions {
   // Readiness, status and watchdog for systemd; null sends none. Outlives
   // the Server.
   common::SystemdNotifier* notifier = nullptr;
+  // Answers Prometheus's scrapes from the loop (server_metrics.cc); null:
+  // no --metrics-endpoint. Outlives the Server.
+  common::MetricsServer* metrics = nullptr;
 };
+
+// What every coordinator's scrape holds, leading or standing by: the build,
+// the uptime and the role.
+void CoordinatorBuildMetrics(common::Exposition& e, bool leading, common::Time started, common::Time now);
 
 class Server {
  public:
@@ -137,6 +146,8 @@ class Server {
   std::string StatusLine() const;
   // Pings the watchdog and redraws the status, at most once a second.
   void Notify(common::Time now);
+  // The text of a scrape (server_metrics.cc).
+  std::string MetricsText(common::Time now) const;
 
   // The store and the outbox (server_store.cc).
   // Loads the store into the core; the core's clock starts after the load,
@@ -267,6 +278,10 @@ class Server {
   bool stepped_down_ = false;
   common::RateLimiter lease_log_{1, std::chrono::seconds(5)};
   common::Time next_status_{};
+  // The metrics server's descriptors as the last poll saw them.
+  std::vector<pollfd> metrics_fds_;
+  common::Histogram commit_time_{common::Histogram::DefaultSecondsBounds()};
+  uint64_t bad_client_messages_ = 0, bad_worker_messages_ = 0;
 };
 
 }  // namespace cohort::coordinator

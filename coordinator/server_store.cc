@@ -90,7 +90,9 @@ Status Server::CommitJournal(Time now) {
   core_.TakeJournal(&unsaved_);
   if (unsaved_.empty()) return Status::Ok();
   if (store_error_ && now < next_store_retry_) return *store_error_;
+  const Time started = common::Clock::now();
   Status s = options_.store->Commit(unsaved_);
+  commit_time_.Observe(common::DurationToSeconds(common::Clock::now() - started));
   if (!s.ok()) {
     CommitFailed(s, now);
     return s;
@@ -214,6 +216,7 @@ bool Server::PollCommit(Time now) {
     in_flight_confirms_.clear();
     return CommitFailed(s, now);
   }
+  commit_time_.Observe(common::DurationToSeconds(common::Clock::now() - in_flight_since_));
   Committed();
   in_flight_records_.clear();
   // The commit was fenced, but the process may have been paused since.

@@ -3,6 +3,7 @@
 #include "common/clock.h"
 #include "common/codec.h"
 #include "common/result_json.h"
+#include "coordinator/server.h"
 #include "common/transport.h"
 
 namespace cohort::coordinator {
@@ -82,15 +83,21 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
     if (options_.notifier) {
       if (auto w = options_.notifier->NextWatchdog()) wake = std::min(wake, *w);
     }
-    zmq::pollitem_t items[4] = {
+    if (options_.metrics) {
+      if (auto m = options_.metrics->NextDeadline()) wake = std::min(wake, *m);
+    }
+    std::vector<zmq::pollitem_t> items = {
         {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
         {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
         {nullptr, stop.fd(), ZMQ_POLLIN, 0},
     };
-    const int count = zap_ ? 4 : 3;
-    if (zap_) items[3] = {static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0};
+    if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
+    const size_t metrics_at = items.size();
+    std::vector<pollfd> metrics_fds;
+    if (options_.metrics) options_.metrics->PollFds(&metrics_fds);
+    for (const pollfd& p : metrics_fds) items.push_back({nullptr, p.fd, p.events, 0});
     try {
-      zmq::poll(items, count, std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), wake)));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), wake)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
         common::LogError("poll_failed").Kv("error", e.what());
@@ -104,6 +111,15 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
     if (zap_ && (items[3].revents & ZMQ_POLLIN)) zap_->HandleRequests(Clock::now());
     AnswerWorkers();
     AnswerClients();
+    if (options_.metrics) {
+      for (size_t i = 0; i < metrics_fds.size(); ++i) metrics_fds[i].revents = items[metrics_at + i].revents;
+      const Time now = Clock::now();
+      options_.metrics->Process(metrics_fds, now, [&] {
+        common::Exposition e;
+        CoordinatorBuildMetrics(e, false, options_.started, now);
+        return e.Text();
+      });
+    }
   }
 }
 

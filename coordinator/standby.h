@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/systemd_notify.h"
+#include "common/metrics_server.h"
 #include "common/time.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/leadership.h"
@@ -38,6 +39,7 @@ struct StandbyOptions {
   std::string authorized_clients, authorized_workers;
   common::Time started{};  // when the process started, for PING
   common::SystemdNotifier* notifier = nullptr;  // null: none; outlives the Standby
+  common::MetricsServer* metrics = nullptr;     // likewise
 };
 
 // The refusal a standby answers with: what this coordinator is and who

@@ -27,6 +27,7 @@
 #include "common/protocol.h"
 #include "common/secure_options.h"
 #include "common/systemd_notify.h"
+#include "common/metrics_server.h"
 #include "common/clock.h"
 #include "common/time.h"
 #include "worker/result_spill.h"
@@ -65,6 +66,9 @@ struct WorkerOptions {
   // Readiness, status and watchdog for systemd; null sends none. Outlives
   // the loop.
   common::SystemdNotifier* notifier = nullptr;
+  // Answers Prometheus's scrapes from the loop; null: no --metrics-endpoint.
+  // Outlives the loop.
+  common::MetricsServer* metrics = nullptr;
 };
 
 // `o` with what was left to the worker filled in: the host name for an
@@ -109,6 +113,7 @@ class WorkerLoop {
   void OnStop(common::Time now);
   common::Time NextWake() const;
   std::string StatusLine(common::Time now) const;
+  std::string MetricsText(common::Time now) const;
   void Notify(common::Time now);
 
   WorkerOptions options_;
@@ -121,6 +126,11 @@ class WorkerLoop {
   WorkerCore core_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   common::Time next_status_{};
+  common::Time started_ = common::Clock::now();
+  // Steps that ended since start, by how: exited 0, exited non-zero, killed
+  // by a signal, never started.
+  uint64_t ended_ok_ = 0, ended_exit_ = 0, ended_signal_ = 0, ended_not_started_ = 0;
+  uint64_t bad_messages_ = 0;
 };
 
 }  // namespace cohort::worker

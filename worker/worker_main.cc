@@ -8,6 +8,7 @@
 
 #include "common/daemon.h"
 #include "common/systemd_notify.h"
+#include "common/metrics_server.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/state_dir.h"
@@ -52,6 +53,7 @@ struct Flags {
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   double drain_timeout_s = 30;
+  std::string metrics_endpoint;
   size_t tail_kib = 64;
   size_t unconfirmed_mib = 64;
   size_t spill_mib = 1024;
@@ -72,6 +74,9 @@ po::options_description OptionTable(Flags* f) {
        "\"agent\" run only on workers offering it)")
       ("kill-grace-ms", po::value(&f->kill_grace_ms)->default_value(f->kill_grace_ms)->value_name("MS"),
        "time between SIGTERM and SIGKILL when a step is timed out or cancelled")
+      ("metrics-endpoint", po::value(&f->metrics_endpoint)->value_name("HOST:PORT"),
+       "serve Prometheus metrics over HTTP at /metrics there (a bare PORT means 127.0.0.1; off by default; "
+       "docs/OPERATIONS.md, Monitoring)")
       ("drain-timeout", po::value(&f->drain_timeout_s)->default_value(f->drain_timeout_s)->value_name("S"),
        "on SIGTERM, seconds to let running steps finish (no new ones are taken) before stopping the rest; "
        "0 stops them at once. A stop takes at most this plus --kill-grace-ms plus 10 s")
@@ -286,6 +291,15 @@ int main(int argc, char** argv) {
   }
   cohort::common::SystemdNotifier notifier = cohort::common::SystemdNotifier::FromEnvironment();
   o.notifier = &notifier;
+  std::unique_ptr<cohort::common::MetricsServer> metrics;
+  if (!f.metrics_endpoint.empty()) {
+    if (auto s = cohort::common::MetricsServer::Listen(f.metrics_endpoint, &metrics); !s.ok()) {
+      std::cerr << "cohort-worker: --metrics-endpoint: " << s.message() << "\n";
+      return s.code() == cohort::common::Status::Code::kInvalidArgument ? 2 : 1;
+    }
+    cohort::common::LogInfo("metrics").Kv("endpoint", metrics->endpoint());
+    o.metrics = metrics.get();
+  }
   cohort::worker::WorkerLoop loop(o, f.spill_mib > 0 ? &spill : nullptr);
   return loop.Run(stop);
 }

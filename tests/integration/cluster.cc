@@ -271,6 +271,12 @@ Daemon& Cluster::LaunchWorker(const std::string& name, int slots, std::vector<st
     argv.push_back("--state-dir");
     argv.push_back(dir_ + "/worker-" + name + "-state");
   }
+  // SIGTERM stops a test's workers at once, as tests that stop a worker
+  // mean and as teardown needs; the tests of the drain ask for one.
+  if (std::find(extra.begin(), extra.end(), "--drain-timeout") == extra.end()) {
+    argv.push_back("--drain-timeout");
+    argv.push_back("0");
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto d = std::make_unique<Daemon>(argv, dir_ + "/worker-" + name + ".log");
   Daemon& ref = *d;

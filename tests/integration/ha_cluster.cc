@@ -56,7 +56,7 @@ Daemon& HaCluster::StartWorker(const std::string& name, int slots, std::vector<s
   std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-worker", "--coordinator", all, "--name", name,
                                    "--slots", std::to_string(slots), "--heartbeat-ms", std::to_string(heartbeat_ms_),
                                    "--kill-grace-ms", "2000", "--log-level", "debug", "--state-dir",
-                                   dir_ + "/worker-" + name + "-state"};
+                                   dir_ + "/worker-" + name + "-state", "--drain-timeout", "0"};
   for (const std::string& f : StepUserFlags()) argv.push_back(f);
   argv.insert(argv.end(), extra.begin(), extra.end());
   // A previous worker of this name is stopped first: it holds the state

@@ -330,7 +330,7 @@ TEST_CASE("a worker refuses RUNs beyond its slots and survives garbage from its 
   const std::string marker = "cohortmark-slots-" + std::to_string(getpid());
   Daemon worker({COHORT_BIN_DIR "/cohort-worker", "--coordinator", ep, "--name", "w", "--slots", "2",
                  "--heartbeat-ms", "200", "--kill-grace-ms", "500", "--log-level", "debug", "--state-dir",
-                 dir + "/worker-state", "--run-as", StepUserFlags()[1]},
+                 dir + "/worker-state", "--run-as", StepUserFlags()[1], "--drain-timeout", "0"},
                 dir + "/worker.log");
   std::string route;
   std::optional<common::Message> m;

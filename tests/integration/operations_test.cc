@@ -161,7 +161,7 @@ TEST_CASE("a drain that runs out of time stops what is left, and a second SIGTER
   CHECK(c.worker("w2").Wait(20s) == 0);
 }
 
-TEST_CASE("cohort cordon, drain and uncordon; workers shows states and versions; ping answers", "[ops][cordon]") {
+TEST_CASE("cohort cordon, drain and uncordon, workers shows states and versions, ping answers", "[ops][cordon]") {
   Cluster c;
   c.StartCoordinator();
   c.StartWorker("w1", 1);
