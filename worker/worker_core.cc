@@ -142,7 +142,7 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // and the ZMTP heartbeats notice a dead one. Closing it would only make
     // a busy coordinator lose us: we register again until it answers.
     out->push_back(Note(Notice::Level::kWarn, "coordinator_silent",
-                        {{"coordinator", current_}, {"silent_ms", Ms(now - last_heard_)}}));
+                        {{"coordinator", current_}, {"silent-ms", Ms(now - last_heard_)}}));
     registered_ = false;
   }
   if (!registered_) MoveOnIfSilent(now, out);
@@ -211,8 +211,8 @@ void WorkerCore::StopForLease(Time now, std::vector<Action>* out) {
   if (n == 0) return;
   out->push_back(Note(Notice::Level::kWarn, "lease_expired",
                       {{"coordinator", current_},
-                       {"lease_ms", Ms(lease_)},
-                       {"acknowledged_ms_ago", lease_from_ ? Ms(now - *lease_from_) : "never"},
+                       {"lease-ms", Ms(lease_)},
+                       {"acknowledged-ms-ago", lease_from_ ? Ms(now - *lease_from_) : "never"},
                        {"stopping", std::to_string(n)}}));
 }
 
@@ -230,8 +230,8 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   const common::Duration lease = std::chrono::milliseconds(w.lease_ms);
   if (lease != lease_ && lease > common::Duration::zero() && options_.kill_grace + kLeaseMargin > lease / 2) {
     out->push_back(Note(Notice::Level::kWarn, "kill_grace_too_long_for_lease",
-                        {{"kill_grace_ms", Ms(options_.kill_grace)},
-                         {"lease_ms", Ms(lease)},
+                        {{"kill-grace-ms", Ms(options_.kill_grace)},
+                         {"lease-ms", Ms(lease)},
                          {"hint", "steps may outlive the lease by up to the kill grace; keep --kill-grace-ms "
                                   "under half the coordinator's --worker-lease minus 1 s"}}));
   }
@@ -254,7 +254,7 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   cancelled_.clear();
   cancelled_order_.clear();
   out->push_back(Note(Notice::Level::kInfo, "registered",
-                      {{"heartbeat_ms", std::to_string(heartbeat_ms_)},
+                      {{"heartbeat-ms", std::to_string(heartbeat_ms_)},
                        {"liveness", std::to_string(liveness_)},
                        {"cancel", endpoint}}));
   // Results the coordinator may have missed while we were apart; their

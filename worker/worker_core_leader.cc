@@ -18,7 +18,7 @@ bool WorkerCore::FromOldLeader(uint64_t epoch, std::string_view what, std::vecto
     out->push_back(Note(Notice::Level::kWarn, "ignored_former_leader",
                         {{"message", std::string(what)},
                          {"epoch", std::to_string(epoch)},
-                         {"leader_epoch", std::to_string(epoch_)}}));
+                         {"leader-epoch", std::to_string(epoch_)}}));
     return true;
   }
   if (epoch_ != 0) {

@@ -168,7 +168,7 @@ int LoadPolicy(Flags* f) {
     if (::stat(f->secret_key_file.c_str(), &st) == 0 && (st.st_uid == step_uid || step_uid == 0)) {
       cohort::common::LogWarn("steps_can_read_secret_key")
           .Kv("file", f->secret_key_file)
-          .Kv("step_uid", step_uid)
+          .Kv("step-uid", step_uid)
           .Kv("hint", "run the worker as root with --run-as a user that owns no keys (docs/SECURITY.md)");
     }
   }
@@ -220,7 +220,7 @@ int BeginLife(Flags* f, cohort::worker::LifeRecord* record) {
   // What the previous life left running (it was SIGKILLed, and no cgroup
   // cleaned up) belongs to attempts the coordinator has moved on from.
   if (int n = cohort::worker::KillLeftovers(record->previous()); n > 0) {
-    cohort::common::LogWarn("leftovers_killed").Kv("worker", o.name).Kv("processes", n).Kv("state_dir", dir);
+    cohort::common::LogWarn("leftovers_killed").Kv("worker", o.name).Kv("processes", n).Kv("state-dir", dir);
   }
   if (auto s = record->Begin(&o.life); !s.ok()) {
     std::cerr << "cohort-worker: " << s.message() << "\n";

@@ -69,7 +69,7 @@ TEST_CASE("a step running across a coordinator crash completes with one attempt,
   REQUIRE(res["steps"].size() == 1);
   CHECK(res["steps"][0]["attempts"] == 1);
   CHECK(res["steps"][0]["stdout"] == "done\n");
-  CHECK(c.coordinator().Log().find("unclaimed_attempts=1") != std::string::npos);
+  CHECK(c.coordinator().Log().find("unclaimed-attempts=1") != std::string::npos);
 }
 
 TEST_CASE("every acknowledged group and result reads the same after a crash", "[e2e][durable]") {
