@@ -211,6 +211,13 @@ LogLine& LogLine::Kv(std::string_view key, std::string_view value) {
   return *this;
 }
 
+LogLine& LogLine::KvNumber(std::string_view key, std::string_view digits) {
+  const std::string_view magnitude = !digits.empty() && digits[0] == '-' ? digits.substr(1) : digits;
+  const bool integer = !magnitude.empty() && magnitude.find_first_not_of("0123456789") == std::string_view::npos &&
+                       (magnitude.size() == 1 || magnitude[0] != '0');
+  return integer ? Literal(key, digits) : Kv(key, digits);
+}
+
 LogLine& LogLine::Literal(std::string_view key, std::string_view text) {
   if (!enabled_) return *this;
   Key(key);

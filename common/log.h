@@ -65,6 +65,10 @@ class LogLine {
   LogLine& Kv(std::string_view key, std::string_view value);
   LogLine& Kv(std::string_view key, const char* value) { return Kv(key, std::string_view(value)); }
   LogLine& Kv(std::string_view key, const std::string& value) { return Kv(key, std::string_view(value)); }
+  // An integer already in decimal (a leading '-' allowed), such as a value
+  // that came through a pure core as text: a JSON number in the json format.
+  // Anything else is written as a string.
+  LogLine& KvNumber(std::string_view key, std::string_view digits);
   // Numbers and booleans: JSON numbers and true/false in the json format.
   template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
   LogLine& Kv(std::string_view key, T value) {

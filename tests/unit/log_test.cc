@@ -114,6 +114,16 @@ TEST_CASE("log: json lines are one object each, numbers as numbers", "[unit][log
         "\"inf\":\"inf\",\"count\":18446744073709551615}\n");
 }
 
+TEST_CASE("log: an integer given as text is a number only when it is one", "[unit][log]") {
+  StderrCapture capture;
+  SetLogFormat(LogFormat::kJson);
+  LogInfo("n").KvNumber("a", "42").KvNumber("b", "-7").KvNumber("c", "0").KvNumber("d", "007").KvNumber("e", "1e3")
+      .KvNumber("f", "").KvNumber("g", "-");
+  CHECK(capture.Take() ==
+        "{\"ts\":\"2026-12-03T14:35:21.123Z\",\"level\":\"info\",\"event\":\"n\",\"a\":42,\"b\":-7,\"c\":0,"
+        "\"d\":\"007\",\"e\":\"1e3\",\"f\":\"\",\"g\":\"-\"}\n");
+}
+
 TEST_CASE("log: on the journal's stream, a priority instead of a time", "[unit][log]") {
   StderrCapture capture;
   capture.PretendJournal(0);
