@@ -49,15 +49,51 @@ std::string DefaultStateDir(const std::string& leaf) {
 
 Status MakeStateDir(const std::string& dir, const std::string& program) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::IoError("cannot create the state directory " + dir + ": " + Errno(errno) +
-                           "; create it, writable by " + program + ", or choose another --state-dir");
+    return Status::FailedPrecondition("cannot create the state directory " + dir + ": " + Errno(errno) +
+                                      "; create it, writable by " + program + ", or choose another --state-dir");
   }
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
-    return Status::IoError("cannot use the state directory " + dir + ": " + Errno(errno));
+    return Status::FailedPrecondition("cannot use the state directory " + dir + ": " + Errno(errno));
   }
   if (!S_ISDIR(st.st_mode)) {
-    return Status::IoError("the state directory " + dir + " is not a directory; choose another --state-dir");
+    return Status::FailedPrecondition("the state directory " + dir +
+                                      " is not a directory; choose another --state-dir");
+  }
+  return Status::Ok();
+}
+
+Status CheckStateDir(const std::string& dir, const std::string& program) {
+  if (dir.empty() || dir[0] != '/') {
+    return Status::FailedPrecondition("the state directory \"" + dir + "\" is not an absolute path");
+  }
+  // The nearest directory that exists must let this process create (or,
+  // being the state directory itself, use) what lies below it.
+  std::string at = dir;
+  while (true) {
+    struct stat st;
+    if (::stat(at.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return Status::FailedPrecondition((at == dir ? "the state directory " : "the state directory's parent ") +
+                                          at + " is not a directory; choose another --state-dir");
+      }
+      if (::access(at.c_str(), W_OK | X_OK) != 0) {
+        return Status::FailedPrecondition(
+            (at == dir ? "the state directory " + dir : "cannot create the state directory " + dir + ": " + at) +
+            " is not writable by " + program + " (" + Errno(errno) + "); make it so, or choose another --state-dir");
+      }
+      break;
+    }
+    if (errno != ENOENT) {
+      return Status::FailedPrecondition("cannot use the state directory " + dir + ": " + at + ": " + Errno(errno));
+    }
+    const size_t slash = at.find_last_of('/');
+    at = slash == 0 ? "/" : at.substr(0, slash);
+  }
+  const std::string lock = dir + "/" + kLockName;
+  if (::access(lock.c_str(), F_OK) == 0 && ::access(lock.c_str(), R_OK | W_OK) != 0) {
+    return Status::FailedPrecondition("cannot open " + lock + ": " + Errno(errno) + "; it must be writable by " +
+                                      program);
   }
   return Status::Ok();
 }
@@ -82,8 +118,8 @@ Status StateDirLock::Take(const std::string& dir, const std::string& program, St
   const std::string path = dir + "/" + kLockName;
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return Status::IoError("cannot open " + path + ": " + Errno(errno) + "; the state directory " + dir +
-                           " must be writable by " + program);
+    return Status::FailedPrecondition("cannot open " + path + ": " + Errno(errno) + "; the state directory " +
+                                      dir + " must be writable by " + program);
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;

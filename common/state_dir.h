@@ -27,7 +27,15 @@ std::string DefaultStateDir(const std::string& leaf);
 
 // Creates `dir` (mode 0700) when missing; its parent must exist. `program`
 // names the daemon in the error ("writable by cohort-worker").
+// FailedPrecondition when it cannot be made or is no directory.
 Status MakeStateDir(const std::string& dir, const std::string& program);
+
+// Whether MakeStateDir and StateDirLock::Take could succeed on `dir`, without
+// creating or locking anything (for --check-config): the directory, or the
+// nearest of its parents that exists, is a directory this process may
+// write, and an existing lock file may be opened. A lock held by a running
+// daemon is not an error here. FailedPrecondition naming what is wrong.
+Status CheckStateDir(const std::string& dir, const std::string& program);
 
 class StateDirLock {
  public:
@@ -39,7 +47,8 @@ class StateDirLock {
   StateDirLock& operator=(const StateDirLock&) = delete;
 
   // Takes DIR/lock exclusively and writes our pid in it. FailedPrecondition,
-  // naming the holder's pid, when another process holds it.
+  // naming the holder's pid, when another process holds it, and when the
+  // lock file cannot be opened.
   static Status Take(const std::string& dir, const std::string& program, StateDirLock* out);
 
   bool held() const { return fd_ >= 0; }

@@ -1,6 +1,7 @@
 #include "common/transport.h"
 
 #include <array>
+#include <cerrno>
 #include <span>
 
 #include "common/codec.h"
@@ -91,8 +92,47 @@ Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::strin
     if (bound) *bound = socket.get(zmq::sockopt::last_endpoint);
     return Status::Ok();
   } catch (const zmq::error_t& e) {
-    return Status::Unavailable("cannot bind " + endpoint + ": " + e.what());
+    std::string why = "cannot bind " + endpoint + ": " + e.what();
+    switch (e.num()) {
+      case EADDRINUSE:
+      case EADDRNOTAVAIL:
+      case ENODEV:
+      case EACCES:
+        return Status::FailedPrecondition(std::move(why));
+      case EINVAL:
+      case EPROTONOSUPPORT:
+      case ENOCOMPATPROTO:
+        return Status::InvalidArgument(std::move(why));
+      default:
+        return Status::Unavailable(std::move(why));
+    }
   }
+}
+
+Status CheckEndpoint(const std::string& endpoint, bool for_bind) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("endpoint \"" + endpoint + "\": " + why);
+  };
+  for (const char* scheme : {"ipc://", "inproc://"}) {
+    const std::string prefix = scheme;
+    if (endpoint.rfind(prefix, 0) == 0) {
+      return endpoint.size() > prefix.size() ? Status::Ok() : bad("names nothing after " + prefix);
+    }
+  }
+  if (endpoint.rfind("tcp://", 0) != 0) return bad("give tcp://HOST:PORT, ipc://PATH or inproc://NAME");
+  const std::string rest = endpoint.substr(6);
+  const size_t colon = rest.rfind(':');
+  // "tcp://source;host:port" connects from a source: the host is after ';'.
+  const size_t semi = rest.rfind(';');
+  const size_t host_at = semi == std::string::npos ? 0 : semi + 1;
+  if (colon == std::string::npos || colon <= host_at) return bad("give tcp://HOST:PORT");
+  const std::string port = rest.substr(colon + 1);
+  if (port == "*") return for_bind ? Status::Ok() : bad("a port of * only binds");
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535 || (std::stoi(port) == 0 && !for_bind)) {
+    return bad("port \"" + port + "\" is not a port number");
+  }
+  return Status::Ok();
 }
 
 Status ConnectSocket(zmq::socket_t& socket, const std::string& endpoint) {

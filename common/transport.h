@@ -52,8 +52,16 @@ bool SendMessage(zmq::socket_t& socket, const std::optional<std::string>& route,
 void ConfigureSocket(zmq::socket_t& socket);
 
 // "tcp://127.0.0.1:5700" -> bound endpoint after a successful bind (resolves
-// a wildcard port); Unavailable naming the endpoint and the reason otherwise.
+// a wildcard port). On failure a Status naming the endpoint and the reason:
+// FailedPrecondition when this host cannot give that address (in use, not
+// one of its own, a privileged port), InvalidArgument for a malformed
+// endpoint, Unavailable otherwise (see common/exit_codes.h).
 Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound = nullptr);
+
+// Whether `endpoint` is well formed for ZeroMQ (tcp://HOST:PORT, with PORT
+// a number or `*` when `for_bind`, ipc://PATH or inproc://NAME), without
+// binding or connecting: for --check-config. InvalidArgument naming it.
+Status CheckEndpoint(const std::string& endpoint, bool for_bind);
 Status ConnectSocket(zmq::socket_t& socket, const std::string& endpoint);
 
 constexpr size_t kMaxFramesRead = 8;

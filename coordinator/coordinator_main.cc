@@ -8,15 +8,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <random>
+#include <tuple>
+#include <vector>
 
 #include "common/daemon.h"
 #include "common/systemd_notify.h"
 #include "common/metrics_server.h"
+#include "common/exit_codes.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/secure_options.h"
 #include "common/state_dir.h"
+#include "common/transport.h"
 #include "coordinator/postgres_store.h"
 #include "coordinator/server.h"
 #include "coordinator/shared_run.h"
@@ -26,6 +31,9 @@ namespace {
 
 namespace po = boost::program_options;
 using cohort::coordinator::ServerOptions;
+using cohort::common::UsageError;
+
+constexpr const char* kProgram = "cohort-coordinator";
 
 constexpr const char* kUsage =
     "Usage: cohort-coordinator [options]\n\n"
@@ -37,13 +45,18 @@ constexpr const char* kUsage =
     "allowlists) or --insecure. SIGHUP rereads the allowlists.\n\n"
     "Every accepted group and every result is kept in a SQLite database under\n"
     "--state-dir, so a restart (or a crash) loses nothing and running steps go on:\n"
-    "their workers claim them again when they reconnect (docs/OPERATIONS.md).";
+    "their workers claim them again when they reconnect (docs/OPERATIONS.md).\n\n"
+    "Exit status: 0 stopped cleanly (or --check-config found no error); 1 a failure a\n"
+    "restart may cure (the store unreachable, a runtime error); 2 bad usage (an option or\n"
+    "config value, a key file or allowlist unreadable or not protected); 6 cannot start\n"
+    "as configured on this host (an address in use, the state directory locked by\n"
+    "another coordinator or unusable).";
 
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   ServerOptions server;
   double backstop_s = 30, retention_s = 3600, cancel_resend_s = 1, lease_s = 60;
-  std::string log_level = "info", secret_key_file;
+  std::string log_level = "info", log_format = "text", secret_key_file;
   std::string state_dir, store = "sqlite", sync = "normal";
   std::string name, advertise_client, advertise_worker, metrics_endpoint;
   int leader_lease_ms = 4000;
@@ -85,6 +98,9 @@ po::options_description OptionTable(Flags* f) {
        "as for --max-steps, and while running groups alone hold more, submissions are refused")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
        "debug, info, warn or error")
+      ("log-format", po::value(&f->log_format)->default_value(f->log_format)->value_name("FORMAT"),
+       "text (key=value pairs) or json (one object per line); each line starts with its time, or with its "
+       "priority when stderr is the journal")
       ("metrics-endpoint", po::value(&f->metrics_endpoint)->value_name("HOST:PORT"),
        "serve Prometheus metrics over HTTP at /metrics there (a bare PORT means 127.0.0.1; off by default; "
        "docs/OPERATIONS.md, Monitoring); a standby serves them too");
@@ -155,85 +171,103 @@ int CheckFlags(Flags* f) {
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(f->backstop_s > 0) || !(f->retention_s >= 0) || !(f->cancel_resend_s > 0) ||
       f->max_groups < 1 || f->max_steps < 1 || f->max_output_mb < 1 || f->max_output_mb > (size_t{1} << 30) ||
       !(f->lease_s > 0 && f->lease_s <= 86400)) {
-    std::cerr << "cohort-coordinator: --heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
-                 "--max-steps, --max-output-mb and --worker-lease must be positive (--worker-lease at most 86400, "
-                 "--max-output-mb at most 1073741824), --retention non-negative\n";
-    return 2;
+    return UsageError(kProgram, "--heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
+                                "--max-steps, --max-output-mb and --worker-lease must be positive (--worker-lease at "
+                                "most 86400, --max-output-mb at most 1073741824), --retention non-negative");
   }
   const bool shared = cohort::coordinator::PostgresStore::IsConnInfo(f->store);
   if (f->store != "sqlite" && f->store != "memory" && !shared) {
-    std::cerr << "cohort-coordinator: --store: unknown kind \"" << f->store
-              << "\" (sqlite, memory, or a postgresql:// URI)\n";
-    return 2;
+    return UsageError(kProgram, "--store: unknown kind \"" + f->store + "\" (sqlite, memory, or a postgresql:// URI)");
   }
   if (shared) {
     if (auto s = cohort::coordinator::PostgresStore::CheckConnInfo(f->store); !s.ok()) {
-      std::cerr << "cohort-coordinator: --store: " << s.message() << "\n";
-      return 2;
+      return UsageError(kProgram, "--store: " + s.message());
     }
     if (!f->state_dir.empty() || f->store_max_mb > 0 || f->sync != "normal") {
-      std::cerr << "cohort-coordinator: --state-dir, --store-max-mb and --sync are for --store sqlite; "
-                   "PostgreSQL has its own settings for where and how it writes\n";
-      return 2;
+      return UsageError(kProgram, "--state-dir, --store-max-mb and --sync are for --store sqlite; "
+                                  "PostgreSQL has its own settings for where and how it writes");
     }
   } else if (!f->name.empty() || !f->advertise_client.empty() || !f->advertise_worker.empty()) {
-    std::cerr << "cohort-coordinator: --name and --advertise-* are for coordinators sharing a postgresql:// "
-                 "--store\n";
-    return 2;
+    return UsageError(kProgram, "--name and --advertise-* are for coordinators sharing a postgresql:// --store");
   }
   if (f->leader_lease_ms < 100 || f->leader_lease_ms > 600000) {
-    std::cerr << "cohort-coordinator: --leader-lease-ms must be from 100 to 600000, got " << f->leader_lease_ms
-              << "\n";
-    return 2;
+    return UsageError(kProgram,
+                      "--leader-lease-ms must be from 100 to 600000, got " + std::to_string(f->leader_lease_ms));
   }
   if (f->sync != "normal" && f->sync != "full") {
-    std::cerr << "cohort-coordinator: --sync: unknown mode \"" << f->sync << "\" (normal or full)\n";
-    return 2;
+    return UsageError(kProgram, "--sync: unknown mode \"" + f->sync + "\" (normal or full)");
   }
   if (f->store == "memory" && !f->state_dir.empty()) {
-    std::cerr << "cohort-coordinator: --state-dir has no use with --store memory\n";
-    return 2;
+    return UsageError(kProgram, "--state-dir has no use with --store memory");
   }
   if (f->store == "memory" && f->store_max_mb > 0) {
-    std::cerr << "cohort-coordinator: --store-max-mb has no use with --store memory\n";
-    return 2;
+    return UsageError(kProgram, "--store-max-mb has no use with --store memory");
   }
   if (f->store_max_mb > (uint64_t{1} << 30)) {
-    std::cerr << "cohort-coordinator: --store-max-mb must be at most 1073741824 (1 PiB), got " << f->store_max_mb
-              << "\n";
-    return 2;
+    return UsageError(kProgram,
+                      "--store-max-mb must be at most 1073741824 (1 PiB), got " + std::to_string(f->store_max_mb));
   }
   if (!f->secret_key_file.empty()) {
     if (o.authorized_clients.empty() || o.authorized_workers.empty()) {
-      std::cerr << "cohort-coordinator: --curve-secret-key needs --authorized-clients DIR and "
-                   "--authorized-workers DIR (directories of public key files; may be empty)\n";
-      return 2;
+      return UsageError(kProgram, "--curve-secret-key needs --authorized-clients DIR and --authorized-workers DIR "
+                                  "(directories of public key files; may be empty)");
     }
     if (!cohort::common::HasCurve()) {
-      std::cerr << "cohort-coordinator: this libzmq was built without CURVE support\n";
-      return 2;
+      return UsageError(kProgram, "this libzmq was built without CURVE support");
     }
     cohort::common::CurveKeyPair keys;
     if (auto s = cohort::common::LoadSecretKey(f->secret_key_file, &keys); !s.ok()) {
-      std::cerr << "cohort-coordinator: --curve-secret-key: " << s.message() << "\n";
-      return 2;
+      return UsageError(kProgram, "--curve-secret-key: " + s.message());
     }
     o.curve = keys;
   } else if (!o.authorized_clients.empty() || !o.authorized_workers.empty()) {
-    std::cerr << "cohort-coordinator: --authorized-clients and --authorized-workers need --curve-secret-key\n";
-    return 2;
+    return UsageError(kProgram, "--authorized-clients and --authorized-workers need --curve-secret-key");
   } else if (auto open = cohort::common::NonLoopback({o.client_endpoint, o.worker_endpoint, o.cancel_endpoint});
              !open.empty() && !f->insecure) {
     // Like Redis's protected mode: reaching the client port means running
     // anything on every worker, so the network needs keys or an explicit "yes".
-    std::cerr << "cohort-coordinator: refusing to bind " << open.front()
-              << " without CURVE: anyone who can reach it could run commands on every worker.\n"
-                 "  Secure it: " << cohort::common::KeygenHint()
-              << ", then give --curve-secret-key,\n"
-                 "  --authorized-clients and --authorized-workers.\n"
-                 "  Or bind 127.0.0.1 / ipc:// only, or pass --insecure on a network you fully trust.\n";
-    return 2;
+    return UsageError(kProgram, "refusing to bind " + open.front() +
+                                    " without CURVE: anyone who can reach it could run commands on every worker.\n"
+                                    "  Secure it: " + cohort::common::KeygenHint() +
+                                    ", then give --curve-secret-key,\n"
+                                    "  --authorized-clients and --authorized-workers.\n"
+                                    "  Or bind 127.0.0.1 / ipc:// only, or pass --insecure on a network you fully "
+                                    "trust.");
   }
+  return -1;
+}
+
+// The allowlists must be readable and protected before anything binds: a
+// bad one is a usage error, which a restart cannot mend. -1, or exit code 2.
+int CheckAllowlists(const Flags& f) {
+  for (const auto& [flag, dir] : {std::pair{"--authorized-clients", &f.server.authorized_clients},
+                                  {"--authorized-workers", &f.server.authorized_workers}}) {
+    if (dir->empty()) continue;
+    std::map<std::string, std::string> keys;
+    std::vector<std::string> problems;  // files the handler skips, with a warning, when it loads them
+    if (auto s = cohort::common::LoadAllowlist(*dir, &keys, &problems); !s.ok()) {
+      return UsageError(kProgram, std::string(flag) + ": " + s.message());
+    }
+  }
+  return -1;
+}
+
+// --check-config's checks beyond CheckFlags: the endpoints' syntax and the
+// state directory, without binding, creating or locking anything. -1, or 2.
+int CheckWithoutStarting(const Flags& f) {
+  for (const auto& [flag, endpoint, bind] :
+       {std::tuple{"--client-endpoint", &f.server.client_endpoint, true},
+        {"--worker-endpoint", &f.server.worker_endpoint, true}, {"--cancel-endpoint", &f.server.cancel_endpoint, true},
+        {"--advertise-client", &f.advertise_client, false}, {"--advertise-worker", &f.advertise_worker, false}}) {
+    if (endpoint->empty() && !bind) continue;
+    if (auto s = cohort::common::CheckEndpoint(*endpoint, bind); !s.ok()) {
+      return UsageError(kProgram, std::string(flag) + ": " + s.message());
+    }
+  }
+  if (f.store != "sqlite") return -1;
+  const std::string dir = f.state_dir.empty() ? cohort::common::DefaultStateDir("cohort") : f.state_dir;
+  if (dir.empty()) return UsageError(kProgram, "no --state-dir given and no HOME to default to; give --state-dir DIR");
+  if (auto s = cohort::common::CheckStateDir(dir, kProgram); !s.ok()) return UsageError(kProgram, s.message());
   return -1;
 }
 
@@ -260,15 +294,12 @@ void FinishSchedulerOptions(Flags* f) {
 int OpenStore(Flags* f) {
   if (f->store == "memory" || cohort::coordinator::PostgresStore::IsConnInfo(f->store)) return -1;
   std::string dir = f->state_dir.empty() ? cohort::common::DefaultStateDir("cohort") : f->state_dir;
-  if (dir.empty()) {
-    std::cerr << "cohort-coordinator: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
-    return 2;
-  }
+  if (dir.empty()) return UsageError(kProgram, "no --state-dir given and no HOME to default to; give --state-dir DIR");
   auto sync = f->sync == "full" ? cohort::coordinator::SyncMode::kFull : cohort::coordinator::SyncMode::kNormal;
   std::unique_ptr<cohort::coordinator::Store> store;
   if (auto s = cohort::coordinator::SqliteStore::Open(dir, sync, &store); !s.ok()) {
     std::cerr << "cohort-coordinator: " << s.message() << "\n";
-    return 1;
+    return cohort::common::StartFailureExitCode(s);
   }
   f->server.store = std::move(store);
   if (f->store_max_mb > 0) {
@@ -276,7 +307,7 @@ int OpenStore(Flags* f) {
     auto* sqlite = static_cast<cohort::coordinator::SqliteStore*>(f->server.store.get());
     if (auto s = sqlite->LimitSize(f->store_max_mb << 20); !s.ok()) {
       std::cerr << "cohort-coordinator: " << s.message() << "\n";
-      return 1;
+      return cohort::common::StartFailureExitCode(s);
     }
   }
   f->server.store_description = "sqlite " + dir + "/cohort.db sync=" + f->sync +
@@ -291,9 +322,16 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   int rc = cohort::common::ParseCommandLine(argc, argv, "cohort-coordinator", kUsage, OptionTable(&f), &vm);
   if (rc >= 0) return rc;
-  if (!cohort::common::ApplyLogLevel("cohort-coordinator", f.log_level)) return 2;
+  if (!cohort::common::ApplyLogOptions(kProgram, f.log_level, f.log_format)) return cohort::common::kExitUsage;
   cohort::common::HardenProcess();
+  if (cohort::common::CheckConfigOnly(vm)) {
+    int errors = CheckFlags(&f) >= 0;
+    errors += CheckAllowlists(f) >= 0;
+    errors += CheckWithoutStarting(f) >= 0;
+    return cohort::common::ConfigChecked(kProgram, errors);
+  }
   if (rc = CheckFlags(&f); rc >= 0) return rc;
+  if (rc = CheckAllowlists(f); rc >= 0) return rc;
   FinishSchedulerOptions(&f);
   if (rc = OpenStore(&f); rc >= 0) return rc;
   const bool curve = f.server.curve.has_value();
@@ -306,7 +344,10 @@ int main(int argc, char** argv) {
   if (!f.metrics_endpoint.empty()) {
     if (auto s = cohort::common::MetricsServer::Listen(f.metrics_endpoint, &metrics); !s.ok()) {
       std::cerr << "cohort-coordinator: --metrics-endpoint: " << s.message() << "\n";
-      return s.code() == cohort::common::Status::Code::kInvalidArgument ? 2 : 1;
+      // An endpoint it cannot read is a usage error; one it cannot bind (in
+      // use, not on this host) a restart does not cure either.
+      return s.code() == cohort::common::Status::Code::kInvalidArgument ? cohort::common::kExitUsage
+                                                                        : cohort::common::kExitNotConfigured;
     }
     cohort::common::LogInfo("metrics").Kv("endpoint", metrics->endpoint());
     f.server.metrics = metrics.get();
@@ -332,7 +373,7 @@ int main(int argc, char** argv) {
   cohort::coordinator::Server server(std::move(f.server));
   if (auto s = server.Bind(); !s.ok() || !stop.valid()) {
     std::cerr << "cohort-coordinator: " << (s.ok() ? "eventfd failed" : s.message()) << "\n";
-    return 1;
+    return s.ok() ? cohort::common::kExitFailure : cohort::common::StartFailureExitCode(s);
   }
   if (!curve) {
     cohort::common::LogWarn("no_authentication")

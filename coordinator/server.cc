@@ -75,7 +75,7 @@ Status Server::Bind() {
       .Kv("client", bound_client_)
       .Kv("worker", bound_worker_)
       .Kv("cancel", bound_cancel_)
-      .Kv("heartbeat_ms", options_.heartbeat_ms)
+      .Kv("heartbeat-ms", options_.heartbeat_ms)
       .Kv("liveness", options_.liveness)
       .Kv("curve", options_.curve.has_value());
   return Status::Ok();

@@ -54,8 +54,8 @@ Status Server::Restore() {
       .Kv("groups", groups)
       .Kv("running", running)
       .Kv("steps", steps)
-      .Kv("unclaimed_attempts", core_.unclaimed_attempts())
-      .Kv("load_ms", std::chrono::duration_cast<std::chrono::milliseconds>(common::Clock::now() - started).count());
+      .Kv("unclaimed-attempts", core_.unclaimed_attempts())
+      .Kv("load-ms", std::chrono::duration_cast<std::chrono::milliseconds>(common::Clock::now() - started).count());
   return Status::Ok();
 }
 
@@ -104,7 +104,7 @@ Status Server::CommitJournal(Time now) {
 
 bool Server::CommitFailed(const Status& s, Time now) {
   if (options_.election && options_.election->deposed()) {
-    LogError("deposed").Kv("epoch", options_.epoch).Kv("error", s.message()).Kv("unsaved_records", unsaved_.size());
+    LogError("deposed").Kv("epoch", options_.epoch).Kv("error", s.message()).Kv("unsaved-records", unsaved_.size());
     stepped_down_ = true;
     store_failed_ = s;
     return false;
@@ -119,8 +119,8 @@ bool Server::CommitFailed(const Status& s, Time now) {
     LogError("store_full")
         .Kv("store", options_.store_description)
         .Kv("error", s.message())
-        .Kv("held_records", unsaved_.size())
-        .Kv("held_messages", outbox_.size())
+        .Kv("held-records", unsaved_.size())
+        .Kv("held-messages", outbox_.size())
         .Kv("suppressed", suppressed);
   }
   store_error_ = s;
@@ -275,7 +275,7 @@ bool Server::KeepLease(Time now) {
     if (s.ok()) {
       lease.Renewed(sent);
     } else if (options_.election->deposed()) {
-      LogError("deposed").Kv("epoch", options_.epoch).Kv("leader", current.holder).Kv("leader_epoch",
+      LogError("deposed").Kv("epoch", options_.epoch).Kv("leader", current.holder).Kv("leader-epoch",
                                                                                       current.epoch);
       stepped_down_ = true;
       return false;
@@ -285,7 +285,7 @@ bool Server::KeepLease(Time now) {
       if (lease_log_.Allow(now, &suppressed)) {
         LogWarn("lease_renewal_failed")
             .Kv("error", s.message())
-            .Kv("held_ms", std::chrono::duration_cast<std::chrono::milliseconds>(lease.held_until() - now).count())
+            .Kv("held-ms", std::chrono::duration_cast<std::chrono::milliseconds>(lease.held_until() - now).count())
             .Kv("suppressed", suppressed);
       }
     }

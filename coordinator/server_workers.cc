@@ -46,7 +46,7 @@ void Server::RevokeWorkers(Time now) {
     if (zap_->Admits(kWorkerDomain, w.user_id)) continue;
     LogWarn("worker_revoked")
         .Kv("worker", w.name)
-        .Kv("key_name", UserIdName(w.user_id))
+        .Kv("key-name", UserIdName(w.user_id))
         .Kv("key", UserIdKey(w.user_id));
     auto route = route_of_.find(w.name);
     if (route != route_of_.end()) Refuse(route->second, kKeyRevoked);
@@ -208,7 +208,7 @@ void Server::OnReport(const std::string& name, const std::string& route, const c
         .Kv("step", m->id.step)
         .Kv("attempt", m->id.attempt)
         .Kv("worker", name)
-        .Kv("exit_code", m->exit_code.value_or(-1))
+        .Kv("exit-code", m->exit_code.value_or(-1))
         .Kv("signal", m->signal.value_or(0));
     NoteRefusedReport(core_.Finished({{m->id.group, m->id.step, m->id.attempt, m->id.submission}, name, std::move(o)},
                                      now, &actions_),

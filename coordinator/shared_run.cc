@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/daemon.h"
+#include "common/exit_codes.h"
 #include "common/log.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/postgres_store.h"
@@ -84,7 +85,7 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
       Standby standby(std::move(so), store.get(), &lease);
       if (Status s = standby.Bind(); !s.ok()) {
         LogError("bind_failed").Kv("error", s.message());
-        return 1;
+        return common::StartFailureExitCode(s);
       }
       switch (standby.Run(stop, &won)) {
         case Standby::Outcome::kWon: break;
@@ -107,7 +108,7 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
       // lease runs out and whoever wins reads it whole). Any other failure
       // would fail again the same way.
       LogError("lead_failed").Kv("epoch", won.epoch).Kv("error", s.message());
-      if (s.code() != Status::Code::kUnavailable) return 1;
+      if (s.code() != Status::Code::kUnavailable) return common::StartFailureExitCode(s);
       lease.Lost(common::Clock::now());
       continue;
     }

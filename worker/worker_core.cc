@@ -26,9 +26,9 @@ constexpr common::Duration kLeaseMargin = std::chrono::seconds(1);
 // takes a temporary variant holding one for uninitialized memory (a false
 // -Wmaybe-uninitialized, fatal under -Werror).
 
-std::string Ms(common::Duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
+int64_t MsCount(common::Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+std::string Ms(common::Duration d) { return std::to_string(MsCount(d)); }
 
 }  // namespace
 
@@ -87,8 +87,8 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kInfo, "registering",
                       {{"coordinator", current_},
                        {"name", options_.name},
-                       {"slots", std::to_string(options_.slots)},
-                       {"running", std::to_string(running)}}));
+                       {"slots", options_.slots},
+                       {"running", running}}));
 }
 
 std::vector<common::AttemptId> WorkerCore::Holding() const {
@@ -148,7 +148,7 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // and the ZMTP heartbeats notice a dead one. Closing it would only make
     // a busy coordinator lose us: we register again until it answers.
     out->push_back(Note(Notice::Level::kWarn, "coordinator_silent",
-                        {{"coordinator", current_}, {"silent_ms", Ms(now - last_heard_)}}));
+                        {{"coordinator", current_}, {"silent-ms", MsCount(now - last_heard_)}}));
     registered_ = false;
   }
   if (!registered_) MoveOnIfSilent(now, out);
@@ -218,9 +218,10 @@ void WorkerCore::StopForLease(Time now, std::vector<Action>* out) {
   if (n == 0) return;
   out->push_back(Note(Notice::Level::kWarn, "lease_expired",
                       {{"coordinator", current_},
-                       {"lease_ms", Ms(lease_)},
-                       {"acknowledged_ms_ago", lease_from_ ? Ms(now - *lease_from_) : "never"},
-                       {"stopping", std::to_string(n)}}));
+                       {"lease-ms", MsCount(lease_)},
+                       lease_from_ ? NoticeField{"acknowledged-ms-ago", MsCount(now - *lease_from_)}
+                                   : NoticeField{"acknowledged-ms-ago", "never"},
+                       {"stopping", n}}));
 }
 
 void WorkerCore::OnBroadcast(const common::Message& msg, Time now, std::vector<Action>* out) {
@@ -237,8 +238,8 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   const common::Duration lease = std::chrono::milliseconds(w.lease_ms);
   if (lease != lease_ && lease > common::Duration::zero() && options_.kill_grace + kLeaseMargin > lease / 2) {
     out->push_back(Note(Notice::Level::kWarn, "kill_grace_too_long_for_lease",
-                        {{"kill_grace_ms", Ms(options_.kill_grace)},
-                         {"lease_ms", Ms(lease)},
+                        {{"kill-grace-ms", MsCount(options_.kill_grace)},
+                         {"lease-ms", MsCount(lease)},
                          {"hint", "steps may outlive the lease by up to the kill grace; keep --kill-grace-ms "
                                   "under half the coordinator's --worker-lease minus 1 s"}}));
   }
@@ -261,8 +262,8 @@ void WorkerCore::OnWelcome(const common::WelcomeMsg& w, Time now, std::vector<Ac
   cancelled_.clear();
   cancelled_order_.clear();
   out->push_back(Note(Notice::Level::kInfo, "registered",
-                      {{"heartbeat_ms", std::to_string(heartbeat_ms_)},
-                       {"liveness", std::to_string(liveness_)},
+                      {{"heartbeat-ms", heartbeat_ms_},
+                       {"liveness", liveness_},
                        {"cancel", endpoint}}));
   // Results the coordinator may have missed while we were apart; their
   // resend schedule starts afresh from here.
@@ -315,7 +316,7 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
     out->push_back(Note(Notice::Level::kWarn, "run_refused",
                         {{"group", run.id.group},
                          {"step", run.step_id},
-                         {"running", std::to_string(attempts_.size())}}));
+                         {"running", attempts_.size()}}));
     FailRun(run.id,
             "refused the step: it already runs " + std::to_string(attempts_.size()) + " steps, all of its " +
                 std::to_string(options_.slots) + " slots",
@@ -410,8 +411,8 @@ void WorkerCore::OnCancelGroup(const common::CancelGroupMsg& g, Time, std::vecto
   }
   out->push_back(Note(Notice::Level::kInfo, "group_cancelled",
                       {{"group", g.group},
-                       {"submission", std::to_string(g.submission)},
-                       {"running", std::to_string(n)}}));
+                       {"submission", g.submission},
+                       {"running", n}}));
 }
 
 void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vector<Action>* out) {
@@ -433,7 +434,7 @@ void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vec
 }
 
 void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
-  out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", std::to_string(attempts_.size())}}));
+  out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", attempts_.size()}}));
   stopping_ = true;
   for (const auto& [key, a] : attempts_) out->emplace_back(std::in_place_type<CancelStep>, key);
   out->emplace_back(std::in_place_type<AwaitSteps>, now + options_.kill_grace + std::chrono::seconds(2));

@@ -31,6 +31,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -136,12 +137,26 @@ struct DeleteSpilled {
 // Close the DEALER and dial endpoint() instead (another coordinator), then
 // call Connect.
 struct Dial {};
+// One `key=value` of a Notice. An integer value is marked `number`, so that
+// a JSON log writes it as a number, as it does the daemons' own numbers.
+struct NoticeField {
+  NoticeField(std::string k, std::string v) : key(std::move(k)), value(std::move(v)) {}
+  NoticeField(std::string k, const char* v) : key(std::move(k)), value(v) {}
+  template <typename T, typename = std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>>
+  NoticeField(std::string k, T v) : key(std::move(k)), value(std::to_string(v)), number(true) {}
+  bool operator==(const NoticeField&) const = default;
+
+  std::string key;
+  std::string value;
+  bool number = false;
+};
+
 // A line for the log: `level=... event=EVENT k=v ...`.
 struct Notice {
   enum class Level { kDebug, kInfo, kWarn };
   Level level = Level::kInfo;
   std::string event;
-  std::vector<std::pair<std::string, std::string>> fields;
+  std::vector<NoticeField> fields;
 };
 
 using Action = std::variant<SendToCoordinator, Subscribe, StartStep, CancelStep, AwaitSteps, SpillResult,

@@ -5,22 +5,14 @@ namespace cohort::worker {
 
 using common::Time;
 
-namespace {
-
-std::string Ms(common::Duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
-}  // namespace
-
 void WorkerCore::Drain(Time now, common::Duration timeout, std::vector<Action>* out) {
   if (stopping_ || draining_) return;
   draining_ = true;
   drain_until_ = now + timeout;
   Notice n{Notice::Level::kInfo, "draining",
-           {{"running", std::to_string(attempts_.size())},
-            {"unconfirmed", std::to_string(unconfirmed_.size())},
-            {"drain-timeout-ms", Ms(timeout)}}};
+           {{"running", attempts_.size()},
+            {"unconfirmed", unconfirmed_.size()},
+            {"drain-timeout-ms", std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}}};
   out->push_back(std::move(n));
   // Tell the coordinator now rather than at the next heartbeat: every RUN
   // it sends meanwhile is one more step to wait for.
@@ -44,8 +36,8 @@ void WorkerCore::DrainTick(Time now, std::vector<Action>* out) {
   if (now < drain_until_) return;
   out->push_back(Notice{Notice::Level::kWarn,
                         "drain_timeout",
-                        {{"running", std::to_string(attempts_.size())},
-                         {"unconfirmed", std::to_string(unconfirmed_.size() + spilled_)},
+                        {{"running", attempts_.size()},
+                         {"unconfirmed", unconfirmed_.size() + spilled_},
                          {"detail", "stopping the steps still running"}}});
   Shutdown(now, out);
 }

@@ -12,17 +12,13 @@
 
 namespace cohort::worker::internal {
 
-inline Notice Note(Notice::Level level, std::string event,
-                   std::vector<std::pair<std::string, std::string>> fields = {}) {
+inline Notice Note(Notice::Level level, std::string event, std::vector<NoticeField> fields = {}) {
   return Notice{level, std::move(event), std::move(fields)};
 }
 
 // How a log line names an attempt; `step` is the step's id when known.
-inline std::vector<std::pair<std::string, std::string>> Named(const common::AttemptId& id, std::string step) {
-  return {{"group", id.group},
-          {"submission", std::to_string(id.submission)},
-          {"step", std::move(step)},
-          {"attempt", std::to_string(id.attempt)}};
+inline std::vector<NoticeField> Named(const common::AttemptId& id, std::string step) {
+  return {{"group", id.group}, {"submission", id.submission}, {"step", std::move(step)}, {"attempt", id.attempt}};
 }
 
 }  // namespace cohort::worker::internal

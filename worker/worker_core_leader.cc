@@ -17,13 +17,13 @@ bool WorkerCore::FromOldLeader(uint64_t epoch, std::string_view what, std::vecto
   if (epoch < epoch_) {
     out->push_back(Note(Notice::Level::kWarn, "ignored_former_leader",
                         {{"message", std::string(what)},
-                         {"epoch", std::to_string(epoch)},
-                         {"leader_epoch", std::to_string(epoch_)}}));
+                         {"epoch", epoch},
+                         {"leader-epoch", epoch_}}));
     return true;
   }
   if (epoch_ != 0) {
     out->push_back(Note(Notice::Level::kInfo, "new_leader",
-                        {{"coordinator", current_}, {"epoch", std::to_string(epoch)}}));
+                        {{"coordinator", current_}, {"epoch", epoch}}));
   }
   epoch_ = epoch;
   return false;

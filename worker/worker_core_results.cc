@@ -81,7 +81,7 @@ void WorkerCore::ResendDue(Time now, std::vector<Action>* out) {
   }
   if (resent > 0) {
     out->push_back(Note(Notice::Level::kDebug, "results_resent",
-                        {{"resent", std::to_string(resent)}, {"unconfirmed", std::to_string(unconfirmed_.size())}}));
+                        {{"resent", resent}, {"unconfirmed", unconfirmed_.size()}}));
   }
 }
 
@@ -129,9 +129,9 @@ void WorkerCore::Drop(uint64_t seq, const char* why, std::vector<Action>* out) {
   const Unconfirmed& u = unconfirmed_.at(seq);
   auto fields = Named(u.id, std::to_string(u.id.step));
   fields.emplace_back("bound", why);
-  fields.emplace_back("unconfirmed", std::to_string(unconfirmed_.size()));
-  fields.emplace_back("unconfirmed_bytes", std::to_string(unconfirmed_bytes_));
-  fields.emplace_back("spilled_bytes", std::to_string(spilled_bytes_));
+  fields.emplace_back("unconfirmed", unconfirmed_.size());
+  fields.emplace_back("unconfirmed-bytes", unconfirmed_bytes_);
+  fields.emplace_back("spilled-bytes", spilled_bytes_);
   out->push_back(Note(Notice::Level::kWarn, "unconfirmed_dropped", std::move(fields)));
   ForgetResult(seq, out);
 }

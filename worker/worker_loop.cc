@@ -73,7 +73,10 @@ void Log(const Notice& n) {
                            : n.level == Notice::Level::kInfo ? common::LogLevel::kInfo
                                                              : common::LogLevel::kWarn;
   common::LogLine line(level, n.event);
-  for (const auto& [key, value] : n.fields) line.Kv(key, value);
+  for (const NoticeField& f : n.fields) {
+    if (f.number) line.KvNumber(f.key, f.value);
+    else line.Kv(f.key, f.value);
+  }
 }
 
 // Once per change: a refused key or a broken handshake would otherwise look

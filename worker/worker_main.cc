@@ -9,9 +9,11 @@
 #include "common/daemon.h"
 #include "common/systemd_notify.h"
 #include "common/metrics_server.h"
+#include "common/exit_codes.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "common/state_dir.h"
+#include "common/transport.h"
 #include "worker/leftovers.h"
 #include "worker/life_record.h"
 #include "worker/worker_loop.h"
@@ -30,6 +32,9 @@ std::vector<std::string> SplitList(const std::string& text) {
 
 namespace po = boost::program_options;
 using cohort::worker::WorkerOptions;
+using cohort::common::UsageError;
+
+constexpr const char* kProgram = "cohort-worker";
 
 constexpr const char* kUsage =
     "Usage: cohort-worker [options]\n\n"
@@ -44,12 +49,17 @@ constexpr const char* kUsage =
     "left (SIGTERM, SIGKILL after --kill-grace-ms), tells the coordinator, which retries\n"
     "those on other workers, and exits. A second SIGTERM skips the rest of the drain.\n"
     "Off loopback it needs CURVE keys (--coordinator-key, --curve-secret-key) or\n"
-    "--insecure; started as root it needs --run-as.";
+    "--insecure; started as root it needs --run-as.\n\n"
+    "Exit status: 0 stopped cleanly (or --check-config found no error); 1 a failure a\n"
+    "restart may cure (a runtime error); 2 bad usage (an option or config value, a key\n"
+    "file unreadable or not protected, an unknown --run-as user); 6 cannot start as\n"
+    "configured on this host (the state directory locked by another worker or unusable).";
 
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   WorkerOptions worker;
-  std::string agents, log_level = "info", secret_key_file, coordinator_key_file, run_as, allowed_commands, state_dir;
+  std::string agents, log_level = "info", log_format = "text", secret_key_file, coordinator_key_file, run_as,
+      allowed_commands, state_dir;
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   double drain_timeout_s = 30;
@@ -94,7 +104,10 @@ po::options_description OptionTable(Flags* f) {
        "MiB more of them kept on disk, in STATE_DIR/unconfirmed, once memory is full; past both, the oldest "
        "are dropped with a warning (0: none on disk)")
       ("log-level", po::value(&f->log_level)->default_value(f->log_level)->value_name("LEVEL"),
-       "debug, info, warn or error");
+       "debug, info, warn or error")
+      ("log-format", po::value(&f->log_format)->default_value(f->log_format)->value_name("FORMAT"),
+       "text (key=value pairs) or json (one object per line); each line starts with its time, or with its "
+       "priority when stderr is the journal");
   po::options_description security("Security (docs/SECURITY.md)");
   security.add_options()
       ("coordinator-key", po::value(&f->coordinator_key_file)->value_name("FILE"),
@@ -123,27 +136,29 @@ int CheckFlags(Flags* f) {
   WorkerOptions& o = f->worker;
   if (!(f->drain_timeout_s >= 0 && f->drain_timeout_s <= 86400)) {
     std::cerr << "cohort-worker: --drain-timeout must be from 0 to 86400 seconds, got " << f->drain_timeout_s << "\n";
-    return 2;
+    return cohort::common::kExitUsage;
   }
   if (o.slots < 0 || f->kill_grace_ms < 0 || f->kill_grace_ms > cohort::common::kMaxKillGraceMs ||
       o.heartbeat_ms < 1 || f->tail_kib > 16 * 1024 ||
       f->unconfirmed_mib > (size_t{1} << 30) || f->spill_mib > (size_t{1} << 30)) {
-    std::cerr << "cohort-worker: --slots and --kill-grace-ms must be >= 0 (--kill-grace-ms at most 3600000), "
-                 "--heartbeat-ms >= 1, "
-                 "--output-tail-kib <= 16384, --unconfirmed-mib and --spill-mib <= 1073741824\n";
-    return 2;
+    return UsageError(kProgram, "--slots and --kill-grace-ms must be >= 0 (--kill-grace-ms at most 3600000), "
+                                "--heartbeat-ms >= 1, --output-tail-kib <= 16384, --unconfirmed-mib and --spill-mib "
+                                "<= 1073741824");
+  }
+  for (const std::string& endpoint : cohort::common::SplitEndpoints(o.coordinator)) {
+    if (auto s = cohort::common::CheckEndpoint(endpoint, false); !s.ok()) {
+      return UsageError(kProgram, "--coordinator: " + s.message());
+    }
   }
   if (auto s = cohort::common::LoadPeerCurve(f->secret_key_file, f->coordinator_key_file, &o.curve); !s.ok()) {
-    std::cerr << "cohort-worker: " << s.message() << "\n";
-    return 2;
+    return UsageError(kProgram, s.message());
   }
   if (auto open = cohort::common::NonLoopback(cohort::common::SplitEndpoints(o.coordinator));
       !o.curve && !open.empty() && !f->insecure) {
-    std::cerr << "cohort-worker: refusing to connect to " << open.front()
-              << " without CURVE: anyone on the way could send this worker commands.\n"
-                 "  Give --coordinator-key and --curve-secret-key ("
-              << cohort::common::KeygenHint() << "),\n  or --insecure on a network you fully trust.\n";
-    return 2;
+    return UsageError(kProgram, "refusing to connect to " + open.front() +
+                                    " without CURVE: anyone on the way could send this worker commands.\n"
+                                    "  Give --coordinator-key and --curve-secret-key (" +
+                                    cohort::common::KeygenHint() + "),\n  or --insecure on a network you fully trust.");
   }
   return -1;
 }
@@ -153,22 +168,17 @@ int ChooseStepUser(Flags* f) {
   WorkerOptions& o = f->worker;
   if (!f->run_as.empty()) {
     cohort::worker::RunAsUser user;
-    if (auto s = cohort::worker::LookUpUser(f->run_as, &user); !s.ok()) {
-      std::cerr << "cohort-worker: " << s.message() << "\n";
-      return 2;
-    }
+    if (auto s = cohort::worker::LookUpUser(f->run_as, &user); !s.ok()) return UsageError(kProgram, s.message());
     if (::geteuid() != 0 && user.credentials.uid != ::geteuid()) {
-      std::cerr << "cohort-worker: --run-as " << f->run_as << " needs a worker started as root\n";
-      return 2;
+      return UsageError(kProgram, "--run-as " + f->run_as + " needs a worker started as root");
     }
     // Already that user: nothing to drop (and setgroups would need root).
     if (user.credentials.uid != ::geteuid()) o.run_as = std::move(user);
   } else if (::geteuid() == 0) {
     // Steps are never root unless asked for, on loopback too: there, any
     // local user who can reach the coordinator would otherwise be root.
-    std::cerr << "cohort-worker: running as root: give --run-as USER for the steps "
-                 "(or --run-as root to really run them as root)\n";
-    return 2;
+    return UsageError(kProgram, "running as root: give --run-as USER for the steps "
+                                "(or --run-as root to really run them as root)");
   }
   return -1;
 }
@@ -184,7 +194,7 @@ int LoadPolicy(Flags* f) {
     if (::stat(f->secret_key_file.c_str(), &st) == 0 && (st.st_uid == step_uid || step_uid == 0)) {
       cohort::common::LogWarn("steps_can_read_secret_key")
           .Kv("file", f->secret_key_file)
-          .Kv("step_uid", step_uid)
+          .Kv("step-uid", step_uid)
           .Kv("hint", "run the worker as root with --run-as a user that owns no keys (docs/SECURITY.md)");
     }
   }
@@ -197,8 +207,7 @@ int LoadPolicy(Flags* f) {
   if (auto s = cohort::worker::StepPolicy::Load(f->allow_shell, f->allowed_commands,
                                                 cohort::worker::RunnerOptions{}.shell, &o.policy);
       !s.ok()) {
-    std::cerr << "cohort-worker: " << s.message() << "\n";
-    return 2;
+    return UsageError(kProgram, s.message());
   }
   return -1;
 }
@@ -206,10 +215,10 @@ int LoadPolicy(Flags* f) {
 // The state directory when --state-dir is not given: systemd names one per
 // worker instance; otherwise one per worker name, apart from the
 // coordinator's (whose user must not be able to touch a root worker's).
-std::string DefaultWorkerStateDir(const std::string& name) {
+std::string DefaultWorkerStateDir(const std::string& name, bool make_base) {
   const std::string base = cohort::common::DefaultStateDir("cohort-worker");
   if (const char* d = std::getenv("STATE_DIRECTORY"); (d && *d) || base.empty()) return base;
-  ::mkdir(base.c_str(), 0700);  // its parent, /var/lib or the XDG one, exists
+  if (make_base) ::mkdir(base.c_str(), 0700);  // its parent, /var/lib or the XDG one, exists
   std::string safe;
   for (char ch : name) {
     const bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -224,24 +233,31 @@ std::string DefaultWorkerStateDir(const std::string& name) {
 // code and a line on stderr when it cannot, -1 when it did.
 int BeginLife(Flags* f, cohort::worker::LifeRecord* record) {
   WorkerOptions& o = f->worker;
-  const std::string dir = f->state_dir.empty() ? DefaultWorkerStateDir(o.name) : f->state_dir;
-  if (dir.empty()) {
-    std::cerr << "cohort-worker: no --state-dir given and no HOME to default to; give --state-dir DIR\n";
-    return 2;
-  }
+  const std::string dir = f->state_dir.empty() ? DefaultWorkerStateDir(o.name, true) : f->state_dir;
+  if (dir.empty()) return UsageError(kProgram, "no --state-dir given and no HOME to default to; give --state-dir DIR");
   if (auto s = cohort::worker::LifeRecord::Open(dir, record); !s.ok()) {
     std::cerr << "cohort-worker: " << s.message() << "\n";
-    return s.code() == cohort::common::Status::Code::kFailedPrecondition ? 2 : 1;
+    return cohort::common::StartFailureExitCode(s);
   }
   // What the previous life left running (it was SIGKILLed, and no cgroup
   // cleaned up) belongs to attempts the coordinator has moved on from.
   if (int n = cohort::worker::KillLeftovers(record->previous()); n > 0) {
-    cohort::common::LogWarn("leftovers_killed").Kv("worker", o.name).Kv("processes", n).Kv("state_dir", dir);
+    cohort::common::LogWarn("leftovers_killed").Kv("worker", o.name).Kv("processes", n).Kv("state-dir", dir);
   }
   if (auto s = record->Begin(&o.life); !s.ok()) {
     std::cerr << "cohort-worker: " << s.message() << "\n";
-    return 1;
+    return cohort::common::kExitFailure;
   }
+  return -1;
+}
+
+// --check-config's look at the state directory, creating and locking
+// nothing. -1, or exit code 2.
+int CheckStateDirOnly(const Flags& f) {
+  const std::string dir =
+      f.state_dir.empty() ? DefaultWorkerStateDir(cohort::worker::WithDefaults(f.worker).name, false) : f.state_dir;
+  if (dir.empty()) return UsageError(kProgram, "no --state-dir given and no HOME to default to; give --state-dir DIR");
+  if (auto s = cohort::common::CheckStateDir(dir, kProgram); !s.ok()) return UsageError(kProgram, s.message());
   return -1;
 }
 
@@ -252,8 +268,14 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   int rc = cohort::common::ParseCommandLine(argc, argv, "cohort-worker", kUsage, OptionTable(&f), &vm);
   if (rc >= 0) return rc;
-  if (!cohort::common::ApplyLogLevel("cohort-worker", f.log_level)) return 2;
+  if (!cohort::common::ApplyLogOptions(kProgram, f.log_level, f.log_format)) return cohort::common::kExitUsage;
   cohort::common::HardenProcess();
+  if (cohort::common::CheckConfigOnly(vm)) {
+    int errors = 0;
+    for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) errors += step(&f) >= 0;
+    errors += CheckStateDirOnly(f) >= 0;
+    return cohort::common::ConfigChecked(kProgram, errors);
+  }
   for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) {
     if (rc = step(&f); rc >= 0) return rc;
   }
@@ -271,7 +293,7 @@ int main(int argc, char** argv) {
   cohort::common::StopSignal stop;
   if (!stop.valid()) {
     std::cerr << "cohort-worker: eventfd failed\n";
-    return 1;
+    return cohort::common::kExitFailure;
   }
   cohort::common::RaiseOnTermination(&stop);
   cohort::worker::LifeRecord life;
@@ -281,7 +303,7 @@ int main(int argc, char** argv) {
     size_t discarded = 0;
     if (auto s = cohort::worker::ResultSpill::Open(life.dir() + "/unconfirmed", &discarded, &spill); !s.ok()) {
       std::cerr << "cohort-worker: " << s.message() << "\n";
-      return 1;
+      return cohort::common::StartFailureExitCode(s);
     }
     if (discarded > 0) {
       cohort::common::LogWarn("kept_results_discarded")
@@ -295,7 +317,10 @@ int main(int argc, char** argv) {
   if (!f.metrics_endpoint.empty()) {
     if (auto s = cohort::common::MetricsServer::Listen(f.metrics_endpoint, &metrics); !s.ok()) {
       std::cerr << "cohort-worker: --metrics-endpoint: " << s.message() << "\n";
-      return s.code() == cohort::common::Status::Code::kInvalidArgument ? 2 : 1;
+      // An endpoint it cannot read is a usage error; one it cannot bind (in
+      // use, not on this host) a restart does not cure either.
+      return s.code() == cohort::common::Status::Code::kInvalidArgument ? cohort::common::kExitUsage
+                                                                        : cohort::common::kExitNotConfigured;
     }
     cohort::common::LogInfo("metrics").Kv("endpoint", metrics->endpoint());
     o.metrics = metrics.get();

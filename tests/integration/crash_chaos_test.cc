@@ -439,8 +439,8 @@ void RunCrashChaos(C& c, const ChaosRun& run, const std::string& label) {
   }
   const std::string log = c.CoordinatorLogs();
   size_t restored_unclaimed = 0;
-  for (size_t at = log.find("unclaimed_attempts="); at != std::string::npos;
-       at = log.find("unclaimed_attempts=", at + 1)) {
+  for (size_t at = log.find("unclaimed-attempts="); at != std::string::npos;
+       at = log.find("unclaimed-attempts=", at + 1)) {
     restored_unclaimed += std::strtoul(log.c_str() + at + 19, nullptr, 10);
   }
   std::cout << label << ": " << groups << " groups (" << unacknowledged << " not acknowledged), "

@@ -69,7 +69,7 @@ TEST_CASE("a step running across a coordinator crash completes with one attempt,
   REQUIRE(res["steps"].size() == 1);
   CHECK(res["steps"][0]["attempts"] == 1);
   CHECK(res["steps"][0]["stdout"] == "done\n");
-  CHECK(c.coordinator().Log().find("unclaimed_attempts=1") != std::string::npos);
+  CHECK(c.coordinator().Log().find("unclaimed-attempts=1") != std::string::npos);
 }
 
 TEST_CASE("every acknowledged group and result reads the same after a crash", "[e2e][durable]") {
@@ -115,7 +115,7 @@ TEST_CASE("a second coordinator on the same state directory is refused, naming t
   c.StartCoordinator();
   RunOutput r = RunSecondCoordinator(c, c.dir() + "/coordinator-state");
   INFO(r.err);
-  CHECK(r.exit_code == 1);
+  CHECK(r.exit_code == 6);  // cannot start as configured: no restart
   CHECK(r.err.find(c.dir() + "/coordinator-state/lock") != std::string::npos);
   CHECK(r.err.find("locked by another cohort-coordinator") != std::string::npos);
   // The first one serves on.
@@ -140,7 +140,7 @@ TEST_CASE("a state directory the coordinator cannot use stops it with the file a
     WriteFile(file, "x");
     RunOutput r = RunSecondCoordinator(c, file);
     INFO(r.err);
-    CHECK(r.exit_code == 1);
+    CHECK(r.exit_code == 6);
     CHECK(r.err.find(file) != std::string::npos);
     CHECK(r.err.find("event=listening") == std::string::npos);
   }

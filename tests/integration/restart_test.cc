@@ -182,7 +182,7 @@ TEST_CASE("a second worker on a state directory in use refuses to start and name
   Daemon second({COHORT_BIN_DIR "/cohort-worker", "--coordinator", "tcp://127.0.0.1:" + std::to_string(c.port(1)),
                  "--name", "w2", "--state-dir", c.dir() + "/w1-state", "--run-as", StepUserFlags()[1]},
                 c.dir() + "/second.log");
-  CHECK(second.Wait(20s) == 2);
+  CHECK(second.Wait(20s) == 6);  // cannot start as configured: no restart
   const std::string log = second.Log();
   CHECK(log.find(c.dir() + "/w1-state") != std::string::npos);
   CHECK(log.find("pid " + std::to_string(first.pid())) != std::string::npos);

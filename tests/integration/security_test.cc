@@ -441,7 +441,7 @@ TEST_CASE("rotating a key under the same name cuts off sessions of the old key",
   const size_t revoked_at = log.find("event=worker_revoked worker=w1");
   const std::string revoked_line = log.substr(revoked_at, log.find('\n', revoked_at) - revoked_at);
   CHECK(revoked_line.find(PublicKeyOf(s.keys.Public("w1"))) != std::string::npos);
-  CHECK(revoked_line.find("key_name=w1 ") != std::string::npos);
+  CHECK(revoked_line.find("key-name=w1 ") != std::string::npos);
   auto w1_new = s.LaunchWorker("w1", s.keys.PeerFlags("w1-new"));
   CHECK(WaitUntil([&] { return s.c.HasWorker("w1"); }, 20s));
   RunOutput run = s.c.Cli({"submit", "--wait", "--", "true"});

@@ -4,8 +4,9 @@
 #      their program, with the default value, and no option that does not
 #      exist (so the examples cannot silently drift from the programs);
 #   2. when the programs are built: the same against their --help output, and
-#      that each program really accepts its file (it starts and keeps running
-#      with --config FILE, on throw-away ipc:// endpoints);
+#      that each program really accepts its file (--check-config says OK, and
+#      it starts and keeps running with --config FILE, on throw-away ipc://
+#      endpoints);
 #   3. systemd/cohort-coordinator.service and systemd/cohort-worker@.service
 #      pass `systemd-analyze verify` without a single warning about them, and
 #      keep the directives the docs rely on.
@@ -65,6 +66,7 @@ coordinator_options=(
   leader-lease-ms=4000
   log-level=info
   metrics-endpoint=
+  log-format=text
   curve-secret-key=
   authorized-clients=
   authorized-workers=
@@ -86,6 +88,7 @@ worker_options=(
   spill-mib=1024
   log-level=info
   metrics-endpoint=
+  log-format=text
   coordinator-key=
   curve-secret-key=
   insecure=
@@ -147,7 +150,7 @@ echo "ok: configs name every documented option with its default"
 # `--help` lists each option as `  --name VALUE (=default)`.
 help_options() {
   "$1" --help 2>/dev/null | sed -nE 's/^  --([a-z0-9-]+)( [^ (]+)?( \(=([^)]*)\))?.*/\1=\4/p' |
-    grep -Ev '^(help|version|config)='
+    grep -Ev '^(help|version|config|check-config)='
 }
 
 check_against_help() {
@@ -198,6 +201,19 @@ check_accepts() {
   sed 's/^/    /' "$tmp/$name.err" >&2
 }
 
+# --check-config with the same command line must say OK and exit 0.
+check_config() {
+  local program=$1 name out
+  shift
+  name=$(basename "$program")
+  if out=$("$program" "$@" --check-config 2>&1); then
+    echo "ok: $name --check-config: $out"
+  else
+    fail "$name --check-config refused its configuration ($*):"
+    printf '%s\n' "$out" | sed 's/^/    /' >&2
+  fi
+}
+
 coordinator_bin=$bin_dir/cohort-coordinator
 worker_bin=$bin_dir/cohort-worker
 if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
@@ -207,6 +223,8 @@ if [ -x "$coordinator_bin" ] && [ -x "$worker_bin" ]; then
   [ "$failures" -eq "$before" ] && echo "ok: configs match the programs' --help (options and defaults)"
   # Its state in the scratch directory: the test must not touch the system's
   # /var/lib/cohort.
+  check_config "$coordinator_bin" --config "$coordinator_conf" --state-dir "$tmp/state"
+  check_config "$worker_bin" --config "$worker_conf" --state-dir "$tmp/worker-state" --run-as "$(id -un)"
   check_accepts "$coordinator_bin" --config "$coordinator_conf" \
     --client-endpoint "ipc://$tmp/client" --worker-endpoint "ipc://$tmp/worker" \
     --cancel-endpoint "ipc://$tmp/cancel" --state-dir "$tmp/state"

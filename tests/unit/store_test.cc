@@ -644,15 +644,15 @@ TEST_CASE("Store: a state directory that cannot be made or written is refused, n
   std::ofstream(d.path + "/file") << "x";
   std::unique_ptr<Store> store;
   Status s = SqliteStore::Open(d.path + "/file/sub", SyncMode::kNormal, &store);
-  CHECK(s.code() == Status::Code::kIoError);
+  CHECK(s.code() == Status::Code::kFailedPrecondition);
   CHECK_THAT(s.message(), Catch::Contains(d.path + "/file/sub"));
   s = SqliteStore::Open(d.path + "/file", SyncMode::kNormal, &store);
-  CHECK(s.code() == Status::Code::kIoError);
+  CHECK(s.code() == Status::Code::kFailedPrecondition);
   CHECK_THAT(s.message(), Catch::Contains("is not a directory"));
   if (::geteuid() != 0) {  // root writes through mode bits: only this part needs a normal user
     REQUIRE(::mkdir((d.path + "/ro").c_str(), 0500) == 0);
     s = SqliteStore::Open(d.path + "/ro", SyncMode::kNormal, &store);
-    CHECK(s.code() == Status::Code::kIoError);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
     CHECK_THAT(s.message(), Catch::Contains(d.path + "/ro"));
   }
   CHECK_FALSE(store);

@@ -123,10 +123,10 @@ TEST_CASE("unconfirmed results are bounded in number: the oldest is dropped, wit
   const worker::Notice* dropped = h.NoticeOf("unconfirmed_dropped");
   REQUIRE(dropped != nullptr);
   CHECK(dropped->level == worker::Notice::Level::kWarn);
-  using Fields = std::vector<std::pair<std::string, std::string>>;
-  CHECK(dropped->fields == Fields{{"group", "g"},       {"submission", "1"},        {"step", "0"},
-                                  {"attempt", "1"},     {"bound", "count"},         {"unconfirmed", "4"},
-                                  {"unconfirmed_bytes", "0"}, {"spilled_bytes", "0"}});
+  using Fields = std::vector<worker::NoticeField>;
+  CHECK(dropped->fields == Fields{{"group", "g"},          {"submission", 1},          {"step", "0"},
+                                  {"attempt", 1},          {"bound", "count"},         {"unconfirmed", 4},
+                                  {"unconfirmed-bytes", 0}, {"spilled-bytes", 0}});
   // Dropped: not sent on a cancel, not listed when registering again.
   h.From(common::CancelAttemptMsg{{"g", 0, 1, 1}, 0});
   CHECK(h.out.empty());

@@ -111,9 +111,9 @@ TEST_CASE("past the disk bound the oldest result on disk is dropped, with a warn
   h.End(h.Run("g", 3), 0, "abcdef");
   const worker::Notice* dropped = h.NoticeOf("unconfirmed_dropped");
   REQUIRE(dropped != nullptr);
-  CHECK(dropped->fields[1] == std::pair<std::string, std::string>{"submission", "1"});
-  CHECK(dropped->fields[2] == std::pair<std::string, std::string>{"step", "0"});
-  CHECK(dropped->fields[4] == std::pair<std::string, std::string>{"bound", "disk"});
+  CHECK(dropped->fields[1] == worker::NoticeField{"submission", 1});
+  CHECK(dropped->fields[2] == worker::NoticeField{"step", "0"});
+  CHECK(dropped->fields[4] == worker::NoticeField{"bound", "disk"});
   REQUIRE(h.Of<worker::DeleteSpilled>().size() == 1);
   CHECK(h.Of<worker::DeleteSpilled>()[0].seq == 1);
   CHECK(SeqsOf(h.Of<worker::SpillResult>()) == std::vector<uint64_t>{3});
@@ -125,7 +125,7 @@ TEST_CASE("past the disk bound the oldest result on disk is dropped, with a warn
   h.End(h.Run("g", 5), 0, "y");
   CHECK(h.Of<worker::SpillResult>().empty());
   REQUIRE(h.NoticeOf("unconfirmed_dropped") != nullptr);
-  CHECK(h.NoticeOf("unconfirmed_dropped")->fields[4] == std::pair<std::string, std::string>{"bound", "memory"});
+  CHECK(h.NoticeOf("unconfirmed_dropped")->fields[4] == worker::NoticeField{"bound", "memory"});
 }
 
 TEST_CASE("without a disk the oldest result past the memory bound is dropped, as before", "[worker][spill]") {
@@ -153,7 +153,7 @@ TEST_CASE("a result the disk cannot keep or give back is dropped, with the disk'
   const worker::Notice* failed = h.NoticeOf("unconfirmed_spill_failed");
   REQUIRE(failed != nullptr);
   CHECK(failed->level == worker::Notice::Level::kWarn);
-  CHECK(failed->fields.back().second == "cannot write /state/unconfirmed/1: No space left on device");
+  CHECK(failed->fields.back().value == "cannot write /state/unconfirmed/1: No space left on device");
   CHECK(h.Of<worker::DeleteSpilled>().size() == 1);
   CHECK(h.core.unconfirmed() == 1);
   CHECK(h.core.spilled() == 0);
