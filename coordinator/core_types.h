@@ -199,7 +199,8 @@ struct WorkerView {
   std::string user_id;  // as joined: the CURVE User-Id (NAME|KEY), "" without CURVE
   std::string version;
   // "ready", "cordoned", "draining" (new steps go elsewhere, running ones
-  // finish), "drained" (draining with nothing left running), or "lost".
+  // finish), "drained" (draining with nothing left running), "left" (said
+  // goodbye) or "lost" (went silent).
   std::string state = "ready";
   common::Time since{};  // when it entered `state` (for "lost": when it was lost)
   std::string reason;     // why: who cordoned it, "the worker is stopping", or why it was lost

@@ -233,7 +233,8 @@ class Scheduler {
   std::vector<common::GroupSummary> Groups() const;
   // The live workers, with their state (ready, cordoned, draining, drained).
   std::vector<WorkerView> Workers() const;
-  // Workers lost within lost_listed_for before `now`, newest first.
+  // Workers lost (or that left: said goodbye) within lost_listed_for before
+  // `now`, newest first.
   std::vector<WorkerView> LostWorkers(common::Time now) const;
   // Linear in the groups and workers held (scheduler_metrics.cc).
   CoreCounts Counts() const;
@@ -384,8 +385,9 @@ class Scheduler {
   // back, and places what waited for it.
   void Replace(Worker* w, common::Time now, std::vector<Action>* out);
   WorkerView ViewOf(const Worker& w) const;
-  // Keeps `gone` in the lost list, evicting what is old.
-  void RememberLost(const Worker& gone, std::string reason, common::Time now);
+  // Keeps `gone` in the lost list, evicting what is old: "left" when it said
+  // goodbye (`left`), "lost" otherwise.
+  void RememberLost(const Worker& gone, std::string reason, bool left, common::Time now);
   std::string WaitingReason(const Group& g, uint32_t step) const;
   // Why a step of `g` needing `agent` ("" for any worker) waits now.
   QueueCause CauseOf(const Group& g, const std::string& agent) const;
@@ -436,7 +438,7 @@ class Scheduler {
   };
   std::map<std::string, Fenced, std::less<>> fenced_;
   // Operator modes other than ready, by worker name, whether or not the
-  // worker is live now.
+  // worker is live now; journaled (WorkerModeSet), so a restart keeps them.
   struct ModeEntry {
     WorkerMode mode = WorkerMode::kReady;
     common::Time since{};

@@ -35,6 +35,7 @@ Status Scheduler::SetMode(const SetWorkerMode& e, Time now, std::vector<Action>*
   } else {
     modes_[e.worker] = {e.mode, now, e.who};
   }
+  Journal<WorkerModeSet>(e.worker, std::string(WorkerModeName(e.mode)), e.who, UnixMs(now));
   if (w) Replace(w, now, out);
   return Status::Ok();
 }
@@ -104,10 +105,11 @@ std::vector<WorkerView> Scheduler::LostWorkers(Time now) const {
   return out;
 }
 
-void Scheduler::RememberLost(const Worker& gone, std::string reason, Time now) {
+void Scheduler::RememberLost(const Worker& gone, std::string reason, bool left, Time now) {
   WorkerView v = ViewOf(gone);
   v.running = 0;
-  v.state = "lost";
+  // A worker that said goodbye (stopped, drained, scaled down) is no alarm.
+  v.state = left ? "left" : "lost";
   v.since = now;
   v.reason = std::move(reason);
   std::erase_if(lost_, [&](const auto& entry) { return entry.second.since + options_.lost_listed_for <= now; });
@@ -116,11 +118,9 @@ void Scheduler::RememberLost(const Worker& gone, std::string reason, Time now) {
                                    [](const auto& a, const auto& b) { return a.second.since < b.second.since; });
     lost_.erase(oldest);
   }
+  // A mode stays until an operator readies the worker, however long the
+  // worker is away: maintenance can outlast the lost list.
   lost_[gone.name] = std::move(v);
-  // A mode outlives its worker only while the worker is remembered.
-  std::erase_if(modes_, [&](const auto& entry) {
-    return !workers_.count(entry.first) && !lost_.count(entry.first) && entry.first != gone.name;
-  });
 }
 
 }  // namespace cohort::coordinator

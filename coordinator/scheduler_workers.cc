@@ -199,7 +199,7 @@ Status Scheduler::Lose(std::string_view name, std::string_view reason, Time now,
   if (!w->placeable) --unplaceable_;
   std::unique_ptr<Worker> gone = std::move(workers_.find(name)->second);
   workers_.erase(workers_.find(name));
-  RememberLost(*gone, std::string(reason), now);
+  RememberLost(*gone, std::string(reason), steps_stopped, now);
   // Gone silent, it stops its steps itself once its lease runs out, counted
   // from no later than the last message we had from it (its lease renews
   // only from messages we received). Until then they may still run.

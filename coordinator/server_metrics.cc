@@ -3,6 +3,8 @@
 // core have counted since the process started.
 #include "coordinator/server.h"
 
+#include <iterator>
+
 
 namespace cohort::coordinator {
 
@@ -46,18 +48,20 @@ std::string Server::MetricsText(Time now) const {
     e.Add("cohort_steps_queued", {{"reason", std::string(QueueCauseName(static_cast<QueueCause>(q)))}}, c.queued[q])
         .IgnoreError();
   }
-  size_t by_state[6] = {};
-  static const char* kStates[] = {"ready", "cordoned", "draining", "drained", "lost"};
+  static const char* kStates[] = {"ready", "cordoned", "draining", "drained", "left", "lost"};
+  constexpr int kCount = std::size(kStates);
+  size_t by_state[kCount] = {};
   auto count = [&](const std::vector<WorkerView>& views) {
     for (const WorkerView& w : views) {
-      for (int i = 0; i < 5; ++i) by_state[i] += w.state == kStates[i] ? 1 : 0;
+      for (int i = 0; i < kCount; ++i) by_state[i] += w.state == kStates[i] ? 1 : 0;
     }
   };
   count(core_.Workers());
   count(core_.LostWorkers(now));
-  e.Declare("cohort_workers", MetricType::kGauge, "Workers by state; lost ones stay listed for an hour.")
+  e.Declare("cohort_workers", MetricType::kGauge,
+            "Workers by state; those that left (said goodbye) or were lost (went silent) stay listed for an hour.")
       .IgnoreError();
-  for (int i = 0; i < 5; ++i) e.Add("cohort_workers", {{"state", kStates[i]}}, by_state[i]).IgnoreError();
+  for (int i = 0; i < kCount; ++i) e.Add("cohort_workers", {{"state", kStates[i]}}, by_state[i]).IgnoreError();
   Gauge(e, "cohort_slots", "Step slots the live workers offer.", static_cast<double>(c.slots));
   Gauge(e, "cohort_slots_busy", "Step slots in use.", static_cast<double>(c.slots_busy));
 

@@ -38,6 +38,9 @@ struct Describer {
   }
   std::string operator()(const GroupEnded& r) const { return Key("GroupEnded", r.submission); }
   std::string operator()(const GroupForgotten& r) const { return Key("GroupForgotten", r.submission); }
+  std::string operator()(const WorkerModeSet& r) const {
+    return "WorkerModeSet worker=" + common::Quote(r.worker) + " mode=" + r.mode;
+  }
 };
 
 }  // namespace

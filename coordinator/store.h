@@ -156,8 +156,21 @@ struct GroupForgotten {
   friend bool operator==(const GroupForgotten&, const GroupForgotten&) = default;
 };
 
+// An operator cordoned, drained or readied a worker (coordinator::WorkerMode
+// by name: "cordoned", "draining", or "ready", which clears it). Kept so a
+// restarted coordinator still places nothing on a worker being serviced.
+// The only record not about a group: it has no submission.
+struct WorkerModeSet {
+  std::string worker;
+  std::string mode;
+  std::string who;
+  int64_t unix_ms = 0;
+
+  friend bool operator==(const WorkerModeSet&, const WorkerModeSet&) = default;
+};
+
 using Record = std::variant<GroupAccepted, AttemptStarted, AttemptEnded, StepEnded, CancelRequested,
-                            GroupStopped, ErrorAdded, GroupEnded, GroupForgotten>;
+                            GroupStopped, ErrorAdded, GroupEnded, GroupForgotten, WorkerModeSet>;
 
 // "AttemptEnded submission=7 step=2 attempt=1", for error messages.
 std::string Describe(const Record& record);
@@ -210,6 +223,7 @@ struct LoadedState {
   std::vector<LoadedGroup> groups;         // unfinished, ascending submission
   std::vector<FinishedSummary> finished;  // finished, not forgotten, ascending submission
   uint64_t max_submission = 0;             // the highest ever committed; 0 for a new store
+  std::vector<WorkerModeSet> worker_modes;  // the modes in force (never "ready"), by worker name
 
   friend bool operator==(const LoadedState&, const LoadedState&) = default;
 };

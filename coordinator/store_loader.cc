@@ -53,6 +53,7 @@ class Loader {
     Status s = Finished();
     if (s.ok()) s = Counts();
     if (s.ok()) s = MaxSubmission();
+    if (s.ok()) s = WorkerModes();
     return s;
   }
 
@@ -278,6 +279,17 @@ class Loader {
       return Status::Ok();
     });
     return s;
+  }
+
+  Status WorkerModes() {
+    return ForEachRow(Dml::kLoadWorkerModes, [this](const Row& st) {
+      WorkerModeSet m{st.Text(0), st.Text(1), st.Text(2), st.Int(3)};
+      if (m.worker.empty() || (m.mode != "cordoned" && m.mode != "draining")) {
+        return Bad("worker_modes row \"" + m.worker + "\" has mode \"" + m.mode + "\"");
+      }
+      out_->worker_modes.push_back(std::move(m));
+      return Status::Ok();
+    });
   }
 
   // The counter, and never below a group still held (a counter lost to a

@@ -99,6 +99,14 @@ class Planner {
     Push(Dml::kForgetGroup, {Param::Int(Signed(r.submission))}, "no such group");
   }
 
+  void Add(const WorkerModeSet& r) {
+    if (r.mode == "ready") {
+      Push(Dml::kClearWorkerMode, {Param::Text(r.worker)});
+    } else {
+      Push(Dml::kSetWorkerMode, {Param::Text(r.worker), Param::Text(r.mode), Param::Text(r.who), Param::Int(r.unix_ms)});
+    }
+  }
+
   std::vector<Op>* out_;
   size_t index_ = 0;
 };

@@ -138,8 +138,18 @@ const std::vector<std::string_view> kVersion3 = {
     "{postgres}ALTER TABLE attempts SET (fillfactor = 50)",
 };
 
+// Version 4: the workers an operator cordoned or is draining, by name, so
+// that a restarted coordinator keeps them out of placement.
+const std::vector<std::string_view> kVersion4 = {
+    "CREATE TABLE worker_modes ("
+    " worker TEXT PRIMARY KEY,"
+    " mode TEXT NOT NULL,"
+    " set_by TEXT NOT NULL,"
+    " since_unix_ms BIGINT NOT NULL)",
+};
+
 const std::vector<std::vector<std::string_view>>& Migrations() {
-  static const std::vector<std::vector<std::string_view>> kAll = {kVersion1, kVersion2, kVersion3};
+  static const std::vector<std::vector<std::string_view>> kAll = {kVersion1, kVersion2, kVersion3, kVersion4};
   return kAll;
 }
 
@@ -237,6 +247,12 @@ constexpr std::string_view kDml[kDmlCount] = {
     // kLoadOutput
     "SELECT stdout_tail, stderr_tail FROM attempts"
     " WHERE submission = $1 AND step = $2 AND attempt = $3 AND ended_unix_ms IS NOT NULL",
+    // kSetWorkerMode, kClearWorkerMode, kLoadWorkerModes
+    "INSERT INTO worker_modes (worker, mode, set_by, since_unix_ms) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (worker) DO UPDATE SET mode = excluded.mode, set_by = excluded.set_by,"
+    " since_unix_ms = excluded.since_unix_ms",
+    "DELETE FROM worker_modes WHERE worker = $1",
+    "SELECT worker, mode, set_by, since_unix_ms FROM worker_modes ORDER BY worker",
 };
 #undef COHORT_RUNNING_GROUPS
 
@@ -280,7 +296,22 @@ bool IsStopState(common::GroupState state) {
 }
 
 Status CheckRecord(const Record& record) {
-  const uint64_t submission = std::visit([](const auto& r) { return r.submission; }, record);
+  if (const auto* m = std::get_if<WorkerModeSet>(&record)) {
+    if (m->worker.empty()) return Refuse(record, "a worker mode needs a worker name");
+    if (m->mode != "cordoned" && m->mode != "draining" && m->mode != "ready") {
+      return Refuse(record, "mode \"" + m->mode + "\" is not cordoned, draining or ready");
+    }
+    return Status::Ok();
+  }
+  const uint64_t submission = std::visit(
+      [](const auto& r) -> uint64_t {
+        if constexpr (requires { r.submission; }) {
+          return r.submission;
+        } else {
+          return 0;
+        }
+      },
+      record);
   if (submission == 0) return Refuse(record, "submission 0 is never given out");
   Status s = CheckUnsigned(record, "submission", submission);
   if (!s.ok()) return s;

@@ -85,6 +85,9 @@ enum class Dml : int {
   kLoadGroupCancels,
   kLoadGroupErrors,
   kLoadOutput,       // LoadOutput: one ended attempt's tails ($1 submission, $2 step, $3 attempt)
+  kSetWorkerMode,    // WorkerModeSet: cordoned or draining ($1 worker, $2 mode, $3 who, $4 unix_ms)
+  kClearWorkerMode,  // WorkerModeSet: ready ($1 worker)
+  kLoadWorkerModes,  // Load: every mode in force
   kCount,
 };
 constexpr int kDmlCount = static_cast<int>(Dml::kCount);

@@ -62,7 +62,7 @@ class NotifySocket {
 template <typename F>
 void WithNotify(const NotifySocket& s, F start) {
   ::setenv("NOTIFY_SOCKET", s.path().c_str(), 1);
-  ::setenv("WATCHDOG_USEC", "400000", 1);  // a ping every 200 ms
+  ::setenv("WATCHDOG_USEC", "1000000", 1);  // a ping every 500 ms
   start();
   ::unsetenv("NOTIFY_SOCKET");
   ::unsetenv("WATCHDOG_USEC");
@@ -80,12 +80,14 @@ TEST_CASE("both daemons speak systemd's notify protocol: ready once bound, statu
   Cluster c;
   NotifySocket coord(c.dir() + "/coordinator.notify");
   WithNotify(coord, [&] { c.StartCoordinator(); });
-  // READY=1 came first, with a status line, and the daemon answered then.
+  // Before READY=1 only what it was doing (loading its state, with the
+  // watchdog stretched for it); READY=1 with the status line.
   REQUIRE(coord.WaitFor("READY=1", 10s));
-  CHECK(coord.seen.front().find("READY=1") != std::string::npos);
-  CHECK(coord.seen.front().find("STATUS=0 groups running, 0 steps running, 0 workers") != std::string::npos);
+  CHECK(coord.seen.front().find("STATUS=loading the state from sqlite ") != std::string::npos);
+  CHECK(coord.seen.back().find("STATUS=0 groups running, 0 steps running, 0 workers") != std::string::npos);
+  for (size_t i = 0; i + 1 < coord.seen.size(); ++i) CHECK(coord.seen[i].find("READY=1") == std::string::npos);
   int watchdogs = 0;
-  for (int i = 0; i < 3; ++i) watchdogs += coord.WaitFor("WATCHDOG=1", 2s) ? 1 : 0;
+  for (int i = 0; i < 3; ++i) watchdogs += coord.WaitFor("WATCHDOG=1", 3s) ? 1 : 0;
   CHECK(watchdogs == 3);
 
   NotifySocket worker(c.dir() + "/worker.notify");
@@ -113,8 +115,10 @@ TEST_CASE("SIGTERM drains a worker: its running step finishes there, new steps g
   c.StartCoordinator();
   c.StartWorker("leaving", 1, {"--drain-timeout", "60"});
   auto& leaving = c.worker("leaving");
-  const std::string marker = c.dir() + "/started";
-  auto first = c.Cli({"submit", "--", "sh", "-c", "touch " + marker + "; sleep 2"});
+  const std::string marker = c.dir() + "/started", release = c.dir() + "/release";
+  // The step runs until the test releases it, so the drain is seen waiting.
+  auto first = c.Cli({"submit", "--", "sh", "-c",
+                      "touch " + marker + "; while [ ! -e " + release + " ]; do sleep 0.05; done"});
   REQUIRE(first.exit_code == 0);
   REQUIRE(WaitUntil([&] { return ::access(marker.c_str(), F_OK) == 0; }, 20s));
   leaving.Kill(SIGTERM);
@@ -123,7 +127,9 @@ TEST_CASE("SIGTERM drains a worker: its running step finishes there, new steps g
   c.StartWorker("staying", 1);
   auto second = c.Cli({"submit", "--wait", "--", "true"});
   CHECK(second.exit_code == 0);
-  // The first step ends where it ran, once, and then the worker leaves.
+  CHECK(WorkerNamed(c, "leaving").value("state", "") == "draining");
+  // Released, the first step ends where it ran, once, and the worker leaves.
+  WriteFile(release, "");
   CHECK(leaving.Wait(30s) == 0);
   const Json groups = Json::parse(c.Cli({"groups", "--json"}).out);
   REQUIRE(groups.size() == 2);
@@ -136,7 +142,8 @@ TEST_CASE("SIGTERM drains a worker: its running step finishes there, new steps g
   const std::string log = leaving.Log();
   CHECK(log.find("event=draining") != std::string::npos);
   CHECK(log.find("event=drained") != std::string::npos);
-  CHECK(WorkerNamed(c, "leaving").value("state", "") == "lost");
+  // It said goodbye: listed as left, not lost.
+  CHECK(WaitUntil([&] { return WorkerNamed(c, "leaving").value("state", "") == "left"; }, 10s));
 }
 
 TEST_CASE("a drain that runs out of time stops what is left, and a second SIGTERM cuts it short", "[ops][drain]") {
@@ -171,6 +178,12 @@ TEST_CASE("cohort cordon, drain and uncordon, workers shows states and versions,
 
   REQUIRE(c.Cli({"cordon", "w1"}).exit_code == 0);
   CHECK(WorkerNamed(c, "w1")["state"] == "cordoned");
+  // The cordon is in the coordinator's store: a restart keeps it.
+  c.coordinator().Kill(SIGTERM);
+  REQUIRE(c.coordinator().Wait(20s) == 0);
+  c.StartCoordinator();
+  REQUIRE(WaitUntil([&] { return c.HasWorker("w1"); }, 20s));
+  CHECK(WorkerNamed(c, "w1")["state"] == "cordoned");
   auto submitted = c.Cli({"submit", "--json", "--", "true"});
   REQUIRE(submitted.exit_code == 0);
   const std::string group = Json::parse(submitted.out)["group"];
@@ -180,9 +193,17 @@ TEST_CASE("cohort cordon, drain and uncordon, workers shows states and versions,
   REQUIRE(c.Cli({"uncordon", "w1"}).exit_code == 0);
   CHECK(c.Cli({"wait", group}).exit_code == 0);
 
-  const std::string marker = c.dir() + "/started";
-  REQUIRE(c.Cli({"submit", "--", "sh", "-c", "touch " + marker + "; sleep 1"}).exit_code == 0);
+  const std::string marker = c.dir() + "/started", release = c.dir() + "/release";
+  REQUIRE(c.Cli({"submit", "--", "sh", "-c",
+                 "touch " + marker + "; while [ ! -e " + release + " ]; do sleep 0.05; done"})
+              .exit_code == 0);
   REQUIRE(WaitUntil([&] { return ::access(marker.c_str(), F_OK) == 0; }, 20s));
+  // drain waits while the step runs: with a timeout it gives up, draining.
+  auto waited = c.Cli({"drain", "w1", "--timeout", "1"});
+  CHECK(waited.exit_code == 1);
+  CHECK(waited.err.find("still runs 1 steps") != std::string::npos);
+  CHECK(WorkerNamed(c, "w1")["state"] == "draining");
+  WriteFile(release, "");
   auto drained = c.Cli({"drain", "w1"});
   CHECK(drained.exit_code == 0);
   CHECK(drained.err.find("drained") != std::string::npos);

@@ -135,6 +135,42 @@ TEST_CASE("a lost worker stays listed for a while, then is forgotten", "[core][w
   CHECK(SetMode(h, "nobody", WorkerMode::kCordoned).code() == common::Status::Code::kNotFound);
 }
 
+TEST_CASE("modes are journaled and a restored core keeps them", "[core][workers][cordon][restore]") {
+  SchedulerOptions o = Quiet();
+  o.journal = true;
+  Harness h(o);
+  h.Join("a", 1);
+  REQUIRE(SetMode(h, "a", WorkerMode::kCordoned).ok());
+  REQUIRE(SetMode(h, "a", WorkerMode::kCordoned).ok());  // no change: nothing journaled
+  std::vector<coordinator::Record> journal;
+  h.core.TakeJournal(&journal);
+  REQUIRE(journal.size() == 1);
+  const auto& set = std::get<coordinator::WorkerModeSet>(journal[0]);
+  CHECK(set.worker == "a");
+  CHECK(set.mode == "cordoned");
+  CHECK(set.who == "alice");
+  REQUIRE(SetMode(h, "a", WorkerMode::kReady).ok());
+  journal.clear();
+  h.core.TakeJournal(&journal);
+  REQUIRE(journal.size() == 1);
+  CHECK(std::get<coordinator::WorkerModeSet>(journal[0]).mode == "ready");
+
+  coordinator::LoadedState state;
+  state.worker_modes = {{"a", "draining", "bob", 0}, {"b", "cordoned", "carol", 0}};
+  Harness restored(o);
+  REQUIRE(restored.core.Restore(state, restored.now, &restored.out).ok());
+  restored.Join("a", 1);
+  restored.Join("b", 1);
+  restored.Join("c", 1);
+  REQUIRE(restored.Submit(MakeGroup("g", 2)).ok());
+  REQUIRE(restored.Dispatches().size() == 1);
+  CHECK(restored.Dispatches()[0].worker == "c");
+  CHECK(ViewOf(restored, "a").state == "drained");
+  CHECK(ViewOf(restored, "b").reason == "by carol");
+  // A restored mode can be cleared before its worker is back.
+  REQUIRE(SetMode(restored, "d", WorkerMode::kReady).code() == common::Status::Code::kNotFound);
+}
+
 TEST_CASE("the lost list is bounded", "[core][workers]") {
   Harness h;
   for (size_t i = 0; i < Scheduler::kMaxLostWorkers + 5; ++i) {

@@ -47,6 +47,7 @@ using coordinator::SqliteStore;
 using coordinator::StepEnded;
 using coordinator::Store;
 using coordinator::SyncMode;
+using coordinator::WorkerModeSet;
 using testing::Engine;
 using testing::OpenOk;
 using testing::TestDb;
@@ -102,7 +103,7 @@ ErrorAdded Error(uint64_t submission, uint32_t seq, std::string step_id = "a") {
 }
 
 // The round trip below commits every kind: a new one must be added there.
-static_assert(std::variant_size_v<Record> == 9);
+static_assert(std::variant_size_v<Record> == 10);
 
 TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store]") {
   TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
@@ -144,13 +145,20 @@ TEST_CASE("Store: every record kind round-trips through a reopen", "[unit][store
   ErrorAdded step_error{7, 0, "a", "exit 1\n\"quoted\" é", INT64_MIN};
   ErrorAdded deadline{7, 1, "", "the group's deadline passed", INT64_MAX};
   GroupEnded group_end{7, GroupState::kCancelled, 47};
+  WorkerModeSet cordoned{"node1-1", "cordoned", "alice", INT64_MIN};
+  WorkerModeSet draining{"nöde \"2\"", "draining", "", 48};
   {
     auto store = d.Open();
     REQUIRE_OK(store->Commit({g, started, full, bare_start, bare, running}));
     REQUIRE_OK(store->Commit({AttemptStarted{7, 3, 1, "node1-1", 6}, started_zero}));
     REQUIRE_OK(store->Commit({step_end, pending_cancelled, whole, one, stopped, step_error, deadline, group_end}));
+    // A mode set again replaces the first; "ready" clears it.
+    REQUIRE_OK(store->Commit({WorkerModeSet{"node1-1", "draining", "bob", 1}, cordoned, draining,
+                              WorkerModeSet{"node3-1", "cordoned", "bob", 2}}));
+    REQUIRE_OK(store->Commit({WorkerModeSet{"node3-1", "ready", "bob", 3}}));
   }
   LoadedState state = Reopened(d);
+  CHECK(state.worker_modes == std::vector<WorkerModeSet>{cordoned, draining});
   REQUIRE(state.max_submission == 7);
   REQUIRE(state.groups.size() == 1);
   const coordinator::LoadedGroup& lg = state.groups[0];
@@ -221,7 +229,13 @@ TEST_CASE("Store: many attempts in one batch round-trip whatever their text and 
   }
   // The same in one batch, on another group, and a batch whose last attempt
   // does not fit is refused naming that record, with nothing written.
-  for (Record& r : both) std::visit([](auto& x) { x.submission = 2; }, r);
+  for (Record& r : both) {
+    std::visit(
+        [](auto& x) {
+          if constexpr (requires { x.submission; }) x.submission = 2;
+        },
+        r);
+  }
   auto store = d.Open();
   REQUIRE_OK(store->Commit(both));
   std::vector<Record> bad = {Group(3, 60)};
@@ -463,6 +477,22 @@ TEST_CASE("Store: a group stops once: a second GroupStopped, or one after its en
   CHECK(Reopened(d) == before);
 }
 
+TEST_CASE("Store: a worker mode without a worker, or with an unknown mode, is refused before anything is written",
+          "[unit][store]") {
+  TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
+  INFO(d.engine_name());
+  {
+    auto store = d.Open();
+    Status s = store->Commit({WorkerModeSet{"w1", "cordoned", "", 1}, WorkerModeSet{"", "cordoned", "", 2}});
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(s.message(), Catch::Contains("needs a worker name"));
+    s = store->Commit({WorkerModeSet{"w1", "drained", "", 1}});
+    CHECK(s.code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(s.message(), Catch::Contains("\"drained\" is not cordoned, draining or ready"));
+  }
+  CHECK(Reopened(d).worker_modes.empty());
+}
+
 TEST_CASE("Store: a GroupStopped neither cancelled nor failed is refused before anything is written",
           "[unit][store]") {
   TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
@@ -599,12 +629,14 @@ TEST_CASE("Store: an older schema is brought up to date, keeping what it holds",
   TestDb d(GENERATE(Engine::kSqlite, Engine::kPostgres));
   INFO(d.engine_name());
   REQUIRE_OK(d.Open()->Commit({Group(1), AttemptStarted{1, 0, 1, "w", 1}}));
-  // Back to version 1 as it was released: without the leadership table.
-  d.Exec(std::string("DROP TABLE leadership; UPDATE schema_version SET version = 1") +
+  // Back to version 1 as it was released: without the leadership and
+  // worker_modes tables.
+  d.Exec(std::string("DROP TABLE leadership; DROP TABLE worker_modes; UPDATE schema_version SET version = 1") +
          (d.engine() == Engine::kPostgres ? "; ALTER TABLE attempts RESET (fillfactor)" : ""));
   auto store = d.Open();
   CHECK(d.Count("schema_version WHERE version = " + std::to_string(coordinator::schema::SupportedVersion())) == 1);
   CHECK(d.Count("leadership") == 0);
+  CHECK(d.Count("worker_modes") == 0);  // version 4
   if (d.engine() == Engine::kPostgres) {
     // Room on the attempts' pages for their second write (version 3).
     CHECK(d.Count("pg_class WHERE relname = 'attempts' AND 'fillfactor=50' = ANY (reloptions)") == 1);
