@@ -104,7 +104,7 @@ int Ping(const std::vector<std::string>& args) {
 int SetWorkerMode(const std::string& name, const std::vector<std::string>& args) {
   Common c;
   std::string worker;
-  double timeout_s = 0;
+  double timeout_s = 0;  // negative is refused below
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("worker", po::value(&worker));
   if (name == "drain") {
@@ -127,6 +127,7 @@ int SetWorkerMode(const std::string& name, const std::vector<std::string>& args)
                         : "Usage: cohort uncordon WORKER\n\nPlaces steps on WORKER again.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (worker.empty()) return Fail(kExitUsage, name + " needs a WORKER (see --help; `cohort workers` lists them)");
+  if (!(timeout_s >= 0)) return Fail(kExitUsage, "--timeout must be 0 (no limit) or a number of seconds");
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   const std::string mode = name == "cordon" ? "cordoned" : name == "drain" ? "draining" : "ready";
@@ -145,8 +146,21 @@ int SetWorkerMode(const std::string& name, const std::vector<std::string>& args)
   const auto deadline = std::chrono::steady_clock::now() + common::SecondsToDuration(timeout_s);
   std::string last_running;
   while (true) {
-    if (Status s = client.CallRepeating(common::WorkersMsg{0}, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
-    if (Status s = ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+    Status s = client.CallRepeating(common::WorkersMsg{0}, &reply);
+    if (s.ok()) s = ReplyStatus(reply);
+    if (s.code() == Status::Code::kUnavailable) {
+      // A coordinator restart or a takeover: the mode is in its store, so
+      // the drain goes on; wait for it to answer again.
+      std::cerr << (tty ? "\r" : "") << "draining " << worker << ": " << s.message() << "; still waiting\n";
+      last_running.clear();
+    } else if (!s.ok()) {
+      return Fail(StatusExit(s), s.message());
+    }
+    if (!s.ok()) {
+      if (timeout_s > 0 && std::chrono::steady_clock::now() >= deadline) return Fail(StatusExit(s), s.message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
     const Json w = FindWorker(ParseBody(reply.body), worker);
     const std::string state = Text(w, "state");
     if (w.is_null() || state == "drained" || state == "lost") {

@@ -26,8 +26,12 @@ SystemdNotifier SystemdNotifier::FromEnvironment() {
   ::unsetenv("WATCHDOG_USEC");
   ::unsetenv("WATCHDOG_PID");
   sockaddr_un addr{};
-  // Only absolute paths and abstract names ('@') are valid addresses.
-  if (path.empty() || (path[0] != '/' && path[0] != '@') || path.size() >= sizeof addr.sun_path) return n;
+  // Only absolute paths and abstract names ('@') are valid addresses; a
+  // path needs room for its terminating NUL, an abstract name does not.
+  if (path.empty() || (path[0] != '/' && path[0] != '@') ||
+      path.size() > sizeof addr.sun_path - (path[0] == '/' ? 1 : 0)) {
+    return n;
+  }
   if (path[0] == '@') path[0] = '\0';
   n.fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (n.fd_ < 0) {
@@ -57,8 +61,21 @@ SystemdNotifier& SystemdNotifier::operator=(SystemdNotifier&& other) noexcept {
   return *this;
 }
 
-void SystemdNotifier::Send(const std::string& text) {
-  if (fd_ < 0) return;
+namespace {
+
+// A STATUS= value is one line: a newline would start another assignment.
+std::string OneLine(std::string_view text) {
+  std::string line(text);
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return line;
+}
+
+}  // namespace
+
+bool SystemdNotifier::Send(const std::string& text) {
+  if (fd_ < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path_.data(), path_.size());
@@ -72,18 +89,23 @@ void SystemdNotifier::Send(const std::string& text) {
     if (limiter.Allow(Clock::now(), &suppressed)) {
       LogWarn("notify_failed").Kv("error", std::strerror(errno)).Kv("suppressed", suppressed);
     }
+    return false;
   }
+  return true;
 }
 
 void SystemdNotifier::Ready(std::string_view status) {
-  last_status_ = status;
-  Send("READY=1\nSTATUS=" + last_status_);
+  const std::string line = OneLine(status);
+  last_status_ = Send("READY=1\nSTATUS=" + line) ? line : "";
 }
 
 void SystemdNotifier::Status(std::string_view status) {
-  if (!enabled() || status == last_status_) return;
-  last_status_ = status;
-  Send("STATUS=" + last_status_);
+  if (!enabled()) return;
+  std::string line = OneLine(status);
+  // Remembered only once sent: a datagram dropped while systemd was busy is
+  // sent again at the next call.
+  if (line == last_status_ || !Send("STATUS=" + line)) return;
+  last_status_ = std::move(line);
 }
 
 void SystemdNotifier::Reloading() {
@@ -94,8 +116,21 @@ void SystemdNotifier::Reloading() {
 }
 
 void SystemdNotifier::Stopping(std::string_view status) {
-  last_status_ = status;
-  Send("STOPPING=1\nSTATUS=" + last_status_);
+  const std::string line = OneLine(status);
+  last_status_ = Send("STOPPING=1\nSTATUS=" + line) ? line : "";
+}
+
+void SystemdNotifier::BeginLongWork(Duration allow) {
+  if (watchdog_every_ <= Duration::zero()) return;
+  Send("WATCHDOG=1\nWATCHDOG_USEC=" +
+       std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(allow).count()));
+}
+
+void SystemdNotifier::EndLongWork(Time now) {
+  if (watchdog_every_ <= Duration::zero()) return;
+  Send("WATCHDOG=1\nWATCHDOG_USEC=" +
+       std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(watchdog_every_ * 2).count()));
+  next_watchdog_ = now + watchdog_every_;
 }
 
 void SystemdNotifier::Watchdog(Time now) {

@@ -53,9 +53,14 @@ class SystemdNotifier {
   void Watchdog(Time now);
   // When the loop must wake to call Watchdog; none without a watchdog.
   std::optional<Time> NextWatchdog() const;
+  // Before work that cannot ping (a long state load): the watchdog waits up
+  // to `allow` (WATCHDOG_USEC=), until EndLongWork restores the unit's.
+  void BeginLongWork(Duration allow);
+  void EndLongWork(Time now);
 
  private:
-  void Send(const std::string& text);
+  // False when the datagram could not be sent.
+  bool Send(const std::string& text);
 
   int fd_ = -1;
   std::string path_;  // the socket's address; a leading '\0' for an abstract one

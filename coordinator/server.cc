@@ -53,7 +53,15 @@ Server::~Server() = default;
 Status Server::Bind() {
   // Before any peer can connect: a worker registering must find the
   // restored attempts it claims.
-  if (Status s = Restore(); !s.ok()) return s;
+  // Loading a large store takes longer than the watchdog's interval, and
+  // nothing pings meanwhile.
+  if (options_.notifier) {
+    options_.notifier->Status("loading the state from " + options_.store_description);
+    options_.notifier->BeginLongWork(std::chrono::hours(1));
+  }
+  Status restored = Restore();
+  if (options_.notifier) options_.notifier->EndLongWork(Clock::now());
+  if (!restored.ok()) return restored;
   // A long restore may have outlasted the lease as this process counts it
   // (the store renewed it in the database meanwhile).
   if (options_.election && !KeepLease(Clock::now())) {
@@ -130,7 +138,7 @@ std::string Server::StatusLine() const {
 }
 
 void Server::Notify(Time now) {
-  if (!options_.notifier) return;
+  if (!options_.notifier || !options_.notifier->enabled()) return;
   options_.notifier->Watchdog(now);
   if (now < next_status_) return;
   next_status_ = now + std::chrono::seconds(1);

@@ -44,7 +44,9 @@ bool OpenStore(const std::string& conninfo, const common::StopSignal& stop, std:
       LogWarn("database_unreachable").Kv("error", s.message()).Kv("suppressed", suppressed);
     }
     if (notifier) {
-      notifier->Status("waiting for the database: " + s.message());
+      // Started, and saying why it cannot stand by yet: a start that waited
+      // for the database would time out and be restarted over and over.
+      notifier->Ready("waiting for the database: " + s.message());
       notifier->Watchdog(common::Clock::now());
     }
     if (StopWithin(stop, 1000)) {

@@ -128,7 +128,11 @@ Time WorkerCore::LeaseStopAt() const {
 
 Time WorkerCore::NextDeadline() const {
   Time until = next_heartbeat_;
-  if (lease_ > common::Duration::zero() && !attempts_.empty()) until = std::min(until, LeaseStopAt());
+  // Once the lease has stopped every attempt there is nothing more to do at
+  // LeaseStopAt, which stays in the past: waking for it would spin.
+  const bool unstopped = std::any_of(attempts_.begin(), attempts_.end(),
+                                     [](const auto& entry) { return !entry.second.lease_stopped; });
+  if (lease_ > common::Duration::zero() && unstopped) until = std::min(until, LeaseStopAt());
   if (registered_) until = std::min(until, last_heard_ + heartbeat() * liveness_);
   if (registered_ && !sends_.empty()) until = std::min(until, sends_.front().first + heartbeat() * liveness_);
   if (registered_ && !spill_queue_.empty()) until = std::min(until, spill_window_ + heartbeat());
@@ -435,6 +439,15 @@ void WorkerCore::OnReregister(const common::ReregisterMsg& r, Time now, std::vec
 
 void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", attempts_.size()}}));
+  // Steps stopping here take up to a kill grace to die: meanwhile the
+  // coordinator must not send more, each of which would come back lost.
+  if (registered_ && !draining_) {
+    draining_ = true;
+    common::HeartbeatMsg beat{Holding()};
+    beat.seq = NextSeq(now);
+    beat.draining = true;
+    out->push_back(SendToCoordinator{std::move(beat)});
+  }
   stopping_ = true;
   for (const auto& [key, a] : attempts_) out->emplace_back(std::in_place_type<CancelStep>, key);
   out->emplace_back(std::in_place_type<AwaitSteps>, now + options_.kill_grace + std::chrono::seconds(2));

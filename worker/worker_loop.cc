@@ -217,6 +217,8 @@ void WorkerLoop::AwaitStopped(Time until) {
     actions.clear();
     core_.Tick(now, &actions);
     Execute(actions, now);
+    // A kill grace may be longer than the watchdog's interval.
+    if (options_.notifier) options_.notifier->Watchdog(now);
   }
   actions.clear();
   core_.StepsAwaited(all_stopped, Clock::now(), &actions);
@@ -254,7 +256,9 @@ Time WorkerLoop::NextWake() const {
 
 std::string WorkerLoop::StatusLine(Time now) const {
   std::string line;
-  if (core_.draining()) {
+  if (core_.stopping()) {
+    line = "stopping: ";
+  } else if (core_.draining()) {
     const auto left = std::chrono::duration_cast<std::chrono::seconds>(core_.drain_until() - now).count();
     line = "draining (" + std::to_string(std::max<int64_t>(left, 0)) + " s left): ";
   }
@@ -265,7 +269,7 @@ std::string WorkerLoop::StatusLine(Time now) const {
 }
 
 void WorkerLoop::Notify(Time now) {
-  if (!options_.notifier) return;
+  if (!options_.notifier || !options_.notifier->enabled()) return;
   options_.notifier->Watchdog(now);
   if (now < next_status_) return;
   next_status_ = now + std::chrono::seconds(1);
@@ -394,6 +398,9 @@ void WorkerLoop::Shutdown() {
 }
 
 void WorkerLoop::CloseSockets() {
+  // The BYE just queued must leave: with the sockets' usual linger of 0
+  // closing would drop it, and the coordinator would wait out the lease.
+  if (dealer_) dealer_->set(zmq::sockopt::linger, 2000);
   dealer_.reset();
   monitor_.reset();
   sub_.reset();

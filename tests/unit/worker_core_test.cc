@@ -350,8 +350,11 @@ TEST_CASE("shutting down stops the steps, and says goodbye only once they are de
   h.core.Shutdown(h.now, &h.out);
   std::vector<std::string> order;
   for (const Action& act : h.out) {
-    if (std::holds_alternative<worker::SendToCoordinator>(act)) {
-      order.push_back("send");
+    if (auto* s = std::get_if<worker::SendToCoordinator>(&act)) {
+      // Only a HEARTBEAT saying it takes nothing new may go before the steps
+      // are dead; the BYE waits for StepsAwaited.
+      auto* beat = std::get_if<common::HeartbeatMsg>(s->msg.get());
+      order.push_back(beat && beat->draining ? "draining" : "send");
     } else if (auto* c = std::get_if<worker::CancelStep>(&act)) {
       order.push_back("cancel " + std::to_string(c->key == a ? 0 : c->key == b ? 1 : -1));
     } else if (auto* w = std::get_if<worker::AwaitSteps>(&act)) {
@@ -359,7 +362,7 @@ TEST_CASE("shutting down stops the steps, and says goodbye only once they are de
       order.push_back("await");
     }
   }
-  CHECK(order == std::vector<std::string>{"cancel 0", "cancel 1", "await"});
+  CHECK(order == std::vector<std::string>{"draining", "cancel 0", "cancel 1", "await"});
 
   h.out.clear();
   h.core.StepsAwaited(/*all_stopped=*/true, h.now, &h.out);
