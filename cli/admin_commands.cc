@@ -74,6 +74,7 @@ int Ping(const std::vector<std::string>& args) {
     if (!s.ok()) {
       rc = kExitUnreachable;
       std::cerr << "cohort: " << endpoint << ": " << s.message() << "\n";
+      if (c.json) all.push_back({{"endpoint", endpoint}, {"error", s.message()}});
       continue;
     }
     Json j = ParseBody(reply.body);

@@ -284,8 +284,10 @@ void Scheduler::CancelPendingOrBackoff(Group* g, uint32_t i, std::string why) {
 
 void Scheduler::RequestAttemptCancel(Group* g, uint32_t i, Time now, std::vector<Action>* out) {
   StepRt& st = g->steps[i];
+  // A second request (a user's cancel, then the group's fail-fast) keeps
+  // the first one's time: the worker has had since then to stop it.
+  if (!st.cancel_requested) st.cancel_at = now;
   st.cancel_requested = true;
-  st.cancel_at = now;
   auto wit = workers_by_seq_.find(st.worker);
   std::string worker = wit != workers_by_seq_.end() ? wit->second->name : st.attempts.back().worker;
   out->push_back(CancelAttempt{{g->spec.id, i, static_cast<uint32_t>(st.attempts.size()), g->submission}, worker});

@@ -147,6 +147,7 @@ struct Worker {
   bool indexed = false;
   FreeKey key;  // its key in the free sets while indexed
   std::string version;
+  common::Time joined_at{};  // this process's first join
   // Leaving of its own accord (SIGTERM), since `draining_since`.
   bool draining = false;
   common::Time draining_since{};

@@ -75,6 +75,7 @@ WorkerView Scheduler::ViewOf(const Worker& w) const {
   v.last_heartbeat = w.last_heartbeat;
   v.user_id = w.user_id;
   v.version = w.version;
+  v.since = w.joined_at;  // ready since it joined, unless a state below says otherwise
   auto it = modes_.find(w.name);
   if (w.draining) {
     v.state = w.running > 0 ? "draining" : "drained";

@@ -36,6 +36,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     w = owned.get();
     w->seq = next_worker_seq_++;
     w->name = j.name;
+    w->joined_at = now;
     workers_by_seq_[w->seq] = w;
     workers_.emplace(j.name, std::move(owned));
   } else {

@@ -84,8 +84,11 @@ struct ServerOptions {
   Election* election = nullptr;
   LeaderLease* lease = nullptr;
   uint64_t epoch = 0;
-  // Who this is in PING answers and when the process started.
+  // Who this is in PING answers and when the process started; the client
+  // endpoint PING names as the leader's ("" = client_endpoint, which may be
+  // a wildcard only a standby's --advertise-client turns into an address).
   std::string name;
+  std::string advertised_client;
   common::Time started = common::Clock::now();
   // Readiness, status and watchdog for systemd; null sends none. Outlives
   // the Server.

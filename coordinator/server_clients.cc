@@ -133,7 +133,10 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     Reply(env.route, *req, s, "");
   } else if (std::holds_alternative<common::PingMsg>(msg)) {
     Reply(env.route, *req, Status::Ok(),
-          common::PingJson({"leader", options_.name, options_.client_endpoint, options_.epoch,
+          common::PingJson({"leader", options_.name,
+                            options_.advertised_client.empty() ? options_.client_endpoint
+                                                               : options_.advertised_client,
+                            options_.epoch,
                             std::chrono::duration_cast<std::chrono::milliseconds>(now - options_.started).count()}));
   } else {
     Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");

@@ -98,6 +98,7 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
     LogInfo("leading").Kv("name", me.holder).Kv("epoch", won.epoch).Kv("client", me.client_endpoint);
     ServerOptions options = base;
     options.name = me.holder;
+    options.advertised_client = me.client_endpoint;
     options.election = store.get();
     options.lease = &lease;
     options.epoch = won.epoch;

@@ -23,7 +23,9 @@ coordinator::WorkerView ViewOf(const Harness& h, const std::string& name) {
 
 TEST_CASE("a cordoned worker keeps its steps and gets no new one until uncordoned", "[core][workers][cordon]") {
   Harness h;
+  h.now += 10s;
   h.Join("a", 2);
+  CHECK(ViewOf(h, "a").since == common::Time{} + 10s);  // ready since it joined
   REQUIRE(h.Submit(MakeGroup("g", 3)).ok());
   REQUIRE(h.Dispatches().size() == 2);
   const auto first = h.Dispatches()[0];
@@ -33,19 +35,19 @@ TEST_CASE("a cordoned worker keeps its steps and gets no new one until uncordone
   auto v = ViewOf(h, "a");
   CHECK(v.state == "cordoned");
   CHECK(v.reason == "by alice");
-  CHECK(v.since == common::Time{} + 1s);
+  CHECK(v.since == common::Time{} + 11s);
   // A slot frees: the third step waits, and says why.
   h.Finish(first, Exit(0));
   CHECK(h.Dispatches().empty());
   CHECK(h.Step("g", "step3").state == StepState::kPending);
-  auto r = h.core.Result("g");
-  REQUIRE(r);
+  CHECK(h.Step("g", "step3").waiting == "every worker slot is busy (1 cordoned or draining)");
   CHECK(h.core.Counts().workers_unplaceable == 1);
   // Uncordoned, the free slot takes it at once.
   REQUIRE(SetMode(h, "a", WorkerMode::kReady).ok());
   REQUIRE(h.Dispatches().size() == 1);
   CHECK(h.Dispatches()[0].spec.id == "step3");
   CHECK(ViewOf(h, "a").state == "ready");
+  CHECK(ViewOf(h, "a").since == common::Time{} + 10s);
   CHECK(h.core.Counts().workers_unplaceable == 0);
 }
 
@@ -183,6 +185,34 @@ TEST_CASE("the lost list is bounded", "[core][workers]") {
   auto lost = h.core.LostWorkers(h.now);
   CHECK(lost.size() == Scheduler::kMaxLostWorkers);
   CHECK(lost.front().name == "w" + std::to_string(Scheduler::kMaxLostWorkers + 4));  // newest first
+}
+
+}  // namespace
+}  // namespace cohort::testing
+
+namespace cohort::testing {
+namespace {
+
+TEST_CASE("observations: a cancel's latency counts from its first request, retries and ends by kind", "[core][metrics]") {
+  Harness h;
+  h.Join("a", 2);
+  REQUIRE(h.Submit(MakeGroup("g", 2)).ok());
+  const auto s1 = h.DispatchOf("step1"), s2 = h.DispatchOf("step2");
+  h.now += 1s;
+  h.out.clear();
+  REQUIRE(h.core.CancelStepById("g", "step1", h.now, &h.out).ok());
+  // step2 fails 3 s later: the group stops and asks step1 to stop again.
+  h.now += 3s;
+  h.Finish(s2, Exit(1));
+  h.now += 1s;
+  h.Finish(s1, Cancelled());
+  const coordinator::CoreObservations& o = h.core.observations();
+  CHECK(o.cancel_latency.count() == 1);
+  CHECK(o.cancel_latency.sum() == Approx(4.0));  // from the user's cancel, not the group's
+  CHECK(o.run_time.count() == 2);
+  CHECK(o.groups_ended[static_cast<int>(common::GroupState::kFailed)] == 1);
+  CHECK(o.retries_exit + o.retries_timeout + o.retries_worker_lost == 0);
+  CHECK(h.core.Counts().steps[static_cast<int>(StepState::kFailed)] == 1);
 }
 
 }  // namespace
