@@ -115,6 +115,9 @@ std::string CertificateText(const std::string& name, const CurveKeyPair& keys, b
 }
 
 bool IsLoopbackEndpoint(const std::string& endpoint) {
+  // An abstract socket (ipc://@name) has no file, so no owner or mode keeps
+  // any local user from connecting; a filesystem socket does.
+  if (endpoint.rfind("ipc://@", 0) == 0) return false;
   if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
   if (endpoint.rfind("tcp://", 0) != 0) return false;
   std::string rest = endpoint.substr(6);

@@ -43,9 +43,10 @@ Status ParseCertificate(std::string_view text, const std::string& origin, CurveK
 std::string CertificateText(const std::string& name, const CurveKeyPair& keys, bool secret,
                             const std::string& generated);
 
-// ipc:// and inproc:// endpoints, and tcp:// ones whose host is in
-// 127.0.0.0/8, ::1 or "localhost". Anything else (a wildcard, a name, a
-// routable address, another transport) is not.
+// Endpoints safe without CURVE: filesystem ipc:// and inproc:// ones, and
+// tcp:// ones whose host is in 127.0.0.0/8, ::1 or "localhost". Anything
+// else (a wildcard, a name, a routable address, an abstract ipc://@name
+// socket, which every local user may reach, another transport) is not.
 bool IsLoopbackEndpoint(const std::string& endpoint);
 
 }  // namespace cohort::common

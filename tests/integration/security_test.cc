@@ -331,6 +331,13 @@ TEST_CASE("off loopback without keys the coordinator and the worker refuse to st
   RunOutput w = RunProgram({kBin + "/cohort-worker", "--coordinator", "tcp://192.0.2.1:5701"}, 30s);
   CHECK(w.exit_code == 2);
   CHECK(w.err.find("without CURVE") != std::string::npos);
+  // An abstract ipc socket is open to every local user: the same refusal.
+  const std::string abstract = "ipc://@cohort-test-" + std::to_string(FreePort());
+  RunOutput a = RunProgram({kBin + "/cohort-coordinator", "--client-endpoint", abstract, "--worker-endpoint",
+                            "ipc://" + c.dir() + "/w", "--cancel-endpoint", "ipc://" + c.dir() + "/p"},
+                           30s);
+  CHECK(a.exit_code == 2);
+  CHECK(a.err.find("refusing to bind " + abstract + " without CURVE") != std::string::npos);
 }
 
 TEST_CASE("SIGHUP rereads the allowlists: new keys get in and removed ones are cut off", "[security]") {

@@ -267,7 +267,7 @@ TEST_CASE("trusted files must belong to root or to the program's user", "[unit][
   }
 }
 
-TEST_CASE("loopback endpoints are exactly 127/8, ::1, localhost, ipc and inproc", "[unit][keys]") {
+TEST_CASE("loopback endpoints are exactly 127/8, ::1, localhost, filesystem ipc and inproc", "[unit][keys]") {
   for (const char* ep : {"tcp://127.0.0.1:5700", "tcp://127.1.2.3:1", "tcp://localhost:5700", "tcp://[::1]:5700",
                          "ipc:///run/cohort.sock", "inproc://x", "tcp://10.0.0.1;127.0.0.1:5700"}) {
     INFO(ep);
@@ -275,7 +275,9 @@ TEST_CASE("loopback endpoints are exactly 127/8, ::1, localhost, ipc and inproc"
   }
   for (const char* ep : {"tcp://0.0.0.0:5700", "tcp://*:5700", "tcp://10.0.0.5:5700", "tcp://[::]:5700",
                          "tcp://eth0:5700", "tcp://example.com:5700", "tcp://128.0.0.1:5700", "tcp://[::2]:1",
-                         "ws://127.0.0.1:1", "tcp://127.0.0.1", "pgm://127.0.0.1;239.1.1.1:5555", ""}) {
+                         "ws://127.0.0.1:1", "tcp://127.0.0.1", "pgm://127.0.0.1;239.1.1.1:5555", "",
+                         // An abstract socket has no file whose mode could keep other local users out.
+                         "ipc://@cohort-client"}) {
     INFO(ep);
     CHECK_FALSE(IsLoopbackEndpoint(ep));
   }
