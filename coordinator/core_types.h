@@ -207,6 +207,8 @@ struct WorkerView {
 };
 
 std::string_view WorkerModeName(WorkerMode mode);
+// The inverse of WorkerModeName; false for any other text.
+bool ParseWorkerMode(std::string_view name, WorkerMode* out);
 
 }  // namespace cohort::coordinator
 

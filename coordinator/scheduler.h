@@ -381,6 +381,9 @@ class Scheduler {
   // Worker states (scheduler_worker_states.cc). Whether new steps may go to
   // `w`: ready, as an operator set it, and not leaving of its own accord.
   bool Placeable(const Worker& w) const;
+  // Brings w->placeable (and the count of unplaceable workers) up to date;
+  // only while `w` is out of the free index. True if it changed.
+  bool SetPlaceable(Worker* w);
   // After a change of either: takes `w` out of the free index or puts it
   // back, and places what waited for it.
   void Replace(Worker* w, common::Time now, std::vector<Action>* out);

@@ -135,9 +135,11 @@ Status Scheduler::Restore(const LoadedState& state, Time now, std::vector<Action
   }
   next_submission_ = std::max(next_submission_, state.max_submission + 1);
   for (const WorkerModeSet& m : state.worker_modes) {
-    // The loader lets only these two through.
-    const WorkerMode mode = m.mode == "draining" ? WorkerMode::kDraining : WorkerMode::kCordoned;
-    modes_[m.worker] = {mode, options_.wall.FromUnixMs(m.unix_ms), m.who};
+    WorkerMode mode = WorkerMode::kReady;
+    // The loader lets only cordoned and draining through.
+    if (ParseWorkerMode(m.mode, &mode) && mode != WorkerMode::kReady) {
+      modes_[m.worker] = {mode, options_.wall.FromUnixMs(m.unix_ms), m.who};
+    }
   }
   // Retention forgets the oldest finished first.
   std::sort(finished_seqs_.begin(), finished_seqs_.end(), [&](uint64_t a, uint64_t b) {

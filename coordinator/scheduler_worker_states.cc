@@ -21,6 +21,16 @@ std::string_view WorkerModeName(WorkerMode mode) {
   return "ready";
 }
 
+bool ParseWorkerMode(std::string_view name, WorkerMode* out) {
+  for (WorkerMode m : {WorkerMode::kReady, WorkerMode::kCordoned, WorkerMode::kDraining}) {
+    if (name == WorkerModeName(m)) {
+      *out = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 Status Scheduler::SetMode(const SetWorkerMode& e, Time now, std::vector<Action>* out) {
   event_time_ = now;
   Worker* w = FindWorker(e.worker);
@@ -46,21 +56,27 @@ bool Scheduler::Placeable(const Worker& w) const {
   return it == modes_.end() || it->second.mode == WorkerMode::kReady;
 }
 
-void Scheduler::Replace(Worker* w, Time now, std::vector<Action>* out) {
+bool Scheduler::SetPlaceable(Worker* w) {
   const bool placeable = Placeable(*w);
-  if (placeable == w->placeable) return;
-  // The free index counts a worker's slots as of when it was indexed.
-  const bool was_indexed = w->indexed;
-  UnindexWorker(w);
+  if (placeable == w->placeable) return false;
   w->placeable = placeable;
   if (placeable) {
     --unplaceable_;
   } else {
     ++unplaceable_;
   }
+  return true;
+}
+
+void Scheduler::Replace(Worker* w, Time now, std::vector<Action>* out) {
+  if (Placeable(*w) == w->placeable) return;
+  // The free index counts a worker's slots as of when it was indexed.
+  const bool was_indexed = w->indexed;
+  UnindexWorker(w);
+  SetPlaceable(w);
   if (!was_indexed) return;
   IndexWorker(w);
-  if (placeable) {
+  if (w->placeable) {
     WakeFor(w);
     Pump(now, out);
   }

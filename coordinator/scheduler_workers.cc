@@ -72,15 +72,7 @@ Status Scheduler::Join(const WorkerJoined& j, Time now, std::vector<Action>* out
     LoseUnheld(w, held, std::nullopt, "worker " + Quote(w->name) + " restarted and no longer runs it", now, out);
   }
   ReleaseFenced(w->name, j.instance, j.running);
-  // Unindexed, so the flag can be set directly.
-  if (const bool placeable = Placeable(*w); placeable != w->placeable) {
-    w->placeable = placeable;
-    if (placeable) {
-      --unplaceable_;
-    } else {
-      ++unplaceable_;
-    }
-  }
+  SetPlaceable(w);  // unindexed here
   IndexWorker(w);
   WakeFor(w);
   Pump(now, out);

@@ -95,9 +95,7 @@ Time Server::NextWake() const {
   if (options_.notifier) {
     if (auto w = options_.notifier->NextWatchdog()) until = std::min(until, *w);
   }
-  if (options_.metrics) {
-    if (auto m = options_.metrics->NextDeadline()) until = std::min(until, *m);
-  }
+  if (auto m = metrics_.NextDeadline()) until = std::min(until, *m);
   // While the store cannot be written the core's timers wait (see Turn).
   if (auto d = core_.NextDeadline(); d && !store_error_) until = std::min(until, *d);
   return until;
@@ -120,7 +118,7 @@ int Server::Run(const common::StopSignal& stop, common::StopSignal* reload) {
     }
     if (!Turn(ready, reload, env)) return stepped_down_ ? kSteppedDown : 1;
     const Time done = Clock::now();
-    if (options_.metrics) options_.metrics->Process(metrics_fds_, done, [&] { return MetricsText(done); });
+    metrics_.Serve(poll_items_, done, [&] { return MetricsText(done); });
     Notify(done);
   }
 }
@@ -147,22 +145,21 @@ void Server::Notify(Time now) {
 
 bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Ready* ready) {
   const Time now = Clock::now();
-  // Optional items last, so the indices of the first three hold.
-  std::vector<zmq::pollitem_t> items = {
+  // Optional items last, so the indices of the first three hold. The
+  // vector is the Server's, so a turn allocates nothing for it.
+  std::vector<zmq::pollitem_t>& items = poll_items_;
+  items.assign({
       {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
       {nullptr, stop.fd(), ZMQ_POLLIN, 0},
-  };
+  });
   // A pipelined commit's answer wakes the loop.
   if (in_flight_ && options_.store->fd() >= 0) items.push_back({nullptr, options_.store->fd(), ZMQ_POLLIN, 0});
   const int zap_at = zap_ ? static_cast<int>(items.size()) : -1;
   if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
   const int reload_at = reload ? static_cast<int>(items.size()) : -1;
   if (reload) items.push_back({nullptr, reload->fd(), ZMQ_POLLIN, 0});
-  const size_t metrics_at = items.size();
-  metrics_fds_.clear();
-  if (options_.metrics) options_.metrics->PollFds(&metrics_fds_);
-  for (const pollfd& p : metrics_fds_) items.push_back({nullptr, p.fd, p.events, 0});
+  metrics_.AddTo(&items);
   try {
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
   } catch (const zmq::error_t& e) {
@@ -171,7 +168,6 @@ bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Re
       return false;
     }
   }
-  for (size_t i = 0; i < metrics_fds_.size(); ++i) metrics_fds_[i].revents = items[metrics_at + i].revents;
   ready->stop = items[2].revents & ZMQ_POLLIN;
   ready->zap = zap_at >= 0 && (items[zap_at].revents & ZMQ_POLLIN);
   ready->reload = reload_at >= 0 && (items[reload_at].revents & ZMQ_POLLIN);

@@ -46,6 +46,7 @@
 #include "common/status.h"
 #include "common/systemd_notify.h"
 #include "common/metrics.h"
+#include "common/metrics_poll.h"
 #include "common/metrics_server.h"
 #include "common/curve_keys.h"
 #include "common/clock.h"
@@ -281,8 +282,8 @@ class Server {
   bool stepped_down_ = false;
   common::RateLimiter lease_log_{1, std::chrono::seconds(5)};
   common::Time next_status_{};
-  // The metrics server's descriptors as the last poll saw them.
-  std::vector<pollfd> metrics_fds_;
+  std::vector<zmq::pollitem_t> poll_items_;  // the last poll's, kept for MetricsPoll::Serve
+  common::MetricsPoll metrics_{options_.metrics};
   common::Histogram commit_time_{common::Histogram::DefaultSecondsBounds()};
   uint64_t bad_client_messages_ = 0, bad_worker_messages_ = 0;
 };

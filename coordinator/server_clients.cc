@@ -124,10 +124,11 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     }
     Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_, now));
   } else if (auto* m = std::get_if<common::CordonMsg>(&msg)) {
-    const WorkerMode mode = m->mode == "cordoned"   ? WorkerMode::kCordoned
-                            : m->mode == "draining" ? WorkerMode::kDraining
-                                                    : WorkerMode::kReady;
-    Status s = core_.Handle(SetWorkerMode{m->worker, mode, client}, now, &actions_);
+    WorkerMode mode = WorkerMode::kReady;
+    // The codec admits only the three names.
+    Status s = ParseWorkerMode(m->mode, &mode)
+                   ? core_.Handle(SetWorkerMode{m->worker, mode, client}, now, &actions_)
+                   : Status::InvalidArgument("mode: unknown \"" + m->mode + "\"");
     LogInfo("worker_mode_set").Kv("worker", m->worker).Kv("mode", m->mode).Kv("client", client)
         .Kv("result", s.ToString());
     Reply(env.route, *req, s, "");

@@ -12,22 +12,16 @@ using common::Exposition;
 using common::MetricType;
 using common::Time;
 
-namespace {
-
-void Gauge(Exposition& e, const char* name, const char* help, double value) { common::AddGauge(e, name, help, value); }
-
-}  // namespace
-
 void CoordinatorBuildMetrics(Exposition& e, bool leading, Time started, Time now) {
   common::AddProcessMetrics(e, started, now);
-  Gauge(e, "cohort_coordinator_leading",
+  common::AddGauge(e, "cohort_coordinator_leading",
         "1 while this coordinator leads (schedules), 0 while it stands by for another.", leading ? 1 : 0);
 }
 
 std::string Server::MetricsText(Time now) const {
   Exposition e;
   CoordinatorBuildMetrics(e, true, options_.started, now);
-  Gauge(e, "cohort_leader_epoch", "The leadership epoch (0: the only coordinator of its store).",
+  common::AddGauge(e, "cohort_leader_epoch", "The leadership epoch (0: the only coordinator of its store).",
         static_cast<double>(options_.epoch));
   const CoreCounts c = core_.Counts();
   e.Declare("cohort_groups", MetricType::kGauge, "Groups held, by state (finished ones for their retention).")
@@ -62,8 +56,8 @@ std::string Server::MetricsText(Time now) const {
             "Workers by state; those that left (said goodbye) or were lost (went silent) stay listed for an hour.")
       .IgnoreError();
   for (int i = 0; i < kCount; ++i) e.Add("cohort_workers", {{"state", kStates[i]}}, by_state[i]).IgnoreError();
-  Gauge(e, "cohort_slots", "Step slots the live workers offer.", static_cast<double>(c.slots));
-  Gauge(e, "cohort_slots_busy", "Step slots in use.", static_cast<double>(c.slots_busy));
+  common::AddGauge(e, "cohort_slots", "Step slots the live workers offer.", static_cast<double>(c.slots));
+  common::AddGauge(e, "cohort_slots_busy", "Step slots in use.", static_cast<double>(c.slots_busy));
 
   const CoreObservations& o = core_.observations();
   e.Declare("cohort_groups_ended_total", MetricType::kCounter, "Groups that ended since start, by final state.")
@@ -99,7 +93,7 @@ std::string Server::MetricsText(Time now) const {
               "Time to commit one loop turn's records to the store.")
         .IgnoreError();
     e.AddHistogram("cohort_store_commit_seconds", {}, commit_time_).IgnoreError();
-    Gauge(e, "cohort_store_refusing", "1 while the store cannot be written and submissions are refused.",
+    common::AddGauge(e, "cohort_store_refusing", "1 while the store cannot be written and submissions are refused.",
           StoreTrouble().empty() ? 0 : 1);
   }
   return e.Text();

@@ -2,6 +2,7 @@
 
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/metrics_poll.h"
 #include "common/result_json.h"
 #include "coordinator/server.h"
 #include "common/transport.h"
@@ -60,6 +61,8 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
   // no leader is known.
   bool first = true;
   bool first_ready = true;
+  common::MetricsPoll metrics(options_.metrics);
+  std::vector<zmq::pollitem_t> items;
   while (true) {
     const Time now = Clock::now();
     if (first || now >= lease_->NextCampaign()) {
@@ -83,19 +86,14 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
     if (options_.notifier) {
       if (auto w = options_.notifier->NextWatchdog()) wake = std::min(wake, *w);
     }
-    if (options_.metrics) {
-      if (auto m = options_.metrics->NextDeadline()) wake = std::min(wake, *m);
-    }
-    std::vector<zmq::pollitem_t> items = {
+    if (auto m = metrics.NextDeadline()) wake = std::min(wake, *m);
+    items.assign({
         {static_cast<void*>(clients_), 0, ZMQ_POLLIN, 0},
         {static_cast<void*>(workers_), 0, ZMQ_POLLIN, 0},
         {nullptr, stop.fd(), ZMQ_POLLIN, 0},
-    };
+    });
     if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
-    const size_t metrics_at = items.size();
-    std::vector<pollfd> metrics_fds;
-    if (options_.metrics) options_.metrics->PollFds(&metrics_fds);
-    for (const pollfd& p : metrics_fds) items.push_back({nullptr, p.fd, p.events, 0});
+    metrics.AddTo(&items);
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), wake)));
     } catch (const zmq::error_t& e) {
@@ -111,15 +109,12 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
     if (zap_ && (items[3].revents & ZMQ_POLLIN)) zap_->HandleRequests(Clock::now());
     AnswerWorkers();
     AnswerClients();
-    if (options_.metrics) {
-      for (size_t i = 0; i < metrics_fds.size(); ++i) metrics_fds[i].revents = items[metrics_at + i].revents;
-      const Time now = Clock::now();
-      options_.metrics->Process(metrics_fds, now, [&] {
-        common::Exposition e;
-        CoordinatorBuildMetrics(e, false, options_.started, now);
-        return e.Text();
-      });
-    }
+    const Time served = Clock::now();
+    metrics.Serve(items, served, [&] {
+      common::Exposition e;
+      CoordinatorBuildMetrics(e, false, options_.started, served);
+      return e.Text();
+    });
   }
 }
 

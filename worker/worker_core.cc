@@ -91,6 +91,13 @@ void WorkerCore::SendRegister(Time now, std::vector<Action>* out) {
                        {"running", running}}));
 }
 
+void WorkerCore::SendHeartbeat(Time now, std::vector<Action>* out) {
+  common::HeartbeatMsg beat{Holding()};
+  beat.seq = NextSeq(now);
+  beat.draining = draining_;
+  out->push_back(SendToCoordinator{std::move(beat)});
+}
+
 std::vector<common::AttemptId> WorkerCore::Holding() const {
   std::vector<common::AttemptId> held;
   held.reserve(attempts_.size() + unconfirmed_.size());
@@ -166,10 +173,7 @@ void WorkerCore::Tick(Time now, std::vector<Action>* out) {
     // Every interval, however many other messages went out: the list is how
     // the coordinator learns of a RUN that never arrived (ZeroMQ drops one
     // silently at the high-water mark).
-    common::HeartbeatMsg beat{Holding()};
-    beat.seq = NextSeq(now);
-    beat.draining = draining_;
-    out->push_back(SendToCoordinator{std::move(beat)});
+    SendHeartbeat(now, out);
     next_heartbeat_ = now + heartbeat();
   } else {
     SendRegister(now, out);
@@ -441,12 +445,9 @@ void WorkerCore::Shutdown(Time now, std::vector<Action>* out) {
   out->push_back(Note(Notice::Level::kInfo, "stopping", {{"running", attempts_.size()}}));
   // Steps stopping here take up to a kill grace to die: meanwhile the
   // coordinator must not send more, each of which would come back lost.
-  if (registered_ && !draining_) {
+  if (!draining_) {
     draining_ = true;
-    common::HeartbeatMsg beat{Holding()};
-    beat.seq = NextSeq(now);
-    beat.draining = true;
-    out->push_back(SendToCoordinator{std::move(beat)});
+    if (registered_) SendHeartbeat(now, out);
   }
   stopping_ = true;
   for (const auto& [key, a] : attempts_) out->emplace_back(std::in_place_type<CancelStep>, key);

@@ -270,6 +270,8 @@ class WorkerCore {
   // What REGISTER and HEARTBEAT list: the attempts running, then those
   // whose results are not yet confirmed.
   std::vector<common::AttemptId> Holding() const;
+  // A numbered HEARTBEAT listing Holding(), saying whether it drains.
+  void SendHeartbeat(common::Time now, std::vector<Action>* out);
   // Leaders (worker_core_leader.cc). True when `epoch` is a former
   // leader's, whose RUN, CANCEL and acks are ignored; a newer one becomes
   // the one obeyed.

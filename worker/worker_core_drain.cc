@@ -16,12 +16,7 @@ void WorkerCore::Drain(Time now, common::Duration timeout, std::vector<Action>* 
   out->push_back(std::move(n));
   // Tell the coordinator now rather than at the next heartbeat: every RUN
   // it sends meanwhile is one more step to wait for.
-  if (registered_) {
-    common::HeartbeatMsg beat{Holding()};
-    beat.seq = NextSeq(now);
-    beat.draining = true;
-    out->push_back(SendToCoordinator{std::move(beat)});
-  }
+  if (registered_) SendHeartbeat(now, out);
   DrainTick(now, out);
 }
 

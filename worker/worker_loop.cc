@@ -248,9 +248,7 @@ Time WorkerLoop::NextWake() const {
   if (options_.notifier) {
     if (auto w = options_.notifier->NextWatchdog()) until = std::min(until, *w);
   }
-  if (options_.metrics) {
-    if (auto m = options_.metrics->NextDeadline()) until = std::min(until, *m);
-  }
+  if (auto m = metrics_.NextDeadline()) until = std::min(until, *m);
   return until;
 }
 
@@ -293,7 +291,6 @@ int WorkerLoop::Run(common::StopSignal& stop) {
   Connect(Clock::now());
   if (options_.notifier) options_.notifier->Ready(StatusLine(Clock::now()));
   std::vector<PollFd> fds;
-  std::vector<pollfd> metrics_fds;
   std::vector<zmq::pollitem_t> items;
   std::vector<RunResult> finished;
   std::vector<Action> actions;
@@ -309,10 +306,7 @@ int WorkerLoop::Run(common::StopSignal& stop) {
     fds.clear();
     runner_.PollFds(&fds);
     for (const PollFd& f : fds) items.push_back({nullptr, f.fd, f.events, 0});
-    const size_t metrics_at = items.size();
-    metrics_fds.clear();
-    if (options_.metrics) options_.metrics->PollFds(&metrics_fds);
-    for (const pollfd& p : metrics_fds) items.push_back({nullptr, p.fd, p.events, 0});
+    metrics_.AddTo(&items);
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
     } catch (const zmq::error_t& e) {
@@ -330,9 +324,10 @@ int WorkerLoop::Run(common::StopSignal& stop) {
     finished.clear();
     runner_.Process(now, &finished);
     for (const RunResult& r : finished) {
-      ++(r.kind == RunResult::Kind::kExited    ? (r.exit_code == 0 ? ended_ok_ : ended_exit_)
-         : r.kind == RunResult::Kind::kSignaled ? ended_signal_
-                                                : ended_not_started_);
+      ++(r.kind == RunResult::Kind::kExited      ? (r.exit_code == 0 ? ended_ok_ : ended_exit_)
+         : r.kind == RunResult::Kind::kSignaled   ? ended_signal_
+         : r.kind == RunResult::Kind::kSpawnFailed ? ended_not_started_
+                                                   : ended_lost_);
       actions.clear();
       core_.StepEnded(r, Clock::now(), &actions);
       Execute(actions, now);
@@ -350,10 +345,7 @@ int WorkerLoop::Run(common::StopSignal& stop) {
       CloseSockets();
       return 0;
     }
-    if (options_.metrics) {
-      for (size_t i = 0; i < metrics_fds.size(); ++i) metrics_fds[i].revents = items[metrics_at + i].revents;
-      options_.metrics->Process(metrics_fds, now, [&] { return MetricsText(now); });
-    }
+    metrics_.Serve(items, now, [&] { return MetricsText(now); });
     Notify(now);
   }
 }

@@ -27,6 +27,7 @@
 #include "common/protocol.h"
 #include "common/secure_options.h"
 #include "common/systemd_notify.h"
+#include "common/metrics_poll.h"
 #include "common/metrics_server.h"
 #include "common/clock.h"
 #include "common/time.h"
@@ -126,10 +127,12 @@ class WorkerLoop {
   WorkerCore core_;
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
   common::Time next_status_{};
+  common::MetricsPoll metrics_{options_.metrics};
   common::Time started_ = common::Clock::now();
   // Steps that ended since start, by how: exited 0, exited non-zero, killed
-  // by a signal, never started.
-  uint64_t ended_ok_ = 0, ended_exit_ = 0, ended_signal_ = 0, ended_not_started_ = 0;
+  // by a signal, could not be started, reaped outside the runner (status
+  // unknown).
+  uint64_t ended_ok_ = 0, ended_exit_ = 0, ended_signal_ = 0, ended_not_started_ = 0, ended_lost_ = 0;
   uint64_t bad_messages_ = 0;
 };
 

@@ -12,12 +12,24 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
+// The endpoint a daemon's `event=metrics endpoint=HOST:PORT` line names.
+std::string LoggedEndpoint(const std::string& log) {
+  const std::string key = "event=metrics endpoint=";
+  const size_t at = log.find(key);
+  if (at == std::string::npos) return "";
+  const size_t from = at + key.size();
+  return log.substr(from, log.find_first_of(" \n", from) - from);
+}
+
 TEST_CASE("a real Prometheus scrapes the coordinator and a worker and sees the group that ran", "[ops][prometheus]") {
   Cluster c;
-  const std::string coordinator_metrics = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string worker_metrics = "127.0.0.1:" + std::to_string(FreePort());
-  c.StartCoordinator({"--metrics-endpoint", coordinator_metrics});
-  c.StartWorker("w1", 2, {"--metrics-endpoint", worker_metrics});
+  // Port 0: each daemon binds a free port itself and logs which.
+  c.StartCoordinator({"--metrics-endpoint", "127.0.0.1:0"});
+  c.StartWorker("w1", 2, {"--metrics-endpoint", "127.0.0.1:0"});
+  const std::string coordinator_metrics = LoggedEndpoint(c.CoordinatorLogs());
+  const std::string worker_metrics = LoggedEndpoint(c.worker("w1").Log());
+  REQUIRE(coordinator_metrics.rfind("127.0.0.1:", 0) == 0);
+  REQUIRE(worker_metrics.rfind("127.0.0.1:", 0) == 0);
   std::unique_ptr<PrometheusServer> prometheus;
   PrometheusServer::Options options;
   options.targets = {coordinator_metrics, worker_metrics};
