@@ -181,9 +181,11 @@ template <typename S> void Pack(Writer<S>& w, const HeartbeatMsg& m) {
   if (m.draining) w.Bool("draining", true);
 }
 template <typename S> void Pack(Writer<S>& w, const RunMsg& m) {
-  w.Map(10 + (m.epoch ? 1 : 0)).Id(m.id).Str("step_id", m.step_id).Strings("argv", m.argv).Str("shell", m.shell)
-      .Env("env", m.env).Str("cwd", m.cwd).U("timeout_ms", m.timeout_ms);
+  w.Map(10 + (m.epoch ? 1 : 0) + (m.client.empty() ? 0 : 1)).Id(m.id).Str("step_id", m.step_id)
+      .Strings("argv", m.argv).Str("shell", m.shell).Env("env", m.env).Str("cwd", m.cwd)
+      .U("timeout_ms", m.timeout_ms);
   if (m.epoch) w.U("epoch", m.epoch);
+  if (!m.client.empty()) w.Str("client", m.client);
 }
 template <typename S> void Pack(Writer<S>& w, const StartedMsg& m) { w.Map(4).Id(m.id); }
 template <typename S> void Pack(Writer<S>& w, const FinishedMsg& m) {

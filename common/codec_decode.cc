@@ -373,6 +373,7 @@ void Read(Fields& f, RunMsg* m) {
   f.Id(&m->id).Str("step_id", &m->step_id).Strings("argv", &m->argv).Str("shell", &m->shell).Env("env", &m->env)
       .Str("cwd", &m->cwd).Int("timeout_ms", &m->timeout_ms);
   if (f.Has("epoch")) f.Int("epoch", &m->epoch);
+  if (f.Has("client")) f.Str("client", &m->client);
 }
 void Read(Fields& f, StartedMsg* m) { f.Id(&m->id); }
 void Read(Fields& f, FinishedMsg* m) {

@@ -167,6 +167,7 @@ inline void Check(Checker& c, const RunMsg& m) {
     c.String(m.env[i].first, {"env", i, "[0]"}).String(m.env[i].second, {"env", i, "[1]"});
   }
   c.String(m.cwd, "cwd");
+  if (!m.client.empty()) c.Name(m.client, "client");
 }
 inline void Check(Checker& c, const StartedMsg& m) { c.Id(m.id); }
 inline void Check(Checker& c, const FinishedMsg& m) {

@@ -173,6 +173,10 @@ struct RunMsg {
   std::string cwd;                // "" = the worker's default
   uint64_t timeout_ms = 0;        // 0 = no timeout
   uint64_t epoch = 0;             // as in WELCOME
+  // The key name of the client that submitted the group (optional on the
+  // wire, "" = not given: no CURVE, or an older coordinator). The worker maps
+  // it to the Unix user the step runs as.
+  std::string client;
   bool operator==(const RunMsg&) const = default;
 };
 

@@ -47,7 +47,8 @@ TEST_CASE("every field of every message is required (but the optional ones) and 
                             (command == "HEARTBEAT" &&
                              (key == "running" || key == "seq" || key == "ack" || key == "draining")) ||
                             (command == "WELCOME" && (key == "lease_ms" || key == "ack")) ||
-                            (command == "FINISHED" && key == "lost") || key == "epoch" ||
+                            (command == "FINISHED" && key == "lost") || (command == "RUN" && key == "client") ||
+                            key == "epoch" ||
                             ((command == "REPLY" || command == "REREGISTER") && key == "leader");
       if (!optional) RequireCorruption(DecodeBody(command, body.Without(key).Bytes()), {command, quoted});
       const auto type = static_cast<uint8_t>(value[0]);

@@ -271,6 +271,7 @@ inline std::vector<Message> Samples() {
   welcome_epoch.epoch = 7;
   RunMsg fenced_run = run;
   fenced_run.epoch = 3;
+  fenced_run.client = "alice";
   RegisterMsg leaving{"w", 2, {}, {}, "0.1.0"};
   leaving.draining = true;
   HeartbeatMsg draining_beat{std::vector<AttemptId>{{"g", 0, 1, 1}}};
