@@ -52,8 +52,10 @@ bool IsZ85Key(std::string_view z85) {
   return true;
 }
 
-Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out) {
+Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out,
+                        std::map<std::string, std::string>* metadata) {
   *out = {};
+  if (metadata) metadata->clear();
   std::vector<std::string> path;  // section names by depth
   bool have_public = false;
   size_t line_no = 0;
@@ -75,6 +77,10 @@ Status ParseCertificate(std::string_view text, const std::string& origin, CurveK
     std::string name(Trim(body.substr(0, eq)));
     if (eq == std::string_view::npos) {
       path.push_back(name);
+      continue;
+    }
+    if (path.size() == 1 && path[0] == "metadata" && metadata) {
+      (*metadata)[name] = ZplValue(body.substr(eq + 1));
       continue;
     }
     if (path.size() != 1 || path[0] != "curve") continue;

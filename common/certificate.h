@@ -13,6 +13,7 @@
 #ifndef COHORT_COMMON_CERTIFICATE_H_
 #define COHORT_COMMON_CERTIFICATE_H_
 
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -35,7 +36,10 @@ bool IsZ85Key(std::string_view z85);
 
 // The parsed text of a ZPL certificate: its curve/public-key and, if present,
 // curve/secret-key, both checked for form. `origin` names the file in errors.
-Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out);
+// The values of its metadata section go to *metadata when it is given: that
+// is where an operator states what an allowlisted key may be.
+Status ParseCertificate(std::string_view text, const std::string& origin, CurveKeyPair* out,
+                        std::map<std::string, std::string>* metadata = nullptr);
 
 // The text of a certificate named `name`, as zcert_save lays it out; the
 // secret file's text when `secret`. `generated` is shown in the header

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/unique_fd.h"
+
 namespace cohort::common {
 namespace {
 
@@ -40,26 +42,40 @@ std::string ModeText(mode_t mode) {
   return text;
 }
 
-Status ReadKeyFile(const std::string& path, bool secret, std::string* text) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::NotFound("cannot open " + path + ": " + Errno(errno));
+// Checks and reads a key file already opened as `path`.
+Status ReadOpenKeyFile(int fd, const std::string& path, bool secret, std::string* text) {
   struct stat st {};
-  Status s;
-  if (::fstat(fd, &st) != 0) {
-    s = Status::IoError("cannot stat " + path + ": " + Errno(errno));
-  } else if (!S_ISREG(st.st_mode)) {
-    s = Status::InvalidArgument(path + " is not a regular file");
-  } else if (secret && (st.st_mode & 077) != 0) {
-    s = Status::FailedPrecondition("secret key file " + path + " has mode " + ModeText(st.st_mode) +
-                                   ": it must not be readable or writable by group or others "
-                                   "(chmod 600 " + path + ")");
-  } else if (Status t = CheckTrusted(st, secret ? "secret key file" : "public key file", path, secret); !t.ok()) {
-    s = t;
-  } else {
-    s = ReadFd(fd, path, text);
+  if (::fstat(fd, &st) != 0) return Status::IoError("cannot stat " + path + ": " + Errno(errno));
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(path + " is not a regular file");
+  if (secret && (st.st_mode & 077) != 0) {
+    return Status::FailedPrecondition("secret key file " + path + " has mode " + ModeText(st.st_mode) +
+                                      ": it must not be readable or writable by group or others "
+                                      "(chmod 600 " + path + ")");
   }
+  if (Status t = CheckTrusted(st, secret ? "secret key file" : "public key file", path, secret); !t.ok()) return t;
+  return ReadFd(fd, path, text);
+}
+
+// O_NONBLOCK: a fifo put where a key file should be must not stall start-up
+// or a reload; it is refused as not a regular file instead.
+Status ReadKeyFile(const std::string& path, bool secret, std::string* text) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return Status::NotFound("cannot open " + path + ": " + Errno(errno));
+  Status s = ReadOpenKeyFile(fd, path, secret, text);
   ::close(fd);
   return s;
+}
+
+// Parses a public key file's text (a secret key file's halves must agree).
+Status ParsePublicKey(const std::string& text, const std::string& path, std::string* public_z85,
+                      std::map<std::string, std::string>* metadata) {
+  CurveKeyPair keys;
+  if (Status s = ParseCertificate(text, path, &keys, metadata); !s.ok()) return s;
+  if (!keys.secret_z85.empty()) {
+    if (Status s = CheckKeyPair(keys, path); !s.ok()) return s;
+  }
+  *public_z85 = keys.public_z85;
+  return Status::Ok();
 }
 
 Status WriteNew(const std::string& path, const std::string& text, mode_t mode) {
@@ -161,14 +177,7 @@ Status CheckKeyPair(const CurveKeyPair& keys, const std::string& origin) {
 Status LoadPublicKey(const std::string& path, std::string* public_z85) {
   std::string text;
   if (Status s = ReadKeyFile(path, false, &text); !s.ok()) return s;
-  CurveKeyPair keys;
-  if (Status s = ParseCertificate(text, path, &keys); !s.ok()) return s;
-  // A secret key file given as a public one: its halves must still agree.
-  if (!keys.secret_z85.empty()) {
-    if (Status s = CheckKeyPair(keys, path); !s.ok()) return s;
-  }
-  *public_z85 = keys.public_z85;
-  return Status::Ok();
+  return ParsePublicKey(text, path, public_z85, nullptr);
 }
 
 Status LoadSecretKey(const std::string& path, CurveKeyPair* out) {
@@ -181,38 +190,30 @@ Status LoadSecretKey(const std::string& path, CurveKeyPair* out) {
   return CheckKeyPair(*out, path);
 }
 
-Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
+Status LoadAllowlist(const std::string& dir, std::map<std::string, AllowlistEntry>* entries,
                      std::vector<std::string>* problems) {
-  key_to_name->clear();
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::NotFound("cannot read the key directory " + dir + ": " + Errno(errno));
+  entries->clear();
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::NotFound("cannot read the key directory " + dir + ": " + Errno(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    Status s = Status::IoError("cannot stat the key directory " + dir + ": " + Errno(errno));
-    ::close(fd);
-    return s;
-  }
+  if (::fstat(fd.get(), &st) != 0) return Status::IoError("cannot stat the key directory " + dir + ": " + Errno(errno));
   // Whoever may add a file to the directory may authorize a key.
-  if (Status s = CheckTrusted(st, "key directory", dir, false); !s.ok()) {
-    ::close(fd);
-    return s;
-  }
-  DIR* d = ::fdopendir(fd);
-  if (!d) {
-    Status s = Status::IoError("cannot list the key directory " + dir + ": " + Errno(errno));
-    ::close(fd);
-    return s;
-  }
+  if (Status s = CheckTrusted(st, "key directory", dir, false); !s.ok()) return s;
+  // The listing gets a descriptor of its own; entries are opened relative to
+  // `fd`, the directory that was checked, whatever its path points at now.
+  DIR* d = ::fdopendir(::dup(fd.get()));
+  if (!d) return Status::IoError("cannot list the key directory " + dir + ": " + Errno(errno));
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
-    if (!n.empty() && n[0] != '.') names.push_back(std::move(n));
+    // Directories and the like are skipped silently; links and files of
+    // other kinds are opened below and named.
+    if (!n.empty() && n[0] != '.' && e->d_type != DT_DIR) names.push_back(std::move(n));
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());  // a stable name when two files hold one key
   for (const std::string& n : names) {
     const std::string path = dir + "/" + n;
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     // Only NAME.key counts, as in pyzmq's load_certificates: renaming a file
     // (alice.key.revoked, alice.key.bak) must take it out of the list.
     if (EndsWith(n, kSecretSuffix)) {
@@ -224,14 +225,35 @@ Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>*
       problems->push_back(path + ": not a NAME.key file; ignored");
       continue;
     }
-    std::string key;
-    if (Status s = LoadPublicKey(path, &key); !s.ok()) {
+    UniqueFd file(::openat(fd.get(), n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!file.valid()) {
+      problems->push_back(errno == ELOOP ? path + ": a symbolic link; ignored (copy the key file into the directory)"
+                                         : "cannot open " + path + ": " + Errno(errno));
+      continue;
+    }
+    if (::fstat(file.get(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+    std::string text, key;
+    AllowlistEntry entry;
+    Status s = ReadOpenKeyFile(file.get(), path, false, &text);
+    if (s.ok()) s = ParsePublicKey(text, path, &key, &entry.metadata);
+    if (!s.ok()) {
       problems->push_back(s.message());
       continue;
     }
-    key_to_name->emplace(key, n.substr(0, n.size() - kKeySuffix.size()));
+    entry.name = n.substr(0, n.size() - kKeySuffix.size());
+    entry.origin = path;
+    entries->emplace(key, std::move(entry));
   }
   return Status::Ok();
+}
+
+Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
+                     std::vector<std::string>* problems) {
+  std::map<std::string, AllowlistEntry> entries;
+  Status s = LoadAllowlist(dir, &entries, problems);
+  key_to_name->clear();
+  for (auto& [key, entry] : entries) key_to_name->emplace(key, std::move(entry.name));
+  return s;
 }
 
 Status MakeCurveServer(zmq::socket_t& socket, const CurveKeyPair& own, const std::string& domain) {

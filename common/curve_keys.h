@@ -58,11 +58,23 @@ Status LoadPublicKey(const std::string& path, std::string* public_z85);
 // and its public key must belong to its secret key.
 Status LoadSecretKey(const std::string& path, CurveKeyPair* out);
 
-// Every NAME.key file in `dir`: key -> NAME. Hidden files and what is not a
+// One key of an allowlist: its NAME, the file it came from, and the values
+// of the file's metadata section.
+struct AllowlistEntry {
+  std::string name;
+  std::string origin;
+  std::map<std::string, std::string> metadata;
+};
+
+// Every NAME.key file in `dir`, each opened relative to the directory that
+// was checked, never through a symbolic link, and without blocking on a fifo. Hidden files and what is not a
 // regular file are skipped silently; other files (not *.key, *_secret, or
 // *.key files that cannot be read, parse, or are not trusted) are left out and
 // described in *problems, one line each. A directory that cannot be listed,
 // or that is not trusted (see above), is an error.
+Status LoadAllowlist(const std::string& dir, std::map<std::string, AllowlistEntry>* entries,
+                     std::vector<std::string>* problems);
+// The same, as key -> NAME.
 Status LoadAllowlist(const std::string& dir, std::map<std::string, std::string>* key_to_name,
                      std::vector<std::string>* problems);
 

@@ -182,6 +182,45 @@ TEST_CASE("an allowlist directory reads only NAME.key files and names what it ig
   CHECK(LoadAllowlist(d.path + "/missing", &keys, &problems).code() == Status::Code::kNotFound);
 }
 
+TEST_CASE("an allowlist entry is opened inside its directory: no symlink, no fifo", "[unit][keys]") {
+  TempDir d;
+  CurveKeyPair a, b;
+  REQUIRE(GenerateKeyPair(&a).ok());
+  REQUIRE(GenerateKeyPair(&b).ok());
+  const std::string dir = d.path + "/clients";
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  Write(dir + "/alice.key", ZcertText(a, false));
+  // A link to a key file elsewhere, which whoever controls that place could
+  // swap between the check and the open.
+  Write(d.path + "/elsewhere.key", ZcertText(b, false));
+  REQUIRE(::symlink((d.path + "/elsewhere.key").c_str(), (dir + "/mallory.key").c_str()) == 0);
+  // A fifo would block the loader for ever if it were opened blocking.
+  REQUIRE(::mkfifo((dir + "/stall.key").c_str(), 0644) == 0);
+  std::map<std::string, std::string> keys;
+  std::vector<std::string> problems;
+  REQUIRE(LoadAllowlist(dir, &keys, &problems).ok());
+  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}});
+  REQUIRE(problems.size() == 2);
+  CHECK(problems[0].find(dir + "/mallory.key: a symbolic link") == 0);
+  CHECK(problems[1].find(dir + "/stall.key is not a regular file") == 0);
+}
+
+TEST_CASE("an allowlist entry carries the metadata the operator wrote next to the key", "[unit][keys]") {
+  TempDir d;
+  CurveKeyPair a;
+  REQUIRE(GenerateKeyPair(&a).ok());
+  Write(d.path + "/node7.key", "metadata\n    name = \"node7\"\n    max-slots = \"16\"\n    labels = \"gpu, ssd\"\n"
+                               "curve\n    public-key = \"" + a.public_z85 + "\"\n");
+  std::map<std::string, AllowlistEntry> entries;
+  std::vector<std::string> problems;
+  REQUIRE(LoadAllowlist(d.path, &entries, &problems).ok());
+  REQUIRE(entries.count(a.public_z85) == 1);
+  const AllowlistEntry& e = entries[a.public_z85];
+  CHECK(e.name == "node7");
+  CHECK(e.origin == d.path + "/node7.key");
+  CHECK(e.metadata == std::map<std::string, std::string>{{"name", "node7"}, {"max-slots", "16"}, {"labels", "gpu, ssd"}});
+}
+
 TEST_CASE("trusted key files and allowlists writable by group or others are refused", "[unit][keys]") {
   TempDir d;
   CurveKeyPair a, b;
