@@ -63,6 +63,9 @@ class GroupWaiter {
   bool known_;    // the coordinator showed it had the group: accepted it, described it, or held our WAIT
   bool contact_;  // the coordinator has answered this client
   uint64_t wait_req_ = 0;
+  // The coordinator would not hold our WAIT (its share for this client is
+  // taken): the polls alone follow the group.
+  bool polling_only_ = false;
   std::vector<uint64_t> result_reqs_;  // full STATUS requests, sent once a poll showed the group ended
   Time result_sent_{};
   bool poll_pending_ = false;
@@ -132,7 +135,7 @@ Status GroupWaiter::Tick(Time now) {
   // restarted too fast to show an outage. While it is away, a repeat would
   // only queue behind the last one.
   const bool answering = !unanswered_since_ || now - *unanswered_since_ <= kOutageGap;
-  if (answering && now - wait_sign_ > kWaitSilence) SendWait(now);
+  if (answering && !polling_only_ && now - wait_sign_ > kWaitSilence) SendWait(now);
   // One poll at a time; another once it has gone unanswered for kOutageGap,
   // as it may have died with the connection it went out on.
   if (now >= next_poll_ && (!poll_pending_ || now - poll_sent_ > kOutageGap)) {
@@ -162,6 +165,12 @@ void GroupWaiter::Heard(Time now) {
 GroupWaiter::Next GroupWaiter::OnReply(common::ReplyMsg& reply, Time now, common::ReplyMsg* result,
                                        Status* error) {
   const bool fetched = std::find(result_reqs_.begin(), result_reqs_.end(), reply.req) != result_reqs_.end();
+  // A WAIT refused for want of room says to poll (docs/PROTOCOL.md, WAIT).
+  if (reply.req == wait_req_ && reply.code == Status::Code::kUnavailable &&
+      reply.error.find("with STATUS instead") != std::string::npos) {
+    polling_only_ = true;
+    return Next::kWait;
+  }
   if (reply.req == wait_req_ || fetched) {
     // A group the coordinator had, unknown after it was away: it restarted.
     // Without an outage the coordinator's own answer stands (a finished group

@@ -148,6 +148,11 @@ inline void Check(Checker& c, const ReplyMsg& m) {
 }
 inline void Check(Checker& c, const RegisterMsg& m) {
   c.Name(m.name, "name").Rule(m.slots >= 1, "slots", "must be at least 1, got 0").Count(m.agents.size(), "agents");
+  if (m.agents.size() > kMaxAgents) {
+    c.Rule(false, "agents",
+           ("must list at most " + std::to_string(kMaxAgents) + " labels (kMaxAgents), got " +
+            std::to_string(m.agents.size())).c_str());
+  }
   for (size_t i = 0; i < m.agents.size(); ++i) c.Name(m.agents[i], {"agents", i});
   c.Ids(m.running, "running").Name(m.version, "version");
   c.Rule(m.kill_grace_ms <= kMaxKillGraceMs, "kill_grace_ms", "must be at most 3600000 (an hour)");

@@ -49,6 +49,11 @@ inline constexpr size_t kMaxNameBytes = 256;
 // the attempts of one CONFIRM.
 inline constexpr size_t kMaxArgs = 65536;
 
+// Labels (agents) one worker may offer: enough for any real node's
+// capabilities, and few enough that a REGISTER cannot flood the placement
+// index.
+inline constexpr size_t kMaxAgents = 64;
+
 // One argv entry, env key or value, shell command, cwd, error message,
 // REREGISTER reason or endpoint.
 inline constexpr size_t kMaxStringBytes = 1u << 20;  // 1 MiB

@@ -1,5 +1,7 @@
 #include "coordinator/client_limits.h"
 
+#include <algorithm>
+
 namespace cohort::coordinator {
 
 using common::Status;
@@ -35,6 +37,28 @@ void ClientLimits::Ended(const std::string& group) {
 size_t ClientLimits::InFlight(const std::string& client) const {
   auto it = in_flight_.find(client);
   return it == in_flight_.end() ? 0 : it->second;
+}
+
+Status ClientLimits::CheckWait(const std::string& client) const {
+  // Without CURVE every client is the anonymous one: a share of one would be
+  // the whole, so only the coordinator's total applies.
+  if (max_waits_ == 0 || client.empty()) return Status::Ok();
+  const size_t n = Waits(client);
+  if (n < max_waits_) return Status::Ok();
+  return Status::Unavailable(Who(client) + " already holds " + std::to_string(n) + " WAITs; the limit is " +
+                             std::to_string(max_waits_) + " (--max-waits-per-client): poll with STATUS instead");
+}
+
+void ClientLimits::WaitsEnded(const std::string& client, size_t n) {
+  auto it = waits_.find(client);
+  if (it == waits_.end()) return;
+  it->second -= std::min(n, it->second);
+  if (it->second == 0) waits_.erase(it);
+}
+
+size_t ClientLimits::Waits(const std::string& client) const {
+  auto it = waits_.find(client);
+  return it == waits_.end() ? 0 : it->second;
 }
 
 }  // namespace cohort::coordinator

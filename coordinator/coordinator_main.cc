@@ -64,6 +64,7 @@ struct Flags {
   bool insecure = false;
   size_t max_groups = cohort::coordinator::SchedulerOptions{}.max_groups, max_steps = cohort::coordinator::SchedulerOptions{}.max_steps;
   size_t max_output_mb = cohort::coordinator::SchedulerOptions{}.max_output_bytes >> 20;
+  size_t max_tail_kib = cohort::coordinator::kDefaultMaxTailBytes >> 10;
 };
 
 po::options_description OptionTable(Flags* f) {
@@ -153,13 +154,24 @@ po::options_description OptionTable(Flags* f) {
       ("authorized-workers", po::value(&o.authorized_workers)->value_name("DIR"),
        "directory of public key files (NAME.key) of the workers allowed to register, held to the same "
        "rules; reread on SIGHUP")
+      ("admin-clients", po::value(&o.admin_clients)->value_name("DIR"),
+       "directory of public key files (NAME.key) of admin clients, held to the same rules: they reach every "
+       "client's groups (by full id, CLIENT/ID) and may cordon, drain and uncordon workers; other clients "
+       "reach only their own groups; reread on SIGHUP")
       ("insecure", po::bool_switch(&f->insecure),
        "allow binding a non-loopback address without CURVE: then anyone who reaches the client port runs "
        "commands on every worker")
       ("max-groups-per-client", po::value(&o.max_groups_per_client)->default_value(0)->value_name("N"),
        "groups one client may have in flight (0: no limit); without CURVE all clients count as one")
       ("max-steps-per-group", po::value(&o.max_steps_per_group)->default_value(0)->value_name("N"),
-       "steps a group may have (0: no limit)");
+       "steps a group may have (0: no limit)")
+      ("max-waits-per-client", po::value(&o.max_waits_per_client)->default_value(o.max_waits_per_client)
+           ->value_name("N"),
+       "WAITs one client key may hold at once (0: no limit but the coordinator's 100000, the only limit "
+       "without CURVE); a client refused one polls instead")
+      ("max-output-tail-kib", po::value(&f->max_tail_kib)->default_value(f->max_tail_kib)->value_name("KIB"),
+       "the most of each output stream kept per attempt, whatever a worker sends (its --output-tail-kib "
+       "should not be larger); the start of a longer tail is cut");
   opts.add(security);
   return opts;
 }
@@ -170,10 +182,12 @@ int CheckFlags(Flags* f) {
   ServerOptions& o = f->server;
   if (o.heartbeat_ms < 1 || o.liveness < 1 || !(f->backstop_s > 0) || !(f->retention_s >= 0) || !(f->cancel_resend_s > 0) ||
       f->max_groups < 1 || f->max_steps < 1 || f->max_output_mb < 1 || f->max_output_mb > (size_t{1} << 30) ||
+      f->max_tail_kib < 1 || f->max_tail_kib > (cohort::common::kMaxOutputBytes >> 10) ||
       !(f->lease_s > 0 && f->lease_s <= 86400)) {
     return UsageError(kProgram, "--heartbeat-ms, --liveness, --backstop-grace, --cancel-resend, --max-groups, "
-                                "--max-steps, --max-output-mb and --worker-lease must be positive (--worker-lease at "
-                                "most 86400, --max-output-mb at most 1073741824), --retention non-negative");
+                                "--max-steps, --max-output-mb, --max-output-tail-kib and --worker-lease must be "
+                                "positive (--worker-lease at most 86400, --max-output-mb at most 1073741824, "
+                                "--max-output-tail-kib at most 16384), --retention non-negative");
   }
   const bool shared = cohort::coordinator::PostgresStore::IsConnInfo(f->store);
   if (f->store != "sqlite" && f->store != "memory" && !shared) {
@@ -220,8 +234,9 @@ int CheckFlags(Flags* f) {
       return UsageError(kProgram, "--curve-secret-key: " + s.message());
     }
     o.curve = keys;
-  } else if (!o.authorized_clients.empty() || !o.authorized_workers.empty()) {
-    return UsageError(kProgram, "--authorized-clients and --authorized-workers need --curve-secret-key");
+  } else if (!o.authorized_clients.empty() || !o.authorized_workers.empty() || !o.admin_clients.empty()) {
+    return UsageError(kProgram,
+                      "--authorized-clients, --authorized-workers and --admin-clients need --curve-secret-key");
   } else if (auto open = cohort::common::NonLoopback({o.client_endpoint, o.worker_endpoint, o.cancel_endpoint});
              !open.empty() && !f->insecure) {
     // Like Redis's protected mode: reaching the client port means running
@@ -241,7 +256,8 @@ int CheckFlags(Flags* f) {
 // bad one is a usage error, which a restart cannot mend. -1, or exit code 2.
 int CheckAllowlists(const Flags& f) {
   for (const auto& [flag, dir] : {std::pair{"--authorized-clients", &f.server.authorized_clients},
-                                  {"--authorized-workers", &f.server.authorized_workers}}) {
+                                  {"--authorized-workers", &f.server.authorized_workers},
+                                  {"--admin-clients", &f.server.admin_clients}}) {
     if (dir->empty()) continue;
     std::map<std::string, std::string> keys;
     std::vector<std::string> problems;  // files the handler skips, with a warning, when it loads them
@@ -281,6 +297,7 @@ void FinishSchedulerOptions(Flags* f) {
   o.scheduler.max_groups = f->max_groups;
   o.scheduler.max_steps = f->max_steps;
   o.scheduler.max_output_bytes = f->max_output_mb << 20;
+  o.max_tail_bytes = f->max_tail_kib << 10;
   o.scheduler.worker_lease = cohort::common::SecondsToDuration(f->lease_s);
   o.scheduler.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
                      static_cast<uint64_t>(std::random_device{}());

@@ -131,6 +131,7 @@ struct Dispatch {
   std::string worker;
   std::optional<common::Duration> timeout;
   common::StepSpec spec;
+  std::string client;  // who submitted the group (a key name, or "")
 };
 // Publish "cancel every step of this group" to all workers.
 struct BroadcastCancel {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "coordinator/group_access.h"
 #include "coordinator/scheduler_text.h"
 
 namespace cohort::coordinator {
@@ -114,12 +115,21 @@ Status Scheduler::Submit(SubmitGroup e, Time now, std::vector<Action>* out, std:
   if (attached) *attached = false;
   common::GroupSpec& spec = e.spec;
   if (Status s = common::ValidateGroupSpec(spec); !s.ok()) return s;
+  // Each client's ids are its own (group_access.h).
   if (spec.id.empty()) {
     uint64_t n = next_group_seq_;
     do {
-      spec.id = options_.id_prefix + std::to_string(n++);
+      spec.id = QualifiedGroupId(e.client, options_.id_prefix + std::to_string(n++));
     } while (groups_.count(spec.id));
-  } else if (auto it = groups_.find(spec.id); it != groups_.end()) {
+  } else {
+    spec.id = QualifiedGroupId(e.client, spec.id);
+  }
+  if (spec.id.size() > common::kMaxIdBytes) {
+    return Status::InvalidArgument("id: with the client's prefix \"" + e.client + "/\" the group's id is " +
+                                   std::to_string(spec.id.size()) + " bytes; the limit is " +
+                                   std::to_string(common::kMaxIdBytes));
+  }
+  if (auto it = groups_.find(spec.id); it != groups_.end()) {
     const Group& existing = *it->second;
     if (existing.archived) {
       return Status::Unavailable("group " + Quote(spec.id) + " is kept in the state store only, and was not read");

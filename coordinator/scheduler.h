@@ -231,6 +231,9 @@ class Scheduler {
                         std::string* out, std::optional<AttemptRef>* in_store) const;
   std::optional<common::GroupSummary> Summary(std::string_view group) const;
   std::vector<common::GroupSummary> Groups() const;
+  // Who submitted `group` (a key name, or ""); null if no such group is
+  // known, archived ones included.
+  const std::string* OwnerOf(std::string_view group) const;
   // The live workers, with their state (ready, cordoned, draining, drained).
   std::vector<WorkerView> Workers() const;
   // Workers lost (or that left: said goodbye) within lost_listed_for before

@@ -172,7 +172,7 @@ void Scheduler::DispatchTo(Group* g, uint32_t i, Worker* w, Time now, std::vecto
     timeout = common::SecondsToDuration(*t);
   }
   ArmBackstop(g, i, now);
-  out->push_back(Dispatch{{g->spec.id, i, attempt, g->submission}, w->name, timeout, g->spec.steps[i]});
+  out->push_back(Dispatch{{g->spec.id, i, attempt, g->submission}, w->name, timeout, g->spec.steps[i], g->client});
 }
 
 void Scheduler::ArmBackstop(Group* g, uint32_t i, Time at_least) {

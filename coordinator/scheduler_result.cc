@@ -168,6 +168,11 @@ Status Scheduler::Output(std::string_view id, std::string_view step_id, uint32_t
   return Status::Ok();
 }
 
+const std::string* Scheduler::OwnerOf(std::string_view id) const {
+  const Group* g = FindGroup(id);
+  return g ? &g->client : nullptr;
+}
+
 std::optional<common::GroupSummary> Scheduler::Summary(std::string_view id) const {
   const Group* g = FindGroup(id);
   if (!g) return std::nullopt;

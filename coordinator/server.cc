@@ -40,7 +40,7 @@ Server::Server(ServerOptions options)
         s.wall = common::ReadWallClock();
         return s;
       }()),
-      limits_(options_.max_groups_per_client, options_.max_steps_per_group),
+      limits_(options_.max_groups_per_client, options_.max_steps_per_group, options_.max_waits_per_client),
       wall_(core_.wall()) {
   for (zmq::socket_t* s : {&clients_, &workers_, &cancels_}) common::ConfigureSocket(*s);
   // A send to a client that has disconnected fails (EHOSTUNREACH) instead of
@@ -69,7 +69,8 @@ Status Server::Bind() {
   }
   if (options_.curve) {
     // The handler must answer before the first peer can handshake.
-    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
+    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers,
+                                        options_.admin_clients);
     if (Status s = zap_->Start(); !s.ok()) return s;
     for (auto [socket, domain] : {std::pair{&clients_, kClientDomain}, {&workers_, kWorkerDomain},
                                   {&cancels_, kWorkerDomain}}) {
@@ -314,6 +315,7 @@ void Server::SendDispatch(Dispatch& d, Time now) {
   run.shell = std::move(d.spec.shell);
   run.env = std::move(d.spec.env);
   run.cwd = std::move(d.spec.cwd);
+  run.client = std::move(d.client);
   run.epoch = options_.epoch;
   run.timeout_ms = d.timeout ? static_cast<uint64_t>(std::max<int64_t>(
                                    1, std::chrono::duration_cast<std::chrono::milliseconds>(*d.timeout).count()))

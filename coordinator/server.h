@@ -53,6 +53,7 @@
 #include "common/time.h"
 #include "common/transport.h"
 #include "coordinator/client_limits.h"
+#include "coordinator/group_access.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/leadership.h"
 #include "coordinator/scheduler.h"
@@ -60,6 +61,11 @@
 #include "coordinator/zap_handler.h"
 
 namespace cohort::coordinator {
+
+// WAITs one client may hold at once, and an attempt's output tail kept per
+// stream: sixteen times the worker's default --output-tail-kib.
+inline constexpr size_t kDefaultMaxWaitsPerClient = 1000;
+inline constexpr size_t kDefaultMaxTailBytes = 1u << 20;
 
 struct ServerOptions {
   std::string client_endpoint = common::kDefaultClientEndpoint;
@@ -72,7 +78,12 @@ struct ServerOptions {
   // the two allowlist directories may connect (docs/SECURITY.md).
   std::optional<common::CurveKeyPair> curve;
   std::string authorized_clients, authorized_workers;
+  std::string admin_clients;  // "" = none: no client reaches another's groups
   size_t max_groups_per_client = 0;  // 0 = no limit
+  size_t max_waits_per_client = kDefaultMaxWaitsPerClient;
+  // The longest output tail kept of one attempt's stream; a worker that
+  // sends more has the start of it cut.
+  size_t max_tail_bytes = kDefaultMaxTailBytes;
   size_t max_steps_per_group = 0;
   // Where groups and results are kept across restarts; null keeps them in
   // memory only (--store memory).
@@ -128,6 +139,7 @@ class Server {
   struct Waiter {
     std::string route;
     uint64_t req;
+    std::string client;
   };
   // What a poll found readable.
   struct Ready {
@@ -204,9 +216,21 @@ class Server {
 
   // Clients (server_clients.cc).
   void OnClient(const common::Envelope& env, common::Time now);
+  // The caller a client request comes from, by its CURVE User-Id.
+  Caller CallerOf(const std::string& user_id) const;
+  // The group `named` by `caller`'s request for `command`, into *group, if
+  // it exists and the caller may reach it. If not, replies "no group" in the
+  // same words either way, and logs a refusal of one that exists.
+  bool Reach(const Caller& caller, const std::string& named, std::string_view command, const std::string& route,
+             uint64_t req, common::Time now, std::string* group);
+  void OnCordon(const Caller& caller, const std::string& route, uint64_t req, const common::CordonMsg& m,
+                common::Time now);
+  // Keeps the last max_tail_bytes of each tail of `o`; logs a cut.
+  void CapTails(const std::string& worker, common::AttemptOutcome* o, common::Time now);
   void OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
                 common::Time now);
-  void OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m, common::Time now);
+  void OnWait(const std::string& route, uint64_t req, const std::string& client, const std::string& group,
+              common::Time now);
   void Reply(const std::string& route, uint64_t req, const common::Status& status, std::string body);
   std::string ResultBody(std::string_view group, uint64_t cursor) const;
   void AnswerWaiters(const GroupFinished& f, common::Time now);
@@ -263,6 +287,7 @@ class Server {
   // Heartbeat lists are passed to the core from then on (NoteSendDelay).
   common::Time lists_from_{};
   common::RateLimiter bad_input_log_{10, std::chrono::seconds(10)};
+  common::RateLimiter refusal_log_{20, std::chrono::seconds(10)};
   bool trim_memory_ = false;  // a big request was handled: give its memory back
 
   std::vector<Record> unsaved_;  // journal taken from the core, not yet committed

@@ -70,50 +70,63 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     return;
   }
   // Limits and logs go by the key's name; admission by the key itself.
-  const std::string client = UserIdName(env.user);
+  const Caller caller = CallerOf(env.user);
+  const std::string& client = caller.name;
   if (zap_ && !zap_->Admits(kClientDomain, env.user)) {
     // Connected before a reload removed or replaced its key.
     Reply(env.route, *req, Status::FailedPrecondition("key \"" + client + "\" is no longer authorized"), "");
     return;
   }
+  std::string group;
   if (auto* m = std::get_if<common::SubmitMsg>(&msg)) {
     OnSubmit(env.route, *req, client, *m, now);
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg); m && m->brief) {
-    auto sum = core_.Summary(m->group);
+    if (!Reach(caller, m->group, "STATUS", env.route, *req, now, &group)) return;
+    auto sum = core_.Summary(group);
     if (!sum) {
       Reply(env.route, *req, Status::NotFound("no group \"" + m->group + "\""), "");
     } else {
       Reply(env.route, *req, Status::Ok(), common::GroupSummaryJson(*sum, wall_));
     }
   } else if (auto* m = std::get_if<common::StatusMsg>(&msg)) {
-    if (Status s = ReadArchived(m->group, now); !s.ok()) {
+    if (!Reach(caller, m->group, "STATUS", env.route, *req, now, &group)) return;
+    if (Status s = ReadArchived(group, now); !s.ok()) {
       Reply(env.route, *req, s, "");
       return;
     }
-    std::string body = ResultBody(m->group, m->cursor);
+    std::string body = ResultBody(group, m->cursor);
     // Decided before the call: its arguments may be evaluated in any order.
     Status found = body.empty() ? Status::NotFound("no group \"" + m->group + "\"") : Status::Ok();
     Reply(env.route, *req, found, std::move(body));
   } else if (auto* m = std::get_if<common::WaitMsg>(&msg)) {
-    OnWait(env.route, *req, *m, now);
+    if (!Reach(caller, m->group, "WAIT", env.route, *req, now, &group)) return;
+    OnWait(env.route, *req, client, group, now);
   } else if (auto* m = std::get_if<common::LogsMsg>(&msg)) {
+    if (!Reach(caller, m->group, "LOGS", env.route, *req, now, &group)) return;
     std::string tail;
-    Status s = ReadArchived(m->group, now);
+    Status s = ReadArchived(group, now);
     std::optional<AttemptRef> in_store;
-    if (s.ok()) s = core_.Output(m->group, m->step, m->attempt, m->stream == "stderr", &tail, &in_store);
+    if (s.ok()) s = core_.Output(group, m->step, m->attempt, m->stream == "stderr", &tail, &in_store);
     if (s.ok() && in_store) s = ReadStoredOutput(*in_store, m->stream == "stderr", now, &tail);
     Reply(env.route, *req, s, std::move(tail));
   } else if (auto* m = std::get_if<common::CancelRequestMsg>(&msg)) {
-    if (Status s = ReadArchived(m->group, now); !s.ok()) {
+    if (!Reach(caller, m->group, "CANCEL", env.route, *req, now, &group)) return;
+    if (Status s = ReadArchived(group, now); !s.ok()) {
       Reply(env.route, *req, s, "");
       return;
     }
-    Status s = m->step.empty() ? core_.CancelGroupById(m->group, now, &actions_, client)
-                               : core_.CancelStepById(m->group, m->step, now, &actions_, client);
-    LogInfo("cancel_requested").Kv("group", m->group).Kv("step", m->step).Kv("result", s.ToString());
+    Status s = m->step.empty() ? core_.CancelGroupById(group, now, &actions_, client)
+                               : core_.CancelStepById(group, m->step, now, &actions_, client);
+    LogInfo("cancel_requested").Kv("group", group).Kv("step", m->step).Kv("client", client)
+        .Kv("result", s.ToString());
     Reply(env.route, *req, s, "");
   } else if (std::holds_alternative<common::GroupsMsg>(msg)) {
-    Reply(env.route, *req, Status::Ok(), common::GroupListJson(core_.Groups(), wall_));
+    std::vector<common::GroupSummary> list = core_.Groups();
+    std::erase_if(list, [&](const common::GroupSummary& g) {
+      const std::string* owner = core_.OwnerOf(g.id);
+      return !owner || !MayReach(caller, *owner);
+    });
+    Reply(env.route, *req, Status::Ok(), common::GroupListJson(list, wall_));
   } else if (std::holds_alternative<common::WorkersMsg>(msg)) {
     std::vector<common::WorkerSummary> list;
     std::vector<WorkerView> views = core_.Workers();
@@ -124,14 +137,7 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     }
     Reply(env.route, *req, Status::Ok(), common::WorkerListJson(list, wall_, now));
   } else if (auto* m = std::get_if<common::CordonMsg>(&msg)) {
-    WorkerMode mode = WorkerMode::kReady;
-    // The codec admits only the three names.
-    Status s = ParseWorkerMode(m->mode, &mode)
-                   ? core_.Handle(SetWorkerMode{m->worker, mode, client}, now, &actions_)
-                   : Status::InvalidArgument("mode: unknown \"" + m->mode + "\"");
-    LogInfo("worker_mode_set").Kv("worker", m->worker).Kv("mode", m->mode).Kv("client", client)
-        .Kv("result", s.ToString());
-    Reply(env.route, *req, s, "");
+    OnCordon(caller, env.route, *req, *m, now);
   } else if (std::holds_alternative<common::PingMsg>(msg)) {
     Reply(env.route, *req, Status::Ok(),
           common::PingJson({"leader", options_.name,
@@ -142,6 +148,46 @@ void Server::OnClient(const common::Envelope& env, Time now) {
   } else {
     Reply(env.route, *req, Status::InvalidArgument("not a client request"), "");
   }
+}
+
+Caller Server::CallerOf(const std::string& user_id) const {
+  Caller c;
+  c.name = UserIdName(user_id);
+  c.admin = zap_ && zap_->IsAdmin(user_id);
+  return c;
+}
+
+bool Server::Reach(const Caller& caller, const std::string& named, std::string_view command,
+                   const std::string& route, uint64_t req, Time now, std::string* group) {
+  *group = ResolveGroup(caller, named, [&](std::string_view id) { return core_.OwnerOf(id) != nullptr; });
+  const std::string* owner = core_.OwnerOf(*group);
+  if (owner && MayReach(caller, *owner)) return true;
+  // The answer is the same whether the group never was or is another's.
+  uint64_t suppressed = 0;
+  if (owner && refusal_log_.Allow(now, &suppressed)) {
+    common::LogWarn("group_access_refused").Kv("client", caller.name).Kv("command", command).Kv("group", named)
+        .Kv("suppressed", suppressed);
+  }
+  Reply(route, req, Status::NotFound("no group \"" + named + "\""), "");
+  return false;
+}
+
+void Server::OnCordon(const Caller& caller, const std::string& route, uint64_t req, const common::CordonMsg& m,
+                      Time now) {
+  WorkerMode mode = WorkerMode::kReady;
+  Status s;
+  if (zap_ && !caller.admin) {
+    // Cordoning every worker would stop every tenant's work.
+    s = Status::FailedPrecondition("cordon, drain and uncordon need an admin key (--admin-clients); key \"" +
+                                   caller.name + "\" is a client's");
+  } else if (!ParseWorkerMode(m.mode, &mode)) {
+    s = Status::InvalidArgument("mode: unknown \"" + m.mode + "\"");  // the codec admits only the three names
+  } else {
+    s = core_.Handle(SetWorkerMode{m.worker, mode, caller.name}, now, &actions_);
+  }
+  LogInfo("worker_mode_set").Kv("worker", m.worker).Kv("mode", m.mode).Kv("client", caller.name)
+      .Kv("result", s.ToString());
+  Reply(route, req, s, "");
 }
 
 void Server::OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
@@ -160,7 +206,7 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   e.client = client;
   if (s.ok() && options_.store) e.spec_json = m.spec;
   // A spec under the id of a finished group: compared with that group's.
-  if (s.ok() && !e.spec.id.empty()) s = ReadArchived(e.spec.id, now);
+  if (s.ok() && !e.spec.id.empty()) s = ReadArchived(QualifiedGroupId(client, e.spec.id), now);
   bool attached = false;
   if (s.ok()) s = core_.Submit(std::move(e), now, &actions_, &id, &attached);
   if (!s.ok()) {
@@ -190,26 +236,39 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   Reply(route, req, s, common::SubmittedJson(id));
 }
 
-void Server::OnWait(const std::string& route, uint64_t req, const common::WaitMsg& m, Time now) {
-  auto sum = core_.Summary(m.group);
+void Server::OnWait(const std::string& route, uint64_t req, const std::string& client, const std::string& group,
+                    Time now) {
+  auto sum = core_.Summary(group);
+  Status room = limits_.CheckWait(client);
   if (!sum) {
-    Reply(route, req, Status::NotFound("no group \"" + m.group + "\""), "");
+    Reply(route, req, Status::NotFound("no group \"" + group + "\""), "");
   } else if (sum->state != common::GroupState::kRunning) {
-    Status s = ReadArchived(m.group, now);
-    Reply(route, req, s, s.ok() ? ResultBody(m.group, 0) : "");
+    Status s = ReadArchived(group, now);
+    Reply(route, req, s, s.ok() ? ResultBody(group, 0) : "");
   } else if (waiter_count_ >= kMaxWaiters) {
     Reply(route, req,
           Status::Unavailable("too many clients are waiting (" + std::to_string(kMaxWaiters) + "); poll group \"" +
-                              m.group + "\" with STATUS instead"),
+                              group + "\" with STATUS instead"),
           "");
   } else {
     // A client repeats its WAIT when it cannot tell whether this coordinator
     // holds it (it restarted, or the connection dropped): hold it once.
-    std::vector<Waiter>& list = waiters_[m.group];
+    std::vector<Waiter>& list = waiters_[group];
     for (const Waiter& w : list) {
       if (w.route == route && w.req == req) return;
     }
-    list.push_back({route, req});
+    if (!room.ok()) {
+      if (list.empty()) waiters_.erase(group);
+      uint64_t suppressed = 0;
+      if (refusal_log_.Allow(now, &suppressed)) {
+        common::LogWarn("wait_refused").Kv("client", client).Kv("group", group).Kv("error", room.message())
+            .Kv("suppressed", suppressed);
+      }
+      Reply(route, req, room, "");
+      return;
+    }
+    list.push_back({route, req, client});
+    limits_.WaitHeld(client);
     ++waiter_count_;
   }
 }
@@ -226,7 +285,10 @@ void Server::AnswerWaiters(const GroupFinished& f, Time now) {
                                                  std::string(common::GroupStateName(f.state)) +
                                                  " and is no longer retained")
                               : Status::Ok();
-  for (const Waiter& w : it->second) Reply(w.route, w.req, found, body);
+  for (const Waiter& w : it->second) {
+    Reply(w.route, w.req, found, body);
+    limits_.WaitsEnded(w.client, 1);
+  }
   waiter_count_ -= it->second.size();
   waiters_.erase(it);
 }
@@ -262,6 +324,7 @@ void Server::SweepWaiters(Time now) {
     std::erase_if(list, [&](const Waiter& w) {
       auto [at, fresh] = gone.try_emplace(w.route, false);
       if (fresh) at->second = ClientGone(w.route);
+      if (at->second) limits_.WaitsEnded(w.client, 1);
       return at->second;
     });
     dropped += before - list.size();

@@ -31,6 +31,22 @@ void Server::Refuse(const std::string& route, std::string reason) {
   Send(workers_, route, std::move(refuse));
 }
 
+void Server::CapTails(const std::string& worker, common::AttemptOutcome* o, Time now) {
+  const size_t cap = options_.max_tail_bytes;
+  size_t cut = 0;
+  for (std::string* tail : {&o->stdout_tail, &o->stderr_tail}) {
+    if (tail->size() <= cap) continue;
+    cut += tail->size() - cap;
+    tail->erase(0, tail->size() - cap);  // a tail: the end is what matters
+  }
+  if (cut == 0) return;
+  uint64_t suppressed = 0;
+  if (refusal_log_.Allow(now, &suppressed)) {
+    LogWarn("output_tail_cut").Kv("worker", worker).Kv("bytes-cut", cut).Kv("limit", cap)
+        .Kv("suppressed", suppressed);
+  }
+}
+
 void Server::Forget(const std::string& worker) {
   auto it = route_of_.find(worker);
   if (it == route_of_.end()) return;
@@ -135,6 +151,19 @@ void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& 
     Refuse(env.route, kKeyRevoked);
     return;
   }
+  if (zap_) {
+    const WorkerGrant* grant = zap_->GrantOf(env.user);
+    Status within = grant ? CheckRegistration(*grant, reg) : Status::FailedPrecondition(kKeyRevoked);
+    if (!within.ok()) {
+      uint64_t suppressed = 0;
+      if (refusal_log_.Allow(now, &suppressed)) {
+        LogWarn("worker_refused").Kv("worker", reg.name).Kv("key-name", UserIdName(env.user))
+            .Kv("reason", within.message()).Kv("suppressed", suppressed);
+      }
+      Refuse(env.route, within.message());
+      return;
+    }
+  }
   auto holder = route_of_.find(reg.name);
   WorkerJoined j;
   j.name = reg.name;
@@ -203,6 +232,7 @@ void Server::OnReport(const std::string& name, const std::string& route, const c
     o.stderr_tail = m->stderr_tail;
     o.stdout_bytes = m->stdout_bytes;
     o.stderr_bytes = m->stderr_bytes;
+    CapTails(name, &o, now);
     LogDebug("step_finished")
         .Kv("group", m->id.group)
         .Kv("step", m->id.step)

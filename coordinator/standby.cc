@@ -41,7 +41,8 @@ Status Standby::Bind() {
   if (options_.curve) {
     // The same keys are admitted as by the leader: a standby tells an
     // unknown peer nothing, not even where the leader is.
-    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers);
+    zap_ = std::make_unique<ZapHandler>(context_, options_.authorized_clients, options_.authorized_workers,
+                                        options_.admin_clients);
     if (Status s = zap_->Start(); !s.ok()) return s;
     for (auto [socket, domain] : {std::pair{&clients_, kClientDomain}, {&workers_, kWorkerDomain}}) {
       if (Status s = common::MakeCurveServer(*socket, *options_.curve, domain); !s.ok()) return s;

@@ -37,6 +37,7 @@ struct StandbyOptions {
   Leader me;  // name and advertised endpoints, for campaigns and the log
   std::optional<common::CurveKeyPair> curve;
   std::string authorized_clients, authorized_workers;
+  std::string admin_clients;  // "" = none
   common::Time started{};  // when the process started, for PING
   common::SystemdNotifier* notifier = nullptr;  // null: none; outlives the Standby
   common::MetricsServer* metrics = nullptr;     // likewise

@@ -43,30 +43,33 @@ std::string UserIdKey(std::string_view user_id) {
   return std::string(user_id.substr(user_id.size() - kZ85KeyChars));
 }
 
-ZapHandler::ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir)
+ZapHandler::ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir,
+                       std::string admins_dir)
     : socket_(context, zmq::socket_type::rep),
       clients_dir_(std::move(clients_dir)),
-      workers_dir_(std::move(workers_dir)) {
+      workers_dir_(std::move(workers_dir)),
+      admins_dir_(std::move(admins_dir)) {
   socket_.set(zmq::sockopt::linger, 0);
 }
 
 ZapHandler::~ZapHandler() = default;
 
-bool ZapHandler::LoadOne(const std::string& dir, const char* role, std::map<std::string, std::string>* keys) {
-  std::map<std::string, std::string> fresh;
+bool ZapHandler::LoadOne(const std::string& dir, const char* role,
+                         std::map<std::string, common::AllowlistEntry>* entries) {
+  std::map<std::string, common::AllowlistEntry> fresh;
   std::vector<std::string> problems;
   Status s = common::LoadAllowlist(dir, &fresh, &problems);
   for (const std::string& p : problems) LogWarn("allowlist_file_skipped").Kv("role", role).Kv("error", p);
   if (!s.ok()) {
     common::LogError("allowlist_unreadable").Kv("role", role).Kv("error", s.message())
-        .Kv("keeping", keys->size());
+        .Kv("keeping", entries->size());
     return false;
   }
   size_t added = 0, removed = 0;
-  for (const auto& [key, name] : fresh) added += keys->count(key) == 0;
-  for (const auto& [key, name] : *keys) removed += fresh.count(key) == 0;
-  *keys = std::move(fresh);
-  LogInfo("allowlist_loaded").Kv("role", role).Kv("dir", dir).Kv("keys", keys->size()).Kv("added", added)
+  for (const auto& [key, entry] : fresh) added += entries->count(key) == 0;
+  for (const auto& [key, entry] : *entries) removed += fresh.count(key) == 0;
+  *entries = std::move(fresh);
+  LogInfo("allowlist_loaded").Kv("role", role).Kv("dir", dir).Kv("keys", entries->size()).Kv("added", added)
       .Kv("removed", removed);
   return true;
 }
@@ -74,7 +77,8 @@ bool ZapHandler::LoadOne(const std::string& dir, const char* role, std::map<std:
 Status ZapHandler::Start() {
   std::vector<std::string> ignored;
   std::map<std::string, std::string> probe;
-  for (const std::string* dir : {&clients_dir_, &workers_dir_}) {
+  for (const std::string* dir : {&clients_dir_, &workers_dir_, &admins_dir_}) {
+    if (dir->empty()) continue;
     if (Status s = common::LoadAllowlist(*dir, &probe, &ignored); !s.ok()) return s;
   }
   Reload();
@@ -88,22 +92,36 @@ Status ZapHandler::Start() {
 
 void ZapHandler::Reload() {
   LoadOne(clients_dir_, "client", &clients_);
-  LoadOne(workers_dir_, "worker", &workers_);
+  if (!admins_dir_.empty()) LoadOne(admins_dir_, "admin", &admins_);
+  if (LoadOne(workers_dir_, "worker", &workers_)) {
+    // A key whose grant cannot be read is left out: admitting it with no
+    // limits would undo what its entry meant to say.
+    grants_.clear();
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      WorkerGrant grant;
+      if (Status g = ParseWorkerGrant(it->second, &grant); !g.ok()) {
+        LogWarn("allowlist_file_skipped").Kv("role", "worker").Kv("error", g.message());
+        it = workers_.erase(it);
+        continue;
+      }
+      grants_.emplace(it->first, std::move(grant));
+      ++it;
+    }
+  }
   // A peer refused before may now be allowed, or refused for a new reason.
   refusals_logged_.clear();
 }
 
+const common::AllowlistEntry* ZapHandler::ClientEntry(const std::string& key) const {
+  if (auto it = clients_.find(key); it != clients_.end()) return &it->second;
+  if (auto it = admins_.find(key); it != admins_.end()) return &it->second;
+  return nullptr;
+}
+
 ZapVerdict ZapHandler::Authorize(const ZapRequest& r) const {
   ZapVerdict v;
-  const std::map<std::string, std::string>* list = nullptr;
-  const char* role = "";
-  if (r.domain == kClientDomain) {
-    list = &clients_;
-    role = "client";
-  } else if (r.domain == kWorkerDomain) {
-    list = &workers_;
-    role = "worker";
-  } else {
+  const bool client = r.domain == kClientDomain;
+  if (!client && r.domain != kWorkerDomain) {
     v.reason = "unknown ZAP domain \"" + r.domain + "\"";
     return v;
   }
@@ -111,24 +129,33 @@ ZapVerdict ZapHandler::Authorize(const ZapRequest& r) const {
     v.reason = "mechanism " + r.mechanism + " is not CURVE";
     return v;
   }
-  auto it = list->find(r.key_z85);
-  if (it == list->end()) {
-    const std::map<std::string, std::string>& other = list == &clients_ ? workers_ : clients_;
-    auto o = other.find(r.key_z85);
-    v.reason = o == other.end()
-                   ? std::string("key not in the ") + role + "s' allowlist"
-                   : std::string("key \"") + o->second + "\" is authorized for the other role, not as a " + role;
+  auto worker = workers_.find(r.key_z85);
+  const common::AllowlistEntry* mine = client ? ClientEntry(r.key_z85)
+                                              : worker == workers_.end() ? nullptr : &worker->second;
+  const common::AllowlistEntry* other = client ? worker == workers_.end() ? nullptr : &worker->second
+                                               : ClientEntry(r.key_z85);
+  const char* role = client ? "client" : "worker";
+  if (!mine) {
+    v.reason = other ? "key \"" + other->name + "\" is authorized for the other role, not as a " + role
+                     : std::string("key not in the ") + role + "s' allowlist";
     return v;
   }
   v.allowed = true;
-  v.user_id = MakeUserId(it->second, r.key_z85);
+  v.user_id = MakeUserId(mine->name, r.key_z85);
   return v;
+}
+
+bool ZapHandler::IsAdmin(std::string_view user_id) const { return admins_.count(UserIdKey(user_id)) > 0; }
+
+const WorkerGrant* ZapHandler::GrantOf(std::string_view user_id) const {
+  auto it = grants_.find(UserIdKey(user_id));
+  return it == grants_.end() ? nullptr : &it->second;
 }
 
 bool ZapHandler::Admits(std::string_view domain, std::string_view user_id) const {
   const std::string key = UserIdKey(user_id);
   if (key.empty()) return false;
-  if (domain == kClientDomain) return clients_.count(key) > 0;
+  if (domain == kClientDomain) return ClientEntry(key) != nullptr;
   if (domain == kWorkerDomain) return workers_.count(key) > 0;
   return false;
 }

@@ -10,6 +10,10 @@
 // compare. Comparing names would let a session opened with a key that has
 // since been rotated out (same file name, new key) keep its rights.
 //
+// A third, optional allowlist names the admin clients: their keys reach the
+// client port and every client's groups. A worker key's entry also states
+// what the key may register as (coordinator/worker_grant.h).
+//
 // It adds no thread: the server polls socket() in its own loop and calls
 // HandleRequests() when it is readable. Reload() rereads both directories
 // (on SIGHUP); a directory that cannot be read keeps its previous list.
@@ -33,6 +37,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/time.h"
+#include "coordinator/worker_grant.h"
 
 namespace cohort::coordinator {
 
@@ -64,7 +69,8 @@ std::string UserIdKey(std::string_view user_id);
 
 class ZapHandler {
  public:
-  ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir);
+  // `admins_dir` "" = no admin clients.
+  ZapHandler(zmq::context_t& context, std::string clients_dir, std::string workers_dir, std::string admins_dir = "");
   ~ZapHandler();
   ZapHandler(const ZapHandler&) = delete;
   ZapHandler& operator=(const ZapHandler&) = delete;
@@ -83,18 +89,27 @@ class ZapHandler {
   // the allowlist of `domain`: a reload revokes sessions opened before it,
   // including those of a key replaced by another under the same name.
   bool Admits(std::string_view domain, std::string_view user_id) const;
-  size_t clients() const { return clients_.size(); }
+  // Whether the key in `user_id` is in the admin allowlist now.
+  bool IsAdmin(std::string_view user_id) const;
+  // What the worker key in `user_id` may register as; null if it is not in
+  // the workers' allowlist (any more).
+  const WorkerGrant* GrantOf(std::string_view user_id) const;
+  size_t clients() const { return clients_.size() + admins_.size(); }
   size_t workers() const { return workers_.size(); }
 
  private:
-  // Reads `dir` into *keys; false (keeping *keys) if it cannot be listed.
-  bool LoadOne(const std::string& dir, const char* role, std::map<std::string, std::string>* keys);
+  // Reads `dir` into *entries; false (keeping them) if it cannot be listed.
+  bool LoadOne(const std::string& dir, const char* role, std::map<std::string, common::AllowlistEntry>* entries);
+  // The name `key` has in the client or admin list, or null.
+  const common::AllowlistEntry* ClientEntry(const std::string& key) const;
   void LogRefusal(const ZapRequest& request, const ZapVerdict& verdict, common::Time now);
 
   zmq::socket_t socket_;
-  std::string clients_dir_, workers_dir_;
-  std::map<std::string, std::string> clients_;  // Z85 public key -> name
-  std::map<std::string, std::string> workers_;
+  std::string clients_dir_, workers_dir_, admins_dir_;
+  std::map<std::string, common::AllowlistEntry> clients_;  // by Z85 public key
+  std::map<std::string, common::AllowlistEntry> admins_;
+  std::map<std::string, common::AllowlistEntry> workers_;
+  std::map<std::string, WorkerGrant> grants_;  // by key, for each of workers_
   std::set<std::string> refusals_logged_;
   common::RateLimiter overflow_log_{10, std::chrono::seconds(10)};
   common::RateLimiter bad_request_log_{10, std::chrono::seconds(10)};

@@ -19,6 +19,7 @@
 #include "common/curve_keys.h"
 #include "common/transport.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/secure_cluster.h"
 
 namespace cohort::testing {
 namespace {
@@ -26,115 +27,9 @@ namespace {
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kBin = COHORT_BIN_DIR;
-
 // How long a "this never happens" check watches: several reconnect and
 // heartbeat rounds at the test's 200 ms heartbeat.
 constexpr auto kNeverWindow = 3s;
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-// The public key (Z85) from a key file written by keygen.
-std::string PublicKeyOf(const std::string& key_file) {
-  std::string text = ReadFile(key_file);
-  const std::string tag = "public-key = \"";
-  size_t at = text.find(tag);
-  REQUIRE(at != std::string::npos);
-  return text.substr(at + tag.size(), 40);
-}
-
-// Keys for one cluster, all made by `cohort keygen` in the cluster's temp
-// dir: the coordinator's, and any number of peers'. Allowlists are the
-// directories clients/ and workers/ holding copies of public key files.
-class Keys {
- public:
-  explicit Keys(const std::string& dir) : dir_(dir + "/keys") {
-    ::mkdir(dir_.c_str(), 0700);
-    ::mkdir(clients().c_str(), 0755);
-    ::mkdir(workers().c_str(), 0755);
-    Make("coordinator");
-  }
-
-  // Writes NAME.key and NAME.key_secret; returns their common prefix.
-  std::string Make(const std::string& name) {
-    RunOutput r = RunProgram({kBin + "/cohort", "keygen", name, "--dir", dir_}, 30s);
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    return dir_ + "/" + name + ".key";
-  }
-  // Copies NAME's public key into `allowlist` as AS.key (NAME.key by default).
-  void Authorize(const std::string& name, const std::string& allowlist, const std::string& as = "") {
-    const std::string path = allowlist + "/" + (as.empty() ? name : as) + ".key";
-    WriteFile(path, ReadFile(Public(name)));
-    REQUIRE(::chmod(path.c_str(), 0644) == 0);  // whatever the umask: group-writable keys are refused
-  }
-
-  std::string Public(const std::string& name) const { return dir_ + "/" + name + ".key"; }
-  std::string Secret(const std::string& name) const { return dir_ + "/" + name + ".key_secret"; }
-  std::string clients() const { return dir_ + "/clients"; }
-  std::string workers() const { return dir_ + "/workers"; }
-
-  std::vector<std::string> CoordinatorFlags() const {
-    return {"--curve-secret-key", Secret("coordinator"), "--authorized-clients", clients(), "--authorized-workers",
-            workers()};
-  }
-  // Flags of a peer (CLI or worker) holding `name`'s key.
-  std::vector<std::string> PeerFlags(const std::string& name, const std::string& coordinator = "coordinator") const {
-    return {"--coordinator-key", Public(coordinator), "--curve-secret-key", Secret(name)};
-  }
-
- private:
-  std::string dir_;
-};
-
-// A cluster whose coordinator runs CURVE, with client "alice" and worker
-// "w1" authorized; the CLI speaks as alice unless told otherwise.
-struct SecureCluster {
-  Cluster c;
-  Keys keys{c.dir()};
-  int launched = 0;
-
-  SecureCluster() {
-    keys.Make("alice");
-    keys.Make("w1");
-    keys.Authorize("alice", keys.clients());
-    keys.Authorize("w1", keys.workers());
-    c.SetCliFlags(keys.PeerFlags("alice"));
-  }
-  void Start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> flags = keys.CoordinatorFlags();
-    flags.insert(flags.end(), extra.begin(), extra.end());
-    c.StartCoordinator(flags);
-  }
-  // A worker started without waiting for it to join (it may never). Its
-  // state directory is its own: another worker of that name may still run.
-  std::unique_ptr<Daemon> LaunchWorker(const std::string& name, std::vector<std::string> key_flags) {
-    std::vector<std::string> argv = {kBin + "/cohort-worker", "--coordinator",
-                                     "tcp://127.0.0.1:" + std::to_string(c.port(1)), "--name", name,
-                                     "--heartbeat-ms", "200", "--log-level", "debug", "--state-dir",
-                                     c.dir() + "/launched-" + std::to_string(++launched) + "-state"};
-    for (const std::string& f : StepUserFlags()) argv.push_back(f);
-    argv.insert(argv.end(), key_flags.begin(), key_flags.end());
-    return std::make_unique<Daemon>(argv, c.dir() + "/worker-" + name + ".log");
-  }
-  // The CLI as someone else (their flags replace alice's for this call).
-  RunOutput CliAs(const std::vector<std::string>& flags, std::vector<std::string> args) {
-    c.SetCliFlags(flags);
-    RunOutput r = c.Cli(std::move(args));
-    c.SetCliFlags(keys.PeerFlags("alice"));
-    return r;
-  }
-  bool Refused(const std::string& key_name) {
-    return c.coordinator().Log().find("event=peer_refused") != std::string::npos &&
-           c.coordinator().Log().find(PublicKeyOf(keys.Public(key_name))) != std::string::npos;
-  }
-};
 
 Json StatusOf(Cluster& c, const std::string& group) { return c.Status(group); }
 
@@ -363,45 +258,6 @@ TEST_CASE("SIGHUP rereads the allowlists: new keys get in and removed ones are c
   CHECK_FALSE(WaitUntil([&] { return s.c.HasWorker("w1"); }, kNeverWindow));
   CHECK(s.c.coordinator().Log().find("event=allowlist_loaded role=client") != std::string::npos);
 }
-
-// A client session held open across reloads: one CURVE DEALER connection,
-// as the CLI makes, that sends GROUPS requests and waits for each reply.
-class HeldSession {
- public:
-  HeldSession(const Keys& keys, const std::string& name, int port) : socket_(context_, zmq::socket_type::dealer) {
-    common::CurveKeyPair own;
-    std::string server;
-    REQUIRE(common::LoadSecretKey(keys.Secret(name), &own).ok());
-    REQUIRE(common::LoadPublicKey(keys.Public("coordinator"), &server).ok());
-    common::ConfigureSocket(socket_);
-    REQUIRE(common::MakeCurveClient(socket_, own, server).ok());
-    REQUIRE(common::ConnectSocket(socket_, "tcp://127.0.0.1:" + std::to_string(port)).ok());
-  }
-  // The reply to one GROUPS request, or nullopt if none came within 10 s.
-  std::optional<common::ReplyMsg> Groups() {
-    common::GroupsMsg request;
-    request.req = ++next_req_;
-    common::SendMessage(socket_, std::nullopt, request);
-    std::optional<common::ReplyMsg> reply;
-    WaitUntil([&] {
-      zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(100));
-      common::Envelope env;
-      common::Message msg;
-      while (common::ReceiveEnvelope(socket_, false, &env)) {
-        auto* r = common::DecodeEnvelope(env, &msg).ok() ? std::get_if<common::ReplyMsg>(&msg) : nullptr;
-        if (r && r->req == request.req) reply = *r;
-      }
-      return reply.has_value();
-    }, 10s);
-    return reply;
-  }
-
- private:
-  zmq::context_t context_{1};
-  zmq::socket_t socket_;
-  uint64_t next_req_ = 0;
-};
 
 TEST_CASE("rotating a key under the same name cuts off sessions of the old key", "[security]") {
   SecureCluster s;

@@ -70,9 +70,12 @@ coordinator_options=(
   curve-secret-key=
   authorized-clients=
   authorized-workers=
+  admin-clients=
   insecure=
   max-groups-per-client=0
   max-steps-per-group=0
+  max-waits-per-client=1000
+  max-output-tail-kib=1024
 )
 worker_options=(
   coordinator=tcp://127.0.0.1:5701

@@ -38,7 +38,7 @@ TEST_CASE("events from strangers and bad submissions are refused and change noth
   CHECK(h.core.stale_reports() == 2);
 }
 
-TEST_CASE("the same client sending the same spec again attaches to its group, anyone else is refused", "[core]") {
+TEST_CASE("the same client sending the same spec again attaches to its group, another spec is refused", "[core]") {
   SchedulerOptions o = Quiet();
   o.journal = true;
   Harness h(o);
@@ -58,7 +58,7 @@ TEST_CASE("the same client sending the same spec again attaches to its group, an
   h.out.clear();
   REQUIRE(h.core.Submit(first, h.now, &h.out, &id, &attached).ok());
   CHECK(attached);
-  CHECK(id == "g");
+  CHECK(id == "alice/g");
   CHECK(h.core.group_count() == 1);
   CHECK(h.Dispatches().empty());
   journal.clear();
@@ -67,19 +67,23 @@ TEST_CASE("the same client sending the same spec again attaches to its group, an
   // Still the same group once it has finished.
   h.Finish(d, Exit(0));
   h.Finish(h.DispatchOf("step2"), Exit(0));
-  REQUIRE(h.State("g") == GroupState::kCompleted);
+  REQUIRE(h.State("alice/g") == GroupState::kCompleted);
   h.out.clear();
   REQUIRE(h.core.Submit(first, h.now, &h.out, &id, &attached).ok());
   CHECK(attached);
 
-  // Another client, or another spec, under that id: refused.
-  coordinator::SubmitGroup bob{MakeGroup("g", 2), "{}", "bob"};
-  CHECK(h.core.Submit(bob, h.now, &h.out, &id, &attached).code() == common::Status::Code::kAlreadyExists);
+  // Another spec under that id: refused.
   coordinator::SubmitGroup changed{MakeGroup("g", 3), "{}", "alice"};
   auto s = h.core.Submit(changed, h.now, &h.out, &id, &attached);
   CHECK(s.code() == common::Status::Code::kAlreadyExists);
   CHECK(s.message().find("another spec") != std::string::npos);
   CHECK(h.core.group_count() == 1);
+  // Another client's "g" is a group of its own (group_access.h).
+  coordinator::SubmitGroup bob{MakeGroup("g", 2), "{}", "bob"};
+  REQUIRE(h.core.Submit(bob, h.now, &h.out, &id, &attached).ok());
+  CHECK_FALSE(attached);
+  CHECK(id == "bob/g");
+  CHECK(h.core.group_count() == 2);
 }
 
 TEST_CASE("groups without an id get one: finished groups are forgotten after retention", "[core]") {
@@ -212,7 +216,7 @@ TEST_CASE("scale: 200000 steps and 2000 small groups run to completion", "[core]
     for (uint32_t i = 0; i < r->steps.size(); ++i) {
       if (r->steps[i].state == StepState::kRunning) {
         const auto& a = r->steps[i].attempts.back();
-        running.push_back({{sum.id, i, a.attempt, sum.submission}, a.worker, std::nullopt, {}});
+        running.push_back({{sum.id, i, a.attempt, sum.submission}, a.worker, std::nullopt, {}, {}});
       }
     }
   }

@@ -74,7 +74,7 @@ struct Process {
     out.clear();
     common::GroupSpec spec;
     REQUIRE(common::ParseGroupSpecJson(json, &spec).ok());
-    common::Status s = core.Submit(coordinator::SubmitGroup{std::move(spec), json, "alice"}, now, &out);
+    common::Status s = core.Submit(coordinator::SubmitGroup{std::move(spec), json, ""}, now, &out);
     Save();
     return s;
   }
@@ -206,14 +206,14 @@ TEST_CASE("a finished group comes back as a summary, and whole once read from th
   // Submitting the same spec again under its id needs the stored spec.
   common::GroupSpec again;
   REQUIRE(common::ParseGroupSpecJson(spec, &again).ok());
-  CHECK(q->core.Submit(coordinator::SubmitGroup{again, spec, "alice"}, q->now, &q->out).code() ==
+  CHECK(q->core.Submit(coordinator::SubmitGroup{again, spec, ""}, q->now, &q->out).code() ==
         common::Status::Code::kUnavailable);
   CHECK(q->core.journal_empty());
 
   CHECK(q->ResultJson("done") == before);
   CHECK_FALSE(q->core.ArchivedSubmission("done"));
   bool attached = false;
-  REQUIRE(q->core.Submit(coordinator::SubmitGroup{again, spec, "alice"}, q->now, &q->out, nullptr, &attached).ok());
+  REQUIRE(q->core.Submit(coordinator::SubmitGroup{again, spec, ""}, q->now, &q->out, nullptr, &attached).ok());
   CHECK(attached);
   // Read back, it is still forgotten an hour after it ended.
   q->Advance(59min);
@@ -467,7 +467,7 @@ TEST_CASE("a refused event writes nothing to the journal", "[restore]") {
   REQUIRE(p->Submit(R"({"id": "g", "steps": [{"id": "s", "shell": "true"}]})").ok());
   common::GroupSpec again;
   REQUIRE(common::ParseGroupSpecJson(R"({"id": "g", "steps": [{"id": "t", "shell": "true"}]})", &again).ok());
-  CHECK(p->core.Submit(coordinator::SubmitGroup{again, "{}", "bob"}, p->now, &p->out).code() ==
+  CHECK(p->core.Submit(coordinator::SubmitGroup{again, "{}", ""}, p->now, &p->out).code() ==
         common::Status::Code::kAlreadyExists);
   CHECK(p->core.CancelStepById("g", "nope", p->now, &p->out, "bob").code() == common::Status::Code::kNotFound);
   CHECK(p->core.journal_empty());
