@@ -28,6 +28,27 @@ inline constexpr char kLifeEnv[] = "COHORT_WORKER_LIFE";
 
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 
+// A Unix user's ids, as a step takes them before it execs: supplementary
+// groups, then gid, then uid (real, effective and saved), so that it cannot
+// regain the worker's privileges.
+struct StepCredentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+// How a step's processes are kept together, so that stopping the step stops
+// all of them.
+enum class StepIsolation {
+  // Its own session and process group. A process that calls setsid() leaves
+  // the group, and lives on after the step unless the leftover scan finds it.
+  kProcessGroup,
+  // Its own PID namespace too, whose init is the runner's: when the init
+  // exits, the kernel kills whatever is left in the namespace, so nothing a
+  // step starts outlives it. Needs CAP_SYS_ADMIN (a root worker).
+  kPidNamespace,
+};
+
 // One attempt of one step. Exactly one of argv and shell is set.
 struct RunRequest {
   // Caller's identifier, unique among the runner's unfinished attempts.
@@ -44,6 +65,10 @@ struct RunRequest {
   std::string cwd;
   // Wall-clock budget from Start(); nullopt means none.
   std::optional<common::Duration> timeout;
+  // Whom this step runs as, instead of RunnerOptions::run_as, and the HOME
+  // its base environment then holds; nullopt keeps the runner's.
+  std::optional<StepCredentials> run_as;
+  std::string home;
 };
 
 
@@ -61,12 +86,15 @@ struct RunResult {
   int signal = 0;
   bool core_dumped = false;
   // These flags describe how the attempt ended, the status above is still the
-  // direct child's own. timed_out and cancelled are independent: both are set
+  // step's main process's own (the direct child, or under kPidNamespace the
+  // child of the runner's init). timed_out and cancelled are independent: both are set
   // when a cancel arrives while a timeout is already being enforced.
   bool timed_out = false;
   bool cancelled = false;
   bool escalated_to_kill = false;  // SIGKILL was sent to the process group
-  pid_t pid = 0;                   // of the direct child; 0 if none started
+  // Of the step's main process as the worker's PID namespace numbers it; 0
+  // if none started.
+  pid_t pid = 0;
   common::Time start{};
   common::Time end{};
   std::string stdout_tail;

@@ -40,15 +40,12 @@ struct RunnerOptions {
   EnvVars base_env = DefaultBaseEnv();
   // The interpreter for RunRequest::shell.
   std::string shell = "/bin/sh";
-  // When set, each step drops to this user before it execs: supplementary
-  // groups, then gid, then uid (real, effective and saved), so it cannot
-  // regain the worker's privileges. Needs a worker that may setuid (root).
-  struct Credentials {
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-  };
+  // When set, each step drops to this user before it execs, unless its
+  // RunRequest names a user of its own. Needs a worker that may setuid (root).
+  using Credentials = StepCredentials;
   std::optional<Credentials> run_as;
+  // kPidNamespace needs CAP_SYS_ADMIN: see ProbePidNamespace (spawn.h).
+  StepIsolation isolation = StepIsolation::kProcessGroup;
 };
 
 }  // namespace cohort::worker

@@ -16,135 +16,22 @@
 #include <utility>
 #include <vector>
 
-// Code that runs in the clone child shares the worker's memory (and its
-// sanitizer shadow), so it must not be instrumented: a sanitizer report or a
-// leak check from in there would run on a 64 KiB stack inside the worker.
-#define COHORT_CHILD_CODE __attribute__((no_sanitize("address", "undefined"), noinline))
+#include "worker/spawn_child.h"
 
 namespace cohort::worker {
 namespace {
 
 using common::Status;
+using spawn_internal::ChildArgs;
+using spawn_internal::ChildStage;
+using spawn_internal::InitReport;
+using spawn_internal::kKernelSigsetBytes;
 
 constexpr size_t kChildStackSize = 64 * 1024;
 // P_PIDFD (Linux 5.4) is not in glibc 2.36's idtype_t yet.
 constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
-constexpr long kChildFailedExit = 127;
-// The kernel's sigset_t is 8 bytes; glibc's 128-byte one is not what the raw
-// syscalls take.
-constexpr long kKernelSigsetBytes = 8;
 constexpr std::string_view kDefaultSearchPath = "/bin:/usr/bin";  // execvp's, when PATH is unset
 constexpr size_t kMaxDisplayChars = 80;
-
-enum class ChildStage : int { kNone, kSignals, kSession, kCredentials, kParentDeath, kStdio, kChdir, kExec };
-
-struct ChildArgs {
-  char* const* argv = nullptr;
-  char* const* envp = nullptr;
-  const char* const* candidates = nullptr;  // paths to try execve on, in order
-  size_t candidate_count = 0;
-  const char* cwd = nullptr;  // nullptr keeps the worker's
-  int stdin_fd = -1;
-  int stdout_fd = -1;
-  int stderr_fd = -1;
-  pid_t parent = 0;
-  // Credentials to drop to (RunnerOptions::run_as), when change_user.
-  bool change_user = false;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  const gid_t* groups = nullptr;
-  size_t group_count = 0;
-  // Written only by a failing child, read by the parent after clone()
-  // returns; CLONE_VFORK orders the two.
-  int error = 0;
-  ChildStage stage = ChildStage::kNone;
-};
-
-// Only raw syscalls from here to the end of ChildMain: glibc wrappers such as
-// sigaction or _exit are intercepted by sanitizers, and the clone child must
-// not take any lock or allocate, since it shares the parent's heap.
-[[noreturn]] COHORT_CHILD_CODE void ChildFail(ChildArgs* args, ChildStage stage, int error) {
-  args->stage = stage;
-  args->error = error;
-  syscall(SYS_exit_group, kChildFailedExit);
-  __builtin_unreachable();
-}
-
-COHORT_CHILD_CODE int ChildMain(void* raw) {
-  auto* args = static_cast<ChildArgs*>(raw);
-
-  // Dispositions first, while the mask the parent set before clone() still
-  // blocks everything: a handler of the worker's must never run here, on this
-  // stack, in the worker's memory. Ignored signals are reset too, because
-  // SIG_IGN survives exec (a worker ignoring SIGPIPE would otherwise make
-  // `yes | head` spin on EPIPE). An all-zero kernel sigaction is SIG_DFL, no
-  // flags, empty mask, whatever the architecture's field order. SIGKILL and
-  // SIGSTOP refuse, harmlessly.
-  const unsigned long default_action[4] = {0, 0, 0, 0};
-  for (int sig = 1; sig < _NSIG; ++sig) {
-    syscall(SYS_rt_sigaction, sig, default_action, nullptr, kKernelSigsetBytes);
-  }
-  const uint64_t no_signals = 0;
-  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &no_signals, nullptr, kKernelSigsetBytes) != 0) {
-    ChildFail(args, ChildStage::kSignals, errno);
-  }
-
-  // A new session is a new process group (pgid == pid) that also drops the
-  // worker's controlling terminal, and since setpgid() only works within a
-  // session, no step can join another step's group or the worker's.
-  if (syscall(SYS_setsid) < 0) ChildFail(args, ChildStage::kSession, errno);
-
-  // Before PR_SET_PDEATHSIG, which a change of credentials clears. Raw
-  // syscalls act on this process alone, which is what is wanted here (glibc's
-  // wrappers would try to change every thread of the worker). Groups first,
-  // while we may still set them; uid last, as it gives up that right.
-  if (args->change_user) {
-    if (syscall(SYS_setgroups, args->group_count, args->groups) != 0 ||
-        syscall(SYS_setresgid, args->gid, args->gid, args->gid) != 0 ||
-        syscall(SYS_setresuid, args->uid, args->uid, args->uid) != 0) {
-      ChildFail(args, ChildStage::kCredentials, errno);
-    }
-  }
-
-  if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
-    ChildFail(args, ChildStage::kParentDeath, errno);
-  }
-  // The worker may have died before the prctl: then we were already
-  // reparented and the signal will never come. Nobody is left to report to.
-  if (syscall(SYS_getppid) != args->parent) syscall(SYS_exit_group, kChildFailedExit);
-
-  // The parent made sure all three sources are above 2, so none is
-  // overwritten by an earlier dup3 and none equals its target.
-  if (syscall(SYS_dup3, args->stdin_fd, 0, 0) < 0 || syscall(SYS_dup3, args->stdout_fd, 1, 0) < 0 ||
-      syscall(SYS_dup3, args->stderr_fd, 2, 0) < 0) {
-    ChildFail(args, ChildStage::kStdio, errno);
-  }
-  // Our own fds are close-on-exec already; this also catches descriptors
-  // other code in the worker opened without O_CLOEXEC. ENOSYS before 5.9 is
-  // tolerable for the same reason.
-  syscall(SYS_close_range, 3U, ~0U, 0U);
-
-  if (args->cwd != nullptr && syscall(SYS_chdir, args->cwd) != 0) {
-    ChildFail(args, ChildStage::kChdir, errno);
-  }
-
-  // execvp's rules, on the step's PATH: keep looking past "not here", stop at
-  // anything else, and report EACCES if some candidate existed but was not
-  // executable. Unlike execvp there is no /bin/sh fallback on ENOEXEC.
-  int error = ENOENT;
-  bool denied = false;
-  for (size_t i = 0; i < args->candidate_count; ++i) {
-    syscall(SYS_execve, args->candidates[i], args->argv, args->envp);
-    error = errno;
-    if (error == EACCES) {
-      denied = true;
-    } else if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV &&
-               error != ETIMEDOUT) {
-      ChildFail(args, ChildStage::kExec, error);
-    }
-  }
-  ChildFail(args, ChildStage::kExec, denied ? EACCES : error);
-}
 
 std::string ErrnoText(int error) { return std::error_code(error, std::generic_category()).message(); }
 
@@ -181,14 +68,14 @@ Status MoveAboveStdio(UniqueFd* fd) {
 // The read end is non-blocking for the event loop; the write end stays
 // blocking, because a step must see a slow reader as back-pressure, not as
 // EAGAIN.
-Status MakeOutputPipe(UniqueFd* read_end, UniqueFd* write_end) {
+Status MakeOutputPipe(UniqueFd* read_end, UniqueFd* write_end, bool nonblocking = true) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return Status::IoError("pipe2: " + ErrnoText(errno));
   read_end->Reset(fds[0]);
   write_end->Reset(fds[1]);
   if (Status s = MoveAboveStdio(read_end); !s.ok()) return s;
   if (Status s = MoveAboveStdio(write_end); !s.ok()) return s;
-  if (fcntl(read_end->get(), F_SETFL, O_NONBLOCK) != 0) {
+  if (nonblocking && fcntl(read_end->get(), F_SETFL, O_NONBLOCK) != 0) {
     return Status::IoError("fcntl(O_NONBLOCK): " + ErrnoText(errno));
   }
   return Status::Ok();
@@ -271,11 +158,44 @@ std::string ChildFailure(const ChildArgs& args, const RunRequest& request, const
       return "cannot start " + display + ": prctl(PR_SET_PDEATHSIG): " + reason;
     case ChildStage::kStdio:
       return "cannot start " + display + ": redirecting stdio: " + reason;
+    case ChildStage::kStartInit:
+      return "cannot start " + display + ": starting it in its PID namespace: " + reason;
     case ChildStage::kNone:
       break;
   }
   return "";
 }
+
+// Clones with every signal blocked, so that none is handled in the child
+// before it has reset the dispositions; the step child unblocks its own copy,
+// the init keeps them blocked to take them with sigtimedwait.
+pid_t CloneBlocked(int (*fn)(void*), void* stack_top, int flags, ChildArgs* args, int* pidfd, int* clone_errno) {
+  const uint64_t all_signals = ~uint64_t{0};
+  uint64_t saved_mask = 0;
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all_signals, &saved_mask, kKernelSigsetBytes);
+  pid_t pid = clone(fn, stack_top, flags | CLONE_PIDFD | SIGCHLD, args, pidfd);
+  *clone_errno = errno;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
+  return pid;
+}
+
+void WaitGone(const UniqueFd& pidfd) {
+  siginfo_t info{};
+  while (waitid(kIdPidfd, static_cast<id_t>(pidfd.get()), &info, WEXITED) != 0 && errno == EINTR) {
+  }
+}
+
+// The init's first record: whether the step started. False if the init died
+// without saying.
+bool ReadFirstReport(const UniqueFd& status, InitReport* report) {
+  while (true) {
+    ssize_t n = read(status.get(), report, sizeof *report);
+    if (n < 0 && errno == EINTR) continue;
+    return n == static_cast<ssize_t>(sizeof *report);
+  }
+}
+
+int ExitAtOnce(void*) { return static_cast<int>(syscall(SYS_exit_group, 0)); }
 
 }  // namespace
 
@@ -311,13 +231,16 @@ Spawner::~Spawner() {
 
 Status Spawner::EnsureReady() {
   if (stack_base_ == nullptr) {
+    // Two stacks, each above a guard page, so that an overflow in a child
+    // faults instead of silently writing into what lies below: the step
+    // child's, and the init's, which waits on its own while the step child
+    // runs on the other.
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t size = kChildStackSize + page;
+    const size_t size = 2 * (kChildStackSize + page);
     void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (base == MAP_FAILED) return Status::IoError("mmap of the spawn stack: " + ErrnoText(errno));
-    // A guard page, so an overflow in the child faults instead of silently
-    // writing into whatever the worker mapped below.
     mprotect(base, page, PROT_NONE);
+    mprotect(static_cast<char*>(base) + size / 2, page, PROT_NONE);
     stack_base_ = base;
     stack_size_ = size;
   }
@@ -336,7 +259,13 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
   if (Status s = EnsureReady(); !s.ok()) return Status::IoError("cannot start " + display + ": " + s.message());
 
   // Everything the child reads is prepared here: it may not allocate.
-  std::vector<std::string> env = MergeEnv(options.base_env, request.env);
+  EnvVars base = options.base_env;
+  if (request.run_as) {
+    for (auto& [name, value] : base) {
+      if (name == "HOME") value = request.home.empty() ? "/" : request.home;
+    }
+  }
+  std::vector<std::string> env = MergeEnv(base, request.env);
   std::vector<std::string> argv =
       request.argv.empty() ? std::vector<std::string>{options.shell, "-c", request.shell} : request.argv;
   const std::string_view search_path = SearchPath(env);
@@ -348,12 +277,18 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
   candidate_ptrs.reserve(candidates.size());
   for (const std::string& c : candidates) candidate_ptrs.push_back(c.c_str());
 
-  UniqueFd out_read, out_write, err_read, err_write;
-  if (Status s = MakeOutputPipe(&out_read, &out_write); !s.ok()) {
-    return Status::IoError("cannot start " + display + ": " + s.message());
+  UniqueFd out_read, out_write, err_read, err_write, status_read, status_write;
+  const bool isolated = options.isolation == StepIsolation::kPidNamespace;
+  for (auto [read_end, write_end] : {std::pair{&out_read, &out_write}, std::pair{&err_read, &err_write}}) {
+    if (Status s = MakeOutputPipe(read_end, write_end); !s.ok()) {
+      return Status::IoError("cannot start " + display + ": " + s.message());
+    }
   }
-  if (Status s = MakeOutputPipe(&err_read, &err_write); !s.ok()) {
-    return Status::IoError("cannot start " + display + ": " + s.message());
+  if (isolated) {
+    // Blocking at first: Spawn waits for the init's first report.
+    if (Status s = MakeOutputPipe(&status_read, &status_write, /*nonblocking=*/false); !s.ok()) {
+      return Status::IoError("cannot start " + display + ": " + s.message());
+    }
   }
 
   ChildArgs args;
@@ -366,45 +301,83 @@ Status Spawner::Spawn(const RunRequest& request, const RunnerOptions& options, S
   args.stdout_fd = out_write.get();
   args.stderr_fd = err_write.get();
   args.parent = getpid();
-  if (options.run_as) {
+  const std::optional<StepCredentials>& run_as = request.run_as ? request.run_as : options.run_as;
+  if (run_as) {
     args.change_user = true;
-    args.uid = options.run_as->uid;
-    args.gid = options.run_as->gid;
-    args.groups = options.run_as->groups.data();
-    args.group_count = options.run_as->groups.size();
+    args.uid = run_as->uid;
+    args.gid = run_as->gid;
+    args.groups = run_as->groups.data();
+    args.group_count = run_as->groups.size();
   }
+  args.status_fd = status_write.get();
+  const size_t half = stack_size_ / 2;
+  args.step_stack_top = static_cast<char*>(stack_base_) + half;
 
-  // Block every signal across clone() so none is handled in the child before
-  // it has reset the dispositions; the child unblocks its own copy.
-  const uint64_t all_signals = ~uint64_t{0};
-  uint64_t saved_mask = 0;
-  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all_signals, &saved_mask, kKernelSigsetBytes);
   int pidfd = -1;
+  int clone_errno = 0;
   void* stack_top = static_cast<char*>(stack_base_) + stack_size_;
-  pid_t pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
-  const int clone_errno = errno;
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, nullptr, kKernelSigsetBytes);
-  if (pid < 0) return Status::IoError("cannot start " + display + ": clone: " + ErrnoText(clone_errno));
+  pid_t pid = isolated ? CloneBlocked(spawn_internal::InitMain, stack_top, CLONE_NEWPID, &args, &pidfd, &clone_errno)
+                       : CloneBlocked(spawn_internal::ChildMain, stack_top, CLONE_VM | CLONE_VFORK, &args, &pidfd,
+                                      &clone_errno);
+  if (pid < 0) {
+    return Status::IoError("cannot start " + display + ": clone" + (isolated ? "(CLONE_NEWPID)" : "") + ": " +
+                           ErrnoText(clone_errno));
+  }
 
   UniqueFd pidfd_owner(pidfd);
   // Only the child may hold the write ends, or EOF would never come.
   out_write.Reset();
   err_write.Reset();
+  status_write.Reset();
 
+  pid_t step_pid = pid;
+  if (isolated) {
+    InitReport report;
+    if (!ReadFirstReport(status_read, &report) || report.kind == InitReport::kEnded) {
+      kill(pid, SIGKILL);
+      WaitGone(pidfd_owner);
+      return Status::IoError("cannot start " + display + ": its PID namespace's init ended before starting it");
+    }
+    if (report.kind == InitReport::kFailed) {
+      args.stage = static_cast<ChildStage>(report.a);
+      args.error = report.b;
+    } else if (report.a > 0) {
+      step_pid = report.a;
+    }
+    if (fcntl(status_read.get(), F_SETFL, O_NONBLOCK) != 0) {
+      kill(pid, SIGKILL);
+      WaitGone(pidfd_owner);
+      return Status::IoError("cannot start " + display + ": fcntl(O_NONBLOCK): " + ErrnoText(errno));
+    }
+  }
   if (args.stage != ChildStage::kNone) {
     // The child has called exit_group already; this wait is for the last
     // few microseconds of its teardown.
-    siginfo_t info{};
-    while (waitid(kIdPidfd, static_cast<id_t>(pidfd_owner.get()), &info, WEXITED) != 0 && errno == EINTR) {
-    }
+    WaitGone(pidfd_owner);
     *step_error = ChildFailure(args, request, options, display, search_path);
     return Status::Ok();
   }
 
   child->pid = pid;
+  child->step_pid = step_pid;
   child->pidfd = std::move(pidfd_owner);
   child->stdout_read = std::move(out_read);
   child->stderr_read = std::move(err_read);
+  child->status_read = std::move(status_read);
+  return Status::Ok();
+}
+
+Status Spawner::ProbePidNamespace() {
+  Spawner probe;
+  if (Status s = probe.EnsureReady(); !s.ok()) return s;
+  ChildArgs unused;
+  int pidfd = -1;
+  int clone_errno = 0;
+  pid_t pid = CloneBlocked(ExitAtOnce, static_cast<char*>(probe.stack_base_) + probe.stack_size_,
+                           CLONE_NEWPID | CLONE_VM | CLONE_VFORK, &unused, &pidfd, &clone_errno);
+  if (pid < 0) return Status::FailedPrecondition("clone(CLONE_NEWPID): " + ErrnoText(clone_errno));
+  UniqueFd owner(pidfd);
+  WaitGone(owner);
   return Status::Ok();
 }
 

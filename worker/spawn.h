@@ -7,7 +7,15 @@
 // until the child has exec'd or exited, the child reports a failure (and its
 // errno) by writing to memory the two share, and no error pipe is needed.
 //
-// A Spawner owns the child stack and a /dev/null descriptor. It is not
+// With StepIsolation::kPidNamespace the clone child is instead a copy of the
+// worker in a new PID namespace (clone(CLONE_NEWPID), no shared memory, no
+// waiting), and runs as the namespace's init (spawn_child.h): it starts the
+// step as above and reports on a status pipe, first whether it started (Spawn
+// waits for that), then how it ended. The init forwards the signals the
+// worker sends it to every process of the namespace, and its exit makes the
+// kernel kill whatever is left there.
+//
+// A Spawner owns the child stacks and a /dev/null descriptor. It is not
 // thread-safe: one thread spawns at a time, and the thread that spawns should
 // outlive the children, because PR_SET_PDEATHSIG fires when the spawning
 // thread (not process) exits.
@@ -27,10 +35,13 @@ namespace cohort::worker {
 
 // A running child. The read ends are non-blocking; every fd is close-on-exec.
 struct SpawnedChild {
-  pid_t pid = 0;
-  UniqueFd pidfd;
+  pid_t pid = 0;  // the direct child: the step, or its namespace's init
+  pid_t step_pid = 0;  // the step's main process (== pid without a namespace)
+  UniqueFd pidfd;  // of the direct child
   UniqueFd stdout_read;
   UniqueFd stderr_read;
+  // With a namespace: the init's InitReport records after kStarted.
+  UniqueFd status_read;
 };
 
 // InvalidArgument when the request cannot be run as written: neither or both
@@ -52,10 +63,16 @@ class Spawner {
   common::Status Spawn(const RunRequest& request, const RunnerOptions& options, SpawnedChild* child,
                        std::string* step_error);
 
+  // OK if this process may start children in PID namespaces of their own
+  // (it has CAP_SYS_ADMIN, and no seccomp filter or container forbids it);
+  // FailedPrecondition naming the error otherwise. Starts and reaps one
+  // child that exits at once.
+  static common::Status ProbePidNamespace();
+
  private:
   common::Status EnsureReady();
 
-  void* stack_base_ = nullptr;  // mmap'd, lowest page a guard
+  void* stack_base_ = nullptr;  // mmap'd: two stacks, the lowest page of each a guard
   size_t stack_size_ = 0;
   UniqueFd dev_null_;
 };

@@ -16,6 +16,7 @@
 
 #include "worker/output_tail.h"
 #include "worker/spawn.h"
+#include "worker/spawn_child.h"
 #include "worker/unique_fd.h"
 
 namespace cohort::worker {
@@ -82,8 +83,11 @@ struct StepRunner::Step {
   explicit Step(size_t tail_bytes) : out_tail(tail_bytes), err_tail(tail_bytes) {}
 
   uint64_t key = 0;
-  pid_t pid = 0;  // also the process group id
+  pid_t pid = 0;  // the direct child: the process group id, or the namespace's init
+  pid_t step_pid = 0;  // the step's main process, as reported
+  bool isolated = false;  // in a PID namespace of its own
   UniqueFd pidfd;
+  UniqueFd status;  // the init's reports, when isolated
   UniqueFd out;
   UniqueFd err;
   OutputTail out_tail;
@@ -91,7 +95,8 @@ struct StepRunner::Step {
   Time start{};
   std::optional<Time> timeout_at;
 
-  bool reaped = false;
+  bool reaped = false;  // the main process's status is known
+  bool direct_reaped = false;  // the direct child has been waited for
   RunResult::Kind kind = RunResult::Kind::kLost;
   int exit_code = -1;
   int signal = 0;
@@ -116,7 +121,7 @@ StepRunner::StepRunner(RunnerOptions options)
 
 StepRunner::~StepRunner() {
   for (auto& [key, step] : steps_) {
-    if (!step->reaped || !GroupEmpty(step->pid)) kill(-step->pid, SIGKILL);
+    if (!Gone(*step)) Signal(*step, SIGKILL);
   }
   const Time limit = Clock::now() + kDestructorWait;
   std::vector<pollfd> fds;
@@ -125,12 +130,12 @@ StepRunner::~StepRunner() {
     bool done = true;
     fds.clear();
     for (auto& [key, step] : steps_) {
-      if (!step->reaped) {
+      if (!step->direct_reaped) {
         done = false;
         fds.push_back(pollfd{step->pidfd.get(), POLLIN, 0});
-      } else if (!GroupEmpty(step->pid)) {
+      } else if (!Gone(*step)) {
         done = false;
-        kill(-step->pid, SIGKILL);  // members forked before the first kill landed
+        Signal(*step, SIGKILL);  // members forked before the first kill landed
       }
     }
     // Past the limit only processes in uninterruptible sleep are left, and a
@@ -175,6 +180,9 @@ Status StepRunner::Start(const RunRequest& request, Time now) {
   auto step = std::make_unique<Step>(options_.tail_bytes);
   step->key = request.key;
   step->pid = child.pid;
+  step->step_pid = child.step_pid;
+  step->isolated = child.status_read.valid();
+  step->status = std::move(child.status_read);
   step->pidfd = std::move(child.pidfd);
   step->out = std::move(child.stdout_read);
   step->err = std::move(child.stderr_read);
@@ -207,7 +215,7 @@ bool StepRunner::Running(uint64_t key) const { return steps_.count(key) != 0; }
 std::optional<pid_t> StepRunner::PidOf(uint64_t key) const {
   auto it = steps_.find(key);
   if (it == steps_.end()) return std::nullopt;
-  return it->second->pid;
+  return it->second->step_pid;
 }
 
 bool StepRunner::PeekOutput(uint64_t key, std::string* stdout_tail, std::string* stderr_tail) const {
@@ -221,7 +229,7 @@ bool StepRunner::PeekOutput(uint64_t key, std::string* stdout_tail, std::string*
 void StepRunner::PollFds(std::vector<PollFd>* fds) const {
   fds->clear();
   for (const auto& [key, step] : steps_) {
-    for (const UniqueFd* fd : {&step->pidfd, &step->out, &step->err}) {
+    for (const UniqueFd* fd : {&step->pidfd, &step->status, &step->out, &step->err}) {
       if (fd->valid()) fds->push_back(PollFd{fd->get(), POLLIN});
     }
   }
@@ -251,13 +259,17 @@ void StepRunner::Process(Time now, std::vector<RunResult>* finished) {
   // Poll our own descriptors again, with no wait, rather than make the
   // caller hand back its poll results: one syscall instead of a read attempt
   // on every pipe.
-  enum class Source { kPidfd, kStdout, kStderr };
+  enum class Source { kPidfd, kStatus, kStdout, kStderr };
   std::vector<pollfd> fds;
   std::vector<std::pair<Step*, Source>> owners;
   for (auto& [key, step] : steps_) {
     if (step->pidfd.valid()) {
       fds.push_back(pollfd{step->pidfd.get(), POLLIN, 0});
       owners.emplace_back(step.get(), Source::kPidfd);
+    }
+    if (step->status.valid()) {
+      fds.push_back(pollfd{step->status.get(), POLLIN, 0});
+      owners.emplace_back(step.get(), Source::kStatus);
     }
     if (step->out.valid()) {
       fds.push_back(pollfd{step->out.get(), POLLIN, 0});
@@ -275,6 +287,9 @@ void StepRunner::Process(Time now, std::vector<RunResult>* finished) {
       switch (source) {
         case Source::kPidfd:
           ReapStep(*step);
+          break;
+        case Source::kStatus:
+          ReadStatus(*step);
           break;
         case Source::kStdout:
           ReadStream(&step->out, &step->out_tail, &read_buffer_, false);
@@ -335,9 +350,13 @@ void StepRunner::ReapStep(Step& step) {
   if (errno == ECHILD) {
     // Someone broke the one-reaper contract. Without this the pidfd would
     // stay readable and spin the caller's loop forever.
-    step.reaped = true;
-    step.kind = RunResult::Kind::kLost;
-    step.error = "exit status lost: the child was reaped outside the runner";
+    if (step.isolated) ReadStatus(step);
+    if (!step.reaped) {
+      step.reaped = true;
+      step.kind = RunResult::Kind::kLost;
+      step.error = "exit status lost: the child was reaped outside the runner";
+    }
+    step.direct_reaped = true;
     step.pidfd.Reset();
     by_pid_.erase(step.pid);
   }
@@ -361,6 +380,21 @@ void StepRunner::ReapAll() {
 }
 
 void StepRunner::RecordExit(Step& step, int code, int status) {
+  step.direct_reaped = true;
+  step.pidfd.Reset();
+  by_pid_.erase(step.pid);
+  if (step.isolated) {
+    // The init: its own status says nothing. It reports the step's end
+    // before it exits, unless it was killed, and then the kernel killed the
+    // step along with the rest of the namespace.
+    ReadStatus(step);
+    if (!step.reaped) RecordStepEnd(step, CLD_KILLED, SIGKILL);
+    return;
+  }
+  RecordStepEnd(step, code, status);
+}
+
+void StepRunner::RecordStepEnd(Step& step, int code, int status) {
   step.reaped = true;
   if (code == CLD_EXITED) {
     step.kind = RunResult::Kind::kExited;
@@ -370,15 +404,44 @@ void StepRunner::RecordExit(Step& step, int code, int status) {
     step.signal = status;
     step.core_dumped = code == CLD_DUMPED;
   }
-  step.pidfd.Reset();
-  by_pid_.erase(step.pid);
+}
+
+void StepRunner::ReadStatus(Step& step) {
+  while (step.status.valid()) {
+    spawn_internal::InitReport report;
+    ssize_t n = read(step.status.get(), &report, sizeof report);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    // Records are written whole (less than PIPE_BUF); anything else is the
+    // end of the pipe.
+    if (n != static_cast<ssize_t>(sizeof report)) {
+      step.status.Reset();
+      return;
+    }
+    if (report.kind == spawn_internal::InitReport::kEnded && !step.reaped) RecordStepEnd(step, report.a, report.b);
+  }
+}
+
+void StepRunner::Signal(const Step& step, int sig) {
+  // The init forwards what it is sent to every process of its namespace;
+  // SIGKILL kills the init itself, and the kernel the rest.
+  if (step.isolated) {
+    kill(step.pid, sig);
+  } else {
+    kill(-step.pid, sig);
+  }
+}
+
+bool StepRunner::Gone(const Step& step) const {
+  if (step.isolated) return step.direct_reaped;
+  return step.direct_reaped && GroupEmpty(step.pid);
 }
 
 void StepRunner::Terminate(Step& step, Time now) {
-  kill(-step.pid, SIGTERM);
+  Signal(step, SIGTERM);
   // A stopped process would hold SIGTERM pending forever; systemd sends
   // SIGCONT after SIGTERM for the same reason.
-  kill(-step.pid, SIGCONT);
+  Signal(step, SIGCONT);
   step.term_sent = true;
   step.kill_at = After(now, options_.kill_grace);
 }
@@ -386,7 +449,7 @@ void StepRunner::Terminate(Step& step, Time now) {
 bool StepRunner::Advance(Step& step, Time now, std::vector<RunResult>* finished) {
   // Done first, so that a step whose last process exited just before its
   // kill deadline is not reported as escalated.
-  if (step.reaped && GroupEmpty(step.pid)) {
+  if (step.reaped && Gone(step)) {
     finished->push_back(Finish(step, now));
     return true;
   }
@@ -395,7 +458,7 @@ bool StepRunner::Advance(Step& step, Time now, std::vector<RunResult>* finished)
     Terminate(step, now);
   }
   if (step.term_sent && !step.kill_sent && now >= step.kill_at) {
-    kill(-step.pid, SIGKILL);
+    Signal(step, SIGKILL);
     step.kill_sent = true;
     step.give_up_at = After(now, options_.give_up_after_kill);
   }
@@ -412,15 +475,18 @@ bool StepRunner::Advance(Step& step, Time now, std::vector<RunResult>* finished)
     // since (a cleanup trap's background work) never saw that TERM. One more
     // for them, on the deadline already running.
     if (!step.kill_sent) {
-      kill(-step.pid, SIGTERM);
-      kill(-step.pid, SIGCONT);
+      Signal(step, SIGTERM);
+      Signal(step, SIGCONT);
     }
     step.termed_after_exit = true;
   }
   if (step.kill_sent && now >= step.give_up_at) {
-    step.error = "process group " + std::to_string(step.pid) +
-                 " still had members after SIGKILL (stuck in uninterruptible sleep, or a zombie whose parent "
-                 "left the group); reported anyway";
+    step.error = step.isolated
+                     ? "the init of its PID namespace (pid " + std::to_string(step.pid) +
+                           ") had not exited after SIGKILL (a process stuck in uninterruptible sleep); reported anyway"
+                     : "process group " + std::to_string(step.pid) +
+                           " still had members after SIGKILL (stuck in uninterruptible sleep, or a zombie whose "
+                           "parent left the group); reported anyway";
     finished->push_back(Finish(step, now));
     return true;
   }
@@ -436,6 +502,7 @@ RunResult StepRunner::Finish(Step& step, Time now) {
   ReadStream(&step.err, &step.err_tail, &read_buffer_, true);
   step.out.Reset();
   step.err.Reset();
+  step.status.Reset();
 
   RunResult result;
   result.key = step.key;
@@ -446,7 +513,7 @@ RunResult StepRunner::Finish(Step& step, Time now) {
   result.timed_out = step.timed_out;
   result.cancelled = step.cancelled;
   result.escalated_to_kill = step.kill_sent;
-  result.pid = step.pid;
+  result.pid = step.step_pid;
   result.start = step.start;
   result.end = now;
   result.stdout_tail = step.out_tail.Contents();

@@ -6,6 +6,14 @@
 // reaped and no process of its process group is left, so a result never
 // outruns the processes it describes.
 //
+// With RunnerOptions::isolation kPidNamespace each step also gets a PID
+// namespace whose init is the runner's (spawn.h): the runner signals the
+// init, which passes the signal on to every process of the namespace, setsid
+// or not; the init reports the step's own exit status; and a step counts as
+// stopped when its init has exited, which the kernel makes sure leaves
+// nothing of the namespace alive. The TERM, grace, KILL sequence and the
+// results are the same in both modes.
+//
 // It never blocks and owns no thread: the caller's event loop polls the
 // descriptors from PollFds() (POLLIN on pidfds and pipes) together with its
 // own sockets, with a timeout no later than NextDeadline(), then calls
@@ -76,6 +84,7 @@ class StepRunner {
   size_t running() const { return steps_.size(); }
   // Nothing running and no result waiting for Process().
   bool idle() const { return steps_.empty() && pending_.empty(); }
+  // The step's main process, as this process's PID namespace numbers it.
   std::optional<pid_t> PidOf(uint64_t key) const;
   // The output kept so far of a running attempt, for live display.
   bool PeekOutput(uint64_t key, std::string* stdout_tail, std::string* stderr_tail) const;
@@ -102,7 +111,16 @@ class StepRunner {
 
   void ReapStep(Step& step);
   void ReapAll();
+  // The direct child was reaped with this si_code and status.
   void RecordExit(Step& step, int code, int status);
+  void RecordStepEnd(Step& step, int code, int status);
+  // Takes what the init of an isolated step has reported.
+  void ReadStatus(Step& step);
+  // To the step's process group, or to its namespace's init, which forwards.
+  void Signal(const Step& step, int sig);
+  // Nothing of the step is left: its direct child is reaped, and its process
+  // group empty, or its namespace gone with its init.
+  bool Gone(const Step& step) const;
   void Terminate(Step& step, common::Time now);
   // Advances one attempt's state; true when it has finished into *finished.
   bool Advance(Step& step, common::Time now, std::vector<RunResult>* finished);

@@ -347,7 +347,7 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
   // a step that does not start is released then.
   attempts_[req.key] = {run.id, run.step_id};
   key_of_[KeyOf(run.id)] = req.key;
-  out->push_back(StartStep{std::move(req)});
+  out->push_back(StartStep{std::move(req), run.client});
 }
 
 void WorkerCore::StepStarted(uint64_t key, Time, std::vector<Action>* out) {

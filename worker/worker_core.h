@@ -109,6 +109,9 @@ struct Subscribe {
 // with StepStarted or StepNotStarted.
 struct StartStep {
   RunRequest request;
+  // The RUN's client (its key name; "" without CURVE), whose user the loop
+  // runs the step as when --client-users maps it.
+  std::string client;
 };
 // SIGTERM the step started under this key, SIGKILL after the kill grace.
 struct CancelStep {

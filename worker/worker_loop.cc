@@ -36,6 +36,7 @@ RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
   RunnerOptions r;
   r.kill_grace = o.kill_grace;
   r.tail_bytes = o.tail_bytes;
+  r.isolation = o.isolation;
   if (o.run_as) {
     r.run_as = o.run_as->credentials;
     for (auto& [name, value] : r.base_env) {
@@ -43,6 +44,19 @@ RunnerOptions RunnerOptionsOf(const WorkerOptions& o) {
     }
   }
   return r;
+}
+
+// The user a client's step runs as, when --client-users maps clients to users;
+// the request keeps the runner's --run-as user otherwise.
+common::Status RunAsClient(const std::optional<ClientUsers>& users, const std::string& client, RunRequest* req) {
+  if (!users) return common::Status::Ok();
+  const RunAsUser* user = nullptr;
+  if (auto s = users->Resolve(client, &user); !s.ok()) return s;
+  if (user != nullptr) {
+    req->run_as = user->credentials;
+    req->home = user->home;
+  }
+  return common::Status::Ok();
 }
 
 WorkerCoreOptions CoreOptionsOf(const WorkerOptions& o, bool spill) {
@@ -234,6 +248,8 @@ void WorkerLoop::StartOne(StartStep& start, Time now) {
   // time spent spawning the earlier ones and be killed early.
   if (auto s = options_.policy.Check(&req); !s.ok()) {
     core_.StepNotStarted(req.key, StartFailure::kRefusedByPolicy, s.message(), now, &actions);
+  } else if (auto u = RunAsClient(options_.client_users, start.client, &req); !u.ok()) {
+    core_.StepNotStarted(req.key, StartFailure::kRefusedByPolicy, u.message(), now, &actions);
   } else if (auto s = runner_.Start(req, Clock::now()); !s.ok()) {
     core_.StepNotStarted(req.key, StartFailure::kStartFailed, s.message(), now, &actions);
   } else {

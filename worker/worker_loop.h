@@ -31,6 +31,7 @@
 #include "common/metrics_server.h"
 #include "common/clock.h"
 #include "common/time.h"
+#include "worker/client_users.h"
 #include "worker/result_spill.h"
 #include "worker/step_policy.h"
 #include "worker/step_runner.h"
@@ -59,6 +60,11 @@ struct WorkerOptions {
   std::optional<common::PeerCurve> curve;
   // Steps drop to this user; nullopt runs them as the worker's own.
   std::optional<RunAsUser> run_as;
+  // The users the steps of clients run as, instead of run_as; nullopt runs
+  // every step as run_as.
+  std::optional<ClientUsers> client_users;
+  // kPidNamespace only where Spawner::ProbePidNamespace says it works.
+  StepIsolation isolation = StepIsolation::kProcessGroup;
   StepPolicy policy;
   // On the first SIGTERM the worker drains for up to this long (see
   // WorkerCore::Drain); zero stops its steps at once. A second SIGTERM stops

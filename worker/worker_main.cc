@@ -16,6 +16,7 @@
 #include "common/transport.h"
 #include "worker/leftovers.h"
 #include "worker/life_record.h"
+#include "worker/spawn.h"
 #include "worker/worker_loop.h"
 
 namespace {
@@ -39,9 +40,10 @@ constexpr const char* kProgram = "cohort-worker";
 constexpr const char* kUsage =
     "Usage: cohort-worker [options]\n\n"
     "Connects to a cohort-coordinator, offers it --slots step slots, and runs the steps it\n"
-    "is sent as child processes (each in its own process group, stdin from /dev/null,\n"
-    "a clean environment plus the step's env). Timeouts and cancels send SIGTERM to the\n"
-    "step's whole process group, then SIGKILL after --kill-grace-ms. If the coordinator\n"
+    "is sent as child processes (each in its own PID namespace, or process group without\n"
+    "one, stdin from /dev/null, a clean environment plus the step's env). Timeouts and\n"
+    "cancels send SIGTERM to every process of the step, then SIGKILL after\n"
+    "--kill-grace-ms; nothing a step starts outlives it in a PID namespace. If the coordinator\n"
     "goes away the worker keeps its steps running, reconnects with backoff and reports\n"
     "them when it is back; past the coordinator's --worker-lease without an answer it\n"
     "stops them, so that they never run twice. SIGTERM drains the worker: it takes no new\n"
@@ -59,7 +61,7 @@ constexpr const char* kUsage =
 struct Flags {
   WorkerOptions worker;
   std::string agents, log_level = "info", log_format = "text", secret_key_file, coordinator_key_file, run_as,
-      allowed_commands, state_dir;
+      allowed_commands, state_dir, client_users, step_isolation = "pid-namespace";
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   double drain_timeout_s = 30;
@@ -119,6 +121,14 @@ po::options_description OptionTable(Flags* f) {
        "allow a non-loopback coordinator without CURVE (then anyone on the path can send this worker steps)")
       ("run-as", po::value(&f->run_as)->value_name("USER"),
        "run steps as USER (a worker started as root must name one; `--run-as root` keeps root)")
+      ("client-users", po::value(&f->client_users)->value_name("FILE"),
+       "run the steps of each client as a Unix user of its own: lines `CLIENT-NAME USER` (the client's key "
+       "name), `* USER` for clients not listed; without `*` an unlisted client's steps are refused. Root only; "
+       "the file is checked like a key file; steps of a RUN without a client run as --run-as")
+      ("step-isolation", po::value(&f->step_isolation)->default_value(f->step_isolation)->value_name("MODE"),
+       "pid-namespace: each step in a PID namespace of its own, so that nothing it starts (setsid, double "
+       "forks) outlives it; needs root, else the worker warns and uses process-group: each step in its own "
+       "process group, which a process can leave")
       ("allow-shell", po::value(&f->allow_shell)->default_value(true, "true")->value_name("BOOL"),
        "accept steps given as a shell line; false accepts only \"command\" lists (which may still name a "
        "shell: pair it with --allowed-commands)")
@@ -180,6 +190,42 @@ int ChooseStepUser(Flags* f) {
     return UsageError(kProgram, "running as root: give --run-as USER for the steps "
                                 "(or --run-as root to really run them as root)");
   }
+  return -1;
+}
+
+// --client-users: root only, as it switches users; every user looked up now.
+int LoadClientUsers(Flags* f) {
+  if (f->client_users.empty()) return -1;
+  if (::geteuid() != 0) return UsageError(kProgram, "--client-users needs a worker started as root");
+  cohort::worker::ClientUsers users;
+  if (auto s = cohort::worker::ClientUsers::Load(f->client_users, &users); !s.ok()) {
+    return UsageError(kProgram, s.message());
+  }
+  f->worker.client_users = std::move(users);
+  return -1;
+}
+
+// --step-isolation, falling back to process groups where this host gives the
+// worker no PID namespaces (not root, a container that forbids them).
+int ChooseIsolation(Flags* f) {
+  if (f->step_isolation == "process-group") {
+    f->worker.isolation = cohort::worker::StepIsolation::kProcessGroup;
+    return -1;
+  }
+  if (f->step_isolation != "pid-namespace") {
+    return UsageError(kProgram, "--step-isolation must be pid-namespace or process-group, got \"" +
+                                    f->step_isolation + "\"");
+  }
+  if (auto s = cohort::worker::Spawner::ProbePidNamespace(); !s.ok()) {
+    cohort::common::LogWarn("step_isolation_unavailable")
+        .Kv("error", s.message())
+        .Kv("lost", "processes a step starts with setsid or a double fork can outlive it; steps run in process "
+                    "groups, and only the leftover scan at the next start finds what escapes them")
+        .Kv("hint", "run the worker as root, or allow it CAP_SYS_ADMIN (docs/OPERATIONS.md, Step isolation)");
+    f->worker.isolation = cohort::worker::StepIsolation::kProcessGroup;
+    return -1;
+  }
+  f->worker.isolation = cohort::worker::StepIsolation::kPidNamespace;
   return -1;
 }
 
@@ -261,6 +307,9 @@ int CheckStateDirOnly(const Flags& f) {
   return -1;
 }
 
+// Each returns -1, or the exit code and a line on stderr.
+constexpr int (*kFlagSteps[])(Flags*) = {CheckFlags, ChooseStepUser, LoadClientUsers, ChooseIsolation, LoadPolicy};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -272,11 +321,11 @@ int main(int argc, char** argv) {
   cohort::common::HardenProcess();
   if (cohort::common::CheckConfigOnly(vm)) {
     int errors = 0;
-    for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) errors += step(&f) >= 0;
+    for (int (*step)(Flags*) : kFlagSteps) errors += step(&f) >= 0;
     errors += CheckStateDirOnly(f) >= 0;
     return cohort::common::ConfigChecked(kProgram, errors);
   }
-  for (int (*step)(Flags*) : {CheckFlags, ChooseStepUser, LoadPolicy}) {
+  for (int (*step)(Flags*) : kFlagSteps) {
     if (rc = step(&f); rc >= 0) return rc;
   }
   f.worker = cohort::worker::WithDefaults(std::move(f.worker));

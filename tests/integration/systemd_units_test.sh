@@ -96,6 +96,8 @@ worker_options=(
   curve-secret-key=
   insecure=
   run-as=
+  client-users=
+  step-isolation=pid-namespace
   allow-shell=true
   allowed-commands=
 )
