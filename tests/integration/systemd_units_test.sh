@@ -95,6 +95,7 @@ worker_options=(
   run-as=
   allow-shell=true
   allowed-commands=
+  allowed-env=
 )
 
 # The value of an active (uncommented) `key = value` line, trimmed; status 1
