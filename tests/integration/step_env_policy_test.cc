@@ -1,14 +1,15 @@
 // A step's environment under a command policy (--allowed-commands): real
-// allowed bash scripts run by the real step runner as an unprivileged user
-// (as a worker's --run-as user runs them; bash ignores PS4 from the
-// environment of a root shell), after the policy check the worker makes
-// first, and a marker file that only an injected command would write. Each
-// bypass is a step that sets one variable; refused means nothing ran and no
-// marker exists.
+// allowed scripts (bash, one calling git) run by the real step runner as an
+// unprivileged user (as a worker's --run-as user runs them; bash ignores PS4
+// from the environment of a root shell), after the policy check the worker
+// makes first, and a marker file that only an injected command would write.
+// Each bypass is a step that sets variables; refused means nothing ran and
+// no marker exists.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <utility>
@@ -120,6 +121,34 @@ TEST_CASE("a step's PATH does not choose the programs an allowed bash script run
   s.dir.Write("ls", "#!/bin/sh\ntouch " + s.marker + "\n", 0755);
   ExpectRefused(s, {{"PATH", s.dir.path() + ":/usr/bin:/bin"}}, "PATH",
                 "is the worker's under a command policy; no --allowed-env entry lets a step set PATH or HOME");
+}
+
+TEST_CASE("git configuration from GIT_CONFIG_* does not run a command in an allowed script that calls git",
+          "[runner][policy]") {
+  Setup s;
+  const std::string repo = s.dir.path() + "/repo";
+  struct RemoveRepo {
+    std::string path;
+    ~RemoveRepo() { std::filesystem::remove_all(path); }
+  } remove{repo};
+  RunRequest init = s.Job({});
+  init.argv = {"/usr/bin/git", "init", "-q", repo};
+  Outcome made = CheckThenRun(StepPolicy(), RunnerOptions(), init);
+  REQUIRE(made.result->ok());
+  s.dir.Write("git-status.sh", "#!/bin/bash\ngit -C " + repo + " status >/dev/null 2>&1\necho ok\n", 0755);
+  RunRequest status = s.Job({{"GIT_CONFIG_COUNT", "2"},
+                             {"GIT_CONFIG_KEY_0", "safe.directory"},
+                             {"GIT_CONFIG_VALUE_0", "*"},
+                             {"GIT_CONFIG_KEY_1", "core.fsmonitor"},
+                             {"GIT_CONFIG_VALUE_1", "touch " + s.marker + "; false"}});
+  status.argv = {s.dir.path() + "/git-status.sh"};
+  s.dir.Write("allowed", status.argv[0] + "\n", 0644);
+  REQUIRE(StepPolicy::Load({.allowed_commands_file = s.dir.path() + "/allowed"}, &s.policy).ok());
+  Outcome o = CheckThenRun(s.policy, s.options, status);
+  INFO(Describe(o));
+  CHECK(o.refused.message() ==
+        "refused by the worker's policy: step environment variable \"GIT_CONFIG_COUNT\" " + kRunsCode);
+  CHECK_FALSE(Exists(s.marker));
 }
 
 TEST_CASE("a variable --allowed-env names reaches the allowed script, beside the worker's PATH", "[runner][policy]") {
