@@ -92,7 +92,7 @@ TEST_CASE("a step's environment under a command policy: only --allowed-env, neve
   const std::string unlisted = ErrorOf(submit("unlisted", {{"OTHER", "x"}}));
   CHECK(unlisted.find("step environment variable \"OTHER\" is not in --allowed-env (a command policy is set)") !=
         std::string::npos);
-  // The other ways found in review to steer an allowed program, and HOME.
+  // The other variables that steer an allowed program, and HOME.
   for (const char* name : {"BASH_FUNC_ls%%", "MAKEFLAGS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "JAVA_TOOL_OPTIONS",
                            "PERLLIB", "PYTHONUSERBASE", "HOME"}) {
     const std::string error = ErrorOf(submit(std::string("var-") + (name[0] == 'B' ? "bash-func" : name),

@@ -247,7 +247,8 @@ TEST_CASE("step policy: under a command list a step may set no variable unless -
           "[unit][access]") {
   TempDir d;
   worker::StepPolicy policy = EchoPolicy(d, "");
-  // Each a way to make an allowed program run other code, found in review.
+  // Each a way to make an allowed program run other code; LANG and
+  // MYAPP_MODE harmless, but not listed.
   for (const char* name : {"SHELLOPTS", "PS4", "BASH_FUNC_ls%%", "MAKEFLAGS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0",
                            "GIT_CONFIG_VALUE_0", "JAVA_TOOL_OPTIONS", "PERLLIB", "PYTHONUSERBASE", "LANG",
                            "MYAPP_MODE"}) {
