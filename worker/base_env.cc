@@ -1,9 +1,12 @@
 // DefaultBaseEnv (runner_options.h): reads the passwd database, so it lives
 // with the runner, not with the pure value types of run_types.h.
+#include "worker/base_env.h"
+
 #include <pwd.h>
 #include <unistd.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "worker/runner_options.h"
@@ -36,5 +39,7 @@ EnvVars DefaultBaseEnv() {
       {"LANG", "C.UTF-8"},
   };
 }
+
+bool WorkerOwnedVariable(std::string_view name) { return name == "PATH" || name == "HOME"; }
 
 }  // namespace cohort::worker

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/curve_keys.h"
 #include "common/daemon.h"
 #include "common/systemd_notify.h"
 #include "common/metrics_server.h"
@@ -54,14 +55,15 @@ constexpr const char* kUsage =
     "--insecure; started as root it needs --run-as.\n\n"
     "Exit status: 0 stopped cleanly (or --check-config found no error); 1 a failure a\n"
     "restart may cure (a runtime error); 2 bad usage (an option or config value, a key\n"
-    "file unreadable or not protected, an unknown --run-as user); 6 cannot start as\n"
-    "configured on this host (the state directory locked by another worker or unusable).";
+    "file or the --allowed-commands file unreadable or not protected, an unknown --run-as\n"
+    "user); 6 cannot start as configured on this host (the state directory locked by\n"
+    "another worker or unusable).";
 
 // What the command line sets, before it is checked and turned into options.
 struct Flags {
   WorkerOptions worker;
   std::string agents, log_level = "info", log_format = "text", secret_key_file, coordinator_key_file, run_as,
-      allowed_commands, state_dir, client_users, step_isolation = "pid-namespace";
+      allowed_commands, allowed_env, state_dir, client_users, step_isolation = "pid-namespace";
   bool insecure = false, allow_shell = true;
   int64_t kill_grace_ms = 5000;
   double drain_timeout_s = 30;
@@ -133,9 +135,13 @@ po::options_description OptionTable(Flags* f) {
        "accept steps given as a shell line; false accepts only \"command\" lists (which may still name a "
        "shell: pair it with --allowed-commands)")
       ("allowed-commands", po::value(&f->allowed_commands)->value_name("FILE"),
-       "file of the only executables (absolute paths, one per line) steps may run; steps may then not set "
-       "variables that load other code (LD_*, BASH_ENV, PYTHONPATH, ...). It limits the program, not its "
-       "arguments or what it runs in turn");
+       "file of the only executables (absolute paths, one per line) steps may run, owned by root or the "
+       "worker's user and not writable by group or others. It limits the program, not its arguments or what it "
+       "runs in turn; steps may then set only the variables of --allowed-env, and never PATH or HOME")
+      ("allowed-env", po::value(&f->allowed_env)->value_name("A,B_*"),
+       "with --allowed-commands, the environment variables a step may set (names separated by commas; a "
+       "trailing * allows a prefix). Default none. Never PATH or HOME, nor variables that make an allowed "
+       "program run other code (LD_*, SHELLOPTS, BASH_FUNC_*, MAKEFLAGS, GIT_CONFIG_*, ...)");
   opts.add(security);
   return opts;
 }
@@ -250,11 +256,16 @@ int LoadPolicy(Flags* f) {
     cohort::common::LogWarn("allow_shell_without_list")
         .Kv("hint", "--allow-shell=false alone does not stop [\"/bin/sh\", \"-c\", ...]; add --allowed-commands");
   }
-  if (auto s = cohort::worker::StepPolicy::Load(f->allow_shell, f->allowed_commands,
-                                                cohort::worker::RunnerOptions{}.shell, &o.policy);
-      !s.ok()) {
-    return UsageError(kProgram, s.message());
-  }
+  cohort::worker::StepPolicyConfig config;
+  config.allow_shell = f->allow_shell;
+  config.allowed_commands_file = f->allowed_commands;
+  config.allowed_env = f->allowed_env;
+  config.shell = cohort::worker::RunnerOptions{}.shell;
+  // Whoever may rewrite the list chooses what steps run: the key files' rule.
+  config.check_file = [](const struct stat& st, const std::string& path) {
+    return cohort::common::CheckTrusted(st, "--allowed-commands file", path, false);
+  };
+  if (auto s = cohort::worker::StepPolicy::Load(config, &o.policy); !s.ok()) return UsageError(kProgram, s.message());
   return -1;
 }
 

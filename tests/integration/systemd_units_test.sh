@@ -100,6 +100,7 @@ worker_options=(
   step-isolation=pid-namespace
   allow-shell=true
   allowed-commands=
+  allowed-env=
 )
 
 # The value of an active (uncommented) `key = value` line, trimmed; status 1

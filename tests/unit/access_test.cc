@@ -156,7 +156,7 @@ TEST_CASE("step policy: shell lines, the allowed list, bare names resolved again
   const std::string list = d.path + "/allowed";
   std::ofstream(list) << "# comment\n\n  /usr/bin/make  \n/bin/echo\n";
   worker::StepPolicy policy;
-  REQUIRE(worker::StepPolicy::Load(true, list, "/bin/sh", &policy).ok());
+  REQUIRE(worker::StepPolicy::Load({.allowed_commands_file = list}, &policy).ok());
 
   worker::RunRequest shell;
   shell.shell = "echo hi";
@@ -180,23 +180,19 @@ TEST_CASE("step policy: shell lines, the allowed list, bare names resolved again
                              "\" is not in the worker's --allowed-commands list");
   }
 
-  // Found in review: LD_PRELOAD let an allowed /bin/echo run any library.
   for (const char* var : {"LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "BASH_ENV", "PYTHONPATH"}) {
     worker::RunRequest r;
     r.argv = {"/bin/echo", "x"};
-    r.env = {{"HARMLESS", "1"}, {var, "/tmp/evil"}};
+    r.env = {{var, "/tmp/evil"}};
     s = policy.Check(&r);
     INFO(var);
-    CHECK(s.message() == std::string("refused by the worker's policy: env ") + var +
-                             " could load code that is not on the worker's --allowed-commands list");
+    CHECK(s.message() == std::string("refused by the worker's policy: step environment variable \"") + var +
+                             "\" could make a program on the worker's --allowed-commands list run other code; no "
+                             "--allowed-env entry allows it");
   }
-  worker::RunRequest harmless;
-  harmless.argv = {"/bin/echo"};
-  harmless.env = {{"LANG", "C"}, {"XLD_PRELOAD", "x"}};
-  CHECK(policy.Check(&harmless).ok());
 
   worker::StepPolicy no_shell;
-  REQUIRE(worker::StepPolicy::Load(false, "", "/bin/sh", &no_shell).ok());
+  REQUIRE(worker::StepPolicy::Load({.allow_shell = false}, &no_shell).ok());
   CHECK(no_shell.Check(&shell).message().find("(--allow-shell=false)") != std::string::npos);
   worker::RunRequest anything;
   anything.argv = {"anything"};
@@ -204,13 +200,178 @@ TEST_CASE("step policy: shell lines, the allowed list, bare names resolved again
 
   std::ofstream(list) << "/bin/sh\n";
   worker::StepPolicy with_sh;
-  REQUIRE(worker::StepPolicy::Load(true, list, "/bin/sh", &with_sh).ok());
+  REQUIRE(worker::StepPolicy::Load({.allowed_commands_file = list}, &with_sh).ok());
   CHECK(with_sh.Check(&shell).ok());
 
   std::ofstream(list) << "/bin/sh\nrelative/tool\n";
-  s = worker::StepPolicy::Load(true, list, "/bin/sh", &with_sh);
+  s = worker::StepPolicy::Load({.allowed_commands_file = list}, &with_sh);
   CHECK(s.message() == "--allowed-commands: " + list + ":2: \"relative/tool\" is not an absolute path");
-  CHECK_FALSE(worker::StepPolicy::Load(true, d.path + "/missing", "/bin/sh", &with_sh).ok());
+  CHECK_FALSE(worker::StepPolicy::Load({.allowed_commands_file = d.path + "/missing"}, &with_sh).ok());
+  s = worker::StepPolicy::Load({.allowed_commands_file = d.path}, &with_sh);
+  CHECK(s.message() == "--allowed-commands: " + d.path + " is not a regular file");
+}
+
+// A policy listing /bin/echo and /bin/sh, with `allowed_env` as --allowed-env.
+worker::StepPolicy EchoPolicy(const TempDir& d, const std::string& allowed_env) {
+  const std::string list = d.path + "/allowed";
+  std::ofstream(list) << "/bin/echo\n/bin/sh\n";
+  worker::StepPolicy policy;
+  Status s = worker::StepPolicy::Load({.allowed_commands_file = list, .allowed_env = allowed_env}, &policy);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  return policy;
+}
+
+Status CheckEnv(const worker::StepPolicy& policy, const std::string& name, bool shell_step = false) {
+  worker::RunRequest r;
+  if (shell_step) {
+    r.shell = "echo x";
+  } else {
+    r.argv = {"/bin/echo", "x"};
+  }
+  r.env = {{name, "value"}};
+  return policy.Check(&r);
+}
+
+std::string Refusal(const std::string& name, const std::string& why) {
+  return "refused by the worker's policy: step environment variable \"" + name + "\" " + why;
+}
+
+const std::string kNotListed = "is not in --allowed-env (a command policy is set)";
+const std::string kRunsCode =
+    "could make a program on the worker's --allowed-commands list run other code; no --allowed-env entry allows it";
+const std::string kWorkers =
+    "is the worker's under a command policy; no --allowed-env entry lets a step set PATH or HOME";
+
+TEST_CASE("step policy: under a command list a step may set no variable unless --allowed-env names it",
+          "[unit][access]") {
+  TempDir d;
+  worker::StepPolicy policy = EchoPolicy(d, "");
+  // Each a way to make an allowed program run other code; LANG and
+  // MYAPP_MODE harmless, but not listed.
+  for (const char* name : {"SHELLOPTS", "PS4", "BASH_FUNC_ls%%", "MAKEFLAGS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0",
+                           "GIT_CONFIG_VALUE_0", "JAVA_TOOL_OPTIONS", "PERLLIB", "PYTHONUSERBASE", "LANG",
+                           "MYAPP_MODE"}) {
+    for (bool shell_step : {false, true}) {
+      INFO(name << (shell_step ? " (shell step)" : " (argv step)"));
+      Status s = CheckEnv(policy, name, shell_step);
+      CHECK(s.code() == Status::Code::kFailedPrecondition);
+      const bool known = worker::CodeLoadingVariable(name);
+      CHECK(s.message() == Refusal(name, known ? kRunsCode : kNotListed));
+    }
+  }
+  for (const char* name : {"PATH", "HOME"}) {
+    INFO(name);
+    CHECK(CheckEnv(policy, name).message() == Refusal(name, kWorkers));
+  }
+  // Control: a step without variables runs, and so does one with the
+  // variables the worker adds to every step itself (after the step's own, so
+  // the worker's values win).
+  worker::RunRequest plain;
+  plain.argv = {"/bin/echo", "x"};
+  CHECK(policy.Check(&plain).ok());
+  plain.env = {{worker::kWorkerEnv, "w1"}, {worker::kLifeEnv, "token"}, {"COHORT_GROUP", "g"}, {"COHORT_STEP", "s"},
+               {"COHORT_ATTEMPT", "1"}};
+  CHECK(policy.Check(&plain).ok());
+}
+
+TEST_CASE("step policy: --allowed-env names and prefixes, never PATH, HOME or code-loading variables",
+          "[unit][access]") {
+  TempDir d;
+  worker::StepPolicy policy = EchoPolicy(d, " LANG, MYAPP_* ,TZ");
+  for (const char* name : {"LANG", "TZ", "MYAPP_MODE", "MYAPP_"}) {
+    INFO(name);
+    CHECK(CheckEnv(policy, name).ok());
+    CHECK(CheckEnv(policy, name, true).ok());
+  }
+  for (const char* name : {"LANGUAGE", "MYAPP", "MYAPPX", "MYAPP_x%%", "TZ2", "lang"}) {
+    INFO(name);
+    CHECK(CheckEnv(policy, name).message() == Refusal(name, kNotListed));
+  }
+  // Prefixes that take in the worker's own variables or code-loading ones
+  // still do not let a step set them.
+  worker::StepPolicy wide = EchoPolicy(d, "*");
+  CHECK(CheckEnv(wide, "ANYTHING").ok());
+  CHECK(CheckEnv(wide, "PATH").message() == Refusal("PATH", kWorkers));
+  CHECK(CheckEnv(wide, "HOME").message() == Refusal("HOME", kWorkers));
+  for (const char* name : {"SHELLOPTS", "PS4", "BASH_FUNC_ls%%", "BASH_FUNC_x", "MAKEFLAGS", "GIT_CONFIG_COUNT",
+                           "GIT_CONFIG_PARAMETERS", "GIT_SSH_COMMAND", "JAVA_TOOL_OPTIONS", "PERLLIB",
+                           "PYTHONUSERBASE", "LD_PRELOAD", "BASH_ENV"}) {
+    INFO(name);
+    CHECK(CheckEnv(wide, name).message() == Refusal(name, kRunsCode));
+  }
+  worker::StepPolicy pa = EchoPolicy(d, "PA*,HO*");
+  CHECK(CheckEnv(pa, "PATH").message() == Refusal("PATH", kWorkers));
+  CHECK(CheckEnv(pa, "HOME").message() == Refusal("HOME", kWorkers));
+  CHECK(CheckEnv(pa, "PAGE_SIZE").ok());
+}
+
+TEST_CASE("step policy: a bad --allowed-env is refused at start-up naming the entry", "[unit][access]") {
+  TempDir d;
+  const std::string list = d.path + "/allowed";
+  std::ofstream(list) << "/bin/echo\n";
+  worker::StepPolicy policy;
+  auto load = [&](const std::string& allowed_env, const std::string& file) {
+    return worker::StepPolicy::Load({.allowed_commands_file = file, .allowed_env = allowed_env}, &policy);
+  };
+  Status s = load("LANG", "");
+  CHECK(s.code() == Status::Code::kInvalidArgument);
+  CHECK(s.message() ==
+        "--allowed-env needs --allowed-commands: without a command policy a step may set any variable");
+  CHECK(load(" , ", "").ok());  // empty, as an unset config line gives it
+  for (const char* bad : {"MY-APP", "1ABC", "A*B", "**", "A B", "BASH_FUNC_x%%"}) {
+    INFO(bad);
+    CHECK(load(std::string("LANG,") + bad, list).message() ==
+          std::string("--allowed-env: \"") + bad +
+              "\" is not a variable name (letters, digits and _, not starting with a digit) or such a name's prefix "
+              "followed by *");
+  }
+  CHECK(load("PATH", list).message() ==
+        "--allowed-env: PATH is always the worker's under --allowed-commands; steps cannot set it");
+  CHECK(load("HOME", list).message() ==
+        "--allowed-env: HOME is always the worker's under --allowed-commands; steps cannot set it");
+  CHECK(load("SHELLOPTS", list).message() ==
+        "--allowed-env: SHELLOPTS could make an allowed program run other code; steps cannot set it");
+  CHECK(load("LANG,MYAPP_*,*", list).ok());
+}
+
+TEST_CASE("step policy: without a command list the step's environment is not checked", "[unit][access]") {
+  worker::StepPolicy open;
+  REQUIRE(worker::StepPolicy::Load({}, &open).ok());
+  for (const char* name : {"PATH", "SHELLOPTS", "LD_PRELOAD", "MYAPP_MODE"}) {
+    INFO(name);
+    CHECK(CheckEnv(open, name).ok());
+    CHECK(CheckEnv(open, name, true).ok());
+  }
+}
+
+TEST_CASE("step policy: the --allowed-commands file is trusted only as key files are", "[unit][access]") {
+  TempDir d;
+  const std::string list = d.path + "/allowed";
+  std::ofstream(list) << "/bin/echo\n";
+  const worker::StepPolicyConfig config{
+      .allowed_commands_file = list,
+      .check_file = [](const struct stat& st, const std::string& path) {
+        return common::CheckTrusted(st, "--allowed-commands file", path, false);
+      }};
+  worker::StepPolicy policy;
+  REQUIRE(::chmod(list.c_str(), 0644) == 0);
+  REQUIRE(worker::StepPolicy::Load(config, &policy).ok());  // control
+  REQUIRE(::chmod(list.c_str(), 0664) == 0);
+  Status s = worker::StepPolicy::Load(config, &policy);
+  CHECK(s.code() == Status::Code::kFailedPrecondition);
+  CHECK(s.message().find("--allowed-commands file " + list + " has mode 0664: group or others may write it") == 0);
+  REQUIRE(::chmod(list.c_str(), 0602) == 0);
+  CHECK(worker::StepPolicy::Load(config, &policy).message().find(" has mode 0602:") != std::string::npos);
+  REQUIRE(::chmod(list.c_str(), 0644) == 0);
+  if (::geteuid() == 0) {
+    // Another user's file: that user decides what steps run.
+    REQUIRE(::chown(list.c_str(), 65534, 65534) == 0);
+    s = worker::StepPolicy::Load(config, &policy);
+    CHECK(s.code() == Status::Code::kFailedPrecondition);
+    CHECK(s.message().find("--allowed-commands file " + list +
+                           " is owned by uid 65534, not by root or by the user this program runs as") == 0);
+  }
 }
 
 TEST_CASE("run-as looks a user up by name or uid, with its groups", "[unit][access]") {
