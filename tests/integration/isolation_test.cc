@@ -2,6 +2,7 @@
 // another's groups, a worker key claiming more than the operator granted it,
 // and one key flooding the coordinator. Each refusal comes with a control that
 // succeeds, so a test cannot pass because nothing worked at all.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,17 @@ struct SharedCluster {
   }
   std::string Log() { return s.c.CoordinatorLogs(); }
 };
+
+// Processes (any user's) whose environment holds `text`, as root sees them.
+int CountProcessesWithEnv(const std::string& text) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    n += ReadFile(entry.path().string() + "/environ").find(text) != std::string::npos;
+  }
+  return n;
+}
 
 std::string StateOf(const RunOutput& status_json) {
   Json j = Json::parse(status_json.out, nullptr, false);
@@ -146,6 +158,31 @@ TEST_CASE("WAIT slots are per client and a refused wait polls instead", "[securi
   RunOutput polled = t.As("alice", {"submit", "--wait", "--", "/bin/true"});
   INFO(polled.err);
   CHECK(polled.exit_code == 0);
+}
+
+TEST_CASE("a client's step cannot read another client's running step's environment", "[security][isolation]") {
+  SharedCluster t;
+  t.s.Start({"--admin-clients", t.s.keys.admins()});
+  const std::string users = t.s.c.dir() + "/client-users";
+  WriteFile(users, "alice nobody\nbob daemon\n");
+  REQUIRE(::chmod(users.c_str(), 0644) == 0);
+  t.s.c.StartWorker("w1", 4, {"--client-users", users, "--curve-secret-key", t.s.keys.Secret("w1"),
+                              "--coordinator-key", t.s.keys.Public("coordinator")});
+  // alice's step holds a secret in its environment while it runs.
+  const std::string secret = "hunter2-" + t.s.c.Marker();
+  REQUIRE(t.As("alice", {"submit", "--id", "holder", "--", "/bin/sh", "-c",
+                         "export DB_PASSWORD=" + secret + "; exec sleep 60"}).exit_code == 0);
+  REQUIRE(WaitUntil([&] { return CountProcessesWithEnv(secret) > 0; }, 20s));
+  // Any process's environment holding it, read as the step's own user.
+  const std::string look = "grep -qs " + secret + " /proc/[0-9]*/environ";
+  RunOutput bob = t.As("bob", {"submit", "--wait", "--", "/bin/sh", "-c", look});
+  INFO(bob.out << bob.err);
+  CHECK(bob.exit_code == 1);
+  // The control: alice's own second step, as the same user, reads it.
+  RunOutput alice = t.As("alice", {"submit", "--wait", "--", "/bin/sh", "-c", look});
+  INFO(alice.out << alice.err);
+  CHECK(alice.exit_code == 0);
+  CHECK(t.As("alice", {"cancel", "holder"}).exit_code == 0);
 }
 
 // ---- Worker keys ------------------------------------------------------------
