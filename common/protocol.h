@@ -76,7 +76,7 @@ inline constexpr size_t kMaxOutputBytes = 16u << 20;  // 16 MiB
 // every array plus twice the pairs of every map: each costs the unpacker 16
 // bytes, so a body can never cost more than ~16 MiB of unpacked objects
 // however it is crafted (the largest legal body, a REGISTER with kMaxArgs
-// agents and kMaxArgs running attempts, holds ~655,000).
+// running attempts, holds ~590,000).
 inline constexpr size_t kMaxBodyDepth = 16;
 inline constexpr size_t kMaxBodyValues = 1u << 20;
 

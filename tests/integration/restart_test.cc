@@ -190,12 +190,31 @@ TEST_CASE("a second worker on a state directory in use refuses to start and name
   CHECK_FALSE(c.HasWorker("w2"));
 }
 
+TEST_CASE("a SIGKILLed worker's steps and everything they started die with it", "[e2e][restart]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  const std::string m = c.Marker();
+  REQUIRE(c.SubmitJson({{"id", "deep"},
+                        {"steps", {Marked({{"id", "s"}, {"shell", "setsid sleep 300 & sleep 300 & wait"}}, m)}}},
+                       {})
+              .exit_code == 0);
+  REQUIRE(WaitUntil([&] { return ProcessesWith(m).size() == 3; }, 20s));
+  c.worker("w1").Kill(SIGKILL);
+  c.worker("w1").Wait(5s);
+  // The step's PID namespace dies with its init, which dies with the worker.
+  CHECK(WaitUntil([&] { return ProcessesWith(m).empty(); }, 10s));
+}
+
+// Where steps run in process groups (no PID namespaces), the leftover scan
+// is what stops them.
 TEST_CASE("a worker restarted after SIGKILL kills what its previous life left running", "[e2e][restart]") {
   Cluster c;
   c.StartCoordinator();
   // Only w1 offers the step's label: were it to run again on "other" once
   // w1 is declared lost, the counts below would race with it.
-  c.StartWorker("w1", 2, {"--agents", "deep"});
+  const std::vector<std::string> w1_flags = {"--agents", "deep", "--step-isolation", "process-group"};
+  c.StartWorker("w1", 2, w1_flags);
   const std::string m = c.Marker();
   // Two background children per step: they outlive a SIGKILLed worker (only
   // the step's shell gets the parent-death signal).
@@ -226,7 +245,7 @@ TEST_CASE("a worker restarted after SIGKILL kills what its previous life left ru
   REQUIRE(WaitUntil([&] { return twin->Log().find("registering") != std::string::npos; }, 20s));
 
   // The worker named w1, started again, kills them before it registers.
-  c.StartWorker("w1", 2, {"--agents", "deep"});
+  c.StartWorker("w1", 2, w1_flags);
   CHECK(WaitUntil(orphans_gone, 10s));
   CHECK(c.worker("w1").Log().find("event=leftovers_killed worker=w1 processes=2") != std::string::npos);
   CHECK(twin->Log().find("leftovers_killed") == std::string::npos);

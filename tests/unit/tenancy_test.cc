@@ -17,7 +17,7 @@ namespace {
 
 using common::Status;
 
-TEST_CASE("a client's group ids carry its name; without CURVE they carry nothing", "[unit][tenancy]") {
+TEST_CASE("a client's group ids carry its name and without CURVE they carry nothing", "[unit][tenancy]") {
   CHECK(QualifiedGroupId("alice", "nightly") == "alice/nightly");
   CHECK(QualifiedGroupId("", "nightly") == "nightly");
   auto exists = [](std::string_view id) { return id == "alice/nightly" || id == "alice/alice/x"; };
