@@ -25,6 +25,10 @@ namespace cohort::worker {
 // this one left running (life_record.h, leftovers.h).
 inline constexpr char kWorkerEnv[] = "COHORT_WORKER";
 inline constexpr char kLifeEnv[] = "COHORT_WORKER_LIFE";
+// Which attempt a step is, for the step itself.
+inline constexpr char kGroupEnv[] = "COHORT_GROUP";
+inline constexpr char kStepEnv[] = "COHORT_STEP";
+inline constexpr char kAttemptEnv[] = "COHORT_ATTEMPT";
 
 using EnvVars = std::vector<std::pair<std::string, std::string>>;
 

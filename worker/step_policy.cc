@@ -48,7 +48,7 @@ bool Identifier(std::string_view name, bool may_be_empty) {
 // What the worker core adds to every step after the step's own variables
 // (worker_core.cc), so the worker's values are the ones the step sees.
 bool WorkerStepVariable(std::string_view name) {
-  static constexpr std::string_view kNames[] = {kWorkerEnv, kLifeEnv, "COHORT_GROUP", "COHORT_STEP", "COHORT_ATTEMPT"};
+  static constexpr std::string_view kNames[] = {kWorkerEnv, kLifeEnv, kGroupEnv, kStepEnv, kAttemptEnv};
   return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
 }
 

@@ -338,9 +338,9 @@ void WorkerCore::OnRun(const common::RunMsg& run, Time now, std::vector<Action>*
   req.env = run.env;
   req.env.emplace_back(kWorkerEnv, options_.name);
   if (!options_.life.empty()) req.env.emplace_back(kLifeEnv, options_.life);  // finds leftovers after a crash
-  req.env.emplace_back("COHORT_GROUP", run.id.group);
-  req.env.emplace_back("COHORT_STEP", run.step_id);
-  req.env.emplace_back("COHORT_ATTEMPT", std::to_string(run.id.attempt));
+  req.env.emplace_back(kGroupEnv, run.id.group);
+  req.env.emplace_back(kStepEnv, run.step_id);
+  req.env.emplace_back(kAttemptEnv, std::to_string(run.id.attempt));
   req.cwd = run.cwd;
   if (run.timeout_ms > 0) req.timeout = std::chrono::milliseconds(run.timeout_ms);
   // Held before the loop reports the outcome, so a later RUN counts this slot;
