@@ -129,7 +129,7 @@ Status CheckTrusted(const struct stat& st, const std::string& what, const std::s
   }
   if (!secret && (st.st_mode & 022) != 0) {
     return Status::FailedPrecondition(what + " " + path + " has mode " + ModeText(st.st_mode) +
-                                      ": group or others may write it, and so choose which keys are trusted "
+                                      ": group or others may write it, and so choose what this program trusts "
                                       "(chmod go-w " + path + ")");
   }
   return Status::Ok();
