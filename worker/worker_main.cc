@@ -161,6 +161,10 @@ int CheckFlags(Flags* f) {
                                 "--heartbeat-ms >= 1, --output-tail-kib <= 16384, --unconfirmed-mib and --spill-mib "
                                 "<= 1073741824");
   }
+  if (size_t n = SplitList(f->agents).size(); n > cohort::common::kMaxAgents) {
+    return UsageError(kProgram, "--agents lists " + std::to_string(n) + " labels; a worker may offer at most " +
+                                    std::to_string(cohort::common::kMaxAgents));
+  }
   for (const std::string& endpoint : cohort::common::SplitEndpoints(o.coordinator)) {
     if (auto s = cohort::common::CheckEndpoint(endpoint, false); !s.ok()) {
       return UsageError(kProgram, "--coordinator: " + s.message());

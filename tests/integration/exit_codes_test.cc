@@ -111,6 +111,13 @@ TEST_CASE("a bad option or config value exits 2, naming it", "[e2e][exit]") {
   CHECK(r.exit_code == 2);
   CHECK(Says(r, "--sync: unknown mode \"sometimes\""));
   CHECK(Says(r, "(in " + cconf + ": line 2 sync = sometimes)"));
+
+  // More labels than a REGISTER may carry: refused here, not dropped there.
+  std::string labels = "l0";
+  for (int i = 1; i < 65; ++i) labels += ",l" + std::to_string(i);
+  w = RunWorker(c.dir(), {"--agents", labels});
+  CHECK(w.exit_code == 2);
+  CHECK(Says(w, "--agents lists 65 labels; a worker may offer at most 64"));
 }
 
 TEST_CASE("an unreadable or unprotected key file or allowlist exits 2, naming it", "[e2e][exit][security]") {
