@@ -264,7 +264,7 @@ TEST_CASE("a label flood from one worker key is refused before it is held", "[se
   // joins and runs a step.
   s.c.StartWorker("w1", 1, s.keys.PeerFlags("w1"));
   CHECK(s.c.Cli({"submit", "--wait", "--", "/bin/true"}).exit_code == 0);
-  CHECK(s.c.coordinator().Log().find("agents") != std::string::npos);
+  CHECK(s.c.coordinator().Log().find("(kMaxAgents)") != std::string::npos);
   CHECK(s.c.Cli({"workers", "--json"}).out.find("label-1") == std::string::npos);
 }
 
