@@ -39,6 +39,7 @@
 
 #include <zmq.hpp>
 
+#include "common/connection_guard.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/messages.h"
@@ -72,6 +73,10 @@ struct ServerOptions {
   // the two allowlist directories may connect (docs/SECURITY.md).
   std::optional<common::CurveKeyPair> curve;
   std::string authorized_clients, authorized_workers;
+  // What peers still in their handshake may hold (common/connection_guard.h),
+  // and who may open the ipc:// sockets bound.
+  common::ConnectionLimits connection_limits;
+  common::IpcAccess ipc;
   size_t max_groups_per_client = 0;  // 0 = no limit
   size_t max_steps_per_group = 0;
   // Where groups and results are kept across restarts; null keeps them in
@@ -245,6 +250,8 @@ class Server {
   zmq::socket_t workers_;
   zmq::socket_t cancels_;
   std::unique_ptr<ZapHandler> zap_;  // with CURVE only
+  // Declared after the sockets it watches: its monitors close first.
+  common::ConnectionGuard guard_{context_, options_.connection_limits};
   std::string bound_client_, bound_worker_, bound_cancel_;
 
   Scheduler core_;

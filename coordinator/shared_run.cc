@@ -83,7 +83,8 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
     Leader won;
     {
       StandbyOptions so{base.client_endpoint, base.worker_endpoint, me, base.curve, base.authorized_clients,
-                        base.authorized_workers, base.started, base.notifier, base.metrics};
+                        base.authorized_workers, base.started, base.notifier, base.metrics,
+                        base.connection_limits, base.ipc};
       Standby standby(std::move(so), store.get(), &lease);
       if (Status s = standby.Bind(); !s.ok()) {
         LogError("bind_failed").Kv("error", s.message());

@@ -73,6 +73,11 @@ coordinator_options=(
   insecure=
   max-groups-per-client=0
   max-steps-per-group=0
+  handshake-timeout-ms=5000
+  max-handshakes=4
+  max-connections=0
+  ipc-mode=
+  ipc-group=
 )
 worker_options=(
   coordinator=tcp://127.0.0.1:5701
