@@ -9,8 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <dirent.h>
+#include <grp.h>
+
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -227,6 +230,98 @@ TEST_CASE("the coordinator holds at most --max-connections connections", "[preau
   CHECK(cut);
   CHECK(SocketsOf(pid) <= before + 50);
   CHECK(s.c.coordinator().Log().find("event=connection_limit") != std::string::npos);
+}
+
+// A directory every user may enter, so that only a socket's own mode can
+// keep another user out; removed with what is in it.
+struct OpenDir {
+  std::string path;
+  OpenDir() {
+    char tmpl[] = "/tmp/cohort-ipc-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+    REQUIRE(::chmod(path.c_str(), 0777) == 0);
+  }
+  ~OpenDir() { RunProgram({"/bin/rm", "-rf", path}, 30s); }
+};
+
+// A coordinator on ipc:// sockets in `dir`, up when root's CLI is answered.
+std::unique_ptr<Daemon> IpcCoordinator(const std::string& dir, std::vector<std::string> extra) {
+  std::vector<std::string> argv = {kBin + "/cohort-coordinator", "--client-endpoint", "ipc://" + dir + "/client",
+                                   "--worker-endpoint", "ipc://" + dir + "/worker", "--cancel-endpoint",
+                                   "ipc://" + dir + "/cancel", "--store", "memory"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto d = std::make_unique<Daemon>(argv, dir + "/coordinator.log");
+  const bool up = WaitUntil(
+      [&] {
+        return RunProgram({kBin + "/cohort", "groups", "--coordinator", "ipc://" + dir + "/client",
+                           "--connect-timeout", "1"},
+                          30s)
+                   .exit_code == 0;
+      },
+      20s);
+  if (!up) throw std::runtime_error("coordinator did not come up:\n" + d->Log());
+  return d;
+}
+
+// `argv` run as nobody:nogroup. setpriv execs in place (runuser would fork),
+// so a timeout kills the program itself.
+RunOutput AsNobody(std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"});
+  return RunProgram(argv, 30s);
+}
+
+RunOutput GroupsAsNobody(const std::string& dir) {
+  return AsNobody({kBin + "/cohort", "groups", "--coordinator", "ipc://" + dir + "/client", "--connect-timeout", "2"});
+}
+
+TEST_CASE("ipc sockets bound with --ipc-mode 0600 admit their owner and no other user", "[preauth][ipc]") {
+  if (::geteuid() != 0) {
+    WARN("not root: cannot run the CLI as another user here");
+    return;
+  }
+  const group* nogroup = ::getgrnam("nogroup");
+  REQUIRE(nogroup != nullptr);
+  const gid_t nogroup_gid = nogroup->gr_gid;
+  OpenDir closed;
+  auto coordinator = IpcCoordinator(closed.path, {"--ipc-mode", "0600", "--ipc-group", "nogroup"});
+  for (const char* name : {"/client", "/worker", "/cancel"}) {
+    struct stat st{};
+    REQUIRE(::stat((closed.path + name).c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 07777) == 0600);
+    CHECK(st.st_gid == nogroup_gid);
+  }
+  RunOutput refused = GroupsAsNobody(closed.path);
+  INFO(refused.err);
+  CHECK(refused.exit_code == 3);
+
+  // Control: the same user and the same CLI reach a socket of mode 0666.
+  OpenDir open;
+  auto open_coordinator = IpcCoordinator(open.path, {"--ipc-mode", "0666"});
+  RunOutput admitted = GroupsAsNobody(open.path);
+  INFO(admitted.err);
+  CHECK(admitted.exit_code == 0);
+}
+
+TEST_CASE("ipc permissions that cannot be applied stop the coordinator at start-up", "[preauth][ipc]") {
+  if (::geteuid() != 0) {
+    WARN("not root: cannot run the coordinator as another user here");
+    return;
+  }
+  OpenDir dir;
+  // nobody may not give its socket root's group: exit 6, not a socket
+  // left with the umask's permissions.
+  RunOutput r = AsNobody({kBin + "/cohort-coordinator", "--client-endpoint", "ipc://" + dir.path + "/client",
+                          "--worker-endpoint", "ipc://" + dir.path + "/worker", "--cancel-endpoint",
+                          "ipc://" + dir.path + "/cancel", "--store", "memory", "--ipc-group", "root"});
+  INFO(r.err);
+  CHECK(r.exit_code == 6);
+  CHECK(r.err.find("cannot set the group of the socket " + dir.path + "/client") != std::string::npos);
+  // Without an ipc:// endpoint the options are a usage error.
+  RunOutput usage = RunProgram({kBin + "/cohort-coordinator", "--store", "memory", "--ipc-mode", "0600"}, 30s);
+  CHECK(usage.exit_code == 2);
+  CHECK(usage.err.find("no endpoint is one") != std::string::npos);
 }
 
 }  // namespace
