@@ -14,6 +14,9 @@ namespace {
 
 std::atomic<uint64_t> g_next_guard{1};
 
+// Capped by net.core.somaxconn (4096 by default since Linux 5.4).
+constexpr int kListenBacklog = 1024;
+
 // "tcp://127.0.0.1:5700" -> 5700; 0 for anything else.
 int PortOf(const std::string& endpoint) {
   const size_t colon = endpoint.rfind(':');
@@ -136,6 +139,10 @@ Status ConnectionGuard::Watch(zmq::socket_t& socket, std::string name, size_t ma
                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
   try {
     socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_frame_bytes));
+    // The kernel queues this many connections before the I/O thread accepts
+    // them (ZeroMQ's default is 100): past it a burst's connections wait for
+    // SYN retransmits, seconds, whatever the guard would decide.
+    socket.set(zmq::sockopt::backlog, kListenBacklog);
     socket.set(zmq::sockopt::handshake_ivl,
                static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(limits_.handshake_limit).count()));
     if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), events) != 0) {

@@ -21,6 +21,7 @@
 
 #include "common/unique_fd.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/ha_cluster.h"
 #include "tests/integration/peer.h"
 
 namespace cohort::testing {
@@ -66,15 +67,15 @@ common::UniqueFd Dial(int port) {
   return fd;
 }
 
-// A ZMTP 3.0 greeting announcing CURVE as a client, then the header of a
-// command frame of `frame` bytes (RFC 23: flags 0x06 = long command, then
-// the size as 8 bytes, big-endian).
-std::string GreetingAndBigCommand(uint64_t frame) {
+// A ZMTP 3.0 greeting announcing `mechanism` as a client, then the header
+// of a command frame of `frame` bytes (RFC 23: flags 0x06 = long command,
+// then the size as 8 bytes, big-endian).
+std::string GreetingAndBigCommand(const char* mechanism, uint64_t frame) {
   std::string g(64, '\0');
   g[0] = '\xff';
   g[9] = '\x7f';
   g[10] = 3;
-  std::memcpy(&g[12], "CURVE", 5);
+  std::memcpy(&g[12], mechanism, std::strlen(mechanism));
   g.push_back('\x06');
   for (int shift = 56; shift >= 0; shift -= 8) g.push_back(static_cast<char>((frame >> shift) & 0xff));
   return g;
@@ -111,47 +112,44 @@ int SocketsOf(pid_t pid) {
 // room for ZeroMQ's buffers but not for a fifth frame.
 constexpr long kPreAuthBoundKiB = 320 << 10;
 
-TEST_CASE("connections without a key cannot grow the coordinator's memory past the handshake bound",
-          "[preauth]") {
-  CurveCluster s;
-  s.Start();
-  const pid_t pid = s.c.coordinator().pid();
-  const std::string header = GreetingAndBigCommand(62u << 20);
-  // All of the frame but its last MiB: a whole frame would end the
-  // handshake (it is no valid HELLO) and free it.
+// Opens 48 connections to `port` (left open in *fds) that each send a
+// greeting announcing `mechanism`, the header of a 62 MiB command frame and
+// then zeros for as long as the daemon `pid` reads them, until the
+// deadline, until it is closed or until it holds all but the last MiB of
+// the frame (a whole frame would end the handshake, being no valid
+// command, and free it). Returns the daemon's peak RSS (VmHWM) in KiB.
+long FloodHandshakes(int port, const char* mechanism, pid_t pid, std::vector<common::UniqueFd>* fds) {
+  const std::string header = GreetingAndBigCommand(mechanism, 62u << 20);
   const size_t hold = header.size() + (61u << 20);
   constexpr int kAttackers = 48;
-  std::vector<common::UniqueFd> fds;
   std::vector<size_t> sent(kAttackers, 0);
   for (int i = 0; i < kAttackers; ++i) {
-    fds.push_back(Dial(s.c.port(0)));
-    REQUIRE(fds.back().valid());
+    fds->push_back(Dial(port));
+    REQUIRE(fds->back().valid());
   }
-  // Each sends the greeting, the frame header and then zeros for as long as
-  // the coordinator reads them, until the deadline, until it is closed or
-  // until it holds all but the last MiB of the frame.
   const std::string chunk(1 << 20, '\0');
   long peak = 0;
   size_t total = 0;
   const auto deadline = std::chrono::steady_clock::now() + 12s;
   while (std::chrono::steady_clock::now() < deadline) {
     std::vector<pollfd> polls;
-    for (auto& fd : fds) polls.push_back({fd.valid() ? fd.get() : -1, POLLOUT, 0});
+    for (auto& fd : *fds) polls.push_back({fd.valid() ? fd.get() : -1, POLLOUT, 0});
     if (::poll(polls.data(), polls.size(), 100) < 0) break;
     bool any_sending = false;
     for (int i = 0; i < kAttackers; ++i) {
-      if (!fds[i].valid() || sent[i] >= hold) continue;
+      common::UniqueFd& fd = (*fds)[i];
+      if (!fd.valid() || sent[i] >= hold) continue;
       any_sending = true;
       if (!(polls[i].revents & (POLLOUT | POLLERR | POLLHUP))) continue;
       const std::string& data = sent[i] < header.size() ? header : chunk;
       const size_t from = sent[i] < header.size() ? sent[i] : 0;
       const size_t len = std::min(data.size() - from, hold - sent[i]);
-      const ssize_t n = ::send(fds[i].get(), data.data() + from, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(fd.get(), data.data() + from, len, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         sent[i] += static_cast<size_t>(n);
         total += static_cast<size_t>(n);
       } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        fds[i].Reset();  // the coordinator closed it
+        fd.Reset();  // the daemon closed it
       }
     }
     peak = std::max(peak, PeakRssKiB(pid));
@@ -161,10 +159,18 @@ TEST_CASE("connections without a key cannot grow the coordinator's memory past t
   }
   peak = std::max(peak, PeakRssKiB(pid));
   int closed = 0;
-  for (auto& fd : fds) closed += !fd.valid() || ClosedByPeer(fd.get());
-  WARN("sent " << (total >> 20) << " MiB over " << kAttackers << " connections; coordinator VmHWM "
-               << (peak >> 10) << " MiB, VmRSS " << (RssKiB(pid) >> 10) << " MiB; " << closed
-               << " connections closed by it");
+  for (auto& fd : *fds) closed += !fd.valid() || ClosedByPeer(fd.get());
+  WARN("sent " << (total >> 20) << " MiB over " << kAttackers << " connections; VmHWM " << (peak >> 10)
+               << " MiB, VmRSS " << (RssKiB(pid) >> 10) << " MiB; " << closed << " connections closed by it");
+  return peak;
+}
+
+TEST_CASE("connections without a key cannot grow the coordinator's memory past the handshake bound",
+          "[preauth]") {
+  CurveCluster s;
+  s.Start();
+  std::vector<common::UniqueFd> fds;
+  const long peak = FloodHandshakes(s.c.port(0), "CURVE", s.c.coordinator().pid(), &fds);
   // Control: an authorized client is answered while the connections are open.
   RunOutput r = s.c.Cli({"groups", "--connect-timeout", "30"});
   INFO(r.err);
@@ -172,6 +178,31 @@ TEST_CASE("connections without a key cannot grow the coordinator's memory past t
   if (kRssMeaningful) CHECK(peak < kPreAuthBoundKiB);
   const std::string log = s.c.coordinator().Log();
   CHECK(log.find("event=handshake_limit") != std::string::npos);
+}
+
+TEST_CASE("connections that never finish a handshake cannot grow a standby's memory either", "[preauth]") {
+  HaCluster h(2);
+  h.StartCoordinator(0);
+  REQUIRE(h.WaitForLeader(30s) == 0);
+  Daemon& standby = h.StartCoordinator(1);
+  auto ping = [&] {
+    return RunProgram({kBin + "/cohort", "ping", "--coordinator", h.client_endpoint(1), "--connect-timeout", "30"},
+                      60s);
+  };
+  REQUIRE(WaitUntil([&] { return ping().out.find("standby") != std::string::npos; }, 30s));
+  // Without CURVE the handshake is ZMTP's NULL mechanism, and its frames
+  // are held the same way.
+  std::vector<common::UniqueFd> fds;
+  const std::string endpoint = h.client_endpoint(1);
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  const long peak = FloodHandshakes(port, "NULL", standby.pid(), &fds);
+  // Control: the standby still answers a client.
+  RunOutput r = ping();
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("standby") != std::string::npos);
+  if (kRssMeaningful) CHECK(peak < kPreAuthBoundKiB);
+  CHECK(standby.Log().find("event=handshake_limit") != std::string::npos);
 }
 
 TEST_CASE("idle connections are closed at the handshake limit and do not lock out a client", "[preauth]") {
