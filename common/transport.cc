@@ -1,7 +1,11 @@
 #include "common/transport.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <span>
 
 #include "common/codec.h"
@@ -86,9 +90,51 @@ void ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::rcvhwm, 100000);
 }
 
-Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound) {
+bool IsIpcFile(const std::string& endpoint) {
+  return endpoint.rfind("ipc://", 0) == 0 && endpoint.size() > 6 && endpoint[6] != '@';
+}
+
+namespace {
+
+// Gives the socket file its group, then its mode: it was made owner-only,
+// so nobody else can connect before both are in place.
+Status ApplyIpcAccess(const std::string& endpoint, const IpcAccess& ipc, mode_t umask_before) {
+  const std::string path = endpoint.substr(6);
+  auto failed = [&](const std::string& what) {
+    return Status::FailedPrecondition("cannot " + what + " of the socket " + path + ": " + std::strerror(errno));
+  };
+  if (ipc.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *ipc.group) != 0) return failed("set the group");
+  const mode_t mode = ipc.mode.value_or(0777 & ~umask_before);
+  if (::chmod(path.c_str(), mode) != 0) return failed("set the mode");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound, const IpcAccess& ipc) {
   try {
-    socket.bind(endpoint);
+    if (ipc.any() && IsIpcFile(endpoint)) {
+      // ZeroMQ binds in this thread, so the umask covers the socket file;
+      // anything another thread creates meanwhile is only made stricter.
+      const mode_t before = ::umask(0177);
+      try {
+        socket.bind(endpoint);
+      } catch (const zmq::error_t&) {
+        ::umask(before);
+        throw;
+      }
+      ::umask(before);
+      if (Status s = ApplyIpcAccess(endpoint, ipc, before); !s.ok()) {
+        try {
+          socket.unbind(endpoint);
+        } catch (const zmq::error_t&) {
+          // The daemon stops on the error returned; closing the socket unbinds.
+        }
+        return s;
+      }
+    } else {
+      socket.bind(endpoint);
+    }
     if (bound) *bound = socket.get(zmq::sockopt::last_endpoint);
     return Status::Ok();
   } catch (const zmq::error_t& e) {

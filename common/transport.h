@@ -8,6 +8,8 @@
 #ifndef COHORT_COMMON_TRANSPORT_H_
 #define COHORT_COMMON_TRANSPORT_H_
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +18,7 @@
 #include <zmq.hpp>
 
 #include "common/messages.h"
+#include "common/protocol.h"
 #include "common/status.h"
 
 namespace cohort::common {
@@ -51,12 +54,38 @@ bool SendMessage(zmq::socket_t& socket, const std::optional<std::string>& route,
 // dispatches is never dropped.
 void ConfigureSocket(zmq::socket_t& socket);
 
+// The largest frame (ZMQ_MAXMSGSIZE) each of the coordinator's ports
+// accepts, sized to the largest message it legitimately receives. ZeroMQ
+// applies it to handshake frames too, so it is also what one connection
+// that has not authenticated can make the coordinator hold.
+// Client port: a SUBMIT carrying a kMaxDocumentBytes group document.
+inline constexpr size_t kMaxClientFrameBytes = kMaxMessageBytes;  // 64 MiB
+// Worker port: a FINISHED with two kMaxOutputBytes tails and a
+// kMaxStringBytes error (33 MiB), or a REGISTER or HEARTBEAT listing
+// kMaxArgs held attempts with ids of kMaxNameBytes (under 38 MiB).
+inline constexpr size_t kMaxWorkerFrameBytes = 40u << 20;  // 40 MiB
+// Cancel port (PUB): subscriptions and the CURVE handshake's commands only.
+inline constexpr size_t kMaxCancelFrameBytes = 64u << 10;  // 64 KiB
+
+// Who may open the ipc:// (file system) sockets a daemon binds. Unset
+// fields leave what the umask and the process's group give.
+struct IpcAccess {
+  std::optional<mode_t> mode;
+  std::optional<gid_t> group;
+  bool any() const { return mode || group; }
+};
+
 // "tcp://127.0.0.1:5700" -> bound endpoint after a successful bind (resolves
 // a wildcard port). On failure a Status naming the endpoint and the reason:
 // FailedPrecondition when this host cannot give that address (in use, not
-// one of its own, a privileged port), InvalidArgument for a malformed
-// endpoint, Unavailable otherwise (see common/exit_codes.h).
-Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound = nullptr);
+// one of its own, a privileged port) or `ipc` cannot be applied to the
+// socket file, InvalidArgument for a malformed endpoint, Unavailable
+// otherwise (see common/exit_codes.h). An ipc:// file is made owner-only
+// and given `ipc`'s group and then its mode before anyone can connect.
+Status BindSocket(zmq::socket_t& socket, const std::string& endpoint, std::string* bound = nullptr,
+                  const IpcAccess& ipc = {});
+// Whether `endpoint` is an ipc:// socket in the file system (not abstract).
+bool IsIpcFile(const std::string& endpoint);
 
 // Whether `endpoint` is well formed for ZeroMQ (tcp://HOST:PORT, with PORT
 // a number or `*` when `for_bind`, ipc://PATH or inproc://NAME), without

@@ -1,5 +1,7 @@
 // cohort-coordinator: accepts groups from clients, schedules their steps on
 // workers, and cancels the rest of a group when one of its steps fails.
+#include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +62,9 @@ struct Flags {
   std::string state_dir, store = "sqlite", sync = "normal";
   std::string name, advertise_client, advertise_worker, metrics_endpoint;
   int leader_lease_ms = 4000;
+  int handshake_timeout_ms = 5000;
+  size_t max_handshakes = cohort::common::ConnectionLimits{}.max_handshakes, max_connections = 0;
+  std::string ipc_mode, ipc_group;
   uint64_t store_max_mb = 0;
   bool insecure = false;
   size_t max_groups = cohort::coordinator::SchedulerOptions{}.max_groups, max_steps = cohort::coordinator::SchedulerOptions{}.max_steps;
@@ -173,7 +178,62 @@ po::options_description OptionTable(Flags* f) {
        "the most of each output stream kept per attempt, whatever a worker sends (its --output-tail-kib "
        "should not be larger); the start of a longer tail is cut");
   opts.add(security);
+  po::options_description peers("Connections before they authenticate (docs/OPERATIONS.md)");
+  peers.add_options()
+      ("handshake-timeout-ms", po::value(&f->handshake_timeout_ms)->default_value(f->handshake_timeout_ms)
+           ->value_name("MS"),
+       "a connection that has not finished its handshake (CURVE or not) this long after it was accepted is closed")
+      ("max-handshakes", po::value(&f->max_handshakes)->default_value(f->max_handshakes)->value_name("N"),
+       "connections each port may have in their handshake at once; past it the newest is closed. Each may "
+       "hold one frame before it authenticates (64 MiB on the client port, 40 MiB on the worker port), so "
+       "this bounds what peers without a key can make the coordinator hold")
+      ("max-connections", po::value(&f->max_connections)->default_value(f->max_connections)->value_name("N"),
+       "connections open at once over all ports; past it the newest is closed (0: the descriptor limit, "
+       "RLIMIT_NOFILE, less 256 for the store, the log and ZeroMQ)")
+      ("ipc-mode", po::value(&f->ipc_mode)->value_name("MODE"),
+       "octal permissions of the ipc:// socket files bound, e.g. 0660 (default: as the umask leaves them); "
+       "with --ipc-group, the file-system access control of a shared single machine")
+      ("ipc-group", po::value(&f->ipc_group)->value_name("GROUP"),
+       "group given the ipc:// socket files bound (default: this process's group)");
+  opts.add(peers);
   return opts;
+}
+
+// The connection limits and the ipc:// permissions into the server's
+// options; -1, or exit code 2.
+int CheckConnectionFlags(Flags* f) {
+  ServerOptions& o = f->server;
+  if (f->handshake_timeout_ms < 100 || f->handshake_timeout_ms > 600000 || f->max_handshakes < 1) {
+    return UsageError(kProgram, "--handshake-timeout-ms must be from 100 to 600000 and --max-handshakes at least 1");
+  }
+  o.connection_limits.handshake_limit = std::chrono::milliseconds(f->handshake_timeout_ms);
+  o.connection_limits.max_handshakes = f->max_handshakes;
+  o.connection_limits.max_connections = f->max_connections;
+  if (f->max_connections == 0) {
+    rlimit nofile{};
+    const uint64_t limit = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? nofile.rlim_cur : 1024;
+    o.connection_limits.max_connections = cohort::common::ConnectionsFromFileLimit(limit);
+  }
+  if (f->ipc_mode.empty() && f->ipc_group.empty()) return -1;
+  if (!cohort::common::IsIpcFile(o.client_endpoint) && !cohort::common::IsIpcFile(o.worker_endpoint) &&
+      !cohort::common::IsIpcFile(o.cancel_endpoint)) {
+    return UsageError(kProgram, "--ipc-mode and --ipc-group apply to ipc:// endpoints in the file system, and no "
+                                "endpoint is one");
+  }
+  if (!f->ipc_mode.empty()) {
+    char* end = nullptr;
+    const unsigned long mode = std::strtoul(f->ipc_mode.c_str(), &end, 8);
+    if (*end != '\0' || mode > 0777) {
+      return UsageError(kProgram, "--ipc-mode: \"" + f->ipc_mode + "\" is not an octal mode such as 0660");
+    }
+    o.ipc.mode = static_cast<mode_t>(mode);
+  }
+  if (!f->ipc_group.empty()) {
+    const group* g = ::getgrnam(f->ipc_group.c_str());
+    if (g == nullptr) return UsageError(kProgram, "--ipc-group: no group named \"" + f->ipc_group + "\"");
+    o.ipc.group = g->gr_gid;
+  }
+  return -1;
 }
 
 // Exit code 2 and a line on stderr for flags that cannot work together; -1 if
@@ -249,7 +309,7 @@ int CheckFlags(Flags* f) {
                                     "  Or bind 127.0.0.1 / ipc:// only, or pass --insecure on a network you fully "
                                     "trust.");
   }
-  return -1;
+  return CheckConnectionFlags(f);
 }
 
 // The allowlists must be readable and protected before anything binds: a

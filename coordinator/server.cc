@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "common/codec.h"
 
@@ -77,16 +78,25 @@ Status Server::Bind() {
       if (Status s = common::MakeCurveServer(*socket, *options_.curve, domain); !s.ok()) return s;
     }
   }
-  if (Status s = common::BindSocket(clients_, options_.client_endpoint, &bound_client_); !s.ok()) return s;
-  if (Status s = common::BindSocket(workers_, options_.worker_endpoint, &bound_worker_); !s.ok()) return s;
-  if (Status s = common::BindSocket(cancels_, options_.cancel_endpoint, &bound_cancel_); !s.ok()) return s;
+  // Watched before they bind, so no connection goes uncounted.
+  for (auto [socket, name, frame] : {std::tuple{&clients_, "client", common::kMaxClientFrameBytes},
+                                     {&workers_, "worker", common::kMaxWorkerFrameBytes},
+                                     {&cancels_, "cancel", common::kMaxCancelFrameBytes}}) {
+    if (Status s = guard_.Watch(*socket, name, frame); !s.ok()) return s;
+  }
+  const common::IpcAccess& ipc = options_.ipc;
+  if (Status s = common::BindSocket(clients_, options_.client_endpoint, &bound_client_, ipc); !s.ok()) return s;
+  if (Status s = common::BindSocket(workers_, options_.worker_endpoint, &bound_worker_, ipc); !s.ok()) return s;
+  if (Status s = common::BindSocket(cancels_, options_.cancel_endpoint, &bound_cancel_, ipc); !s.ok()) return s;
   LogInfo("listening")
       .Kv("client", bound_client_)
       .Kv("worker", bound_worker_)
       .Kv("cancel", bound_cancel_)
       .Kv("heartbeat-ms", options_.heartbeat_ms)
       .Kv("liveness", options_.liveness)
-      .Kv("curve", options_.curve.has_value());
+      .Kv("curve", options_.curve.has_value())
+      .Kv("max-handshakes", options_.connection_limits.max_handshakes)
+      .Kv("max-connections", options_.connection_limits.max_connections);
   return Status::Ok();
 }
 
@@ -160,6 +170,7 @@ bool Server::Wait(const common::StopSignal& stop, common::StopSignal* reload, Re
   if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
   const int reload_at = reload ? static_cast<int>(items.size()) : -1;
   if (reload) items.push_back({nullptr, reload->fd(), ZMQ_POLLIN, 0});
+  guard_.AddTo(&items);
   metrics_.AddTo(&items);
   try {
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(now, NextWake())));
@@ -183,6 +194,8 @@ bool Server::Turn(const Ready& ready, common::StopSignal* reload, common::Envelo
   if (!KeepLease(now)) return false;
   // A commit that landed sends what waited for it before anything new.
   if (!PollCommit(now)) return false;
+  // Before the ZAP requests: a connection over a cap is cut, not answered.
+  guard_.Drain(now);
   if (ready.reload && reload->Consume()) {
     if (zap_) {
       if (options_.notifier) options_.notifier->Reloading();

@@ -39,6 +39,7 @@
 
 #include <zmq.hpp>
 
+#include "common/connection_guard.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/messages.h"
@@ -79,6 +80,10 @@ struct ServerOptions {
   std::optional<common::CurveKeyPair> curve;
   std::string authorized_clients, authorized_workers;
   std::string admin_clients;  // "" = none: no client reaches another's groups
+  // What peers still in their handshake may hold (common/connection_guard.h),
+  // and who may open the ipc:// sockets bound.
+  common::ConnectionLimits connection_limits;
+  common::IpcAccess ipc;
   size_t max_groups_per_client = 0;  // 0 = no limit
   size_t max_waits_per_client = kDefaultMaxWaitsPerClient;
   // The longest output tail kept of one attempt's stream; a worker that
@@ -269,6 +274,8 @@ class Server {
   zmq::socket_t workers_;
   zmq::socket_t cancels_;
   std::unique_ptr<ZapHandler> zap_;  // with CURVE only
+  // Declared after the sockets it watches: its monitors close first.
+  common::ConnectionGuard guard_{context_, options_.connection_limits};
   std::string bound_client_, bound_worker_, bound_cancel_;
 
   Scheduler core_;

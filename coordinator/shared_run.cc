@@ -82,9 +82,10 @@ int RunShared(SharedOptions shared, const ServerOptions& base, const common::Sto
     if (!OpenStore(shared.conninfo, stop, &store, &code, base.notifier)) return code;
     Leader won;
     {
-      StandbyOptions so{base.client_endpoint, base.worker_endpoint, me,           base.curve,
-                        base.authorized_clients, base.authorized_workers, base.admin_clients, base.started,
-                        base.notifier,           base.metrics};
+      StandbyOptions so{base.client_endpoint,    base.worker_endpoint,     me,
+                        base.curve,               base.authorized_clients,  base.authorized_workers,
+                        base.admin_clients,       base.started,             base.notifier,
+                        base.metrics,             base.connection_limits,   base.ipc};
       Standby standby(std::move(so), store.get(), &lease);
       if (Status s = standby.Bind(); !s.ok()) {
         LogError("bind_failed").Kv("error", s.message());

@@ -48,8 +48,10 @@ Status Standby::Bind() {
       if (Status s = common::MakeCurveServer(*socket, *options_.curve, domain); !s.ok()) return s;
     }
   }
-  if (Status s = common::BindSocket(clients_, options_.client_endpoint); !s.ok()) return s;
-  if (Status s = common::BindSocket(workers_, options_.worker_endpoint); !s.ok()) return s;
+  if (Status s = guard_.Watch(clients_, "client", common::kMaxClientFrameBytes); !s.ok()) return s;
+  if (Status s = guard_.Watch(workers_, "worker", common::kMaxWorkerFrameBytes); !s.ok()) return s;
+  if (Status s = common::BindSocket(clients_, options_.client_endpoint, nullptr, options_.ipc); !s.ok()) return s;
+  if (Status s = common::BindSocket(workers_, options_.worker_endpoint, nullptr, options_.ipc); !s.ok()) return s;
   LogInfo("standby")
       .Kv("name", options_.me.holder)
       .Kv("client", options_.client_endpoint)
@@ -94,6 +96,7 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
         {nullptr, stop.fd(), ZMQ_POLLIN, 0},
     });
     if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
+    guard_.AddTo(&items);
     metrics.AddTo(&items);
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(common::PollTimeoutMs(Clock::now(), wake)));
@@ -107,6 +110,8 @@ Standby::Outcome Standby::Run(const common::StopSignal& stop, Leader* won) {
       if (options_.notifier) options_.notifier->Stopping("stopping: " + StatusLine());
       return Outcome::kStopped;
     }
+    // Before the ZAP requests: a connection over a cap is cut, not answered.
+    guard_.Drain(Clock::now());
     if (zap_ && (items[3].revents & ZMQ_POLLIN)) zap_->HandleRequests(Clock::now());
     AnswerWorkers();
     AnswerClients();

@@ -19,6 +19,7 @@
 
 #include <zmq.hpp>
 
+#include "common/connection_guard.h"
 #include "common/curve_keys.h"
 #include "common/daemon.h"
 #include "common/log.h"
@@ -26,6 +27,7 @@
 #include "common/systemd_notify.h"
 #include "common/metrics_server.h"
 #include "common/time.h"
+#include "common/transport.h"
 #include "coordinator/leader_lease.h"
 #include "coordinator/leadership.h"
 #include "coordinator/zap_handler.h"
@@ -41,6 +43,9 @@ struct StandbyOptions {
   common::Time started{};  // when the process started, for PING
   common::SystemdNotifier* notifier = nullptr;  // null: none; outlives the Standby
   common::MetricsServer* metrics = nullptr;     // likewise
+  // As the leader's: a standby binds the same ports, to the same peers.
+  common::ConnectionLimits connection_limits;
+  common::IpcAccess ipc;
 };
 
 // The refusal a standby answers with: what this coordinator is and who
@@ -74,6 +79,7 @@ class Standby {
   zmq::socket_t clients_;
   zmq::socket_t workers_;
   std::unique_ptr<ZapHandler> zap_;
+  common::ConnectionGuard guard_{context_, options_.connection_limits};  // after the sockets it watches
   std::optional<Leader> leader_;  // as the last campaign found it
   std::string trouble_;           // why the last campaign failed, "" when it did not
   common::RateLimiter trouble_log_{1, std::chrono::seconds(10)};

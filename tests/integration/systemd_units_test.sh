@@ -76,6 +76,11 @@ coordinator_options=(
   max-steps-per-group=0
   max-waits-per-client=1000
   max-output-tail-kib=1024
+  handshake-timeout-ms=5000
+  max-handshakes=4
+  max-connections=0
+  ipc-mode=
+  ipc-group=
 )
 worker_options=(
   coordinator=tcp://127.0.0.1:5701
