@@ -46,12 +46,12 @@ struct ConnectionLimits {
   // Connections one socket may have in their handshake at once; past it
   // the newest is cut. Each may hold one frame of the socket's
   // ZMQ_MAXMSGSIZE before it authenticates.
-  size_t max_handshakes = 4;
+  size_t max_handshakes = 16;
   // Connections all the watched sockets may have open together, in their
   // handshake or not; 0 = no cap.
   size_t max_connections = 0;
   // ZMQ_HANDSHAKE_IVL: how long ZeroMQ lets a handshake take.
-  Duration handshake_limit = std::chrono::seconds(5);
+  Duration handshake_limit = std::chrono::seconds(10);
 };
 
 // The default --max-connections from the descriptor limit: what is left of

@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "common/unique_fd.h"
+#include "common/utf8.h"
 
 namespace cohort::common {
 namespace {
@@ -201,8 +202,10 @@ Status LoadAllowlist(const std::string& dir, std::map<std::string, AllowlistEntr
   if (Status s = CheckTrusted(st, "key directory", dir, false); !s.ok()) return s;
   // The listing gets a descriptor of its own; entries are opened relative to
   // `fd`, the directory that was checked, whatever its path points at now.
-  DIR* d = ::fdopendir(::dup(fd.get()));
+  UniqueFd listing(::dup(fd.get()));
+  DIR* d = listing.valid() ? ::fdopendir(listing.get()) : nullptr;
   if (!d) return Status::IoError("cannot list the key directory " + dir + ": " + Errno(errno));
+  listing.Release();  // the DIR owns it now
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
@@ -241,6 +244,14 @@ Status LoadAllowlist(const std::string& dir, std::map<std::string, AllowlistEntr
       continue;
     }
     entry.name = n.substr(0, n.size() - kKeySuffix.size());
+    // The name goes into logs, group ids and messages to workers: printable
+    // UTF-8 only, so a file name cannot break any of them.
+    if (FirstInvalidUtf8(entry.name) != std::string::npos ||
+        std::any_of(entry.name.begin(), entry.name.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+      problems->push_back(path + ": the name before .key must be printable UTF-8; ignored");
+      continue;
+    }
     entry.origin = path;
     entries->emplace(key, std::move(entry));
   }

@@ -103,7 +103,16 @@ Status ApplyIpcAccess(const std::string& endpoint, const IpcAccess& ipc, mode_t 
   auto failed = [&](const std::string& what) {
     return Status::FailedPrecondition("cannot " + what + " of the socket " + path + ": " + std::strerror(errno));
   };
-  if (ipc.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *ipc.group) != 0) return failed("set the group");
+  // The path must still be the socket just bound, not a link put in its
+  // place by whoever may write the directory, which chown and chmod would
+  // follow to another file.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return failed("look at the file");
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
+    errno = EPERM;
+    return failed("trust the file (it is no longer the socket this program bound)");
+  }
+  if (ipc.group && ::lchown(path.c_str(), static_cast<uid_t>(-1), *ipc.group) != 0) return failed("set the group");
   const mode_t mode = ipc.mode.value_or(0777 & ~umask_before);
   if (::chmod(path.c_str(), mode) != 0) return failed("set the mode");
   return Status::Ok();

@@ -62,7 +62,7 @@ struct Flags {
   std::string state_dir, store = "sqlite", sync = "normal";
   std::string name, advertise_client, advertise_worker, metrics_endpoint;
   int leader_lease_ms = 4000;
-  int handshake_timeout_ms = 5000;
+  int handshake_timeout_ms = 10000;
   size_t max_handshakes = cohort::common::ConnectionLimits{}.max_handshakes, max_connections = 0;
   std::string ipc_mode, ipc_group;
   uint64_t store_max_mb = 0;

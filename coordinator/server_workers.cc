@@ -59,15 +59,27 @@ void Server::RevokeWorkers(Time now) {
   // Which keys are admitted is the allowlist's answer (ZapHandler); the core
   // hears of each revoked worker as an ordinary loss.
   for (const WorkerView& w : core_.Workers()) {
-    if (zap_->Admits(kWorkerDomain, w.user_id)) continue;
+    // A grant narrowed by the reload binds workers registered before it, as
+    // a removed key does.
+    const WorkerGrant* grant = zap_->Admits(kWorkerDomain, w.user_id) ? zap_->GrantOf(w.user_id) : nullptr;
+    common::RegisterMsg as_joined;
+    as_joined.name = w.name;
+    as_joined.slots = static_cast<uint32_t>(w.slots);
+    as_joined.agents = w.agents;
+    Status within = grant ? CheckRegistration(*grant, as_joined) : Status::FailedPrecondition(kKeyRevoked);
+    if (within.ok()) continue;
     LogWarn("worker_revoked")
         .Kv("worker", w.name)
         .Kv("key-name", UserIdName(w.user_id))
-        .Kv("key", UserIdKey(w.user_id));
+        .Kv("key", UserIdKey(w.user_id))
+        .Kv("reason", within.message());
     auto route = route_of_.find(w.name);
-    if (route != route_of_.end()) Refuse(route->second, kKeyRevoked);
+    if (route != route_of_.end()) Refuse(route->second, within.message());
     // w comes from the core's own list of live workers.
-    core_.Lose(w.name, "its key was removed from the allowlist or replaced", now, &actions_).IgnoreError();
+    core_.Lose(w.name, grant ? "its key's grant no longer allows it: " + within.message()
+                             : "its key was removed from the allowlist or replaced",
+               now, &actions_)
+        .IgnoreError();
     Forget(w.name);
   }
   Apply(now);

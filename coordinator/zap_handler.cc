@@ -93,6 +93,21 @@ Status ZapHandler::Start() {
 void ZapHandler::Reload() {
   LoadOne(clients_dir_, "client", &clients_);
   if (!admins_dir_.empty()) LoadOne(admins_dir_, "admin", &admins_);
+  // A client is known by its key's name: two keys under one name in the two
+  // lists would share a client's groups, and an admin's rights would be
+  // granted by name. The admin entry is left out until one is renamed.
+  std::set<std::string> client_names;
+  for (const auto& [key, entry] : clients_) client_names.insert(entry.name);
+  for (auto it = admins_.begin(); it != admins_.end();) {
+    if (!clients_.count(it->first) && client_names.count(it->second.name)) {
+      LogWarn("allowlist_file_skipped").Kv("role", "admin")
+          .Kv("error", it->second.origin + ": another key has the name \"" + it->second.name +
+                           "\" in the clients' allowlist; rename one");
+      it = admins_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   if (LoadOne(workers_dir_, "worker", &workers_)) {
     // A key whose grant cannot be read is left out: admitting it with no
     // limits would undo what its entry meant to say.

@@ -179,12 +179,17 @@ COHORT_CHILD_CODE int InitMain(void* raw) {
   // The step's stdio in place for it to inherit, the status pipe at a known
   // number, and nothing else of the worker's: the init never execs, so
   // close-on-exec does not close anything for it.
-  if (args->status_fd != kStatusFd && syscall(SYS_dup3, args->status_fd, kStatusFd, O_CLOEXEC) < 0) {
-    syscall(SYS_exit_group, kChildFailedExit);  // the worker sees EOF
-  }
+  // Stdio first: its sources are above 2 but one may be kStatusFd itself,
+  // which moving the status pipe there would overwrite. A failure is
+  // reported on the status pipe where it still is.
   if (syscall(SYS_dup3, args->stdin_fd, 0, 0) < 0 || syscall(SYS_dup3, args->stdout_fd, 1, 0) < 0 ||
       syscall(SYS_dup3, args->stderr_fd, 2, 0) < 0) {
-    InitFail(ChildStage::kStdio, errno);
+    const int error = errno;
+    Report(args->status_fd, InitReport::kFailed, static_cast<int32_t>(ChildStage::kStdio), error);
+    syscall(SYS_exit_group, kChildFailedExit);
+  }
+  if (args->status_fd != kStatusFd && syscall(SYS_dup3, args->status_fd, kStatusFd, O_CLOEXEC) < 0) {
+    syscall(SYS_exit_group, kChildFailedExit);  // the worker sees EOF
   }
   syscall(SYS_close_range, kStatusFd + 1U, ~0U, 0U);
 

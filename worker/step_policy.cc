@@ -186,8 +186,12 @@ bool CodeLoadingVariable(std::string_view name) {
       // make: flags and makefiles of the caller's choosing
       "MAKEFLAGS", "MFLAGS", "MAKEFILES",
       // git: commands it runs, and where its configuration comes from
-      "GIT_DIR", "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_PAGER", "GIT_EDITOR", "GIT_ASKPASS",
-      "GIT_PROXY_COMMAND", "GIT_EXTERNAL_DIFF", "GIT_TEMPLATE_DIR"};
+      "GIT_DIR", "GIT_COMMON_DIR", "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_PAGER", "GIT_EDITOR",
+      "GIT_ASKPASS", "GIT_PROXY_COMMAND", "GIT_EXTERNAL_DIFF", "GIT_TEMPLATE_DIR",
+      // where programs read their configuration, as HOME is (git reads
+      // $XDG_CONFIG_HOME/git/config), and the commands they start for you
+      "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME", "XDG_DATA_DIRS", "OPENSSL_CONF", "LUA_INIT",
+      "PAGER", "EDITOR", "VISUAL", "LESSOPEN", "LESSCLOSE", "SSH_ASKPASS"};
   // LD_*; BASH_FUNC_name%% (a function bash imports, which overrides the
   // command `name`); GIT_CONFIG, GIT_CONFIG_COUNT, _KEY_n, _VALUE_n, ...
   static constexpr std::string_view kPrefixes[] = {"LD_", "BASH_FUNC_", "GIT_CONFIG"};

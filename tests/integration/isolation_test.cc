@@ -2,6 +2,8 @@
 // another's groups, a worker key claiming more than the operator granted it,
 // and one key flooding the coordinator. Each refusal comes with a control that
 // succeeds, so a test cannot pass because nothing worked at all.
+#include <signal.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -247,6 +249,30 @@ TEST_CASE("a worker key registers only as what the operator granted it", "[secur
   CHECK(Answer(plain, Registration("w1", 1, {"gpu"})).find("\"gpu\"") != std::string::npos);
   CHECK(Answer(plain, Registration("w1", 4000000000u, {})).find("max-slots") != std::string::npos);
   CHECK(Answer(plain, Registration("w1", 1, {})) == "welcome");
+}
+
+TEST_CASE("a grant narrowed by a reload cuts off a worker registered under the old one", "[security][worker-keys]") {
+  SecureCluster s;
+  Grant(s.keys, "w1", {"labels = \"gpu, ssd\""});
+  s.Start();
+  s.c.StartWorker("w1", 2, {"--agents", "gpu,ssd", "--curve-secret-key", s.keys.Secret("w1"), "--coordinator-key",
+                            s.keys.Public("coordinator")});
+  REQUIRE(s.c.HasWorker("w1"));
+  Grant(s.keys, "w1", {"labels = \"ssd\""});
+  s.c.coordinator().Kill(SIGHUP);
+  REQUIRE(WaitUntil([&] {
+    return s.c.coordinator().Log().find("event=worker_revoked worker=w1") != std::string::npos;
+  }, 20s));
+  const std::string log = s.c.coordinator().Log();
+  const size_t at = log.find("event=worker_revoked worker=w1");
+  const std::string line = log.substr(at, log.find('\n', at) - at);
+  INFO(line);
+  CHECK(line.find("gpu") != std::string::npos);
+  CHECK(line.find("not granted") != std::string::npos);
+  // Its next registration, with the same labels, is refused with the reason.
+  CHECK(WaitUntil([&] { return s.c.coordinator().Log().find("event=worker_refused worker=w1") != std::string::npos; },
+                  20s));
+  CHECK_FALSE(s.c.HasWorker("w1"));
 }
 
 TEST_CASE("a label flood from one worker key is refused before it is held", "[security][worker-keys]") {

@@ -296,7 +296,8 @@ TEST_CASE("step policy: --allowed-env names and prefixes, never PATH, HOME or co
   CHECK(CheckEnv(wide, "HOME").message() == Refusal("HOME", kWorkers));
   for (const char* name : {"SHELLOPTS", "PS4", "BASH_FUNC_ls%%", "BASH_FUNC_x", "MAKEFLAGS", "GIT_CONFIG_COUNT",
                            "GIT_CONFIG_PARAMETERS", "GIT_SSH_COMMAND", "JAVA_TOOL_OPTIONS", "PERLLIB",
-                           "PYTHONUSERBASE", "LD_PRELOAD", "BASH_ENV"}) {
+                           "PYTHONUSERBASE", "LD_PRELOAD", "BASH_ENV", "XDG_CONFIG_HOME", "GIT_COMMON_DIR",
+                           "OPENSSL_CONF", "LUA_INIT", "PAGER", "EDITOR", "LESSOPEN"}) {
     INFO(name);
     CHECK(CheckEnv(wide, name).message() == Refusal(name, kRunsCode));
   }

@@ -203,6 +203,18 @@ TEST_CASE("an allowlist entry is opened inside its directory: no symlink, no fif
   REQUIRE(problems.size() == 2);
   CHECK(problems[0].find(dir + "/mallory.key: a symbolic link") == 0);
   CHECK(problems[1].find(dir + "/stall.key is not a regular file") == 0);
+
+  // A name goes into logs and group ids: control bytes and broken UTF-8 are
+  // refused, named.
+  ::unlink((dir + "/mallory.key").c_str());
+  ::unlink((dir + "/stall.key").c_str());
+  Write(dir + "/bad\x01name.key", ZcertText(b, false));
+  Write(dir + "/bad\xffname.key", ZcertText(b, false));
+  problems.clear();
+  REQUIRE(LoadAllowlist(dir, &keys, &problems).ok());
+  CHECK(keys == std::map<std::string, std::string>{{a.public_z85, "alice"}});
+  REQUIRE(problems.size() == 2);
+  CHECK(problems[0].find("the name before .key must be printable UTF-8") != std::string::npos);
 }
 
 TEST_CASE("an allowlist entry carries the metadata the operator wrote next to the key", "[unit][keys]") {

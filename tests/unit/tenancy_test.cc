@@ -7,10 +7,20 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <zmq.hpp>
+
+#include "common/curve_keys.h"
 #include "coordinator/client_limits.h"
 #include "coordinator/group_access.h"
 #include "coordinator/worker_grant.h"
+#include "coordinator/zap_handler.h"
 #include "tests/unit/scheduler_harness.h"
+#include "tests/unit/temp_dir.h"
 
 namespace cohort::coordinator {
 namespace {
@@ -128,6 +138,52 @@ TEST_CASE("a worker key's entry grants a name, slots and labels, and nothing mor
   CHECK(ParseWorkerGrant(Entry({{"labels", many}}), &g).message().find("a worker may offer at most 64") !=
         std::string::npos);
   CHECK_FALSE(ParseWorkerGrant(Entry({{"worker-name", ""}}), &g).ok());
+}
+
+// A public key file `name`.key in `dir`, with `metadata` lines before the key.
+common::CurveKeyPair KeyFile(const std::string& dir, const std::string& name,
+                             const std::vector<std::string>& metadata = {}) {
+  common::CurveKeyPair k;
+  REQUIRE(common::GenerateKeyPair(&k).ok());
+  std::ofstream out(dir + "/" + name + ".key");
+  out << "metadata\n";
+  for (const std::string& line : metadata) out << "    " << line << "\n";
+  out << "curve\n    public-key = \"" << k.public_z85 << "\"\n";
+  return k;
+}
+
+TEST_CASE("ZAP admits admin keys on the client port, grants worker keys, refuses a name in two lists",
+          "[unit][tenancy]") {
+  testing::TempDir d;
+  const std::string clients = d.path + "/clients", workers = d.path + "/workers", admins = d.path + "/admins";
+  for (const std::string& dir : {clients, workers, admins}) REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  auto alice = KeyFile(clients, "alice");
+  auto root = KeyFile(admins, "root");
+  auto twin = KeyFile(admins, "alice");  // another key under a client's name
+  auto node = KeyFile(workers, "node7", {"worker-name = \"gpu-7\"", "labels = \"gpu\""});
+  auto broken = KeyFile(workers, "node8", {"max-slots = \"many\""});
+  zmq::context_t context(1);
+  ZapHandler zap(context, clients, workers, admins);
+  REQUIRE(zap.Start().ok());
+
+  ZapVerdict v = zap.Authorize({kClientDomain, "10.0.0.1", "CURVE", root.public_z85});
+  REQUIRE(v.allowed);
+  CHECK(zap.IsAdmin(v.user_id));
+  v = zap.Authorize({kClientDomain, "10.0.0.1", "CURVE", alice.public_z85});
+  REQUIRE(v.allowed);
+  CHECK_FALSE(zap.IsAdmin(v.user_id));
+  // The second "alice" would share alice's groups, with an admin's rights.
+  CHECK_FALSE(zap.Authorize({kClientDomain, "10.0.0.1", "CURVE", twin.public_z85}).allowed);
+  CHECK_FALSE(zap.Authorize({kWorkerDomain, "10.0.0.1", "CURVE", root.public_z85}).allowed);
+
+  v = zap.Authorize({kWorkerDomain, "10.0.0.1", "CURVE", node.public_z85});
+  REQUIRE(v.allowed);
+  const WorkerGrant* g = zap.GrantOf(v.user_id);
+  REQUIRE(g);
+  CHECK(g->name == "gpu-7");
+  CHECK(g->labels == std::set<std::string>{"gpu"});
+  // A grant that cannot be read admits nothing, rather than everything.
+  CHECK_FALSE(zap.Authorize({kWorkerDomain, "10.0.0.1", "CURVE", broken.public_z85}).allowed);
 }
 
 }  // namespace
