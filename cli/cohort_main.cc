@@ -1,6 +1,5 @@
 // cohort: the command-line client. Submits groups, watches them, cancels them.
-// Exit status: 0 completed, 1 failed or cancelled (or not found), 2 bad usage
-// or invalid spec, 3 coordinator unreachable (or full: try again later).
+// Exit status: see cli/exit_codes.h (and kUsage below).
 #include <unistd.h>
 
 #include <cstdlib>
@@ -44,7 +43,7 @@ using cohort::common::Status;
 using Json = nlohmann::json;
 
 const char* kUsage =
-    "Usage: cohort COMMAND [options]\n"
+    "Usage: cohort [connection options] COMMAND [options]\n"
     "\n"
     "Runs groups of shell commands on a cohort cluster. A group succeeds or fails as a\n"
     "whole: when one step fails for good, the coordinator cancels the others.\n"
@@ -67,9 +66,18 @@ const char* kUsage =
     "  keygen NAME            write a CURVE key pair: NAME.key (public) and\n"
     "                         NAME.key_secret (mode 0600); see docs/SECURITY.md\n"
     "\n"
-    "Run `cohort COMMAND --help` for a command's options.\n"
-    "Exit status: 0 group completed, 1 group failed or cancelled, 2 bad usage or\n"
-    "invalid group, 3 coordinator unreachable or full (try again later).\n"
+    "Run `cohort COMMAND --help` for a command's options. The connection options\n"
+    "(--coordinator, --connect-timeout, --json, --jsonl, --coordinator-key,\n"
+    "--curve-secret-key) go before the command or after it.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  done: the group completed, or the command did what it was asked (cancel\n"
+    "     of a group that had already finished says so and exits 0)\n"
+    "  1  the group failed or was cancelled, or the coordinator refused the request\n"
+    "  2  bad usage: an unknown option, an invalid group, a wrong port\n"
+    "  3  the coordinator did not answer in time, or is full (try again later)\n"
+    "  4  no such group, step or worker (or not one of yours)\n"
+    "\n"
     "Environment: COHORT_COORDINATOR, COHORT_COORDINATOR_KEY and COHORT_SECRET_KEY are\n"
     "the defaults for --coordinator, --coordinator-key and --curve-secret-key.\n";
 
@@ -388,16 +396,21 @@ int ListCommand(const std::string& name, std::vector<std::string> args) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+  std::string error;
+  const size_t at = cohort::cli::CommandIndex(args, &error);
+  if (!error.empty()) return Fail(kExitUsage, error);
+  if (at == args.size() || args[at] == "--help" || args[at] == "-h" || args[at] == "help") {
     std::cout << kUsage;
-    return args.empty() ? kExitUsage : kExitOk;
+    return at == args.size() ? kExitUsage : kExitOk;
   }
-  if (args[0] == "--version") {
+  if (args[at] == "--version") {
     std::cout << "cohort " << cohort::common::kVersion << "\n";
     return kExitOk;
   }
-  const std::string cmd = args[0];
-  args.erase(args.begin());
+  const std::string cmd = args[at];
+  // The connection options given before the command go to its parser, as
+  // if given after it.
+  args.erase(args.begin() + static_cast<std::ptrdiff_t>(at));
   try {
     if (cmd == "submit") return Submit(args);
     if (cmd == "status" || cmd == "wait" || cmd == "cancel") return GroupCommand(cmd, args);

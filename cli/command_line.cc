@@ -1,5 +1,6 @@
 #include "cli/command_line.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -30,8 +31,9 @@ po::options_description CommonOptions(Common* c) {
   po::options_description d("Connection");
   d.add_options()
       ("coordinator", po::value(&c->coordinator)->default_value(c->coordinator)->value_name("EP"),
-       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700); several, "
-       "separated by commas, for coordinators sharing a PostgreSQL database: the leader is found among them")
+       "the coordinator's client endpoint (default: $COHORT_COORDINATOR or tcp://127.0.0.1:5700); HOST:PORT "
+       "means tcp://HOST:PORT; several, separated by commas, for coordinators sharing a PostgreSQL database: "
+       "the leader is found among them")
       ("connect-timeout", po::value(&c->timeout_s)->default_value(c->timeout_s)->value_name("S"),
        "seconds to wait for the coordinator to answer before giving up (exit 3); while waiting for a "
        "group (wait, submit --wait), the longest the coordinator may stay unreachable: the wait goes on "
@@ -53,13 +55,78 @@ int Fail(int code, const std::string& message) {
   return code;
 }
 
-// Parses a subcommand's arguments. Returns -1 to go on, else an exit code.
+size_t CommandIndex(const std::vector<std::string>& args, std::string* error) {
+  Common ignored;
+  const po::options_description common = CommonOptions(&ignored);
+  size_t i = 0;
+  while (i < args.size() && args[i].starts_with("--") && args[i] != "--help" && args[i] != "--version") {
+    const std::string& arg = args[i];
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    // Abbreviations are matched as the command's own parser will match them.
+    const po::option_description* o = name.empty() ? nullptr : common.find_nothrow(name, true);
+    if (!o) {
+      *error = "unknown option " + arg + " before the command (only the connection options, shown by "
+               "`cohort status --help`, may come first; see cohort --help)";
+      return args.size();
+    }
+    const bool takes_value = o->semantic()->max_tokens() > 0 && eq == std::string::npos;
+    if (takes_value && i + 1 >= args.size()) {
+      *error = "option " + arg + " needs a value (see cohort --help)";
+      return args.size();
+    }
+    i += takes_value ? 2 : 1;
+  }
+  return i;
+}
+
+namespace {
+
+// The long names a positional description fills: internal names such as
+// "group" that the usage line already shows as GROUP.
+std::vector<std::string> PositionalNames(const po::positional_options_description& pos) {
+  std::vector<std::string> names;
+  // Unlimited positions repeat the last name: a distinct name each is enough.
+  for (unsigned i = 0; i < pos.max_total_count() && i < 64; ++i) {
+    const std::string& name = pos.name_for_position(i);
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  return names;
+}
+
+// The options a person can type, in two parts: the command's own, then the
+// connection options every command shares. Positional options, and those
+// without a description, are left out: they are internal names filled from
+// the words after the command.
+void PrintOptions(const po::options_description& opts, const po::positional_options_description& pos,
+                  std::ostream& out) {
+  Common ignored;
+  const po::options_description common = CommonOptions(&ignored);
+  const std::vector<std::string> hidden = PositionalNames(pos);
+  po::options_description own("Options"), connection("Connection");
+  for (const auto& o : opts.options()) {
+    if (o->description().empty() || std::find(hidden.begin(), hidden.end(), o->long_name()) != hidden.end()) {
+      continue;
+    }
+    (common.find_nothrow(o->long_name(), false) ? connection : own).add(o);
+  }
+  const unsigned width = std::max(own.get_option_column_width(), connection.get_option_column_width());
+  own.print(out, width);
+  if (!connection.options().empty()) {
+    out << "\n";
+    connection.print(out, width);
+  }
+}
+
+}  // namespace
+
 int Parse(const std::vector<std::string>& args, const std::string& usage, po::options_description& opts,
           const po::positional_options_description& pos, po::variables_map* vm) {
   try {
     po::store(po::command_line_parser(args).options(opts).positional(pos).run(), *vm);
     if (vm->count("help")) {
-      std::cout << usage << "\n" << opts << "\n";
+      std::cout << usage << "\n\n";
+      PrintOptions(opts, pos, std::cout);
       return kExitOk;
     }
     po::notify(*vm);
@@ -67,16 +134,6 @@ int Parse(const std::vector<std::string>& args, const std::string& usage, po::op
     return Fail(kExitUsage, std::string(e.what()) + " (see --help)");
   }
   return -1;
-}
-
-int StatusExit(const Status& s) {
-  switch (s.code()) {
-    case Status::Code::kOk: return kExitOk;
-    case Status::Code::kUnavailable: return kExitUnreachable;
-    case Status::Code::kInvalidArgument:
-    case Status::Code::kAlreadyExists: return kExitUsage;
-    default: return kExitFailed;
-  }
 }
 
 Json ParseBody(const std::string& body) {

@@ -12,16 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/exit_codes.h"
 #include "common/secure_options.h"
 #include "common/status.h"
 
 namespace cohort::cli {
-
-// The exit codes every command shares (documented in `cohort --help`).
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
 
 struct Common {
   std::string coordinator;
@@ -36,12 +31,19 @@ struct Common {
 boost::program_options::options_description CommonOptions(Common* c);
 // Prints "cohort: MESSAGE" on stderr; returns `code`.
 int Fail(int code, const std::string& message);
-// Parses a subcommand's arguments. Returns -1 to go on, else an exit code.
+// The index in `args` (argv after the program name) of the command word:
+// connection options may come before it, as git and kubectl take theirs
+// (`cohort --coordinator EP status G`). args.size() when there is none, or
+// when `*error` is set: an option before the command that is not one of the
+// connection options, or lacks its value. "--help" and "--version" count as
+// the command word.
+size_t CommandIndex(const std::vector<std::string>& args, std::string* error);
+// Parses a subcommand's arguments; --help prints `usage` and the options a
+// person types (not the positional ones). Returns -1 to go on, else an exit code.
 int Parse(const std::vector<std::string>& args, const std::string& usage,
           boost::program_options::options_description& opts,
           const boost::program_options::positional_options_description& pos,
           boost::program_options::variables_map* vm);
-int StatusExit(const common::Status& s);
 // A reply's JSON body, or null when it is not JSON.
 nlohmann::json ParseBody(const std::string& body);
 // Loads the CURVE keys the flags name. -1 to go on, else an exit code.

@@ -190,6 +190,11 @@ Status CheckEndpoint(const std::string& endpoint, bool for_bind) {
   return Status::Ok();
 }
 
+std::string NormalizeEndpoint(const std::string& endpoint) {
+  if (endpoint.empty() || endpoint.find("://") != std::string::npos) return endpoint;
+  return "tcp://" + endpoint;
+}
+
 Status ConnectSocket(zmq::socket_t& socket, const std::string& endpoint) {
   try {
     socket.connect(endpoint);

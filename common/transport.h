@@ -91,6 +91,10 @@ bool IsIpcFile(const std::string& endpoint);
 // a number or `*` when `for_bind`, ipc://PATH or inproc://NAME), without
 // binding or connecting: for --check-config. InvalidArgument naming it.
 Status CheckEndpoint(const std::string& endpoint, bool for_bind);
+// "host:5700" -> "tcp://host:5700": an endpoint given without a scheme is a
+// TCP one, as people write it for ssh, curl or docker. One with a scheme is
+// returned as it is.
+std::string NormalizeEndpoint(const std::string& endpoint);
 Status ConnectSocket(zmq::socket_t& socket, const std::string& endpoint);
 
 constexpr size_t kMaxFramesRead = 8;

@@ -67,6 +67,14 @@ void Server::OnClient(const common::Envelope& env, Time now) {
   if (!req) {
     BadMessage("client", Status::Corruption(std::string(common::CommandName(msg)) + " is not a client request"),
                now);
+    // A worker pointed at this port by mistake: its REGISTER is answered
+    // with the reason, which the worker logs each time it tries again.
+    if (std::holds_alternative<common::RegisterMsg>(msg)) {
+      common::ReregisterMsg wrong_port;
+      wrong_port.reason = "this is the coordinator's client port; workers use its worker port (" +
+                          bound_worker_ + ")";
+      Send(clients_, env.route, std::move(wrong_port));
+    }
     return;
   }
   // Limits and logs go by the key's name; admission by the key itself.

@@ -103,6 +103,27 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
     BadMessage("worker", s, now);
     return;
   }
+  // A client pointed at this port by mistake (`--coordinator host:5701`):
+  // answered in its own terms, else it waits out its whole timeout, since
+  // the REREGISTER below means nothing to it. Not a REPLY: no client sends one.
+  const uint64_t* client_req = std::visit(
+      [](const auto& m) -> const uint64_t* {
+        if constexpr (requires { m.req; }) {
+          return &m.req;
+        } else {
+          return nullptr;
+        }
+      },
+      msg);
+  if (client_req && !std::holds_alternative<common::ReplyMsg>(msg)) {
+    BadMessage("worker", Status::InvalidArgument("a client request on the worker port"), now);
+    common::ReplyMsg reply;
+    reply.req = *client_req;
+    reply.code = Status::Code::kInvalidArgument;
+    reply.error = "this is the coordinator's worker port; clients use its client port (" + bound_client_ + ")";
+    Send(workers_, env.route, std::move(reply));
+    return;
+  }
   if (auto* reg = std::get_if<common::RegisterMsg>(&msg)) {
     OnRegister(env, *reg, now);
     return;

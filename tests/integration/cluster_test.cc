@@ -287,7 +287,7 @@ TEST_CASE("the CLI: invalid specs exit 2 naming the field - an unreachable coord
   RunOutput none = c.Cli({"submit"});
   CHECK(none.exit_code == 2);
   RunOutput unknown = c.Cli({"status", "no-such-group"});
-  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.exit_code == 4);
   CHECK(unknown.err.find("no-such-group") != std::string::npos);
   RunOutput away = RunProgram({COHORT_BIN_DIR "/cohort", "groups", "--connect-timeout", "0.5", "--coordinator",
                                "tcp://127.0.0.1:" + std::to_string(FreePort())},

@@ -214,7 +214,7 @@ TEST_CASE("cohort cordon, drain and uncordon, workers shows states and versions,
   CHECK(human.out.find(COHORT_VERSION) != std::string::npos);
 
   auto unknown = c.Cli({"cordon", "nobody"});
-  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.exit_code == 4);
   CHECK(unknown.err.find("no worker named \"nobody\"") != std::string::npos);
 
   // A lost worker stays listed, with when and why.

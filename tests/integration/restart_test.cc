@@ -63,7 +63,7 @@ TEST_CASE("after a restart of a coordinator that keeps nothing, waiters get an e
   REQUIRE(waiting.wait_for(30s) == std::future_status::ready);
   RunOutput w = waiting.get();
   INFO(w.err);
-  CHECK(w.exit_code == 1);
+  CHECK(w.exit_code == 4);
   CHECK(w.err.find("before-restart") != std::string::npos);
   CHECK(w.err.find("no group") != std::string::npos);
 
@@ -79,7 +79,7 @@ TEST_CASE("after a restart of a coordinator that keeps nothing, waiters get an e
   // The old group is unknown (status says so by name); new groups run, on
   // both workers, their slots not held by the stopped attempts.
   RunOutput st = c.Cli({"status", "before-restart"});
-  CHECK(st.exit_code == 1);
+  CHECK(st.exit_code == 4);
   CHECK(st.err.find("before-restart") != std::string::npos);
   Json steps = Json::array();
   for (int i = 0; i < 4; ++i) steps.push_back({{"id", "n" + std::to_string(i)}, {"shell", "sleep 0.3; echo ok"}});

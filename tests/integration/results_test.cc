@@ -133,10 +133,10 @@ TEST_CASE("a group whose output passes a message's limit is read whole, and logs
     CHECK(err.out == want_err);
   }
   RunOutput missing = c.Cli({"logs", "loud", "nope"});
-  CHECK(missing.exit_code == 1);
+  CHECK(missing.exit_code == 4);
   CHECK(missing.err.find("group \"loud\" has no step \"nope\"") != std::string::npos);
   RunOutput no_attempt = c.Cli({"logs", "loud", "s1", "--attempt", "2"});
-  CHECK(no_attempt.exit_code == 1);
+  CHECK(no_attempt.exit_code == 4);
   CHECK(no_attempt.err.find("has run 1 attempt(s), not 2") != std::string::npos);
 
   const long rss = RssKiB(c.coordinator().pid());

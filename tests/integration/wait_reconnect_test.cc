@@ -212,7 +212,7 @@ TEST_CASE("a waiting CLI reconnects to a restarted coordinator and says it no lo
   KillCoordinator(c, true, {"--store", "memory"});
   RunOutput w = cli->Finish(30s);
   INFO(w.err);
-  CHECK(w.exit_code == 1);
+  CHECK(w.exit_code == 4);
   CHECK(w.err.find("while waiting for group " + group) != std::string::npos);
   CHECK(w.err.find("the coordinator at " + c.client_endpoint() + " restarted") != std::string::npos);
   CHECK(w.err.find("no longer knows the group") != std::string::npos);
@@ -244,7 +244,7 @@ TEST_CASE("a waiting CLI reconnects through CURVE to a restarted coordinator", "
   KillCoordinator(c, true, coordinator_keys);
   RunOutput w = cli.Finish(30s);
   INFO(w.err);
-  CHECK(w.exit_code == 1);
+  CHECK(w.exit_code == 4);
   CHECK(w.err.find("restarted") != std::string::npos);
   CHECK(w.err.find("no longer knows the group") != std::string::npos);
 }
