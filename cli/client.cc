@@ -25,16 +25,10 @@ constexpr int kMaxRedirects = 8;
 // Requests kept for sending again after a move.
 constexpr size_t kMaxInFlight = 64;
 
-// "host:5700" is tcp://host:5700, as people type it.
-std::vector<std::string> NormalizeEndpoints(std::vector<std::string> endpoints) {
-  for (std::string& e : endpoints) e = common::NormalizeEndpoint(e);
-  return endpoints;
-}
-
 }  // namespace
 
 Client::Client(std::string endpoints, common::Duration timeout, const std::optional<common::PeerCurve>& curve)
-    : endpoints_(NormalizeEndpoints(common::SplitEndpoints(endpoints))),
+    : endpoints_(common::SplitEndpoints(endpoints)),
       endpoint_(endpoints_.front()),
       timeout_(timeout),
       context_(1),

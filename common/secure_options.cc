@@ -1,5 +1,7 @@
 #include "common/secure_options.h"
 
+#include "common/transport.h"
+
 namespace cohort::common {
 
 std::string KeygenHint() {
@@ -44,7 +46,8 @@ std::vector<std::string> SplitEndpoints(const std::string& list) {
     std::string one = list.substr(at, comma - at);
     while (!one.empty() && one.front() == ' ') one.erase(0, 1);
     while (!one.empty() && one.back() == ' ') one.pop_back();
-    if (!one.empty()) out.push_back(std::move(one));
+    // "host:5700" is tcp://host:5700, as people type it.
+    if (!one.empty()) out.push_back(NormalizeEndpoint(one));
     at = comma + 1;
   }
   if (out.empty()) out.push_back(list);

@@ -35,8 +35,8 @@ Status LoadPeerCurve(const std::string& secret_key_file, const std::string& coor
 std::vector<std::string> NonLoopback(const std::vector<std::string>& endpoints);
 
 // "tcp://a:5701, tcp://b:5701" -> each endpoint, spaces trimmed, empty
-// entries dropped: how --coordinator names several coordinators that share
-// a database. A list with no endpoint gives {list} itself, so the error
+// entries dropped, "host:port" read as tcp://host:port (NormalizeEndpoint):
+// how --coordinator names several coordinators that share a database. A list with no endpoint gives {list} itself, so the error
 // names what was given.
 std::vector<std::string> SplitEndpoints(const std::string& list);
 

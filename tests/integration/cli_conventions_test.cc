@@ -93,6 +93,12 @@ TEST_CASE("an endpoint without a scheme is a TCP one", "[cli]") {
   INFO(r.err);
   CHECK(r.exit_code == 0);
   CHECK(Has(r.out, "completed"));
+  // A worker given one the same way joins.
+  std::vector<std::string> argv = {COHORT_BIN_DIR "/cohort-worker", "--coordinator", "127.0.0.1:" + f.port(1),
+                                   "--name", "w2", "--heartbeat-ms", "200", "--state-dir", f.c.dir() + "/w2-state"};
+  for (const std::string& flag : StepUserFlags()) argv.push_back(flag);
+  Daemon worker(argv, f.c.dir() + "/w2.log");
+  CHECK(WaitUntil([&] { return f.c.HasWorker("w2"); }, 30s));
 }
 
 TEST_CASE("a CLI pointed at the worker port is told so at once", "[cli]") {
