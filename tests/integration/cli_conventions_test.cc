@@ -125,7 +125,7 @@ TEST_CASE("a worker pointed at the client port logs why it is not admitted", "[c
   CHECK_FALSE(f.c.HasWorker("astray"));
 }
 
-TEST_CASE("no such group, step or worker exits 4; a failed group 1", "[cli]") {
+TEST_CASE("no such group, step or worker exits 4 and a failed group 1", "[cli]") {
   Fixture f;
   RunOutput status = f.c.Cli({"status", "no-such-group"});
   CHECK(status.exit_code == 4);
