@@ -18,6 +18,7 @@
 #include "cli/admin_commands.h"
 #include "cli/display.h"
 #include "cli/group_waiter.h"
+#include "cli/one_step.h"
 #include "cli/result_pages.h"
 #include "common/group_spec.h"
 #include "common/options.h"
@@ -99,8 +100,9 @@ int ShowResult(Client& client, const std::string& group, const std::string& body
 
 // Waits for the group's end, through coordinator restarts (see
 // cli/group_waiter.h), then shows its result. `submitted`: this client has
-// just submitted the group, so the coordinator had it.
-int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted) {
+// just submitted the group, so the coordinator had it. `one_step`: the group
+// is `submit -- CMD`, shown as the command's own output (cli/one_step.h).
+int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted, bool one_step = false) {
   cohort::cli::WaitSettings settings;
   settings.progress = !c.json && !c.jsonl && ::isatty(STDERR_FILENO);
   settings.known = submitted;
@@ -109,6 +111,7 @@ int WaitFor(Client& client, const std::string& group, const Common& c, bool subm
     return Fail(StatusExit(s), s.message());
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (one_step && !c.json && !c.jsonl) return cohort::cli::FinishOneStep(client, group, reply.body);
   return ShowResult(client, group, reply.body, c);
 }
 
@@ -231,7 +234,19 @@ int Submit(std::vector<std::string> args) {
       "       cohort submit [options] -- CMD ARG...\n\n"
       "Submits a group. Without --wait, prints the group id once the coordinator has\n"
       "accepted it. Flags override the file. With --wait, waits as `cohort wait` does,\n"
-      "across a coordinator restart too (see cohort wait --help).";
+      "across a coordinator restart too (see cohort wait --help).\n\n"
+      "`submit --wait -- CMD ARG...` reads like running CMD: once its step ends, the\n"
+      "step's kept stdout goes to stdout and its stderr to stderr, byte for byte\n"
+      "(the last --output-tail-kib the worker kept), and cohort's own words go to\n"
+      "stderr. Its exit status is the step's:\n"
+      "  0      the step completed\n"
+      "  N      the step exited with code N; but 2 and 3, cohort's own codes for bad\n"
+      "         usage and an unreachable coordinator, become 1\n"
+      "  124    the step timed out (as timeout(1))\n"
+      "  128+N  the step was killed by signal N (as a shell)\n"
+      "  1      it was cancelled, never started, or its worker was lost\n"
+      "  2, 3   cohort's usage error, coordinator unreachable (as for any command)\n"
+      "With --json or --jsonl it prints the result document instead, as for a group.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   int sources = !file.empty() + !commands_file.empty() + !command.empty();
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
@@ -281,7 +296,7 @@ int Submit(std::vector<std::string> args) {
     }
     return kExitOk;
   }
-  return WaitFor(client, group, c, true);
+  return WaitFor(client, group, c, true, !command.empty());
 }
 
 int GroupCommand(const std::string& name, std::vector<std::string> args) {

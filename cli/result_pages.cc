@@ -74,6 +74,31 @@ class TableRows {
 
 }  // namespace
 
+Status StepOutput(Client& client, const std::string& group, const Json& step, const std::string& stream,
+                  std::string* out) {
+  out->clear();
+  if (!step.is_object() || !step.contains("id") || !step["id"].is_string()) return Status::Ok();
+  const auto attempts = step.find("attempts");
+  if (attempts == step.end() || !attempts->is_number_unsigned() || attempts->get<uint64_t>() == 0) {
+    return Status::Ok();
+  }
+  const auto text = step.find(stream);
+  const auto flag = step.find("output_omitted");
+  const bool omitted = flag != step.end() && flag->is_boolean() && flag->get<bool>();
+  const bool has_text = text != step.end() && text->is_string();
+  if (!omitted && has_text && text->get_ref<const std::string&>().find("\xEF\xBF\xBD") == std::string::npos) {
+    *out = text->get<std::string>();
+    return Status::Ok();
+  }
+  if (!omitted && (!has_text || text->get_ref<const std::string&>().empty())) return Status::Ok();
+  common::ReplyMsg reply;
+  const common::LogsMsg req{0, group, step["id"].get<std::string>(), 0, stream};
+  if (Status s = client.CallRepeating(req, &reply); !s.ok()) return s;
+  if (Status s = ReplyStatus(reply); !s.ok()) return s;
+  *out = std::move(reply.body);
+  return Status::Ok();
+}
+
 Status WriteResult(Client& client, const std::string& group, const std::string& first_body, ResultFormat format,
                    std::ostream& out, Json* summary) {
   Json page;

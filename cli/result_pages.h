@@ -35,6 +35,13 @@ inline constexpr size_t kTableRows = 1000;
 common::Status WriteResult(Client& client, const std::string& group, const std::string& first_body,
                            ResultFormat format, std::ostream& out, nlohmann::json* summary);
 
+// The kept `stream` ("stdout" or "stderr") of a result document's step, the
+// bytes its last attempt wrote: the page's text when it is whole, else LOGS.
+// A page leaves output out past its budget (output_omitted), and JSON
+// replaces bytes that are not UTF-8 with U+FFFD.
+common::Status StepOutput(Client& client, const std::string& group, const nlohmann::json& step,
+                          const std::string& stream, std::string* out);
+
 }  // namespace cohort::cli
 
 #endif  // COHORT_CLI_RESULT_PAGES_H_
