@@ -89,10 +89,14 @@ cohort::cli::ResultFormat FormatOf(const Common& c) {
 }
 
 // Shows the group's whole result, from its first page in `body` on; the exit
-// code for its state.
-int ShowResult(Client& client, const std::string& group, const std::string& body, const Common& c) {
+// code for its state. `end`: for a person, the group's end summary instead
+// of the table of its steps.
+int ShowResult(Client& client, const std::string& group, const std::string& body, const Common& c,
+               bool end = false) {
   Json summary;
-  if (Status s = cohort::cli::WriteResult(client, group, body, FormatOf(c), std::cout, &summary); !s.ok()) {
+  cohort::cli::ResultFormat format = FormatOf(c);
+  if (end && format == cohort::cli::ResultFormat::kTable) format = cohort::cli::ResultFormat::kEnd;
+  if (Status s = cohort::cli::WriteResult(client, group, body, format, std::cout, &summary); !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
   return ExitForState(summary);
@@ -102,7 +106,8 @@ int ShowResult(Client& client, const std::string& group, const std::string& body
 // cli/group_waiter.h), then shows its result. `submitted`: this client has
 // just submitted the group, so the coordinator had it. `one_step`: the group
 // is `submit -- CMD`, shown as the command's own output (cli/one_step.h).
-int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted, bool one_step = false) {
+// `all`: end with the table of every step rather than the summary.
+int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted, bool one_step, bool all) {
   cohort::cli::WaitSettings settings;
   settings.progress = !c.json && !c.jsonl && ::isatty(STDERR_FILENO);
   settings.known = submitted;
@@ -111,8 +116,8 @@ int WaitFor(Client& client, const std::string& group, const Common& c, bool subm
     return Fail(StatusExit(s), s.message());
   }
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  if (one_step && !c.json && !c.jsonl) return cohort::cli::FinishOneStep(client, group, reply.body);
-  return ShowResult(client, group, reply.body, c);
+  if (one_step && !all && !c.json && !c.jsonl) return cohort::cli::FinishOneStep(client, group, reply.body);
+  return ShowResult(client, group, reply.body, c, !all);
 }
 
 int Keygen(const std::vector<std::string>& args) {
@@ -209,10 +214,12 @@ int Submit(std::vector<std::string> args) {
   }
   Common c;
   std::string file, commands_file, id, on_failure;
-  bool wait = false;
+  bool wait = false, all = false;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")
-      ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result")
+      ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result: counts, "
+       "then the steps that failed, with their last lines of output")
+      ("all", po::bool_switch(&all), "with --wait: end with a table of every step instead")
       ("commands", po::value(&commands_file)->value_name("FILE"), "one shell command per line (blank lines and "
        "lines starting with # are skipped); step ids are 1, 2, ...")
       ("id", po::value(&id)->value_name("ID"), "the group's id (default: from the file, else assigned)")
@@ -248,6 +255,7 @@ int Submit(std::vector<std::string> args) {
       "  2, 3   cohort's usage error, coordinator unreachable (as for any command)\n"
       "With --json or --jsonl it prints the result document instead, as for a group.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  if (all && !wait) return Fail(kExitUsage, "--all goes with --wait: it says how the group's end is shown");
   int sources = !file.empty() + !commands_file.empty() + !command.empty();
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
 
@@ -296,14 +304,18 @@ int Submit(std::vector<std::string> args) {
     }
     return kExitOk;
   }
-  return WaitFor(client, group, c, true, !command.empty());
+  return WaitFor(client, group, c, true, !command.empty(), all);
 }
 
 int GroupCommand(const std::string& name, std::vector<std::string> args) {
   Common c;
   std::string group, step;
+  bool all = false;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("group", po::value(&group))("step", po::value(&step));
+  if (name == "wait") {
+    opts.add_options()("all", po::bool_switch(&all), "end with a table of every step instead of the summary");
+  }
   opts.add(CommonOptions(&c));
   po::positional_options_description pos;
   pos.add("group", 1);
@@ -312,16 +324,17 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   std::string usage = name == "cancel" ? "Usage: cohort cancel GROUP [STEP]\n\nCancels the whole group (it ends "
                                          "cancelled), or only STEP (the group goes on)."
                     : name == "wait" ? "Usage: cohort wait GROUP [options]\n\n"
-                                       "Waits until the group ends, then shows its result. Exit 0 if it completed,\n"
-                                       "1 if not. If the coordinator goes away meanwhile, waits for it to come back\n"
-                                       "(for up to --connect-timeout, else exit 3) and waits again; exit 1 if it\n"
-                                       "restarted and no longer knows the group."
+                                       "Waits until the group ends, then shows its counts by state and the steps\n"
+                                       "that failed, with their last lines of output (--all: every step). Exit 0 if\n"
+                                       "it completed, 1 if not. If the coordinator goes away meanwhile, waits for\n"
+                                       "it to come back (for up to --connect-timeout, else exit 3) and waits again;\n"
+                                       "exit 1 if it restarted and no longer knows the group."
                                      : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
-  if (name == "wait") return WaitFor(client, group, c, false);
+  if (name == "wait") return WaitFor(client, group, c, false, false, all);
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};

@@ -117,6 +117,82 @@ void PrintResult(const Json& r, std::ostream& out) {
   }
 }
 
+std::vector<std::string> LastLines(const std::string& text, size_t n) {
+  std::vector<std::string> lines;
+  size_t end = text.size();
+  if (end > 0 && text[end - 1] == '\n') --end;
+  while (end > 0 && lines.size() < n) {
+    const size_t start = text.rfind('\n', end - 1);
+    const size_t from = start == std::string::npos ? 0 : start + 1;
+    lines.push_back(Cell(text.substr(from, end - from), 160));
+    if (start == std::string::npos) break;
+    end = start;
+  }
+  std::reverse(lines.begin(), lines.end());
+  return lines;
+}
+
+namespace {
+
+// "998 completed, 2 failed": the group's counts by state, the empty ones left out.
+std::string Counts(const Json& summary) {
+  const Json* counts = summary.is_object() && summary.contains("counts") ? &summary["counts"] : nullptr;
+  std::string text;
+  for (const char* state : {"completed", "failed", "cancelled", "running", "retrying", "pending"}) {
+    if (!counts || !counts->is_object() || !counts->contains(state)) continue;
+    const std::string n = Text(*counts, state);
+    if (n == "-" || n == "0") continue;
+    text += (text.empty() ? "" : ", ") + n + " " + state;
+  }
+  return text.empty() ? "no steps" : text;
+}
+
+void PrintFailedStep(const Json& s, std::ostream& out) {
+  const std::string attempts = Text(s, "attempts");
+  out << "  " << Cell(Text(s, "id"), 40) << ": " << Cell(Text(s, "error"), 100) << " (worker "
+      << Cell(Text(s, "worker"), 30) << ", " << attempts << (attempts == "1" ? " attempt" : " attempts");
+  const bool tail = s.contains("tail") && s["tail"].is_array() && !s["tail"].empty();
+  out << (tail ? "), last " + Text(s, "tail_stream") + ":" : ")") << "\n";
+  if (!tail) return;
+  for (const Json& line : s["tail"]) out << "      | " << (line.is_string() ? line.get<std::string>() : "") << "\n";
+}
+
+}  // namespace
+
+void PrintGroupEnd(const GroupEnd& end, std::ostream& out) {
+  const Json& r = end.summary;
+  const std::string group = Text(r, "group");
+  out << "group " << group << ": " << Text(r, "state");
+  if (r.is_object() && r.contains("duration_s") && r["duration_s"].is_number()) out << " in " << Text(r, "duration_s");
+  out << ": " << Counts(r);
+  if (std::string total = Text(r, "total"); total != "-") out << " (" << total << (total == "1" ? " step)" : " steps)");
+  out << "\n";
+  if (r.is_object() && r.contains("errors") && r["errors"].is_array()) {
+    for (const Json& e : r["errors"]) {
+      if (Text(e, "step") == "-") out << "group error: " << Cell(Text(e, "error"), 200) << "\n";
+    }
+  }
+  if (!end.failed.empty()) {
+    const uint64_t failed = end.failed.size() + end.failed_more;
+    out << failed << (failed == 1 ? " failed step:\n" : " failed steps:\n");
+    for (const Json& s : end.failed) PrintFailedStep(s, out);
+    if (end.failed_more) out << "  and " << end.failed_more << " more\n";
+  }
+  uint64_t other = 0;
+  for (size_t i = 0; i < end.cancelled.size(); ++i) {
+    const auto& [reason, n] = end.cancelled[i];
+    if (i >= kEndReasons) {
+      other += n;
+      continue;
+    }
+    out << n << " cancelled: " << Cell(reason, 120) << "\n";
+  }
+  if (other) out << other << " cancelled for other reasons\n";
+  if (!end.failed.empty() || !end.cancelled.empty()) {
+    out << "every step: cohort status " << group << "\n";
+  }
+}
+
 void PrintGroups(const Json& list, std::ostream& out) {
   std::vector<std::vector<std::string>> rows;
   if (list.is_array()) {

@@ -1,5 +1,6 @@
 #include "cli/result_pages.h"
 
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -72,6 +73,61 @@ class TableRows {
   size_t seen_ = 0;
 };
 
+// What a group's end shows, kept as the pages go by: the first failed
+// steps, and the cancelled ones counted by reason.
+class EndRows {
+ public:
+  void Add(Json step) {
+    const auto state = step.find("state");
+    if (state == step.end() || !state->is_string()) return;
+    if (*state == "failed") {
+      if (end_.failed.size() >= kEndSteps) {
+        ++end_.failed_more;
+        return;
+      }
+      step.erase("history");
+      end_.failed.push_back(std::move(step));
+    } else if (*state == "cancelled") {
+      const auto error = step.find("error");
+      std::string reason = error != step.end() && error->is_string() ? error->get<std::string>() : "cancelled";
+      // Each step may give its own reason: past a few, they are one line anyway.
+      if (!index_.contains(reason) && index_.size() >= kMaxReasons) reason = "for other reasons";
+      auto [it, added] = index_.try_emplace(reason, end_.cancelled.size());
+      if (added) end_.cancelled.emplace_back(reason, 0);
+      ++end_.cancelled[it->second].second;
+    }
+  }
+
+  // Reads the last lines of each failed step's stderr, or of its stdout when
+  // its stderr is empty.
+  GroupEnd Finish(Client& client, const std::string& group, Json summary) {
+    for (Json& step : end_.failed) {
+      std::string text, stream = "stderr";
+      Status read = StepOutput(client, group, step, stream, &text);
+      if (read.ok() && text.empty()) {
+        stream = "stdout";
+        read = StepOutput(client, group, step, stream, &text);
+      }
+      step.erase("stdout");
+      step.erase("stderr");
+      if (!read.ok()) {
+        step["tail"] = Json::array({"(cannot read its output: " + read.message() + ")"});
+        step["tail_stream"] = "output";
+        continue;
+      }
+      step["tail"] = LastLines(text, kTailLines);
+      step["tail_stream"] = stream;
+    }
+    end_.summary = std::move(summary);
+    return std::move(end_);
+  }
+
+ private:
+  static constexpr size_t kMaxReasons = 64;
+  GroupEnd end_;
+  std::map<std::string, size_t> index_;  // reason -> its place in end_.cancelled
+};
+
 }  // namespace
 
 Status StepOutput(Client& client, const std::string& group, const Json& step, const std::string& stream,
@@ -111,6 +167,7 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
     out << "\"next_cursor\":null,\"steps_omitted\":0,\"steps\":[";
   }
   TableRows table;
+  EndRows end;
   size_t written = 0;
   std::optional<uint64_t> cursor;
   while (true) {
@@ -120,6 +177,8 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
       } else if (format == ResultFormat::kJsonl) {
         step["group"] = (*summary)["group"];
         out << step.dump() << "\n";
+      } else if (format == ResultFormat::kEnd) {
+        end.Add(std::move(step));
       } else {
         table.Add(std::move(step));
       }
@@ -142,6 +201,7 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
   if (format == ResultFormat::kJson) out << "]}\n";
   if (format == ResultFormat::kJsonl) out << summary->dump() << "\n";
   if (format == ResultFormat::kTable) PrintResult(table.Document(*summary), out);
+  if (format == ResultFormat::kEnd) PrintGroupEnd(end.Finish(client, group, *summary), out);
   out.flush();
   return Status::Ok();
 }

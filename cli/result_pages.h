@@ -22,6 +22,7 @@ enum class ResultFormat {
   kJson,   // one JSON document with every step
   kJsonl,  // one JSON object per step per line, then the group's summary
   kTable,  // a table for a person: the steps that need attention first
+  kEnd,    // for a person, at a group's end: counts and what needs attention (display.h, GroupEnd)
 };
 
 // Rows of the table view; the rest are counted, and it says how to see them.

@@ -3,6 +3,7 @@
 // group's end summary that fits a screen, one step in detail.
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -57,6 +58,49 @@ TEST_CASE("submit --wait -- CMD prints the step's output and exits with its code
   RunOutput json = c.Cli({"submit", "--wait", "--json", "--", "echo", "hi"});
   CHECK(json.exit_code == 0);
   CHECK(Json::parse(json.out)["steps"][0]["stdout"] == "hi\n");
+}
+
+TEST_CASE("a group's end fits a screen and names its failed steps with their stderr", "[e2e][cli]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 4);
+  c.StartWorker("w2", 4);
+  Json steps = Json::array();
+  for (int i = 1; i <= 1000; ++i) steps.push_back({{"id", "s" + std::to_string(i)}, {"shell", "true"}});
+  steps[16]["shell"] = "echo noise; echo first-line >&2; echo boom-17 >&2; exit 3";
+  steps[502]["shell"] = "echo only-stdout-503; exit 4";
+  RunOutput r = c.SubmitJson({{"id", "big"}, {"on_failure", "continue"}, {"steps", steps}}, {"--wait"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') <= 40);
+  CHECK(r.out.starts_with("group big: failed in "));
+  CHECK(r.out.find("998 completed, 2 failed (1000 steps)") != std::string::npos);
+  CHECK(r.out.find("s17: exited with code 3") != std::string::npos);
+  CHECK(r.out.find("| first-line\n      | boom-17\n") != std::string::npos);
+  CHECK(r.out.find("noise") == std::string::npos);  // its stderr was not empty
+  CHECK(r.out.find("s503: exited with code 4") != std::string::npos);
+  CHECK(r.out.find("| only-stdout-503\n") != std::string::npos);
+
+  // `wait --all` is the table of every step.
+  RunOutput all = c.Cli({"wait", "big", "--all"});
+  CHECK(std::count(all.out.begin(), all.out.end(), '\n') > 1000);
+}
+
+TEST_CASE("a group's end counts its cancelled steps by the step that failed", "[e2e][cli]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 4);
+  Json steps = Json::array();
+  for (int i = 1; i <= 3; ++i) steps.push_back({{"id", "sleeper" + std::to_string(i)}, {"shell", "sleep 60"}});
+  steps.push_back({{"id", "bad"}, {"shell", "echo broken >&2; exit 5"}});
+  for (int i = 1; i <= 8; ++i) steps.push_back({{"id", "later" + std::to_string(i)}, {"shell", "true"}});
+  RunOutput r = c.SubmitJson({{"id", "stop"}, {"steps", steps}}, {"--wait"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find("1 failed step:\n  bad: exited with code 5") != std::string::npos);
+  CHECK(r.out.find("| broken\n") != std::string::npos);
+  // The three running sleepers, and the eight never started.
+  CHECK(r.out.find("11 cancelled: cancelled because step \"bad\" failed\n") != std::string::npos);
 }
 
 }  // namespace cohort::testing
