@@ -307,6 +307,27 @@ int Submit(std::vector<std::string> args) {
   return WaitFor(client, group, c, true, !command.empty(), all);
 }
 
+// `cohort status GROUP STEP`: the step from the group's result, whose first
+// page is `body`.
+int ShowStep(Client& client, const std::string& group, const std::string& id, const std::string& body,
+             const Common& c) {
+  Json step;
+  if (Status s = cohort::cli::FindStep(client, group, body, id, &step); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (c.json || c.jsonl) {
+    std::cout << step.dump() << "\n";
+    return std::cout ? kExitOk : kExitFailed;
+  }
+  std::string out, err;
+  for (auto [stream, text] : {std::pair{"stdout", &out}, std::pair{"stderr", &err}}) {
+    if (Status s = cohort::cli::StepOutput(client, group, step, stream, text); !s.ok()) {
+      std::cerr << "cohort: cannot read the step's " << stream << ": " << s.message() << "\n";
+    }
+  }
+  cohort::cli::PrintStep(group, step, out, err, std::cout);
+  const std::string state = step.contains("state") && step["state"].is_string() ? step["state"].get<std::string>() : "";
+  return state == "failed" || state == "cancelled" ? kExitFailed : kExitOk;
+}
+
 int GroupCommand(const std::string& name, std::vector<std::string> args) {
   Common c;
   std::string group, step;
@@ -319,7 +340,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   opts.add(CommonOptions(&c));
   po::positional_options_description pos;
   pos.add("group", 1);
-  if (name == "cancel") pos.add("step", 1);
+  if (name != "wait") pos.add("step", 1);
   po::variables_map vm;
   std::string usage = name == "cancel" ? "Usage: cohort cancel GROUP [STEP]\n\nCancels the whole group (it ends "
                                          "cancelled), or only STEP (the group goes on)."
@@ -329,9 +350,16 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
                                        "it completed, 1 if not. If the coordinator goes away meanwhile, waits for\n"
                                        "it to come back (for up to --connect-timeout, else exit 3) and waits again;\n"
                                        "exit 1 if it restarted and no longer knows the group."
-                                     : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
+                                     : "Usage: cohort status GROUP [STEP] [options]\n\nShows the group's steps now, or "
+                                       "one STEP in detail: its attempts (worker,\noutcome, times) and the last "
+                                       "lines of its output.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
+  // A step named and then ignored would show a whole group as if it were the step.
+  if (name == "wait" && !step.empty()) {
+    return Fail(kExitUsage, "wait follows a whole group, not a step; `cohort status " + group + " " + step +
+                                "` shows the step");
+  }
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   if (name == "wait") return WaitFor(client, group, c, false, false, all);
@@ -353,6 +381,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
     if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
     return kExitOk;
   }
+  if (!step.empty()) return ShowStep(client, group, step, reply.body, c);
   return ShowResult(client, group, reply.body, c);
 }
 

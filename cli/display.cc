@@ -189,7 +189,38 @@ void PrintGroupEnd(const GroupEnd& end, std::ostream& out) {
   }
   if (other) out << other << " cancelled for other reasons\n";
   if (!end.failed.empty() || !end.cancelled.empty()) {
-    out << "every step: cohort status " << group << "\n";
+    out << "every step: cohort status " << group << "; one step: cohort status " << group << " STEP\n";
+  }
+}
+
+void PrintStep(const std::string& group, const Json& s, const std::string& stdout_text,
+               const std::string& stderr_text, std::ostream& out) {
+  const std::string id = Text(s, "id");
+  out << "step " << Cell(id, 80) << " of group " << group << ": " << Text(s, "state");
+  if (std::string error = Text(s, "error"); error != "-") out << ": " << Cell(error, 200);
+  out << "\n";
+  if (std::string waiting = Text(s, "waiting"); waiting != "-") out << "waiting: " << Cell(waiting, 200) << "\n";
+  std::vector<std::vector<std::string>> rows;
+  if (s.is_object() && s.contains("history") && s["history"].is_array()) {
+    for (const Json& a : s["history"]) {
+      std::string code = Text(a, "exit_code");
+      if (code == "-" && Text(a, "signal") != "-") code = "sig " + Text(a, "signal");
+      const std::string error = Text(a, "error");
+      rows.push_back({Text(a, "attempt"), Cell(Text(a, "worker"), 30), Text(a, "status"), code,
+                      Text(a, "started_at"), Text(a, "finished_at"), Cell(error == "-" ? "" : error, 70)});
+    }
+  }
+  if (rows.empty()) {
+    out << "no attempt yet\n";
+  } else {
+    Table({"ATTEMPT", "WORKER", "STATUS", "EXIT", "STARTED", "FINISHED", "ERROR"}, rows, out);
+  }
+  for (const auto& [name, text] : {std::pair{"stdout", &stdout_text}, std::pair{"stderr", &stderr_text}}) {
+    if (text->empty()) continue;
+    const std::vector<std::string> lines = LastLines(*text, kStepTailLines);
+    out << name << ", last " << lines.size() << (lines.size() == 1 ? " line" : " lines") << " (all of it: cohort logs "
+        << group << " " << id << (std::string(name) == "stderr" ? " --stderr" : "") << "):\n";
+    for (const std::string& line : lines) out << "  | " << line << "\n";
   }
 }
 

@@ -35,6 +35,13 @@ struct GroupEnd {
 void PrintResult(const nlohmann::json& result, std::ostream& out);
 void PrintGroups(const nlohmann::json& list, std::ostream& out);
 void PrintWorkers(const nlohmann::json& list, std::ostream& out);
+// Lines of each output stream one step's view shows.
+inline constexpr size_t kStepTailLines = 20;
+// One step of a result document in detail: its state, each attempt (worker,
+// outcome, times), and the last lines of its last attempt's output, given
+// as the bytes read (cli/result_pages.h, StepOutput).
+void PrintStep(const std::string& group, const nlohmann::json& step, const std::string& stdout_text,
+               const std::string& stderr_text, std::ostream& out);
 // Counts by state, elapsed time, then only what needs attention.
 void PrintGroupEnd(const GroupEnd& end, std::ostream& out);
 // The last `n` lines of `text`, without control characters, each cut to

@@ -155,6 +155,26 @@ Status StepOutput(Client& client, const std::string& group, const Json& step, co
   return Status::Ok();
 }
 
+Status FindStep(Client& client, const std::string& group, const std::string& first_body, const std::string& id,
+                Json* step) {
+  Json page;
+  if (Status s = ParsePage(first_body, &page); !s.ok()) return s;
+  std::optional<uint64_t> cursor;
+  while (true) {
+    for (Json& s : page["steps"]) {
+      if (s.is_object() && s.contains("id") && s["id"] == id) {
+        *step = std::move(s);
+        return Status::Ok();
+      }
+    }
+    std::optional<uint64_t> next = NextCursor(page);
+    if (!next) return Status::NotFound("group " + group + " has no step " + id);
+    if (cursor && *next <= *cursor) return Status::Corruption("the coordinator's result pages do not advance");
+    cursor = next;
+    if (Status s = NextPage(client, group, *next, &page); !s.ok()) return s;
+  }
+}
+
 Status WriteResult(Client& client, const std::string& group, const std::string& first_body, ResultFormat format,
                    std::ostream& out, Json* summary) {
   Json page;

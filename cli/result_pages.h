@@ -36,6 +36,11 @@ inline constexpr size_t kTableRows = 1000;
 common::Status WriteResult(Client& client, const std::string& group, const std::string& first_body,
                            ResultFormat format, std::ostream& out, nlohmann::json* summary);
 
+// The step `id` of the group, read page by page from `first_body` on;
+// NotFound when no page holds it.
+common::Status FindStep(Client& client, const std::string& group, const std::string& first_body,
+                        const std::string& id, nlohmann::json* step);
+
 // The kept `stream` ("stdout" or "stderr") of a result document's step, the
 // bytes its last attempt wrote: the page's text when it is whole, else LOGS.
 // A page leaves output out past its budget (output_omitted), and JSON

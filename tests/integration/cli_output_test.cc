@@ -86,7 +86,8 @@ TEST_CASE("a group's end fits a screen and names its failed steps with their std
   CHECK(std::count(all.out.begin(), all.out.end(), '\n') > 1000);
 }
 
-TEST_CASE("a group's end counts its cancelled steps by the step that failed", "[e2e][cli]") {
+TEST_CASE("a group's end counts its cancelled steps by the step that failed, and status shows one step",
+          "[e2e][cli]") {
   Cluster c;
   c.StartCoordinator();
   c.StartWorker("w1", 4);
@@ -101,6 +102,25 @@ TEST_CASE("a group's end counts its cancelled steps by the step that failed", "[
   CHECK(r.out.find("| broken\n") != std::string::npos);
   // The three running sleepers, and the eight never started.
   CHECK(r.out.find("11 cancelled: cancelled because step \"bad\" failed\n") != std::string::npos);
+
+  RunOutput bad = c.Cli({"status", "stop", "bad"});
+  INFO(bad.out << bad.err);
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.out.starts_with("step bad of group stop: failed: exited with code 5\n"
+                            "ATTEMPT  WORKER  STATUS  EXIT  STARTED"));
+  CHECK(bad.out.find("\n1        w1      failed  5     ") != std::string::npos);
+  CHECK(bad.out.find("stderr, last 1 line (all of it: cohort logs stop bad --stderr):\n  | broken\n") !=
+        std::string::npos);
+  CHECK(Json::parse(c.Cli({"status", "stop", "later3", "--json"}).out)["error"] ==
+        "cancelled because step \"bad\" failed");
+  RunOutput none = c.Cli({"status", "stop", "nosuch"});
+  CHECK(none.exit_code == 1);
+  CHECK(none.err.find("group stop has no step nosuch") != std::string::npos);
+  // A step is never taken for the whole group.
+  RunOutput wait_step = c.Cli({"wait", "stop", "--step", "bad"});
+  CHECK(wait_step.exit_code == 2);
+  CHECK(wait_step.err.find("cohort status stop bad") != std::string::npos);
+  CHECK(c.Cli({"wait", "stop", "bad"}).exit_code == 2);
 }
 
 }  // namespace cohort::testing
