@@ -111,13 +111,20 @@ int WaitFor(Client& client, const std::string& group, const Common& c, bool subm
   cohort::cli::WaitSettings settings;
   settings.progress = !c.json && !c.jsonl && ::isatty(STDERR_FILENO);
   settings.known = submitted;
+  settings.cancel_on_interrupt = true;
   cohort::common::ReplyMsg reply;
-  if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply); !s.ok()) {
+  cohort::cli::WaitOutcome outcome;
+  if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply, &outcome); !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
+  if (outcome == cohort::cli::WaitOutcome::kDetached) return cohort::cli::kExitInterrupted;
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  if (one_step && !all && !c.json && !c.jsonl) return cohort::cli::FinishOneStep(client, group, reply.body);
-  return ShowResult(client, group, reply.body, c, !all);
+  const int code = one_step && !all && !c.json && !c.jsonl ? cohort::cli::FinishOneStep(client, group, reply.body)
+                                                           : ShowResult(client, group, reply.body, c, !all);
+  // Interrupted, it exits as a command stopped by Ctrl-C does, unless the
+  // group completed before the cancel reached it.
+  return outcome == cohort::cli::WaitOutcome::kInterrupted && code != kExitOk ? cohort::cli::kExitInterrupted
+                                                                                : code;
 }
 
 int Keygen(const std::vector<std::string>& args) {
@@ -214,12 +221,14 @@ int Submit(std::vector<std::string> args) {
   }
   Common c;
   std::string file, commands_file, id, on_failure;
-  bool wait = false, all = false;
+  bool wait = false, all = false, detach = false;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")
       ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result: counts, "
        "then the steps that failed, with their last lines of output")
       ("all", po::bool_switch(&all), "with --wait: end with a table of every step instead")
+      ("detach", po::bool_switch(&detach), "submit and leave, printing the group id: what submit does without "
+       "--wait, said outright (for scripts)")
       ("commands", po::value(&commands_file)->value_name("FILE"), "one shell command per line (blank lines and "
        "lines starting with # are skipped); step ids are 1, 2, ...")
       ("id", po::value(&id)->value_name("ID"), "the group's id (default: from the file, else assigned)")
@@ -253,9 +262,13 @@ int Submit(std::vector<std::string> args) {
       "  128+N  the step was killed by signal N (as a shell)\n"
       "  1      it was cancelled, never started, or its worker was lost\n"
       "  2, 3   cohort's usage error, coordinator unreachable (as for any command)\n"
-      "With --json or --jsonl it prints the result document instead, as for a group.";
+      "With --json or --jsonl it prints the result document instead, as for a group.\n\n"
+      "Ctrl-C during --wait cancels the group and waits until its steps have stopped,\n"
+      "then exits 130; a second Ctrl-C leaves at once (exit 130), the group going on.\n"
+      "Without --wait, submit leaves at once: the group runs on its own.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (all && !wait) return Fail(kExitUsage, "--all goes with --wait: it says how the group's end is shown");
+  if (detach && wait) return Fail(kExitUsage, "--detach and --wait contradict each other: leave, or wait");
   int sources = !file.empty() + !commands_file.empty() + !command.empty();
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
 
@@ -349,7 +362,9 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
                                        "that failed, with their last lines of output (--all: every step). Exit 0 if\n"
                                        "it completed, 1 if not. If the coordinator goes away meanwhile, waits for\n"
                                        "it to come back (for up to --connect-timeout, else exit 3) and waits again;\n"
-                                       "exit 1 if it restarted and no longer knows the group."
+                                       "exit 1 if it restarted and no longer knows the group.\n\n"
+                                       "Ctrl-C cancels the group and waits until its steps have stopped, then\n"
+                                       "exits 130; a second Ctrl-C leaves at once (exit 130), the group going on."
                                      : "Usage: cohort status GROUP [STEP] [options]\n\nShows the group's steps now, or "
                                        "one STEP in detail: its attempts (worker,\noutcome, times) and the last "
                                        "lines of its output.";
