@@ -86,6 +86,53 @@ std::string ProgressLine(const Json& r) {
   return line;
 }
 
+namespace {
+
+// "1:05", "1:02:03".
+std::string Clock(double s) {
+  const uint64_t t = s > 0 && s < 1e9 ? static_cast<uint64_t>(s) : 0;
+  char buf[32];
+  if (t >= 3600) {
+    std::snprintf(buf, sizeof buf, "%llu:%02llu:%02llu", static_cast<unsigned long long>(t / 3600),
+                  static_cast<unsigned long long>(t / 60 % 60), static_cast<unsigned long long>(t % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llu:%02llu", static_cast<unsigned long long>(t / 60),
+                  static_cast<unsigned long long>(t % 60));
+  }
+  return buf;
+}
+
+}  // namespace
+
+std::string ProgressBar(const Json& r, double elapsed_s) {
+  if (!r.is_object()) return "";
+  auto n = [&](const char* key) -> uint64_t {
+    if (!r.contains(key) || !r[key].is_number_integer()) return 0;
+    if (r[key].is_number_unsigned()) return r[key].get<uint64_t>();
+    return static_cast<uint64_t>(std::max<int64_t>(r[key].get<int64_t>(), 0));
+  };
+  const uint64_t total = n("total");
+  uint64_t done = 0;
+  for (const char* k : {"completed", "failed", "cancelled"}) done = n(k) > UINT64_MAX - done ? UINT64_MAX : done + n(k);
+  constexpr size_t kWidth = 20;
+  const size_t filled = total == 0 ? 0 : static_cast<size_t>(static_cast<double>(std::min(done, total)) * kWidth /
+                                                             static_cast<double>(total));
+  std::string line = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " +
+                     std::to_string(done) + "/" + std::to_string(total) + " done, " + std::to_string(n("running")) +
+                     " running";
+  if (n("retrying")) line += ", " + std::to_string(n("retrying")) + " retrying";
+  if (n("failed")) line += ", " + std::to_string(n("failed")) + " failed";
+  line += "  " + Clock(elapsed_s);
+  if (done > 0 && elapsed_s > 0) {
+    const double rate = static_cast<double>(done) / elapsed_s;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "  %.1f/s", rate);
+    line += buf;
+    if (total > done) line += "  ETA " + Clock(static_cast<double>(total - done) / rate);
+  }
+  return line;
+}
+
 void PrintResult(const Json& r, std::ostream& out) {
   out << "group " << Text(r, "group") << ": " << Text(r, "state");
   if (r.is_object() && r.contains("duration_s") && r["duration_s"].is_number()) {

@@ -47,6 +47,10 @@ void PrintGroupEnd(const GroupEnd& end, std::ostream& out);
 // The last `n` lines of `text`, without control characters, each cut to
 // fit a line of a terminal.
 std::vector<std::string> LastLines(const std::string& text, size_t n);
+// The live progress line on a terminal, like GNU parallel's --bar and --eta:
+// "[#####.....] 3/10 done, 2 running, 1 failed  0:42  0.1/s  ETA 1:38",
+// from a group summary (a brief STATUS) and the seconds since the wait began.
+std::string ProgressBar(const nlohmann::json& summary, double elapsed_s);
 // "g1: 3/10 done, 2 running, 1 failed", from a group summary (a brief STATUS).
 std::string ProgressLine(const nlohmann::json& summary);
 

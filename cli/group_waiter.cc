@@ -65,6 +65,7 @@ class GroupWaiter {
   Client& client_;
   const std::string group_;
   const bool progress_;
+  const Time started_ = Clock::now();
   bool known_;    // the coordinator showed it had the group: accepted it, described it, or held our WAIT
   bool contact_;  // the coordinator has answered this client
   uint64_t wait_req_ = 0;
@@ -248,7 +249,7 @@ GroupWaiter::Next GroupWaiter::OnPoll(const common::ReplyMsg& reply, Time now, S
   const bool ended = summary.is_object() && summary.contains("state") && summary["state"].is_string() &&
                      summary["state"].get_ref<const std::string&>() != "running";
   if (!ended) {
-    if (progress_) Draw(ProgressLine(summary));
+    if (progress_) Draw(ProgressBar(summary, common::DurationToSeconds(now - started_)));
     return Next::kWait;
   }
   // It ended and our WAIT went unanswered (lost in a restart, and not yet

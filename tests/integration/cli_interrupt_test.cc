@@ -3,6 +3,7 @@
 // second leaves the group running and says how to follow it.
 #include <signal.h>
 
+#include <future>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,40 @@ TEST_CASE("a second Ctrl-C leaves at once, the group running, and says how to fo
   // The worker's kill, past its grace, is not this test's to wait for.
   worker.Kill(SIGKILL);
   for (pid_t pid : ProcessesWith(m)) ::kill(pid, SIGKILL);
+}
+
+TEST_CASE("a terminal shows a live progress bar, and a pipe none of it", "[e2e][cli][progress]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 2);
+  // Each group's first step runs until its file appears, so the bar is
+  // seen mid-run without guessing how long a step takes.
+  auto group = [&](const std::string& id) {
+    const std::string gate = c.dir() + "/" + id + ".go";
+    return Json{{"id", id},
+                {"steps", {{{"id", "gated"}, {"shell", "while [ ! -e " + gate + " ]; do sleep 0.05; done"}},
+                           {{"id", "quick"}, {"shell", "true"}}}}};
+  };
+  const std::string file = c.dir() + "/tty.json";
+  WriteFile(file, group("tty").dump());
+  PtyProcess cli({COHORT_BIN_DIR "/cohort", "submit", "--coordinator", c.client_endpoint(), file, "--wait"});
+  REQUIRE(WaitUntil([&] { return cli.Screen().find("] 1/2 done, 1 running") != std::string::npos; }, 30s));
+  CHECK(cli.Screen().find("\r\033[K[##########..........] 1/2 done, 1 running  ") != std::string::npos);
+  WriteFile(c.dir() + "/tty.go", "");
+  REQUIRE(WaitUntil([&] { return cli.ExitCode().has_value(); }, 30s));
+  CHECK(*cli.ExitCode() == 0);
+
+  const std::string piped = c.dir() + "/pipe.json";
+  WriteFile(piped, group("pipe").dump());
+  auto waiting = std::async(std::launch::async, [&] { return c.Cli({"submit", piped, "--wait"}); });
+  REQUIRE(WaitUntil([&] { return StepRuns(c, "pipe"); }, 30s));
+  WriteFile(c.dir() + "/pipe.go", "");
+  RunOutput r = waiting.get();
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "group pipe: completed in " + r.out.substr(25, r.out.find(':', 25) - 25) +
+                     ": 2 completed (2 steps)\n");
+  CHECK(r.err.empty());
 }
 
 }  // namespace cohort::testing

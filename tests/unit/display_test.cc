@@ -67,6 +67,14 @@ TEST_CASE("the last lines of an output are whole lines, cleaned and cut", "[disp
   CHECK(LastLines(std::string(500, 'x'), 1)[0].size() == 160);
 }
 
+TEST_CASE("the progress bar shows done, running, failed, elapsed, rate and ETA", "[display]") {
+  Json summary = {{"group", "g"}, {"total", 100}, {"completed", 20}, {"failed", 5}, {"running", 4}};
+  CHECK(ProgressBar(summary, 50) == "[#####...............] 25/100 done, 4 running, 5 failed  0:50  0.5/s  ETA 2:30");
+  CHECK(ProgressBar(Json{{"total", 3}}, 3725) == "[....................] 0/3 done, 0 running  1:02:05");
+  summary["completed"] = 95;
+  CHECK(ProgressBar(summary, 10) == "[####################] 100/100 done, 4 running, 5 failed  0:10  10.0/s");
+}
+
 TEST_CASE("documents of any shape are shown without throwing", "[display]") {
   for (const char* text : {"null", "[]", "{}", "3", R"({"steps": 1, "errors": {"a": 1}})",
                            R"({"steps": [1, null, {"id": []}], "errors": [2], "duration_s": 1e308})",
@@ -78,6 +86,7 @@ TEST_CASE("documents of any shape are shown without throwing", "[display]") {
     CHECK_NOTHROW(PrintGroups(doc, out));
     CHECK_NOTHROW(PrintWorkers(doc, out));
     CHECK_NOTHROW(ProgressLine(doc));
+    CHECK_NOTHROW(ProgressBar(doc, 1e300));
     GroupEnd end;
     end.summary = doc;
     end.failed = {doc, Json{{"tail", doc}}};
