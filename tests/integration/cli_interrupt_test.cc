@@ -41,6 +41,8 @@ TEST_CASE("Ctrl-C during submit --wait cancels the group and waits until its pro
   PtyProcess cli({COHORT_BIN_DIR "/cohort", "submit", "--coordinator", c.client_endpoint(), "--id", "stopme",
                   "--wait", "--", "sh", "-c", "sleep " + nap + "; : " + m});
   REQUIRE(WaitUntil([&] { return StepRuns(c, "stopme") && !ProcessesWith(nap).empty(); }, 30s));
+  // The progress bar is drawn once the CLI waits, Ctrl-C in hand.
+  REQUIRE(WaitUntil([&] { return cli.Screen().find("] 0/1 done, 1 running") != std::string::npos; }, 30s));
 
   cli.Type("\x03");
   REQUIRE(WaitUntil([&] { return cli.ExitCode().has_value(); }, 30s));
@@ -66,9 +68,10 @@ TEST_CASE("a second Ctrl-C leaves at once, the group running, and says how to fo
   Daemon worker(argv, c.dir() + "/w1.log");
   REQUIRE(WaitUntil([&] { return c.HasWorker("w1"); }, 30s));
   const std::string m = c.Marker();
-  PtyProcess cli({COHORT_BIN_DIR "/cohort", "wait", "--coordinator", c.client_endpoint(), "stubborn"});
   REQUIRE(c.Cli({"submit", "--id", "stubborn", "--", "sh", "-c", "trap '' TERM; sleep 600; : " + m}).exit_code == 0);
   REQUIRE(WaitUntil([&] { return StepRuns(c, "stubborn") && !ProcessesWith(m).empty(); }, 30s));
+  PtyProcess cli({COHORT_BIN_DIR "/cohort", "wait", "--coordinator", c.client_endpoint(), "stubborn"});
+  REQUIRE(WaitUntil([&] { return cli.Screen().find("] 0/1 done, 1 running") != std::string::npos; }, 30s));
 
   cli.Type("\x03");
   REQUIRE(WaitUntil([&] { return cli.Screen().find("cancelling group stubborn") != std::string::npos; }, 30s));
