@@ -17,6 +17,7 @@
 #include "cli/admin_commands.h"
 #include "cli/display.h"
 #include "cli/group_waiter.h"
+#include "cli/one_step.h"
 #include "cli/result_pages.h"
 #include "common/group_spec.h"
 #include "common/options.h"
@@ -96,10 +97,14 @@ cohort::cli::ResultFormat FormatOf(const Common& c) {
 }
 
 // Shows the group's whole result, from its first page in `body` on; the exit
-// code for its state.
-int ShowResult(Client& client, const std::string& group, const std::string& body, const Common& c) {
+// code for its state. `end`: for a person, the group's end summary instead
+// of the table of its steps.
+int ShowResult(Client& client, const std::string& group, const std::string& body, const Common& c,
+               bool end = false) {
   Json summary;
-  if (Status s = cohort::cli::WriteResult(client, group, body, FormatOf(c), std::cout, &summary); !s.ok()) {
+  cohort::cli::ResultFormat format = FormatOf(c);
+  if (end && format == cohort::cli::ResultFormat::kTable) format = cohort::cli::ResultFormat::kEnd;
+  if (Status s = cohort::cli::WriteResult(client, group, body, format, std::cout, &summary); !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
   return ExitForState(summary);
@@ -107,17 +112,27 @@ int ShowResult(Client& client, const std::string& group, const std::string& body
 
 // Waits for the group's end, through coordinator restarts (see
 // cli/group_waiter.h), then shows its result. `submitted`: this client has
-// just submitted the group, so the coordinator had it.
-int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted) {
+// just submitted the group, so the coordinator had it. `one_step`: the group
+// is `submit -- CMD`, shown as the command's own output (cli/one_step.h).
+// `all`: end with the table of every step rather than the summary.
+int WaitFor(Client& client, const std::string& group, const Common& c, bool submitted, bool one_step, bool all) {
   cohort::cli::WaitSettings settings;
   settings.progress = !c.json && !c.jsonl && ::isatty(STDERR_FILENO);
   settings.known = submitted;
+  settings.cancel_on_interrupt = true;
   cohort::common::ReplyMsg reply;
-  if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply); !s.ok()) {
+  cohort::cli::WaitOutcome outcome;
+  if (Status s = cohort::cli::WaitForGroup(client, group, settings, &reply, &outcome); !s.ok()) {
     return Fail(StatusExit(s), s.message());
   }
+  if (outcome == cohort::cli::WaitOutcome::kDetached) return cohort::cli::kExitInterrupted;
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  return ShowResult(client, group, reply.body, c);
+  const int code = one_step && !all && !c.json && !c.jsonl ? cohort::cli::FinishOneStep(client, group, reply.body)
+                                                           : ShowResult(client, group, reply.body, c, !all);
+  // Interrupted, it exits as a command stopped by Ctrl-C does, unless the
+  // group completed before the cancel reached it.
+  return outcome == cohort::cli::WaitOutcome::kInterrupted && code != kExitOk ? cohort::cli::kExitInterrupted
+                                                                                : code;
 }
 
 int Keygen(const std::vector<std::string>& args) {
@@ -214,10 +229,14 @@ int Submit(std::vector<std::string> args) {
   }
   Common c;
   std::string file, commands_file, id, on_failure;
-  bool wait = false;
+  bool wait = false, all = false, detach = false;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")
-      ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result")
+      ("wait", po::bool_switch(&wait), "wait for the group to end, show progress and the result: counts, "
+       "then the steps that failed, with their last lines of output")
+      ("all", po::bool_switch(&all), "with --wait: end with a table of every step instead")
+      ("detach", po::bool_switch(&detach), "submit and leave, printing the group id: what submit does without "
+       "--wait, said outright (for scripts)")
       ("commands", po::value(&commands_file)->value_name("FILE"), "one shell command per line (blank lines and "
        "lines starting with # are skipped); step ids are 1, 2, ...")
       ("id", po::value(&id)->value_name("ID"), "the group's id (default: from the file, else assigned)")
@@ -239,8 +258,25 @@ int Submit(std::vector<std::string> args) {
       "       cohort submit [options] -- CMD ARG...\n\n"
       "Submits a group. Without --wait, prints the group id once the coordinator has\n"
       "accepted it. Flags override the file. With --wait, waits as `cohort wait` does,\n"
-      "across a coordinator restart too (see cohort wait --help).";
+      "across a coordinator restart too (see cohort wait --help).\n\n"
+      "`submit --wait -- CMD ARG...` reads like running CMD: once its step ends, the\n"
+      "step's kept stdout goes to stdout and its stderr to stderr, byte for byte\n"
+      "(the last --output-tail-kib the worker kept), and cohort's own words go to\n"
+      "stderr. Its exit status is the step's:\n"
+      "  0      the step completed\n"
+      "  N      the step exited with code N; but 2 and 3, cohort's own codes for bad\n"
+      "         usage and an unreachable coordinator, become 1\n"
+      "  124    the step timed out (as timeout(1))\n"
+      "  128+N  the step was killed by signal N (as a shell)\n"
+      "  1      it was cancelled, never started, or its worker was lost\n"
+      "  2, 3   cohort's usage error, coordinator unreachable (as for any command)\n"
+      "With --json or --jsonl it prints the result document instead, as for a group.\n\n"
+      "Ctrl-C during --wait cancels the group and waits until its steps have stopped,\n"
+      "then exits 130; a second Ctrl-C leaves at once (exit 130), the group going on.\n"
+      "Without --wait, submit leaves at once: the group runs on its own.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
+  if (all && !wait) return Fail(kExitUsage, "--all goes with --wait: it says how the group's end is shown");
+  if (detach && wait) return Fail(kExitUsage, "--detach and --wait contradict each other: leave, or wait");
   int sources = !file.empty() + !commands_file.empty() + !command.empty();
   if (sources != 1) return Fail(kExitUsage, "submit needs exactly one of FILE.json, --commands FILE or -- CMD");
 
@@ -289,32 +325,67 @@ int Submit(std::vector<std::string> args) {
     }
     return kExitOk;
   }
-  return WaitFor(client, group, c, true);
+  return WaitFor(client, group, c, true, !command.empty(), all);
+}
+
+// `cohort status GROUP STEP`: the step from the group's result, whose first
+// page is `body`.
+int ShowStep(Client& client, const std::string& group, const std::string& id, const std::string& body,
+             const Common& c) {
+  Json step;
+  if (Status s = cohort::cli::FindStep(client, group, body, id, &step); !s.ok()) return Fail(StatusExit(s), s.message());
+  if (c.json || c.jsonl) {
+    std::cout << step.dump() << "\n";
+    return std::cout ? kExitOk : kExitFailed;
+  }
+  std::string out, err;
+  for (auto [stream, text] : {std::pair{"stdout", &out}, std::pair{"stderr", &err}}) {
+    if (Status s = cohort::cli::StepOutput(client, group, step, stream, text); !s.ok()) {
+      std::cerr << "cohort: cannot read the step's " << stream << ": " << s.message() << "\n";
+    }
+  }
+  cohort::cli::PrintStep(group, step, out, err, std::cout);
+  const std::string state = step.contains("state") && step["state"].is_string() ? step["state"].get<std::string>() : "";
+  return state == "failed" || state == "cancelled" ? kExitFailed : kExitOk;
 }
 
 int GroupCommand(const std::string& name, std::vector<std::string> args) {
   Common c;
   std::string group, step;
+  bool all = false;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help")("group", po::value(&group))("step", po::value(&step));
+  if (name == "wait") {
+    opts.add_options()("all", po::bool_switch(&all), "end with a table of every step instead of the summary");
+  }
   opts.add(CommonOptions(&c));
   po::positional_options_description pos;
   pos.add("group", 1);
-  if (name == "cancel") pos.add("step", 1);
+  if (name != "wait") pos.add("step", 1);
   po::variables_map vm;
   std::string usage = name == "cancel" ? "Usage: cohort cancel GROUP [STEP]\n\nCancels the whole group (it ends "
                                          "cancelled), or only STEP (the group goes on)."
                     : name == "wait" ? "Usage: cohort wait GROUP [options]\n\n"
-                                       "Waits until the group ends, then shows its result. Exit 0 if it completed,\n"
-                                       "1 if not. If the coordinator goes away meanwhile, waits for it to come back\n"
-                                       "(for up to --connect-timeout, else exit 3) and waits again; exit 1 if it\n"
-                                       "restarted and no longer knows the group."
-                                     : "Usage: cohort status GROUP [options]\n\nShows the group's steps now.";
+                                       "Waits until the group ends, then shows its counts by state and the steps\n"
+                                       "that failed, with their last lines of output (--all: every step). Exit 0 if\n"
+                                       "it completed, 1 if not. If the coordinator goes away meanwhile, waits for\n"
+                                       "it to come back (for up to --connect-timeout, else exit 3) and waits again;\n"
+                                       "exit 1 if it restarted and no longer knows the group.\n\n"
+                                       "Ctrl-C cancels the group and waits until its steps have stopped, then\n"
+                                       "exits 130; a second Ctrl-C leaves at once (exit 130), the group going on."
+                                     : "Usage: cohort status GROUP [STEP] [options]\n\nShows the group's steps now, or "
+                                       "one STEP in detail: its attempts (worker,\noutcome, times) and the last "
+                                       "lines of its output.";
   if (int rc = Parse(args, usage, opts, pos, &vm); rc >= 0) return rc;
   if (group.empty()) return Fail(kExitUsage, name + " needs a GROUP (see --help)");
+  // A step named and then ignored would show a whole group as if it were the step.
+  if (name == "wait" && !step.empty()) {
+    return Fail(kExitUsage, "wait follows a whole group, not a step; `cohort status " + group + " " + step +
+                                "` shows the step");
+  }
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
-  if (name == "wait") return WaitFor(client, group, c, false);
+  if (name == "wait") return WaitFor(client, group, c, false, false, all);
   cohort::common::ReplyMsg reply;
   cohort::common::Message req = cohort::common::StatusMsg{0, group};
   if (name == "cancel") req = cohort::common::CancelRequestMsg{0, group, step};
@@ -333,6 +404,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
     if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
     return kExitOk;
   }
+  if (!step.empty()) return ShowStep(client, group, step, reply.body, c);
   return ShowResult(client, group, reply.body, c);
 }
 

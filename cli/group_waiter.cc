@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/display.h"
+#include "cli/interrupt.h"
 #include "common/result_json.h"
 
 namespace cohort::cli {
@@ -36,9 +37,11 @@ class GroupWaiter {
         group_(std::move(group)),
         progress_(settings.progress),
         known_(settings.known),
-        contact_(settings.known) {}
+        contact_(settings.known) {
+    if (settings.cancel_on_interrupt) interrupts_.emplace();
+  }
 
-  Status Run(common::ReplyMsg* result);
+  Status Run(common::ReplyMsg* result, WaitOutcome* outcome);
 
  private:
   enum class Next { kWait, kDone };
@@ -49,6 +52,8 @@ class GroupWaiter {
   void Heard(Time now);
   Next OnReply(common::ReplyMsg& reply, Time now, common::ReplyMsg* result, Status* error);
   Next OnPoll(const common::ReplyMsg& reply, Time now, Status* error);
+  Next OnInterrupt(Time now);
+  void OnCancelReply(const common::ReplyMsg& reply);
   Status Lost(Duration silent) const;
   Status Forgotten(const Status& said) const;
   std::string Prefix() const { return "while waiting for group " + group_ + ": "; }
@@ -60,6 +65,7 @@ class GroupWaiter {
   Client& client_;
   const std::string group_;
   const bool progress_;
+  const Time started_ = Clock::now();
   bool known_;    // the coordinator showed it had the group: accepted it, described it, or held our WAIT
   bool contact_;  // the coordinator has answered this client
   uint64_t wait_req_ = 0;
@@ -78,9 +84,12 @@ class GroupWaiter {
   std::optional<Duration> outage_;        // the last outage, once it ended
   bool outage_told_ = false;              // the user heard of the outage under way
   std::string line_;                      // the progress line on the terminal, "" when none
+  std::optional<InterruptPipe> interrupts_;  // with cancel_on_interrupt
+  int interrupted_ = 0;                   // Ctrl-Cs so far
+  uint64_t cancel_req_ = 0;               // the CANCEL the first one sent, until answered
 };
 
-Status GroupWaiter::Run(common::ReplyMsg* result) {
+Status GroupWaiter::Run(common::ReplyMsg* result, WaitOutcome* outcome) {
   if (client_.broken()) return Prefixed(client_.Unreachable());
   Time now = Clock::now();
   wait_req_ = client_.Send(common::WaitMsg{0, group_});
@@ -88,6 +97,10 @@ Status GroupWaiter::Run(common::ReplyMsg* result) {
   next_poll_ = now + kPollInterval;
   Status error;
   while (true) {
+    if (interrupts_ && OnInterrupt(Clock::now()) == Next::kDone) {
+      *outcome = WaitOutcome::kDetached;
+      break;
+    }
     if (error = Tick(Clock::now()); !error.ok()) break;
     common::Message msg;
     if (!client_.ReceiveAny(kTick, &msg)) {
@@ -108,7 +121,30 @@ Status GroupWaiter::Run(common::ReplyMsg* result) {
     }
   }
   EndLine();
+  if (*outcome != WaitOutcome::kDetached && interrupted_ > 0) *outcome = WaitOutcome::kInterrupted;
   return error;
+}
+
+GroupWaiter::Next GroupWaiter::OnInterrupt(Time now) {
+  const int seen = interrupts_->Take();
+  if (seen == 0) return Next::kWait;
+  interrupted_ += seen;
+  if (interrupted_ >= 2) {
+    Say("detached: group " + group_ + " goes on. `cohort wait " + group_ + "` follows it, `cohort cancel " +
+        group_ + "` cancels it");
+    return Next::kDone;
+  }
+  Say("cancelling group " + group_ + " and waiting for its steps to stop (Ctrl-C again to leave it running)");
+  cancel_req_ = Ask(common::CancelRequestMsg{0, group_, ""}, now);
+  return Next::kWait;
+}
+
+void GroupWaiter::OnCancelReply(const common::ReplyMsg& reply) {
+  cancel_req_ = 0;
+  const Status said = ReplyStatus(reply);
+  // A group that ended meanwhile has nothing to cancel: its WAIT answers.
+  if (said.ok() || said.code() == Status::Code::kFailedPrecondition) return;
+  Say("the coordinator did not cancel group " + group_ + ": " + said.message());
 }
 
 uint64_t GroupWaiter::Ask(common::Message request, Time now) {
@@ -158,12 +194,18 @@ void GroupWaiter::Heard(Time now) {
         "; waiting for group " + group_ + " again");
   }
   outage_told_ = false;
-  // It may be a new coordinator process, which holds no WAIT of ours.
+  // It may be a new coordinator process, which holds no WAIT of ours, nor
+  // had our CANCEL.
   SendWait(now);
+  if (cancel_req_) client_.Repeat(cancel_req_, common::CancelRequestMsg{0, group_, ""});
 }
 
 GroupWaiter::Next GroupWaiter::OnReply(common::ReplyMsg& reply, Time now, common::ReplyMsg* result,
                                        Status* error) {
+  if (cancel_req_ && reply.req == cancel_req_) {
+    OnCancelReply(reply);
+    return Next::kWait;
+  }
   const bool fetched = std::find(result_reqs_.begin(), result_reqs_.end(), reply.req) != result_reqs_.end();
   // A WAIT refused for want of room says to poll (docs/PROTOCOL.md, WAIT).
   if (reply.req == wait_req_ && reply.code == Status::Code::kUnavailable &&
@@ -207,7 +249,7 @@ GroupWaiter::Next GroupWaiter::OnPoll(const common::ReplyMsg& reply, Time now, S
   const bool ended = summary.is_object() && summary.contains("state") && summary["state"].is_string() &&
                      summary["state"].get_ref<const std::string&>() != "running";
   if (!ended) {
-    if (progress_) Draw(ProgressLine(summary));
+    if (progress_) Draw(ProgressBar(summary, common::DurationToSeconds(now - started_)));
     return Next::kWait;
   }
   // It ended and our WAIT went unanswered (lost in a restart, and not yet
@@ -256,8 +298,11 @@ void GroupWaiter::EndLine() {
 }  // namespace
 
 Status WaitForGroup(Client& client, const std::string& group, const WaitSettings& settings,
-                    common::ReplyMsg* result) {
-  return GroupWaiter(client, group, settings).Run(result);
+                    common::ReplyMsg* result, WaitOutcome* outcome) {
+  WaitOutcome ignored = WaitOutcome::kEnded;
+  WaitOutcome& how = outcome ? *outcome : ignored;
+  how = WaitOutcome::kEnded;
+  return GroupWaiter(client, group, settings).Run(result, &how);
 }
 
 }  // namespace cohort::cli

@@ -20,6 +20,14 @@
 // and after that as the longest outage tolerated. A WAIT does not count: it
 // is answered only when the group ends.
 //
+// With cancel_on_interrupt, Ctrl-C means stop, as it does for a command run
+// in the foreground: the first sends CANCEL for the group and keeps waiting
+// until the coordinator says the group ended (its steps' processes are gone
+// by then: a running step ends only when its worker reports it stopped); a
+// second leaves at once, the group going on, with a word on how to follow
+// or cancel it. SIGINT only writes a byte to a pipe (cli/interrupt.h) that
+// the loop reads each time round.
+//
 // Thread contract: the thread that owns the Client.
 #ifndef COHORT_CLI_GROUP_WAITER_H_
 #define COHORT_CLI_GROUP_WAITER_H_
@@ -50,6 +58,13 @@ inline constexpr common::Duration kWaitSilence = std::chrono::seconds(7);
 struct WaitSettings {
   bool progress = false;  // redraw a progress line on stderr (a terminal)
   bool known = false;     // the coordinator has acknowledged the group (this client submitted it)
+  bool cancel_on_interrupt = false;  // Ctrl-C cancels the group; a second one detaches
+};
+
+enum class WaitOutcome {
+  kEnded,        // the group ended: *result holds the final REPLY
+  kInterrupted,  // Ctrl-C cancelled the group, which then ended: *result holds the final REPLY
+  kDetached,     // a second Ctrl-C: the group goes on; *result is untouched
 };
 
 // Waits for the group's final REPLY (its result, or the coordinator's refusal
@@ -58,7 +73,7 @@ struct WaitSettings {
 // allows), NotFound when the coordinator restarted and no longer knows the
 // group, FailedPrecondition when it refused a poll.
 common::Status WaitForGroup(Client& client, const std::string& group, const WaitSettings& settings,
-                            common::ReplyMsg* result);
+                            common::ReplyMsg* result, WaitOutcome* outcome = nullptr);
 
 }  // namespace cohort::cli
 

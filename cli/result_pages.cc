@@ -1,5 +1,6 @@
 #include "cli/result_pages.h"
 
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -72,7 +73,107 @@ class TableRows {
   size_t seen_ = 0;
 };
 
+// What a group's end shows, kept as the pages go by: the first failed
+// steps, and the cancelled ones counted by reason.
+class EndRows {
+ public:
+  void Add(Json step) {
+    const auto state = step.find("state");
+    if (state == step.end() || !state->is_string()) return;
+    if (*state == "failed") {
+      if (end_.failed.size() >= kEndSteps) {
+        ++end_.failed_more;
+        return;
+      }
+      step.erase("history");
+      end_.failed.push_back(std::move(step));
+    } else if (*state == "cancelled") {
+      const auto error = step.find("error");
+      std::string reason = error != step.end() && error->is_string() ? error->get<std::string>() : "cancelled";
+      // Each step may give its own reason: past a few, they are one line anyway.
+      if (!index_.contains(reason) && index_.size() >= kMaxReasons) reason = "for other reasons";
+      auto [it, added] = index_.try_emplace(reason, end_.cancelled.size());
+      if (added) end_.cancelled.emplace_back(reason, 0);
+      ++end_.cancelled[it->second].second;
+    }
+  }
+
+  // Reads the last lines of each failed step's stderr, or of its stdout when
+  // its stderr is empty.
+  GroupEnd Finish(Client& client, const std::string& group, Json summary) {
+    for (Json& step : end_.failed) {
+      std::string text, stream = "stderr";
+      Status read = StepOutput(client, group, step, stream, &text);
+      if (read.ok() && text.empty()) {
+        stream = "stdout";
+        read = StepOutput(client, group, step, stream, &text);
+      }
+      step.erase("stdout");
+      step.erase("stderr");
+      if (!read.ok()) {
+        step["tail"] = Json::array({"(cannot read its output: " + read.message() + ")"});
+        step["tail_stream"] = "output";
+        continue;
+      }
+      step["tail"] = LastLines(text, kTailLines);
+      step["tail_stream"] = stream;
+    }
+    end_.summary = std::move(summary);
+    return std::move(end_);
+  }
+
+ private:
+  static constexpr size_t kMaxReasons = 64;
+  GroupEnd end_;
+  std::map<std::string, size_t> index_;  // reason -> its place in end_.cancelled
+};
+
 }  // namespace
+
+Status StepOutput(Client& client, const std::string& group, const Json& step, const std::string& stream,
+                  std::string* out) {
+  out->clear();
+  if (!step.is_object() || !step.contains("id") || !step["id"].is_string()) return Status::Ok();
+  const auto attempts = step.find("attempts");
+  if (attempts == step.end() || !attempts->is_number_unsigned() || attempts->get<uint64_t>() == 0) {
+    return Status::Ok();
+  }
+  const auto text = step.find(stream);
+  const auto flag = step.find("output_omitted");
+  const bool omitted = flag != step.end() && flag->is_boolean() && flag->get<bool>();
+  const bool has_text = text != step.end() && text->is_string();
+  if (!omitted && has_text && text->get_ref<const std::string&>().find("\xEF\xBF\xBD") == std::string::npos) {
+    *out = text->get<std::string>();
+    return Status::Ok();
+  }
+  if (!omitted && (!has_text || text->get_ref<const std::string&>().empty())) return Status::Ok();
+  common::ReplyMsg reply;
+  const common::LogsMsg req{0, group, step["id"].get<std::string>(), 0, stream};
+  if (Status s = client.CallRepeating(req, &reply); !s.ok()) return s;
+  if (Status s = ReplyStatus(reply); !s.ok()) return s;
+  *out = std::move(reply.body);
+  return Status::Ok();
+}
+
+Status FindStep(Client& client, const std::string& group, const std::string& first_body, const std::string& id,
+                Json* step) {
+  Json page;
+  if (Status s = ParsePage(first_body, &page); !s.ok()) return s;
+  std::optional<uint64_t> cursor;
+  while (true) {
+    for (Json& s : page["steps"]) {
+      if (s.is_object() && s.contains("id") && s["id"] == id) {
+        *step = std::move(s);
+        return Status::Ok();
+      }
+    }
+    std::optional<uint64_t> next = NextCursor(page);
+    if (!next) return Status::NotFound("group " + group + " has no step " + id);
+    if (cursor && *next <= *cursor) return Status::Corruption("the coordinator's result pages do not advance");
+    cursor = next;
+    if (Status s = NextPage(client, group, *next, &page); !s.ok()) return s;
+  }
+}
 
 Status WriteResult(Client& client, const std::string& group, const std::string& first_body, ResultFormat format,
                    std::ostream& out, Json* summary) {
@@ -86,6 +187,7 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
     out << "\"next_cursor\":null,\"steps_omitted\":0,\"steps\":[";
   }
   TableRows table;
+  EndRows end;
   size_t written = 0;
   std::optional<uint64_t> cursor;
   while (true) {
@@ -95,6 +197,8 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
       } else if (format == ResultFormat::kJsonl) {
         step["group"] = (*summary)["group"];
         out << step.dump() << "\n";
+      } else if (format == ResultFormat::kEnd) {
+        end.Add(std::move(step));
       } else {
         table.Add(std::move(step));
       }
@@ -117,6 +221,7 @@ Status WriteResult(Client& client, const std::string& group, const std::string& 
   if (format == ResultFormat::kJson) out << "]}\n";
   if (format == ResultFormat::kJsonl) out << summary->dump() << "\n";
   if (format == ResultFormat::kTable) PrintResult(table.Document(*summary), out);
+  if (format == ResultFormat::kEnd) PrintGroupEnd(end.Finish(client, group, *summary), out);
   out.flush();
   return Status::Ok();
 }

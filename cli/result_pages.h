@@ -22,6 +22,7 @@ enum class ResultFormat {
   kJson,   // one JSON document with every step
   kJsonl,  // one JSON object per step per line, then the group's summary
   kTable,  // a table for a person: the steps that need attention first
+  kEnd,    // for a person, at a group's end: counts and what needs attention (display.h, GroupEnd)
 };
 
 // Rows of the table view; the rest are counted, and it says how to see them.
@@ -34,6 +35,18 @@ inline constexpr size_t kTableRows = 1000;
 // written stays written.
 common::Status WriteResult(Client& client, const std::string& group, const std::string& first_body,
                            ResultFormat format, std::ostream& out, nlohmann::json* summary);
+
+// The step `id` of the group, read page by page from `first_body` on;
+// NotFound when no page holds it.
+common::Status FindStep(Client& client, const std::string& group, const std::string& first_body,
+                        const std::string& id, nlohmann::json* step);
+
+// The kept `stream` ("stdout" or "stderr") of a result document's step, the
+// bytes its last attempt wrote: the page's text when it is whole, else LOGS.
+// A page leaves output out past its budget (output_omitted), and JSON
+// replaces bytes that are not UTF-8 with U+FFFD.
+common::Status StepOutput(Client& client, const std::string& group, const nlohmann::json& step,
+                          const std::string& stream, std::string* out);
 
 }  // namespace cohort::cli
 
