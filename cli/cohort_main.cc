@@ -78,10 +78,12 @@ const char* kUsage =
     "  2  bad usage: an unknown option, an invalid group, a wrong port\n"
     "  3  the coordinator did not answer in time, or is full (try again later)\n"
     "  4  no such group, step or worker (or not one of yours)\n"
+    "  124, 128+N, 130  submit --wait -- CMD: the step timed out, was killed by\n"
+    "     signal N; or Ctrl-C cancelled (or left) the wait; otherwise the step's\n"
+    "     own exit code (see cohort submit --help)\n"
     "\n"
     "Environment: COHORT_COORDINATOR, COHORT_COORDINATOR_KEY and COHORT_SECRET_KEY are\n"
     "the defaults for --coordinator, --coordinator-key and --curve-secret-key.\n";
-
 
 int ExitForState(const Json& result) {
   std::string state = result.is_object() && result.contains("state") && result["state"].is_string()
@@ -370,7 +372,7 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
                                        "that failed, with their last lines of output (--all: every step). Exit 0 if\n"
                                        "it completed, 1 if not. If the coordinator goes away meanwhile, waits for\n"
                                        "it to come back (for up to --connect-timeout, else exit 3) and waits again;\n"
-                                       "exit 1 if it restarted and no longer knows the group.\n\n"
+                                       "exit 4 if it restarted and no longer knows the group.\n\n"
                                        "Ctrl-C cancels the group and waits until its steps have stopped, then\n"
                                        "exits 130; a second Ctrl-C leaves at once (exit 130), the group going on."
                                      : "Usage: cohort status GROUP [STEP] [options]\n\nShows the group's steps now, or "
@@ -394,16 +396,8 @@ int GroupCommand(const std::string& name, std::vector<std::string> args) {
   int sent = 1;
   if (Status s = client.CallRepeating(req, &reply, &sent); !s.ok()) return Fail(StatusExit(s), s.message());
   Status refused = cohort::cli::ReplyStatus(reply);
-  // A repeated CANCEL that finds the group ended cancelled: the first one,
-  // whose answer was lost, did it.
-  const bool done_by_first = name == "cancel" && sent > 1 &&
-                             refused.code() == Status::Code::kFailedPrecondition &&
-                             refused.message().ends_with("has already finished cancelled");
-  if (!refused.ok() && !done_by_first) return Fail(StatusExit(refused), refused.message());
-  if (name == "cancel") {
-    if (!c.json) std::cerr << "cancel of " << (step.empty() ? "group " + group : "step " + step) << " requested\n";
-    return kExitOk;
-  }
+  if (name == "cancel") return cohort::cli::CancelOutcome(refused, group, step, sent, c.json, std::cerr);
+  if (!refused.ok()) return Fail(StatusExit(refused), refused.message());
   if (!step.empty()) return ShowStep(client, group, step, reply.body, c);
   return ShowResult(client, group, reply.body, c);
 }

@@ -135,6 +135,11 @@ TEST_CASE("no such group, step or worker exits 4 and a failed group 1", "[cli]")
   CHECK(f.c.Cli({"cordon", "no-such-worker"}).exit_code == 4);
   CHECK(f.c.Cli({"status", "broken"}).exit_code == 1);
   CHECK(f.c.Cli({"wait", "broken"}).exit_code == 1);
+  // Cancelling what has already finished is said in plain words, no error.
+  RunOutput cancel = f.c.Cli({"cancel", "done"});
+  INFO(cancel.err);
+  CHECK(cancel.exit_code == 0);
+  CHECK(Has(cancel.err, "already finished (completed); nothing to cancel"));
 }
 
 }  // namespace
