@@ -319,6 +319,9 @@ int Submit(std::vector<std::string> args) {
   if (body.value("existing", false) && sent == 1 && !c.json) {
     std::cerr << "cohort: group " << group << " already exists with this spec (submitted by you): following it\n";
   }
+  if (body.contains("warning") && body["warning"].is_string() && !c.json) {
+    std::cerr << "cohort: warning: group " << group << ": " << body["warning"].get<std::string>() << "\n";
+  }
   if (!wait) {
     if (c.json) {
       std::cout << reply.body << "\n";

@@ -130,6 +130,10 @@ std::string ProgressBar(const Json& r, double elapsed_s) {
     line += buf;
     if (total > done) line += "  ETA " + Clock(static_cast<double>(total - done) / rate);
   }
+  // Steps that wait say why, or a stalled bar looks like a hung cluster.
+  if (r.contains("waiting") && r["waiting"].is_string() && !r["waiting"].get_ref<const std::string&>().empty()) {
+    line += "  waiting: " + Cell(r["waiting"].get<std::string>(), 80);
+  }
   return line;
 }
 

@@ -113,6 +113,9 @@ struct GroupSummary {
   Time submitted_at{};
   std::optional<Time> finished_at;
   uint64_t submission = 0;  // see GroupResult
+  // Why its pending steps wait (one line per distinct reason, at most a
+  // few), "" when none waits: what a progress display shows.
+  std::string waiting;
 
   size_t count(StepState s) const { return counts[static_cast<int>(s)]; }
 };

@@ -157,6 +157,7 @@ void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) 
   w.Key("submitted_at");
   WriteTime(w, s.submitted_at, clock);
   w.Key("total").UInt(s.total);
+  w.Key("waiting").StringOrNull(s.waiting);
   w.EndObject();
 }
 
@@ -274,11 +275,13 @@ std::string PingJson(const PingInfo& ping) {
   return out;
 }
 
-std::string SubmittedJson(std::string_view group, bool existing) {
+std::string SubmittedJson(std::string_view group, bool existing, std::string_view warning) {
   std::string out;
   JsonWriter w(&out);
-  w.BeginObject().Key("group").String(group);
+  w.BeginObject();
   if (existing) w.Key("existing").Bool(true);
+  w.Key("group").String(group);
+  if (!warning.empty()) w.Key("warning").String(warning);
   w.EndObject();
   return out;
 }

@@ -66,7 +66,9 @@ std::string PingJson(const PingInfo& ping);
 // The reply to SUBMIT: {"group":"<id>"}.
 // {"group": ID}, and "existing": true when the SUBMIT attached to a group
 // the same client had submitted with the same spec.
-std::string SubmittedJson(std::string_view group, bool existing = false);
+// `warning`, when not empty: something the submitter should know about a
+// group that was accepted (steps no live worker can take).
+std::string SubmittedJson(std::string_view group, bool existing = false, std::string_view warning = "");
 
 // Parses JSON without throwing and without letting nesting run deeper than
 // kMaxJsonDepth: serializing or walking a hostile 200,000-level document

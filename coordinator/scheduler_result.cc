@@ -184,6 +184,18 @@ std::optional<common::GroupSummary> Scheduler::Summary(std::string_view id) cons
   for (int k = 0; k < common::kStepStateCount; ++k) s.counts[k] = g->counts[k];
   s.submitted_at = g->submitted_at;
   s.finished_at = g->finished_at;
+  // The step at the head of each agent's queue waits for the same reason as
+  // those behind it.
+  constexpr size_t kMaxReasons = 3;
+  size_t reasons = 0;
+  for (const auto& [agent, queue] : g->pending) {
+    if (queue.empty() || reasons == kMaxReasons) continue;
+    std::string why = WaitingReason(*g, queue.front());
+    if (why.empty() || s.waiting.find(why) != std::string::npos) continue;
+    if (!s.waiting.empty()) s.waiting += "; ";
+    s.waiting += why;
+    ++reasons;
+  }
   return s;
 }
 

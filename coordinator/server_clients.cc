@@ -241,7 +241,12 @@ void Server::OnSubmit(const std::string& route, uint64_t req, const std::string&
   limits_.Admitted(client, id);
   auto sum = core_.Summary(id);
   LogInfo("group_submitted").Kv("group", id).Kv("client", client).Kv("steps", sum ? sum->total : 0);
-  Reply(route, req, s, common::SubmittedJson(id));
+  // Accepted all the same: a worker offering the agent may join later.
+  std::string warning;
+  if (sum && sum->waiting.find("no live worker offers") != std::string::npos) {
+    warning = "steps wait: " + sum->waiting + "; they start when such a worker joins";
+  }
+  Reply(route, req, s, common::SubmittedJson(id, false, warning));
 }
 
 void Server::OnWait(const std::string& route, uint64_t req, const std::string& client, const std::string& group,

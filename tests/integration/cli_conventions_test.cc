@@ -144,3 +144,26 @@ TEST_CASE("no such group, step or worker exits 4 and a failed group 1", "[cli]")
 
 }  // namespace
 }  // namespace cohort::testing
+
+namespace cohort::testing {
+namespace {
+
+TEST_CASE("a group whose agent no live worker offers is accepted with a warning and says why it waits", "[cli]") {
+  Cluster c;
+  c.StartCoordinator();
+  c.StartWorker("w1", 1);
+  nlohmann::json g = {{"id", "needs-gpu"}, {"steps", {{{"id", "s"}, {"shell", "true"}, {"agent", "gpu"}}}}};
+  RunOutput r = c.SubmitJson(g, {});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(Has(r.err, "warning: group needs-gpu: steps wait: no live worker offers agent \"gpu\""));
+  RunOutput brief = c.Cli({"groups", "--json"});
+  CHECK(Has(brief.out, "no live worker offers agent"));
+  // Once a worker offering it joins, the group runs.
+  c.StartWorker("g1", 1, {"--agents", "gpu"});
+  CHECK(c.Cli({"wait", "needs-gpu"}).exit_code == 0);
+  CHECK_FALSE(Has(c.Cli({"groups", "--json"}).out, "no live worker offers agent"));
+}
+
+}  // namespace
+}  // namespace cohort::testing

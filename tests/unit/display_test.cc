@@ -73,6 +73,12 @@ TEST_CASE("the progress bar shows done, running, failed, elapsed, rate and ETA",
   CHECK(ProgressBar(Json{{"total", 3}}, 3725) == "[....................] 0/3 done, 0 running  1:02:05");
   summary["completed"] = 95;
   CHECK(ProgressBar(summary, 10) == "[####################] 100/100 done, 4 running, 5 failed  0:10  10.0/s");
+  // Why steps wait, when they do; nothing for a null reason.
+  Json waiting = {{"total", 2}, {"pending", 2}, {"waiting", "no live worker offers agent \"gpu\""}};
+  CHECK(ProgressBar(waiting, 5) ==
+        "[....................] 0/2 done, 0 running  0:05  waiting: no live worker offers agent \"gpu\"");
+  waiting["waiting"] = nullptr;
+  CHECK(ProgressBar(waiting, 5) == "[....................] 0/2 done, 0 running  0:05");
 }
 
 TEST_CASE("documents of any shape are shown without throwing", "[display]") {

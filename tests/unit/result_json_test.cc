@@ -171,7 +171,8 @@ Json SummaryTree(const common::GroupSummary& s, const common::WallClock& clock) 
          {"state", std::string(common::GroupStateName(s.state))},
          {"total", s.total},
          {"submitted_at", common::FormatUnixMs(clock.ToUnixMs(s.submitted_at))},
-         {"finished_at", s.finished_at ? Json(common::FormatUnixMs(clock.ToUnixMs(*s.finished_at))) : Json()}};
+         {"finished_at", s.finished_at ? Json(common::FormatUnixMs(clock.ToUnixMs(*s.finished_at))) : Json()},
+         {"waiting", s.waiting.empty() ? Json() : Json(s.waiting)}};
   for (int k = 0; k < common::kStepStateCount; ++k) {
     j[std::string(common::StepStateName(static_cast<common::StepState>(k)))] = s.counts[k];
   }
@@ -199,8 +200,9 @@ TEST_CASE("summaries and lists are written byte for byte as the nlohmann trees w
   const common::Time t0{};
   const common::WallClock clock(t0, 1'795'000'000'000);
   common::GroupSummary running{"g-1 \"quoted\" caf\xC3\xA9", common::GroupState::kRunning, 21,
-                               {1, 2, 3, 4, 5, 6}, t0 + 5ms, std::nullopt};
-  common::GroupSummary done{"g2", common::GroupState::kFailed, 2, {0, 0, 0, 1, 1, 0}, t0, t0 + 1500ms};
+                               {1, 2, 3, 4, 5, 6}, t0 + 5ms, std::nullopt, 0, ""};
+  running.waiting = "every worker slot is busy";
+  common::GroupSummary done{"g2", common::GroupState::kFailed, 2, {0, 0, 0, 1, 1, 0}, t0, t0 + 1500ms, 0, ""};
   for (const auto& s : {running, done}) {
     const std::string text = common::GroupSummaryJson(s, clock);
     CHECK(text == common::DumpJson(SummaryTree(s, clock)));
@@ -224,6 +226,8 @@ TEST_CASE("summaries and lists are written byte for byte as the nlohmann trees w
 
   CHECK(common::SubmittedJson("g7") == common::DumpJson(Json{{"group", "g7"}}));
   CHECK(common::SubmittedJson("bad\xFFid") == common::DumpJson(Json{{"group", "bad\xFFid"}}));
+  CHECK(common::SubmittedJson("g7", true, "steps wait") ==
+        common::DumpJson(Json{{"group", "g7"}, {"existing", true}, {"warning", "steps wait"}}));
 }
 
 }  // namespace cohort::testing
