@@ -117,7 +117,9 @@ std::string ProgressBar(const Json& r, double elapsed_s) {
   constexpr size_t kWidth = 20;
   const size_t filled = total == 0 ? 0 : static_cast<size_t>(static_cast<double>(std::min(done, total)) * kWidth /
                                                              static_cast<double>(total));
-  std::string line = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " +
+  // Named, as several waits may share a terminal.
+  std::string line = (r.contains("group") && r["group"].is_string() ? r["group"].get<std::string>() + ": " : "") +
+                     "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " +
                      std::to_string(done) + "/" + std::to_string(total) + " done, " + std::to_string(n("running")) +
                      " running";
   if (n("retrying")) line += ", " + std::to_string(n("retrying")) + " retrying";

@@ -104,7 +104,7 @@ TEST_CASE("a terminal shows a live progress bar, and a pipe none of it", "[e2e][
   WriteFile(file, group("tty").dump());
   PtyProcess cli({COHORT_BIN_DIR "/cohort", "submit", "--coordinator", c.client_endpoint(), file, "--wait"});
   REQUIRE(WaitUntil([&] { return cli.Screen().find("] 1/2 done, 1 running") != std::string::npos; }, 30s));
-  CHECK(cli.Screen().find("\r\033[K[##########..........] 1/2 done, 1 running  ") != std::string::npos);
+  CHECK(cli.Screen().find("\r\033[Ktty: [##########..........] 1/2 done, 1 running  ") != std::string::npos);
   WriteFile(c.dir() + "/tty.go", "");
   REQUIRE(WaitUntil([&] { return cli.ExitCode().has_value(); }, 30s));
   CHECK(*cli.ExitCode() == 0);

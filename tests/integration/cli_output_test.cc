@@ -114,7 +114,7 @@ TEST_CASE("a group's end counts its cancelled steps by the step that failed, and
   CHECK(Json::parse(c.Cli({"status", "stop", "later3", "--json"}).out)["error"] ==
         "cancelled because step \"bad\" failed");
   RunOutput none = c.Cli({"status", "stop", "nosuch"});
-  CHECK(none.exit_code == 1);
+  CHECK(none.exit_code == 4);
   CHECK(none.err.find("group stop has no step nosuch") != std::string::npos);
   // A step is never taken for the whole group.
   RunOutput wait_step = c.Cli({"wait", "stop", "--step", "bad"});

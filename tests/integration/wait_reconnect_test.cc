@@ -140,8 +140,8 @@ class LiveCli {
   std::string out_, err_;
 };
 
-// The progress line of a group of one step that no worker runs.
-std::string Progress(const std::string& group) { return group + ": 0/1 done"; }
+// The start of a group's progress line.
+std::string Progress(const std::string& group) { return group + ": ["; }
 
 // A group of one step and no worker: it stays running.
 void SubmitPending(Cluster& c, const std::string& group) {

@@ -69,10 +69,11 @@ TEST_CASE("the last lines of an output are whole lines, cleaned and cut", "[disp
 
 TEST_CASE("the progress bar shows done, running, failed, elapsed, rate and ETA", "[display]") {
   Json summary = {{"group", "g"}, {"total", 100}, {"completed", 20}, {"failed", 5}, {"running", 4}};
-  CHECK(ProgressBar(summary, 50) == "[#####...............] 25/100 done, 4 running, 5 failed  0:50  0.5/s  ETA 2:30");
+  CHECK(ProgressBar(summary, 50) ==
+        "g: [#####...............] 25/100 done, 4 running, 5 failed  0:50  0.5/s  ETA 2:30");
   CHECK(ProgressBar(Json{{"total", 3}}, 3725) == "[....................] 0/3 done, 0 running  1:02:05");
   summary["completed"] = 95;
-  CHECK(ProgressBar(summary, 10) == "[####################] 100/100 done, 4 running, 5 failed  0:10  10.0/s");
+  CHECK(ProgressBar(summary, 10) == "g: [####################] 100/100 done, 4 running, 5 failed  0:10  10.0/s");
   // Why steps wait, when they do; nothing for a null reason.
   Json waiting = {{"total", 2}, {"pending", 2}, {"waiting", "no live worker offers agent \"gpu\""}};
   CHECK(ProgressBar(waiting, 5) ==
