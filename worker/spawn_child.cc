@@ -232,6 +232,12 @@ COHORT_CHILD_CODE int InitMain(void* raw) {
       // kernel for the init itself (SIGPIPE): for every process of the
       // namespace but the init, however it left the step's process group.
       syscall(SYS_kill, -1, sig);
+      // A process that stopped itself after the worker's SIGCONT went by
+      // would hold this signal pending for ever: continue it after the
+      // signal, in this order, whatever order the two reached the init in.
+      if (sig != SIGCONT && sig != SIGSTOP && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+        syscall(SYS_kill, -1, SIGCONT);
+      }
     }
   }
 }
