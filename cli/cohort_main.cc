@@ -16,6 +16,7 @@
 #include "cli/command_line.h"
 #include "cli/admin_commands.h"
 #include "cli/display.h"
+#include "cli/group_list.h"
 #include "cli/group_waiter.h"
 #include "cli/one_step.h"
 #include "cli/result_pages.h"

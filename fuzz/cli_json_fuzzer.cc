@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/display.h"
+#include "cli/group_list.h"
 #include "common/group_spec.h"
 #include "common/result_json.h"
 #include "fuzz/fuzz_util.h"
