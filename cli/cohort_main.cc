@@ -2,6 +2,7 @@
 // Exit status: see cli/exit_codes.h (and kUsage below).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -437,11 +438,32 @@ int Logs(std::vector<std::string> args) {
 
 int ListCommand(const std::string& name, std::vector<std::string> args) {
   Common c;
+  std::string state;
+  int64_t limit = cohort::cli::kGroupsShown;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help");
+  std::string usage = "Usage: cohort " + name + " [options]";
+  if (name == "groups") {
+    opts.add_options()
+        ("state", po::value(&state)->value_name("STATE"), "only the groups in STATE: running, completed, failed "
+         "or cancelled")
+        ("limit", po::value(&limit)->value_name("N"), "show the newest N groups (default 50; 0: all); with "
+         "--json, every group unless --limit is given");
+    usage =
+        "Usage: cohort groups [--state STATE] [--limit N] [options]\n\n"
+        "Lists the groups the coordinator holds, newest first: each one's steps by\n"
+        "state (pending: not started yet) and its elapsed time, from submission to\n"
+        "its end, or to now while it runs.";
+  }
   opts.add(CommonOptions(&c));
   po::variables_map vm;
-  if (int rc = Parse(args, "Usage: cohort " + name + " [options]", opts, {}, &vm); rc >= 0) return rc;
+  if (int rc = Parse(args, usage, opts, {}, &vm); rc >= 0) return rc;
+  if (limit < 0) return Fail(kExitUsage, "--limit takes a count of groups, 0 for all");
+  if (!state.empty() && !cohort::cli::IsGroupState(state)) {
+    return Fail(kExitUsage, "--state takes running, completed, failed or cancelled, not \"" + state + "\"");
+  }
+  // Scripts read the whole list as before unless they ask for less.
+  if (c.json && !vm.count("limit")) limit = 0;
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
@@ -449,13 +471,25 @@ int ListCommand(const std::string& name, std::vector<std::string> args) {
   if (name == "workers") req = cohort::common::WorkersMsg{0};
   if (Status s = client.Call(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  if (c.json) {
-    std::cout << reply.body << "\n";
-  } else if (name == "workers") {
-    cohort::cli::PrintWorkers(ParseBody(reply.body), std::cout);
-  } else {
-    cohort::cli::PrintGroups(ParseBody(reply.body), std::cout);
+  if (name == "workers") {
+    if (c.json) {
+      std::cout << reply.body << "\n";
+    } else {
+      cohort::cli::PrintWorkers(ParseBody(reply.body), std::cout);
+    }
+    return kExitOk;
   }
+  size_t more = 0;
+  const Json groups = cohort::cli::SelectGroups(ParseBody(reply.body), state, static_cast<size_t>(limit), &more);
+  if (c.json) {
+    std::cout << cohort::common::DumpJson(groups) << "\n";
+  } else {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    cohort::cli::PrintGroups(groups, now, std::cout);
+  }
+  // On stderr, so that the JSON on stdout stays one document.
+  if (more) (c.json ? std::cerr : std::cout) << "(" << more << " more; --limit 0 shows all)\n";
   return kExitOk;
 }
 

@@ -29,7 +29,9 @@ using Json = nlohmann::json;
 void Show(const Json& doc) {
   std::ostringstream out;
   cohort::cli::PrintResult(doc, out);
-  cohort::cli::PrintGroups(doc, out);
+  size_t more = 0;
+  cohort::cli::PrintGroups(cohort::cli::SelectGroups(doc, "", 2, &more), 0, out);
+  cohort::cli::PrintGroups(doc, INT64_MAX, out);
   cohort::cli::PrintWorkers(doc, out);
   out << cohort::cli::ProgressLine(doc);
 }
