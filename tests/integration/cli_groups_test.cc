@@ -1,6 +1,7 @@
 // `cohort groups` on real daemons with the real CLI: newest first, each
-// group's pending steps and elapsed time, --state and --limit, and the
-// usage error for a state that is not one.
+// group's pending steps and elapsed time, --state and --limit, the usage
+// error for a state that is not one, and the counts object and schema its
+// JSON shares with `cohort status --json`.
 #include <regex>
 #include <sstream>
 #include <string>
@@ -108,6 +109,26 @@ TEST_CASE("groups --limit shows the newest and says how many more there are", "[
   CHECK(Ids(json.out) == std::vector<std::string>{"busy", "broken"});
   CHECK(Has(json.err, "(1 more; --limit 0 shows all)"));
   CHECK(f.c.Cli({"groups", "--limit", "-1"}).exit_code == 2);
+}
+
+TEST_CASE("status --json and groups --json carry the counts in one shape with a schema", "[cli][groups]") {
+  Fixture f;
+  for (const char* group : {"done", "busy"}) {
+    INFO(group);
+    const Json result = f.c.Status(group);
+    Json summary;
+    for (const Json& g : Json::parse(f.c.Cli({"groups", "--json"}).out, nullptr, false)) {
+      if (g.value("group", "") == group) summary = g;
+    }
+    REQUIRE(summary.is_object());
+    CHECK(result["schema"] == 1);
+    CHECK(summary["schema"] == 1);
+    REQUIRE(result["counts"].is_object());
+    CHECK(result["counts"].size() == 6);
+    CHECK(summary["counts"] == result["counts"]);
+    CHECK(summary["pending"] == result["counts"]["pending"]);
+  }
+  CHECK(f.c.Status("done")["counts"]["completed"] == 1);
 }
 
 }  // namespace
