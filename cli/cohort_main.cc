@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <iostream>
@@ -199,10 +200,30 @@ int ReadSpec(const std::string& file, const std::string& commands_file, const st
   return -1;
 }
 
-// Flags override the file: the group's settings, and a step's own timeout or
-// retry block too.
-void ApplyFlags(const po::variables_map& vm, const std::string& id, const std::string& on_failure, Json* out) {
+// --cwd DIR as the steps' directory: a relative DIR is taken from here, as
+// Slurm's sbatch takes the submitting shell's, since the steps run on other
+// hosts that share the file system. The path is not resolved further: a
+// symbolic link on this host may be a mount on theirs.
+int AbsoluteCwd(const std::string& dir, std::string* out) {
+  if (dir.empty()) return Fail(kExitUsage, "--cwd needs a directory");
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(dir, error);
+  if (error) return Fail(kExitUsage, "--cwd " + dir + ": " + error.message());
+  path = path.lexically_normal();
+  // "/tmp/x/." normalizes to "/tmp/x/"; the steps see "/tmp/x".
+  if (path.has_relative_path() && !path.has_filename()) path = path.parent_path();
+  *out = path.string();
+  return -1;
+}
+
+// Flags override the file: the group's settings, and a step's own timeout,
+// retry block or cwd too. -1 to go on, else the exit code.
+int ApplyFlags(const po::variables_map& vm, const std::string& id, const std::string& on_failure, Json* out) {
   Json& spec = *out;
+  std::string cwd;
+  if (vm.count("cwd")) {
+    if (int rc = AbsoluteCwd(vm["cwd"].as<std::string>(), &cwd); rc >= 0) return rc;
+  }
   if (!id.empty()) spec["id"] = id;
   if (vm.count("max-parallel")) spec["max_parallel"] = vm["max-parallel"].as<int64_t>();
   if (vm.count("timeout")) spec["timeout_s"] = vm["timeout"].as<double>();
@@ -217,12 +238,14 @@ void ApplyFlags(const po::variables_map& vm, const std::string& id, const std::s
     for (Json& step : spec["steps"]) {
       if (!step.is_object()) continue;
       if (vm.count("timeout") && step.contains("timeout_s")) step["timeout_s"] = vm["timeout"].as<double>();
+      if (!cwd.empty()) step["cwd"] = cwd;
       if (step.contains("retry") && step["retry"].is_object()) {
         if (vm.count("retries")) step["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
         if (vm.count("backoff")) step["retry"]["backoff_s"] = vm["backoff"].as<double>();
       }
     }
   }
+  return -1;
 }
 
 int Submit(std::vector<std::string> args) {
@@ -249,6 +272,9 @@ int Submit(std::vector<std::string> args) {
       ("retries", po::value<int64_t>()->value_name("N"), "retries after the first attempt (max_attempts = N+1)")
       ("backoff", po::value<double>()->value_name("S"), "delay before the first retry (doubling after)")
       ("deadline", po::value<double>()->value_name("S"), "the whole group's deadline, from submission")
+      ("cwd", po::value<std::string>()->value_name("DIR"), "every step's working directory; a relative DIR (such as "
+       ".) is made absolute here, for workers that share this file system. Without it a step without a cwd of "
+       "its own starts in its worker's working directory (the packaged worker's: /var/lib/cohort-run)")
       ("on-failure", po::value(&on_failure)->value_name("MODE"),
        "cancel (default: stop the group at the first failure) or continue (run everything)")
       ("file", po::value(&file), "the group file");
@@ -286,7 +312,7 @@ int Submit(std::vector<std::string> args) {
 
   Json spec;
   if (int rc = ReadSpec(file, commands_file, command, &spec); rc >= 0) return rc;
-  ApplyFlags(vm, id, on_failure, &spec);
+  if (int rc = ApplyFlags(vm, id, on_failure, &spec); rc >= 0) return rc;
   const std::string text = cohort::common::DumpJson(spec);
   if (text.size() > cohort::common::kMaxDocumentBytes) {
     return Fail(kExitUsage, "invalid group: the group is " + std::to_string(text.size()) +
