@@ -2,7 +2,9 @@
 // Exit status: see cli/exit_codes.h (and kUsage below).
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <iostream>
@@ -16,6 +18,7 @@
 #include "cli/command_line.h"
 #include "cli/admin_commands.h"
 #include "cli/display.h"
+#include "cli/group_list.h"
 #include "cli/group_waiter.h"
 #include "cli/one_step.h"
 #include "cli/result_pages.h"
@@ -197,10 +200,30 @@ int ReadSpec(const std::string& file, const std::string& commands_file, const st
   return -1;
 }
 
-// Flags override the file: the group's settings, and a step's own timeout or
-// retry block too.
-void ApplyFlags(const po::variables_map& vm, const std::string& id, const std::string& on_failure, Json* out) {
+// --cwd DIR as the steps' directory: a relative DIR is taken from here, as
+// Slurm's sbatch takes the submitting shell's, since the steps run on other
+// hosts that share the file system. The path is not resolved further: a
+// symbolic link on this host may be a mount on theirs.
+int AbsoluteCwd(const std::string& dir, std::string* out) {
+  if (dir.empty()) return Fail(kExitUsage, "--cwd needs a directory");
+  std::error_code error;
+  std::filesystem::path path = std::filesystem::absolute(dir, error);
+  if (error) return Fail(kExitUsage, "--cwd " + dir + ": " + error.message());
+  path = path.lexically_normal();
+  // "/tmp/x/." normalizes to "/tmp/x/"; the steps see "/tmp/x".
+  if (path.has_relative_path() && !path.has_filename()) path = path.parent_path();
+  *out = path.string();
+  return -1;
+}
+
+// Flags override the file: the group's settings, and a step's own timeout,
+// retry block or cwd too. -1 to go on, else the exit code.
+int ApplyFlags(const po::variables_map& vm, const std::string& id, const std::string& on_failure, Json* out) {
   Json& spec = *out;
+  std::string cwd;
+  if (vm.count("cwd")) {
+    if (int rc = AbsoluteCwd(vm["cwd"].as<std::string>(), &cwd); rc >= 0) return rc;
+  }
   if (!id.empty()) spec["id"] = id;
   if (vm.count("max-parallel")) spec["max_parallel"] = vm["max-parallel"].as<int64_t>();
   if (vm.count("timeout")) spec["timeout_s"] = vm["timeout"].as<double>();
@@ -215,12 +238,14 @@ void ApplyFlags(const po::variables_map& vm, const std::string& id, const std::s
     for (Json& step : spec["steps"]) {
       if (!step.is_object()) continue;
       if (vm.count("timeout") && step.contains("timeout_s")) step["timeout_s"] = vm["timeout"].as<double>();
+      if (!cwd.empty()) step["cwd"] = cwd;
       if (step.contains("retry") && step["retry"].is_object()) {
         if (vm.count("retries")) step["retry"]["max_attempts"] = vm["retries"].as<int64_t>() + 1;
         if (vm.count("backoff")) step["retry"]["backoff_s"] = vm["backoff"].as<double>();
       }
     }
   }
+  return -1;
 }
 
 int Submit(std::vector<std::string> args) {
@@ -247,6 +272,9 @@ int Submit(std::vector<std::string> args) {
       ("retries", po::value<int64_t>()->value_name("N"), "retries after the first attempt (max_attempts = N+1)")
       ("backoff", po::value<double>()->value_name("S"), "delay before the first retry (doubling after)")
       ("deadline", po::value<double>()->value_name("S"), "the whole group's deadline, from submission")
+      ("cwd", po::value<std::string>()->value_name("DIR"), "every step's working directory; a relative DIR (such as "
+       ".) is made absolute here, for workers that share this file system. Without it a step without a cwd of "
+       "its own starts in its worker's working directory (the packaged worker's: /var/lib/cohort-run)")
       ("on-failure", po::value(&on_failure)->value_name("MODE"),
        "cancel (default: stop the group at the first failure) or continue (run everything)")
       ("file", po::value(&file), "the group file");
@@ -284,7 +312,7 @@ int Submit(std::vector<std::string> args) {
 
   Json spec;
   if (int rc = ReadSpec(file, commands_file, command, &spec); rc >= 0) return rc;
-  ApplyFlags(vm, id, on_failure, &spec);
+  if (int rc = ApplyFlags(vm, id, on_failure, &spec); rc >= 0) return rc;
   const std::string text = cohort::common::DumpJson(spec);
   if (text.size() > cohort::common::kMaxDocumentBytes) {
     return Fail(kExitUsage, "invalid group: the group is " + std::to_string(text.size()) +
@@ -439,11 +467,32 @@ int Logs(std::vector<std::string> args) {
 
 int ListCommand(const std::string& name, std::vector<std::string> args) {
   Common c;
+  std::string state;
+  int64_t limit = cohort::cli::kGroupsShown;
   po::options_description opts("Options");
   opts.add_options()("help,h", "show this help");
+  std::string usage = "Usage: cohort " + name + " [options]";
+  if (name == "groups") {
+    opts.add_options()
+        ("state", po::value(&state)->value_name("STATE"), "only the groups in STATE: running, completed, failed "
+         "or cancelled")
+        ("limit", po::value(&limit)->value_name("N"), "show the newest N groups (default 50; 0: all); with "
+         "--json, every group unless --limit is given");
+    usage =
+        "Usage: cohort groups [--state STATE] [--limit N] [options]\n\n"
+        "Lists the groups the coordinator holds, newest first: each one's steps by\n"
+        "state (pending: not started yet) and its elapsed time, from submission to\n"
+        "its end, or to now while it runs.";
+  }
   opts.add(CommonOptions(&c));
   po::variables_map vm;
-  if (int rc = Parse(args, "Usage: cohort " + name + " [options]", opts, {}, &vm); rc >= 0) return rc;
+  if (int rc = Parse(args, usage, opts, {}, &vm); rc >= 0) return rc;
+  if (limit < 0) return Fail(kExitUsage, "--limit takes a count of groups, 0 for all");
+  if (!state.empty() && !cohort::cli::IsGroupState(state)) {
+    return Fail(kExitUsage, "--state takes running, completed, failed or cancelled, not \"" + state + "\"");
+  }
+  // Scripts read the whole list as before unless they ask for less.
+  if (c.json && !vm.count("limit")) limit = 0;
   if (int rc = LoadKeys(&c); rc >= 0) return rc;
   Client client = MakeClient(c);
   cohort::common::ReplyMsg reply;
@@ -451,13 +500,25 @@ int ListCommand(const std::string& name, std::vector<std::string> args) {
   if (name == "workers") req = cohort::common::WorkersMsg{0};
   if (Status s = client.Call(req, &reply); !s.ok()) return Fail(StatusExit(s), s.message());
   if (Status s = cohort::cli::ReplyStatus(reply); !s.ok()) return Fail(StatusExit(s), s.message());
-  if (c.json) {
-    std::cout << reply.body << "\n";
-  } else if (name == "workers") {
-    cohort::cli::PrintWorkers(ParseBody(reply.body), std::cout);
-  } else {
-    cohort::cli::PrintGroups(ParseBody(reply.body), std::cout);
+  if (name == "workers") {
+    if (c.json) {
+      std::cout << reply.body << "\n";
+    } else {
+      cohort::cli::PrintWorkers(ParseBody(reply.body), std::cout);
+    }
+    return kExitOk;
   }
+  size_t more = 0;
+  const Json groups = cohort::cli::SelectGroups(ParseBody(reply.body), state, static_cast<size_t>(limit), &more);
+  if (c.json) {
+    std::cout << cohort::common::DumpJson(groups) << "\n";
+  } else {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    cohort::cli::PrintGroups(groups, now, std::cout);
+  }
+  // On stderr, so that the JSON on stdout stays one document.
+  if (more) (c.json ? std::cerr : std::cout) << "(" << more << " more; --limit 0 shows all)\n";
   return kExitOk;
 }
 

@@ -1,6 +1,6 @@
 // How the CLI shows documents from the coordinator to a person: tables for
-// a group's steps, the group list and the worker list, and a one-line
-// progress summary. Input is the coordinator's JSON (docs/PROTOCOL.md);
+// a group's steps and the worker list, and a one-line progress summary (the
+// group list is cli/group_list.h). Input is the coordinator's JSON (docs/PROTOCOL.md);
 // missing or mistyped fields show as "-" rather than throwing.
 #ifndef COHORT_CLI_DISPLAY_H_
 #define COHORT_CLI_DISPLAY_H_
@@ -33,7 +33,6 @@ struct GroupEnd {
 };
 
 void PrintResult(const nlohmann::json& result, std::ostream& out);
-void PrintGroups(const nlohmann::json& list, std::ostream& out);
 void PrintWorkers(const nlohmann::json& list, std::ostream& out);
 // Lines of each output stream one step's view shows.
 inline constexpr size_t kStepTailLines = 20;

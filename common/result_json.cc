@@ -146,6 +146,14 @@ void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) 
   w.BeginObject();
   count(StepState::kCancelled);
   count(StepState::kCompleted);
+  // The counts again in the result document's shape, so that one reader
+  // serves both; the flat keys stay for the clients that read them.
+  w.Key("counts").BeginObject();
+  for (StepState k : {StepState::kCancelled, StepState::kCompleted, StepState::kFailed, StepState::kPending,
+                      StepState::kRetrying, StepState::kRunning}) {
+    count(k);
+  }
+  w.EndObject();
   count(StepState::kFailed);
   w.Key("finished_at");
   WriteTimeOrNull(w, s.finished_at, clock);
@@ -153,6 +161,7 @@ void WriteSummary(JsonWriter& w, const GroupSummary& s, const WallClock& clock) 
   count(StepState::kPending);
   count(StepState::kRetrying);
   count(StepState::kRunning);
+  w.Key("schema").Int(kReplySchema);
   w.Key("state").String(GroupStateName(s.state));
   w.Key("submitted_at");
   WriteTime(w, s.submitted_at, clock);
@@ -199,6 +208,7 @@ std::string GroupResultJson(const GroupResult& r, const WallClock& clock) {
   out.reserve(512 + r.steps.size() * 640);
   JsonWriter w(&out);
   w.BeginObject();
+  w.Key("schema").Int(kReplySchema);
   w.Key("group").String(r.id);
   w.Key("state").String(GroupStateName(r.state));
   w.Key("cause");

@@ -25,6 +25,11 @@ namespace cohort::common {
 // "2026-11-26T11:32:03.123Z"
 std::string FormatUnixMs(int64_t unix_ms);
 
+// The "schema" every result document and group summary carries: raised
+// when a field changes meaning or goes away, not when one is added, so a
+// client can refuse a shape it was not written for.
+inline constexpr int kReplySchema = 1;
+
 // The whole result document as JSON text, written directly (see
 // common/json_writer.h): a 10,000-step document is built on the
 // coordinator's loop when a group ends.

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/display.h"
+#include "cli/group_list.h"
 #include "common/group_spec.h"
 #include "common/result_json.h"
 #include "fuzz/fuzz_util.h"
@@ -28,7 +29,9 @@ using Json = nlohmann::json;
 void Show(const Json& doc) {
   std::ostringstream out;
   cohort::cli::PrintResult(doc, out);
-  cohort::cli::PrintGroups(doc, out);
+  size_t more = 0;
+  cohort::cli::PrintGroups(cohort::cli::SelectGroups(doc, "", 2, &more), 0, out);
+  cohort::cli::PrintGroups(doc, INT64_MAX, out);
   cohort::cli::PrintWorkers(doc, out);
   out << cohort::cli::ProgressLine(doc);
 }

@@ -90,7 +90,6 @@ TEST_CASE("documents of any shape are shown without throwing", "[display]") {
     Json doc = Json::parse(text);
     std::ostringstream out;
     CHECK_NOTHROW(PrintResult(doc, out));
-    CHECK_NOTHROW(PrintGroups(doc, out));
     CHECK_NOTHROW(PrintWorkers(doc, out));
     CHECK_NOTHROW(ProgressLine(doc));
     CHECK_NOTHROW(ProgressBar(doc, 1e300));

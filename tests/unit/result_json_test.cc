@@ -136,6 +136,7 @@ TEST_CASE("a result document reads back with every field", "[json]") {
   CHECK(j["duration_s"] == 2.5);
   CHECK(j["total"] == 9);
   CHECK(j["counts"]["pending"] == 7);
+  CHECK(j["schema"] == common::kReplySchema);
   CHECK(j["steps_omitted"] == 7);
   REQUIRE(j["steps"].size() == 2);
   const Json& sa = j["steps"][0];
@@ -175,7 +176,9 @@ Json SummaryTree(const common::GroupSummary& s, const common::WallClock& clock) 
          {"waiting", s.waiting.empty() ? Json() : Json(s.waiting)}};
   for (int k = 0; k < common::kStepStateCount; ++k) {
     j[std::string(common::StepStateName(static_cast<common::StepState>(k)))] = s.counts[k];
+    j["counts"][std::string(common::StepStateName(static_cast<common::StepState>(k)))] = s.counts[k];
   }
+  j["schema"] = common::kReplySchema;
   return j;
 }
 
@@ -228,6 +231,28 @@ TEST_CASE("summaries and lists are written byte for byte as the nlohmann trees w
   CHECK(common::SubmittedJson("bad\xFFid") == common::DumpJson(Json{{"group", "bad\xFFid"}}));
   CHECK(common::SubmittedJson("g7", true, "steps wait") ==
         common::DumpJson(Json{{"group", "g7"}, {"existing", true}, {"warning", "steps wait"}}));
+}
+
+
+TEST_CASE("the result document and the group summary carry the counts in one shape", "[json]") {
+  const common::Time t0{};
+  const common::WallClock clock(t0, 1'795'000'000'000);
+  common::GroupResult r;
+  r.id = "g";
+  r.submitted_at = t0;
+  for (int k = 0; k < common::kStepStateCount; ++k) r.counts[k] = static_cast<size_t>(k + 1);
+  common::GroupSummary s{"g", common::GroupState::kRunning, 21, {1, 2, 3, 4, 5, 6}, t0, std::nullopt};
+  const Json result = Json::parse(common::GroupResultJson(r, clock));
+  const Json summary = Json::parse(common::GroupSummaryJson(s, clock));
+  const Json list = Json::parse(common::GroupListJson({s}, clock));
+  CHECK(result["counts"] == summary["counts"]);
+  CHECK(list[0]["counts"] == summary["counts"]);
+  CHECK(summary["counts"].size() == static_cast<size_t>(common::kStepStateCount));
+  // The flat keys stay, equal to the object's.
+  for (const auto& [state, n] : summary["counts"].items()) CHECK(summary[state] == n);
+  CHECK(result["schema"] == 1);
+  CHECK(summary["schema"] == 1);
+  CHECK(list[0]["schema"] == 1);
 }
 
 }  // namespace cohort::testing
