@@ -133,11 +133,12 @@ TEST_CASE("SIGTERM drains a worker: its running step finishes there, new steps g
   CHECK(leaving.Wait(30s) == 0);
   const Json groups = Json::parse(c.Cli({"groups", "--json"}).out);
   REQUIRE(groups.size() == 2);
+  // Newest first: the second group, then the first.
   for (const Json& g : groups) {
     const Json r = c.Status(g["group"]);
     CHECK(r["state"] == "completed");
     CHECK(r["steps"][0]["attempts"] == 1);
-    CHECK(r["steps"][0]["worker"] == (g["group"] == groups[0]["group"] ? "leaving" : "staying"));
+    CHECK(r["steps"][0]["worker"] == (g["group"] == groups[1]["group"] ? "leaving" : "staying"));
   }
   const std::string log = leaving.Log();
   CHECK(log.find("event=draining") != std::string::npos);

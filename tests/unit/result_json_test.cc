@@ -241,7 +241,7 @@ TEST_CASE("the result document and the group summary carry the counts in one sha
   r.id = "g";
   r.submitted_at = t0;
   for (int k = 0; k < common::kStepStateCount; ++k) r.counts[k] = static_cast<size_t>(k + 1);
-  common::GroupSummary s{"g", common::GroupState::kRunning, 21, {1, 2, 3, 4, 5, 6}, t0, std::nullopt};
+  common::GroupSummary s{"g", common::GroupState::kRunning, 21, {1, 2, 3, 4, 5, 6}, t0, std::nullopt, 0, ""};
   const Json result = Json::parse(common::GroupResultJson(r, clock));
   const Json summary = Json::parse(common::GroupSummaryJson(s, clock));
   const Json list = Json::parse(common::GroupListJson({s}, clock));
