@@ -183,6 +183,13 @@ int ReadSpec(const std::string& file, const std::string& commands_file, const st
       return Fail(kExitUsage, file + ": not valid JSON: " + error);
     }
     if (!spec.is_object()) return Fail(kExitUsage, file + ": a group file holds a JSON object");
+    // The tree keeps one of a key given twice, so the text sent would hide
+    // what the coordinator refuses in a file: the file is read strictly too.
+    cohort::common::GroupSpec strict;
+    if (Status s = cohort::common::ParseGroupSpecJson(text, &strict);
+        !s.ok() && s.message().find("given more than once") != std::string::npos) {
+      return Fail(kExitUsage, "invalid group: " + file + ": " + s.message());
+    }
   } else if (!commands_file.empty()) {
     std::ifstream in(commands_file);
     if (!in) return Fail(kExitUsage, "cannot read " + commands_file);

@@ -281,6 +281,14 @@ TEST_CASE("the CLI: invalid specs exit 2 naming the field - an unreachable coord
   RunOutput dup = c.SubmitJson({{"steps", {{{"id", "a"}, {"shell", "true"}}, {{"id", "a"}, {"shell", "true"}}}}}, {});
   CHECK(dup.exit_code == 2);
   CHECK(dup.err.find("steps[1] (id \"a\")") != std::string::npos);
+  // A key given twice in a file is refused as the coordinator would, not
+  // lost when the CLI reads the file.
+  const std::string twice = c.dir() + "/twice.json";
+  WriteFile(twice, R"({"steps": [{"id": "a", "shell": "true", "shell": "false"}]})");
+  RunOutput repeated = c.Cli({"submit", twice});
+  INFO(repeated.err);
+  CHECK(repeated.exit_code == 2);
+  CHECK(repeated.err.find("given more than once") != std::string::npos);
   RunOutput flag = c.Cli({"submit", "--on-failure", "sometimes", "--", "true"});
   CHECK(flag.exit_code == 2);
   CHECK(flag.err.find("on_failure") != std::string::npos);
