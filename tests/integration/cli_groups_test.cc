@@ -2,7 +2,7 @@
 // group's pending steps and elapsed time, --state and --limit, the usage
 // error for a state that is not one, and the counts object and schema its
 // JSON shares with `cohort status --json`.
-#include <regex>
+#include <cctype>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -60,6 +60,24 @@ struct Fixture {
   }
 };
 
+// "M:SS" or "H:MM:SS" (digits, then groups of ":" and two digits). Written
+// out: GCC 12 warns falsely inside std::regex under the sanitizers.
+bool LooksLikeClock(const std::string& s) {
+  size_t at = 0;
+  while (at < s.size() && std::isdigit(static_cast<unsigned char>(s[at]))) ++at;
+  if (at == 0) return false;
+  int groups = 0;
+  while (at < s.size()) {
+    if (s.size() - at < 3 || s[at] != ':' || !std::isdigit(static_cast<unsigned char>(s[at + 1])) ||
+        !std::isdigit(static_cast<unsigned char>(s[at + 2]))) {
+      return false;
+    }
+    at += 3;
+    ++groups;
+  }
+  return groups == 1 || groups == 2;
+}
+
 TEST_CASE("groups lists the newest first with pending steps and elapsed time", "[cli][groups]") {
   Fixture f;
   RunOutput r = f.c.Cli({"groups"});
@@ -74,8 +92,7 @@ TEST_CASE("groups lists the newest first with pending steps and elapsed time", "
   CHECK(CellUnder(header, lines[1], "PENDING") == "1");
   CHECK(CellUnder(header, lines[1], "RUNNING") == "1");
   CHECK(CellUnder(header, lines[3], "PENDING") == "0");
-  const std::regex clock(R"(\d+:\d\d(:\d\d)?)");
-  for (size_t i = 1; i < lines.size(); ++i) CHECK(std::regex_match(CellUnder(header, lines[i], "ELAPSED"), clock));
+  for (size_t i = 1; i < lines.size(); ++i) CHECK(LooksLikeClock(CellUnder(header, lines[i], "ELAPSED")));
   CHECK(Ids(f.c.Cli({"groups", "--json"}).out) == std::vector<std::string>{"busy", "broken", "done"});
 }
 
