@@ -183,9 +183,12 @@ def start_cluster(tag, n_workers, slots):
 
 
 def start_worker(wep, name, slots):
+    # COHORT_BENCH_WORKER_FLAGS: extra worker flags, to compare settings in
+    # one run's conditions (e.g. "--step-isolation process-group").
+    extra = os.environ.get("COHORT_BENCH_WORKER_FLAGS", "").split()
     return start([os.path.join(BIN, "cohort-worker"), "--coordinator", wep, "--name", name, "--slots", str(slots),
                   "--log-level", "warn", "--state-dir", os.path.join(workdir, f"{name}-state"),
-                  "--run-as", pwd.getpwuid(os.geteuid()).pw_name], f"{name}.{time.time():.3f}.log")
+                  "--run-as", pwd.getpwuid(os.geteuid()).pw_name] + extra, f"{name}.{time.time():.3f}.log")
 
 
 def wait_workers(client, n, names=()):
