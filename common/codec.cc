@@ -240,6 +240,18 @@ std::vector<std::string> Encode(const Message& msg) {
 
 std::string_view CommandName(const Message& msg) { return kCommandNames[msg.index()]; }
 
+std::optional<uint64_t> RequestIdOf(const Message& msg) {
+  return std::visit(
+      [](const auto& m) -> std::optional<uint64_t> {
+        if constexpr (requires { m.req; }) {
+          return m.req;
+        } else {
+          return std::nullopt;
+        }
+      },
+      msg);
+}
+
 Status ValidateMessage(const Message& msg) {
   const std::string command(CommandName(msg));
   Checker c(command);

@@ -18,6 +18,7 @@
 #define COHORT_COMMON_CODEC_H_
 
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,10 @@ inline Status Decode(std::initializer_list<std::string_view> frames, Message* ou
 // The wire command, e.g. "RUN"; "CANCEL" for both CancelRequestMsg and
 // CancelAttemptMsg.
 std::string_view CommandName(const Message& msg);
+
+// The `req` of a message that has one (a client's request, a REPLY), or
+// nullopt.
+std::optional<uint64_t> RequestIdOf(const Message& msg);
 
 // The limits and value rules Decode applies to a decoded message (sizes,
 // counts, UTF-8, slots >= 1, ...), for a sender holding user input: OK, or

@@ -230,8 +230,9 @@ class Server {
              uint64_t req, common::Time now, std::string* group);
   void OnCordon(const Caller& caller, const std::string& route, uint64_t req, const common::CordonMsg& m,
                 common::Time now);
-  // Keeps the last max_tail_bytes of each tail of `o`; logs a cut.
-  void CapTails(const std::string& worker, common::AttemptOutcome* o, common::Time now);
+  // Copies the last max_tail_bytes of each of `m`'s tails into `o`; logs a cut.
+  void KeepTails(const std::string& worker, const common::FinishedMsg& m, common::AttemptOutcome* o,
+                 common::Time now);
   void OnSubmit(const std::string& route, uint64_t req, const std::string& client, const common::SubmitMsg& m,
                 common::Time now);
   void OnWait(const std::string& route, uint64_t req, const std::string& client, const std::string& group,

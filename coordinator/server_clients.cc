@@ -26,18 +26,6 @@ static_assert(kPageBytes * 6 + kPageSteps * 1024 < common::kMaxDocumentBytes);
 // is refused and the client polls with STATUS instead.
 constexpr size_t kMaxWaiters = 100000;
 
-std::optional<uint64_t> RequestId(const common::Message& m) {
-  return std::visit(
-      [](const auto& msg) -> std::optional<uint64_t> {
-        if constexpr (requires { msg.req; }) {
-          return msg.req;
-        } else {
-          return std::nullopt;
-        }
-      },
-      m);
-}
-
 }  // namespace
 
 void Server::Reply(const std::string& route, uint64_t req, const Status& status, std::string body) {
@@ -63,7 +51,7 @@ void Server::OnClient(const common::Envelope& env, Time now) {
     BadMessage("client", s, now);
     return;
   }
-  std::optional<uint64_t> req = RequestId(msg);
+  std::optional<uint64_t> req = common::RequestIdOf(msg);
   if (!req) {
     BadMessage("client", Status::Corruption(std::string(common::CommandName(msg)) + " is not a client request"),
                now);

@@ -31,13 +31,14 @@ void Server::Refuse(const std::string& route, std::string reason) {
   Send(workers_, route, std::move(refuse));
 }
 
-void Server::CapTails(const std::string& worker, common::AttemptOutcome* o, Time now) {
+void Server::KeepTails(const std::string& worker, const common::FinishedMsg& m, common::AttemptOutcome* o,
+                       Time now) {
   const size_t cap = options_.max_tail_bytes;
   size_t cut = 0;
-  for (std::string* tail : {&o->stdout_tail, &o->stderr_tail}) {
-    if (tail->size() <= cap) continue;
-    cut += tail->size() - cap;
-    tail->erase(0, tail->size() - cap);  // a tail: the end is what matters
+  for (auto [from, to] : {std::pair{&m.stdout_tail, &o->stdout_tail}, {&m.stderr_tail, &o->stderr_tail}}) {
+    const size_t over = from->size() > cap ? from->size() - cap : 0;
+    to->assign(*from, over);  // a tail: the end is what matters
+    cut += over;
   }
   if (cut == 0) return;
   uint64_t suppressed = 0;
@@ -61,7 +62,7 @@ void Server::RevokeWorkers(Time now) {
   for (const WorkerView& w : core_.Workers()) {
     // A grant narrowed by the reload binds workers registered before it, as
     // a removed key does.
-    const WorkerGrant* grant = zap_->Admits(kWorkerDomain, w.user_id) ? zap_->GrantOf(w.user_id) : nullptr;
+    const WorkerGrant* grant = zap_->GrantOf(w.user_id);
     common::RegisterMsg as_joined;
     as_joined.name = w.name;
     as_joined.slots = static_cast<uint32_t>(w.slots);
@@ -106,15 +107,7 @@ void Server::OnWorker(const common::Envelope& env, Time now) {
   // A client pointed at this port by mistake (`--coordinator host:5701`):
   // answered in its own terms, else it waits out its whole timeout, since
   // the REREGISTER below means nothing to it. Not a REPLY: no client sends one.
-  const uint64_t* client_req = std::visit(
-      [](const auto& m) -> const uint64_t* {
-        if constexpr (requires { m.req; }) {
-          return &m.req;
-        } else {
-          return nullptr;
-        }
-      },
-      msg);
+  const std::optional<uint64_t> client_req = common::RequestIdOf(msg);
   if (client_req && !std::holds_alternative<common::ReplyMsg>(msg)) {
     BadMessage("worker", Status::InvalidArgument("a client request on the worker port"), now);
     common::ReplyMsg reply;
@@ -178,16 +171,16 @@ void Server::NoteSendDelay(Time turn_start, bool was_held) {
 }
 
 void Server::OnRegister(const common::Envelope& env, const common::RegisterMsg& reg, Time now) {
-  if (zap_ && !zap_->Admits(kWorkerDomain, env.user)) {
-    BadMessage("worker", Status::FailedPrecondition("key \"" + UserIdName(env.user) + "\" is no longer authorized"),
-               now);
-    Refuse(env.route, kKeyRevoked);
-    return;
-  }
   if (zap_) {
+    // A key has a grant exactly while it is in the workers' allowlist.
     const WorkerGrant* grant = zap_->GrantOf(env.user);
-    Status within = grant ? CheckRegistration(*grant, reg) : Status::FailedPrecondition(kKeyRevoked);
-    if (!within.ok()) {
+    if (!grant) {
+      BadMessage("worker", Status::FailedPrecondition("key \"" + UserIdName(env.user) + "\" is no longer authorized"),
+                 now);
+      Refuse(env.route, kKeyRevoked);
+      return;
+    }
+    if (Status within = CheckRegistration(*grant, reg); !within.ok()) {
       uint64_t suppressed = 0;
       if (refusal_log_.Allow(now, &suppressed)) {
         LogWarn("worker_refused").Kv("worker", reg.name).Kv("key-name", UserIdName(env.user))
@@ -261,11 +254,9 @@ void Server::OnReport(const std::string& name, const std::string& route, const c
     o.cancelled = m->cancelled;
     o.lost = m->lost;
     o.error = m->error;
-    o.stdout_tail = m->stdout_tail;
-    o.stderr_tail = m->stderr_tail;
+    KeepTails(name, *m, &o, now);
     o.stdout_bytes = m->stdout_bytes;
     o.stderr_bytes = m->stderr_bytes;
-    CapTails(name, &o, now);
     LogDebug("step_finished")
         .Kv("group", m->id.group)
         .Kv("step", m->id.step)

@@ -161,14 +161,8 @@ void Standby::AnswerClients() {
   for (int i = 0; i < 256 && common::ReceiveEnvelope(clients_, true, &env); ++i) {
     common::Message msg;
     if (!common::DecodeEnvelope(env, &msg).ok()) continue;  // the leader logs bad input; a standby drops it
-    uint64_t req = 0;
-    std::visit(
-        [&req](const auto& m) {
-          if constexpr (requires { m.req; }) req = m.req;
-        },
-        msg);
     common::ReplyMsg reply;
-    reply.req = req;
+    reply.req = common::RequestIdOf(msg).value_or(0);
     const bool known = leader_ && leader_->expires_in_ms >= 0;
     if (std::holds_alternative<common::PingMsg>(msg)) {
       // A health check: a standby is healthy, and says it stands by.
