@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "tests/free_port.h"
 #include "tests/harness_util.h"
 
 namespace cohort::testing {
@@ -48,22 +49,6 @@ std::string BinDir() {
     if (!out.empty() && ::access((out + "/postgres").c_str(), X_OK) == 0) return out;
   }
   return kFallbackBinDir;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 // Whether `uid` (with only group `gid`, as setgroups(0) leaves it) can walk

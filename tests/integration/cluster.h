@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/free_port.h"
+
 namespace cohort::testing {
 
 // {"--run-as", the user running the tests}: a worker started as root refuses
@@ -34,9 +36,6 @@ RunOutput RunProgram(const std::vector<std::string>& argv, std::chrono::millisec
 
 // Polls `cond` every few milliseconds until it holds or `timeout` passes.
 bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
-
-// A loopback TCP port that was free a moment ago.
-int FreePort();
 
 // PIDs of live (non-zombie) processes whose command line contains `marker`.
 std::vector<pid_t> ProcessesWith(const std::string& marker);
