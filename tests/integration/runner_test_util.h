@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -97,6 +98,27 @@ inline std::vector<std::string> WaitForLines(StepRunner& runner, uint64_t key, s
   }
   FAIL("step " << key << " printed only: " << out);
   return {};
+}
+
+// Polls until the running attempt's main process is stopped (state T in its
+// /proc stat), so that a test of a step that stops itself does not race the
+// step's own `kill -STOP` with its cancel.
+inline void WaitStopped(StepRunner& runner, uint64_t key) {
+  const std::optional<pid_t> pid = runner.PidOf(key);
+  REQUIRE(pid);
+  const common::Time limit = common::Clock::now() + kBudget;
+  std::vector<RunResult> done;
+  std::string stat;
+  while (common::Clock::now() < limit) {
+    std::ifstream in("/proc/" + std::to_string(*pid) + "/stat");
+    stat.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') return;
+    // A stopped process makes no event to wake the poll: a short bound.
+    runner.PollOnce(std::min(limit, common::Clock::now() + std::chrono::milliseconds(10)), &done);
+    REQUIRE(done.empty());
+  }
+  FAIL("step " << key << " did not stop: " << stat);
 }
 
 // A number that sleep accepts and no other process on the box has in its

@@ -34,6 +34,7 @@ using runner_test::UniqueSleepArg;
 using runner_test::WaitFor;
 using runner_test::WaitForAll;
 using runner_test::WaitForLines;
+using runner_test::WaitStopped;
 using namespace std::chrono_literals;
 
 RunnerOptions Isolated(common::Duration grace = 5s) {
@@ -180,9 +181,9 @@ TEST_CASE("an isolated step that traps TERM cleans up - and a stopped one is con
   StepRunner runner(Isolated());
   REQUIRE(runner.Start(Shell(1, "trap 'echo cleaning; exit 7' TERM; sleep 30 & echo ready; wait"), Clock::now())
               .ok());
-  REQUIRE(runner.Start(Shell(2, "echo ready; kill -STOP $$; sleep 30"), Clock::now()).ok());
+  REQUIRE(runner.Start(Shell(2, "kill -STOP $$; sleep 30"), Clock::now()).ok());
   WaitForLines(runner, 1, 1);
-  WaitForLines(runner, 2, 1);
+  WaitStopped(runner, 2);
   REQUIRE(runner.CancelAll(Clock::now()) == 2);
   std::map<uint64_t, RunResult> results = WaitForAll(runner);
   REQUIRE(results.size() == 2);

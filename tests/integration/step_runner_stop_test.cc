@@ -41,6 +41,7 @@ using runner_test::UniqueSleepArg;
 using runner_test::WaitFor;
 using runner_test::WaitForAll;
 using runner_test::WaitForLines;
+using runner_test::WaitStopped;
 using runner_test::WithGrace;
 using namespace std::chrono_literals;
 
@@ -135,8 +136,8 @@ TEST_CASE("the subreaper reaps an orphaned grandchild before the step finishes",
 
 TEST_CASE("a stopped step is continued so that it can act on TERM", "[runner]") {
   StepRunner runner(WithGrace(5s));
-  REQUIRE(runner.Start(Shell(1, "echo ready; kill -STOP $$; sleep 30"), Clock::now()).ok());
-  WaitForLines(runner, 1, 1);
+  REQUIRE(runner.Start(Shell(1, "kill -STOP $$; sleep 30"), Clock::now()).ok());
+  WaitStopped(runner, 1);
   const Time cancelled_at = Clock::now();
   REQUIRE(runner.Cancel(1, cancelled_at));
   std::optional<RunResult> r = WaitFor(runner, 1);
