@@ -178,8 +178,21 @@ TEST_CASE("an isolated step's timeout sends TERM - then KILL after the grace", "
 }
 
 TEST_CASE("an isolated step that traps TERM cleans up - and a stopped one is continued", "[runner][isolation]") {
+  TempDir dir;
+  const std::string started = dir.path() + "/background";
+  struct Unlink {
+    std::string path;
+    ~Unlink() { unlink(path.c_str()); }
+  } cleanup{started};
   StepRunner runner(Isolated());
-  REQUIRE(runner.Start(Shell(1, "trap 'echo cleaning; exit 7' TERM; sleep 30 & echo ready; wait"), Clock::now())
+  // "ready" only once the background sleep runs as a program of its own, so
+  // that the forwarded TERM always has a second process to reach: one that
+  // lands between the shell's fork and the child's exec finds the parent's
+  // trap still set in the child, which then exits 0 and never sleeps.
+  REQUIRE(runner
+              .Start(Shell(1, "trap 'echo cleaning; exit 7' TERM; /bin/sh -c '" + PidThenSleep(started, "30") +
+                                  "' & until [ -s " + started + " ]; do :; done; echo ready; wait"),
+                     Clock::now())
               .ok());
   REQUIRE(runner.Start(Shell(2, "kill -STOP $$; sleep 30"), Clock::now()).ok());
   WaitForLines(runner, 1, 1);
